@@ -1,0 +1,70 @@
+//! The transport crate's error type.
+
+use std::io;
+
+use crate::transport::TransportKind;
+
+/// What can go wrong while connecting or moving frames.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A target string could not be parsed; the message names what is wrong.
+    #[error("invalid target {target:?}: {reason}")]
+    InvalidTarget {
+        /// The string as given.
+        target: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Connecting took longer than the connect timeout.
+    #[error("connecting to {target} timed out after {elapsed_ms} ms")]
+    ConnectTimeout {
+        /// The target, as displayed.
+        target: String,
+        /// The timeout in milliseconds.
+        elapsed_ms: u64,
+    },
+    /// An I/O error from the socket.
+    #[error("{kind} I/O error: {source}")]
+    Io {
+        /// The transport it happened on.
+        kind: TransportKind,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// TLS setup or handshake failed (certificate, name, configuration).
+    #[error("TLS error: {0}")]
+    Tls(String),
+    /// The WebSocket layer failed (handshake, protocol violation).
+    #[error("WebSocket error: {0}")]
+    WebSocket(String),
+    /// The peer sent bytes that are not valid packages (bad check byte,
+    /// oversized length, a text message, a message shorter than a header).
+    #[error("protocol error: {0}")]
+    Protocol(#[from] thingsdb_protocol::Error),
+    /// The peer sent a WebSocket text message, which the protocol does not use.
+    #[error("unexpected WebSocket text message")]
+    TextMessage,
+    /// The connection ended in the middle of a package.
+    #[error("connection closed in the middle of a package ({available} of {needed} bytes)")]
+    ClosedMidFrame {
+        /// Bytes of the package that arrived.
+        available: usize,
+        /// Bytes the package needed.
+        needed: usize,
+    },
+    /// The connection is closed; nothing more can be sent or received.
+    #[error("connection closed")]
+    Closed,
+    /// Bytes given to `send` are not a sequence of whole packages.
+    #[error("send was given bytes that are not whole packages: {0}")]
+    NotWholeFrames(String),
+}
+
+impl Error {
+    /// Wraps an I/O error of the given transport.
+    pub fn io(kind: TransportKind, source: io::Error) -> Self {
+        Error::Io { kind, source }
+    }
+}
