@@ -97,14 +97,14 @@ const JOIN_IDS: &str = "0d000000000026d993a72f2f737475666611cd01c8";
 const JOIN_NAME: &str = "0e000000010026d992a72f2f7374756666a463686174";
 const DATA_JOIN: &str = "03000000000012ed9211c0";
 const LEAVE: &str = "0d000000000027d893a72f2f737475666611cd01c8";
-const EMIT: &str =
-    "1d000000000028d794a72f2f737475666611ab6e65772d6d657373616765a648656c6c6f21";
+const EMIT: &str = "1d000000000028d794a72f2f737475666611ab6e65772d6d657373616765a648656c6c6f21";
 const EMIT_PEER: &str =
     "1d000000000029d694a72f2f737475666611ab6e65772d6d657373616765a648656c6c6f21";
 const ERROR: &str = "38000000000013ec82aa6572726f725f636f6465d0c8a96572726f725f6d7367bf636f6e6e656374696f6e206973206e6f742061757468656e74696361746564";
 const ON_JOIN: &str = "05000000ffff06f981a2696411";
 const ON_LEAVE: &str = "05000000ffff07f881a2696411";
-const ON_EMIT: &str = "24000000ffff08f783a2696411a56576656e74ab6e65772d6d657373616765a46172677391a648656c6c6f21";
+const ON_EMIT: &str =
+    "24000000ffff08f783a2696411a56576656e74ab6e65772d6d657373616765a46172677391a648656c6c6f21";
 const ON_DELETE: &str = "05000000ffff09f681a2696411";
 const NODE_STATUS: &str = "1a000000ffff00ff82a2696400a6737461747573ad5348555454494e475f444f574e";
 const WARN: &str = "2d000000ffff05fa82a97761726e5f636f646502a87761726e5f6d7367b7546573742e2e2c206f6e652c2074776f2c207468726565";
@@ -194,8 +194,10 @@ fn query_with_vars() {
 #[test]
 fn run_positional() {
     assert_eq!(
-        encoded(|b| request::encode_run(b, 0, "@t", "add_one", RunArgs::Positional(&[0x91, 41]))
-            .unwrap()),
+        encoded(
+            |b| request::encode_run(b, 0, "@t", "add_one", RunArgs::Positional(&[0x91, 41]))
+                .unwrap()
+        ),
         RUN_POS
     );
     assert_eq!(
@@ -292,8 +294,9 @@ fn check_emit(req: Request, peers_only: bool) {
 fn emit() {
     let args = str_array(&["Hello!"]);
     assert_eq!(
-        encoded(|b| request::encode_emit(b, 0, "//stuff", &Room::Id(17), "new-message", &args)
-            .unwrap()),
+        encoded(
+            |b| request::encode_emit(b, 0, "//stuff", &Room::Id(17), "new-message", &args).unwrap()
+        ),
         EMIT
     );
     check_emit(request(EMIT, PackageType::Emit, 0), false);
@@ -362,8 +365,13 @@ fn data_join_reply() {
 #[test]
 fn error_not_authenticated() {
     assert_eq!(
-        encoded(|b| response::encode_error(b, 0, ErrorCode::Auth, "connection is not authenticated")
-            .unwrap()),
+        encoded(|b| response::encode_error(
+            b,
+            0,
+            ErrorCode::Auth,
+            "connection is not authenticated"
+        )
+        .unwrap()),
         ERROR
     );
     let r = response(ERROR, PackageType::Error, 0);
@@ -510,7 +518,12 @@ fn every_order(t: PackageType, pairs: &[(&str, Vec<u8>)], want: &Event) {
         for order in orders {
             let f = Frame::new(t, EVENT_ID, map_payload(&order));
             let got = Event::decode(&f).unwrap();
-            assert_eq!(&got, want, "keys {:?}", order.iter().map(|p| p.0).collect::<Vec<_>>());
+            assert_eq!(
+                &got,
+                want,
+                "keys {:?}",
+                order.iter().map(|p| p.0).collect::<Vec<_>>()
+            );
             // The node-side encoder writes `scope` too, and decodes back.
             let mut b = BytesMut::new();
             want.encode(&mut b).unwrap();
@@ -598,9 +611,29 @@ fn error_reply_in_any_order_with_extra_keys() {
 #[test]
 fn all_vectors_as_one_stream() {
     let all = [
-        PING, PONG, OK, AUTH, AUTH_TOKEN, QUERY, QUERY_VARS, DATA_2, RUN_POS, RUN_NAMED, JOIN_IDS,
-        JOIN_NAME, DATA_JOIN, LEAVE, EMIT, EMIT_PEER, ERROR, ON_JOIN, ON_LEAVE, ON_EMIT, ON_DELETE,
-        NODE_STATUS, WARN,
+        PING,
+        PONG,
+        OK,
+        AUTH,
+        AUTH_TOKEN,
+        QUERY,
+        QUERY_VARS,
+        DATA_2,
+        RUN_POS,
+        RUN_NAMED,
+        JOIN_IDS,
+        JOIN_NAME,
+        DATA_JOIN,
+        LEAVE,
+        EMIT,
+        EMIT_PEER,
+        ERROR,
+        ON_JOIN,
+        ON_LEAVE,
+        ON_EMIT,
+        ON_DELETE,
+        NODE_STATUS,
+        WARN,
     ];
     let frames: Vec<Frame> = all.iter().map(|s| frame(s)).collect();
     let wire: Vec<u8> = all.iter().flat_map(|s| unhex(s)).collect();
