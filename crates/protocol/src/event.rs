@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use crate::error::Error;
 use crate::frame::Frame;
 use crate::header::EVENT_ID;
-use crate::msgpack::{self, Kind, Reader};
+use crate::msgpack::{self, expect_kind, read_id, Kind, Reader};
 use crate::package_type::{Direction, PackageType};
 use crate::request::{begin_frame, finish_frame};
 
@@ -130,7 +130,7 @@ pub enum Event {
 #[derive(Default)]
 struct Fields<'a> {
     scope: Option<&'a str>,
-    id: Option<i64>,
+    id: Option<u64>,
     status: Option<&'a str>,
     warn_code: Option<i64>,
     warn_msg: Option<&'a str>,
@@ -142,28 +142,35 @@ fn wrong(field: &'static str, expected: &'static str) -> Error {
     Error::WrongType { field, expected }
 }
 
+// Each value's kind is checked before it is read: malformed bytes are
+// `InvalidMsgpack`, a well-formed value of another kind is `WrongType`.
+fn string<'a>(r: &mut Reader<'a>, field: &'static str) -> Result<&'a str, Error> {
+    expect_kind(r, Kind::Str, field, "a string")?;
+    r.read_str()
+}
+
+fn int(r: &mut Reader<'_>, field: &'static str) -> Result<i64, Error> {
+    expect_kind(r, Kind::Int, field, "an integer")?;
+    r.read_int()
+}
+
 impl<'a> Fields<'a> {
     fn read(payload: &'a [u8]) -> Result<Fields<'a>, Error> {
         let mut r = Reader::new(payload);
-        let n = r.read_map_len().map_err(|_| wrong("payload", "a map"))?;
+        expect_kind(&r, Kind::Map, "payload", "a map")?;
+        let n = r.read_map_len()?;
         let mut f = Fields::default();
         for _ in 0..n {
-            let key = r.read_str().map_err(|_| wrong("key", "a string"))?;
+            let key = string(&mut r, "key")?;
             match key {
-                "scope" => f.scope = Some(r.read_str().map_err(|_| wrong("scope", "a string"))?),
-                "id" => f.id = Some(r.read_int().map_err(|_| wrong("id", "an integer"))?),
-                "status" => f.status = Some(r.read_str().map_err(|_| wrong("status", "a string"))?),
-                "warn_code" => {
-                    f.warn_code = Some(r.read_int().map_err(|_| wrong("warn_code", "an integer"))?)
-                }
-                "warn_msg" => {
-                    f.warn_msg = Some(r.read_str().map_err(|_| wrong("warn_msg", "a string"))?)
-                }
-                "event" => f.event = Some(r.read_str().map_err(|_| wrong("event", "a string"))?),
+                "scope" => f.scope = Some(string(&mut r, "scope")?),
+                "id" => f.id = Some(read_id(&mut r, "id", "a non-negative integer")?),
+                "status" => f.status = Some(string(&mut r, "status")?),
+                "warn_code" => f.warn_code = Some(int(&mut r, "warn_code")?),
+                "warn_msg" => f.warn_msg = Some(string(&mut r, "warn_msg")?),
+                "event" => f.event = Some(string(&mut r, "event")?),
                 "args" => {
-                    if r.peek_kind()? != Kind::Array {
-                        return Err(wrong("args", "an array"));
-                    }
+                    expect_kind(&r, Kind::Array, "args", "an array")?;
                     f.args = Some(r.skip_value()?);
                 }
                 _ => {
@@ -178,8 +185,7 @@ impl<'a> Fields<'a> {
     }
 
     fn room_id(&self) -> Result<u64, Error> {
-        let id = self.id.ok_or(Error::MissingKey("id"))?;
-        u64::try_from(id).map_err(|_| wrong("id", "a non-negative integer"))
+        self.id.ok_or(Error::MissingKey("id"))
     }
 
     fn room(&self) -> Result<RoomEvent, Error> {

@@ -356,6 +356,28 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// Reads any integer form as a `u64`, including `uint 64` values above
+    /// `i64::MAX`; negative values are an error.
+    ///
+    /// ```
+    /// use thingsdb_protocol::msgpack::Reader;
+    /// let big = [0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+    /// assert_eq!(Reader::new(&big).read_uint().unwrap(), u64::MAX);
+    /// assert!(Reader::new(&[0xff]).read_uint().is_err()); // -1
+    /// ```
+    pub fn read_uint(&mut self) -> Result<u64, Error> {
+        if self.data.get(self.pos) == Some(&0xcf) {
+            self.pos += 1;
+            return Ok(u64::from_be_bytes(self.be()?));
+        }
+        let start = self.pos;
+        let v = self.read_int()?;
+        u64::try_from(v).map_err(|_| {
+            self.pos = start;
+            invalid("expected a non-negative integer")
+        })
+    }
+
     /// Reads a boolean.
     pub fn read_bool(&mut self) -> Result<bool, Error> {
         match self.byte()? {
@@ -424,6 +446,38 @@ impl<'a> Reader<'a> {
                 .ok_or_else(|| invalid("container count runs past the end of data"))?;
         }
         Ok(&self.data[start..self.pos])
+    }
+}
+
+/// Checks the kind of the next value before a payload decoder reads it, so
+/// that malformed MessagePack (input ending early, the reserved marker) is
+/// reported as [`Error::InvalidMsgpack`] and only a well-formed value of the
+/// wrong kind as [`Error::WrongType`].
+pub(crate) fn expect_kind(
+    r: &Reader<'_>,
+    want: Kind,
+    field: &'static str,
+    expected: &'static str,
+) -> Result<(), Error> {
+    match r.peek_kind()? {
+        k if k == want => Ok(()),
+        Kind::Reserved => Err(invalid("reserved marker 0xc1")),
+        _ => Err(Error::WrongType { field, expected }),
+    }
+}
+
+/// Reads an id (a room's, a node's): any non-negative integer up to
+/// `u64::MAX`. A negative integer, or a value of another kind, is
+/// [`Error::WrongType`]; malformed bytes are [`Error::InvalidMsgpack`].
+pub(crate) fn read_id(
+    r: &mut Reader<'_>,
+    field: &'static str,
+    expected: &'static str,
+) -> Result<u64, Error> {
+    expect_kind(r, Kind::Int, field, expected)?;
+    match r.clone().read_int() {
+        Ok(v) if v < 0 => Err(Error::WrongType { field, expected }),
+        _ => r.read_uint(),
     }
 }
 

@@ -36,7 +36,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::error::Error;
 use crate::frame::Frame;
 use crate::header::{Header, DEFAULT_MAX_PAYLOAD, HEADER_LEN};
-use crate::msgpack::{self, Kind, Reader};
+use crate::msgpack::{self, expect_kind, read_id, Kind, Reader};
 use crate::package_type::{Direction, PackageType};
 
 /// A room, named by its id or by its name.
@@ -424,16 +424,9 @@ fn slice_of(payload: &Bytes, part: &[u8]) -> Bytes {
 
 fn read_room(r: &mut Reader<'_>) -> Result<Room, Error> {
     match r.peek_kind()? {
-        Kind::Int => {
-            let id = r.read_int()?;
-            u64::try_from(id)
-                .map(Room::Id)
-                .map_err(|_| Error::WrongType {
-                    field: "room",
-                    expected: "a non-negative room id or a room name",
-                })
-        }
+        Kind::Int => read_id(r, "room", "a non-negative room id or a room name").map(Room::Id),
         Kind::Str => Ok(Room::Name(r.read_str()?.to_string())),
+        Kind::Reserved => Err(Error::InvalidMsgpack("reserved marker 0xc1")),
         _ => Err(Error::WrongType {
             field: "room",
             expected: "a room id or a room name",
@@ -442,33 +435,21 @@ fn read_room(r: &mut Reader<'_>) -> Result<Room, Error> {
 }
 
 fn read_head(r: &mut Reader<'_>, min: usize, what: &'static str) -> Result<(usize, String), Error> {
-    let n = r.read_array_len().map_err(|_| Error::WrongType {
-        field: "payload",
-        expected: what,
-    })?;
+    expect_kind(r, Kind::Array, "payload", what)?;
+    let n = r.read_array_len()?;
     if n < min {
         return Err(Error::WrongType {
             field: "payload",
             expected: what,
         });
     }
-    let scope = r
-        .read_str()
-        .map_err(|_| Error::WrongType {
-            field: "scope",
-            expected: "a string",
-        })?
-        .to_string();
+    let scope = read_string(r, "scope")?;
     Ok((n, scope))
 }
 
 fn read_string(r: &mut Reader<'_>, field: &'static str) -> Result<String, Error> {
-    r.read_str()
-        .map(ToString::to_string)
-        .map_err(|_| Error::WrongType {
-            field,
-            expected: "a string",
-        })
+    expect_kind(r, Kind::Str, field, "a string")?;
+    r.read_str().map(ToString::to_string)
 }
 
 fn require_empty(t: PackageType, payload: &Bytes) -> Result<(), Error> {

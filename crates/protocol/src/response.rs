@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::error_code::ErrorCode;
 use crate::frame::Frame;
 use crate::header::Header;
-use crate::msgpack::{self, Kind, Reader};
+use crate::msgpack::{self, expect_kind, Kind, Reader};
 use crate::package_type::{Direction, PackageType};
 use crate::request::{begin_frame, finish_frame};
 
@@ -35,27 +35,19 @@ impl ErrorReply {
     /// are ignored.
     pub fn decode(payload: &[u8]) -> Result<ErrorReply, Error> {
         let mut r = Reader::new(payload);
-        let n = r.read_map_len().map_err(|_| Error::WrongType {
-            field: "payload",
-            expected: "a map",
-        })?;
+        expect_kind(&r, Kind::Map, "payload", "a map")?;
+        let n = r.read_map_len()?;
         let (mut code, mut message) = (None, None);
         for _ in 0..n {
-            match r.read_str().map_err(|_| Error::WrongType {
-                field: "key",
-                expected: "a string",
-            })? {
+            expect_kind(&r, Kind::Str, "key", "a string")?;
+            match r.read_str()? {
                 "error_code" => {
-                    code = Some(r.read_int().map_err(|_| Error::WrongType {
-                        field: "error_code",
-                        expected: "an integer",
-                    })?)
+                    expect_kind(&r, Kind::Int, "error_code", "an integer")?;
+                    code = Some(r.read_int()?);
                 }
                 "error_msg" => {
-                    message = Some(r.read_str().map_err(|_| Error::WrongType {
-                        field: "error_msg",
-                        expected: "a string",
-                    })?)
+                    expect_kind(&r, Kind::Str, "error_msg", "a string")?;
+                    message = Some(r.read_str()?);
                 }
                 _ => {
                     r.skip_value()?;
