@@ -116,3 +116,24 @@ fn truncated_payloads_are_invalid_msgpack_not_wrong_type() {
     );
     assert!(matches!(Request::decode(&q), Err(Error::InvalidMsgpack(_))));
 }
+
+/// fuzz target `msgpack_reader`, input `c1`: the reference decoder (rmpv)
+/// reads the reserved marker 0xc1 as nil. MessagePack says 0xc1 is never
+/// used; we refuse it everywhere, and `decode_value` (which uses rmpv)
+/// refuses it too because it validates first.
+#[test]
+fn reserved_marker_is_refused_everywhere() {
+    use thingsdb_protocol::{decode_value, Response};
+    for input in [&[0xc1][..], &[0x91, 0xc1], &[0x81, 0xa1, b'k', 0xc1]] {
+        assert_eq!(
+            msgpack::validate(input),
+            Err(Error::InvalidMsgpack("reserved marker 0xc1"))
+        );
+        assert!(matches!(decode_value(input), Err(Error::InvalidMsgpack(_))));
+        let f = Frame::new(PackageType::Data, 0, Bytes::copy_from_slice(input));
+        assert!(matches!(
+            Response::decode(&f),
+            Err(Error::InvalidMsgpack(_))
+        ));
+    }
+}
