@@ -1,0 +1,194 @@
+//! What handlers see ([`Query`], [`Args`]) and what they answer ([`Reply`]).
+
+use bytes::{Bytes, BytesMut};
+use rmpv::Value;
+use thingsdb_protocol::{encode_value, ErrorCode};
+
+use crate::scope::Scope;
+
+/// The answer to a QUERY or RUN request.
+///
+/// ```
+/// use thingsdb_protocol::ErrorCode;
+/// use thingsdb_testkit::Reply;
+/// let ok = Reply::value(42);
+/// let err = Reply::error(ErrorCode::Lookup, "not here");
+/// assert_eq!(err.error_code(), Some(ErrorCode::Lookup));
+/// assert_eq!(ok.error_code(), None);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// DATA with this value.
+    Data(Value),
+    /// DATA with this already-encoded MessagePack, sent as is (it may be
+    /// anything, even invalid MessagePack, which makes it a fault too).
+    Raw(Bytes),
+    /// ERROR with this code and message.
+    Error {
+        /// The error code.
+        code: ErrorCode,
+        /// The message.
+        message: String,
+    },
+}
+
+impl Reply {
+    /// DATA with a value.
+    pub fn value(v: impl Into<Value>) -> Reply {
+        Reply::Data(v.into())
+    }
+
+    /// DATA `nil`.
+    pub fn nil() -> Reply {
+        Reply::Data(Value::Nil)
+    }
+
+    /// DATA with already-encoded MessagePack bytes.
+    pub fn raw(b: impl Into<Bytes>) -> Reply {
+        Reply::Raw(b.into())
+    }
+
+    /// ERROR with a code and a message.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
+        Reply::Error {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The error code when this is an error.
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        match self {
+            Reply::Error { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// The DATA payload bytes (encoded MessagePack), for DATA replies.
+    pub(crate) fn data_bytes(&self) -> Option<Bytes> {
+        match self {
+            Reply::Data(v) => {
+                let mut b = BytesMut::new();
+                encode_value(&mut b, v);
+                Some(b.freeze())
+            }
+            Reply::Raw(b) => Some(b.clone()),
+            Reply::Error { .. } => None,
+        }
+    }
+}
+
+impl From<Value> for Reply {
+    fn from(v: Value) -> Self {
+        Reply::Data(v)
+    }
+}
+
+/// A QUERY request, as a query handler sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    /// The scope string exactly as the client sent it.
+    pub scope_str: String,
+    /// The parsed scope.
+    pub scope: Scope,
+    /// The code.
+    pub code: String,
+    /// The variables, by name, in the order they were sent (empty when the
+    /// request had none).
+    pub vars: Vec<(String, Value)>,
+    /// The connection the request came on.
+    pub connection: u64,
+}
+
+impl Query {
+    /// The variable `name`, if the request has it.
+    pub fn var(&self, name: &str) -> Option<&Value> {
+        self.vars.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// What the testkit answers when no handler is registered: the code
+    /// evaluated as simple integer arithmetic (see [`crate::eval`]).
+    ///
+    /// A handler can fall back to it for code it does not recognise:
+    ///
+    /// ```
+    /// use thingsdb_testkit::{Query, Reply, Scope};
+    /// let q = Query { scope_str: "@t".into(), scope: Scope::Thingsdb, code: "6 * 7;".into(), vars: vec![], connection: 1 };
+    /// assert_eq!(q.evaluate(), Reply::value(42));
+    /// ```
+    pub fn evaluate(&self) -> Reply {
+        crate::eval::evaluate(&self.code, &self.vars)
+    }
+}
+
+/// The arguments of a RUN request, as a procedure sees them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Args {
+    /// The scope string exactly as the client sent it.
+    pub scope_str: String,
+    /// The parsed scope.
+    pub scope: Scope,
+    /// The procedure's name.
+    pub procedure: String,
+    /// The arguments.
+    pub values: ArgValues,
+    /// The connection the request came on.
+    pub connection: u64,
+}
+
+/// How a RUN request passed its arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArgValues {
+    /// No arguments (or `nil`).
+    None,
+    /// One array: positional arguments.
+    Positional(Vec<Value>),
+    /// One map: arguments by name, in the order they were sent.
+    Named(Vec<(String, Value)>),
+}
+
+impl Args {
+    /// The positional argument at `idx` (`None` for named arguments).
+    pub fn get(&self, idx: usize) -> Option<&Value> {
+        match &self.values {
+            ArgValues::Positional(v) => v.get(idx),
+            _ => None,
+        }
+    }
+
+    /// The named argument `name` (`None` for positional arguments).
+    pub fn named(&self, name: &str) -> Option<&Value> {
+        match &self.values {
+            ArgValues::Named(v) => v.iter().find(|(k, _)| k == name).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// A procedure parameter, whichever way it was passed: the positional
+    /// argument `idx`, or the named argument `name`.
+    ///
+    /// ```
+    /// use rmpv::Value;
+    /// use thingsdb_testkit::{ArgValues, Args, Scope};
+    /// let a = Args { scope_str: "@t".into(), scope: Scope::Thingsdb, procedure: "add_one".into(),
+    ///     values: ArgValues::Named(vec![("x".into(), Value::from(41))]), connection: 1 };
+    /// assert_eq!(a.param(0, "x"), Some(&Value::from(41)));
+    /// ```
+    pub fn param(&self, idx: usize, name: &str) -> Option<&Value> {
+        self.get(idx).or_else(|| self.named(name))
+    }
+
+    /// How many arguments were passed.
+    pub fn len(&self) -> usize {
+        match &self.values {
+            ArgValues::None => 0,
+            ArgValues::Positional(v) => v.len(),
+            ArgValues::Named(v) => v.len(),
+        }
+    }
+
+    /// Whether no arguments were passed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
