@@ -1,0 +1,342 @@
+//! Project automation, run as `cargo xtask <command>` (the alias lives in
+//! `.cargo/config.toml`).
+//!
+//! - `cargo xtask ci`: formatting, clippy, tests, the `no_std` build and
+//!   dependency check of `thingsdb-protocol`, and the docs; what `.ci/run`
+//!   calls.
+//! - `cargo xtask fuzz [--secs N] [TARGET...]`: every cargo-fuzz target (or
+//!   the ones named) for N seconds each (default 60), on the nightly
+//!   toolchain; installs cargo-fuzz first if it is missing.
+//! - `cargo xtask bench [-- CRITERION ARGS]`: the criterion benchmarks.
+//!
+//! Each step prints the command it runs and the first failing step stops
+//! the run with a non-zero exit code.
+
+use std::env;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// A failed step, with the message to print.
+struct Failure(String);
+
+type Step = Result<(), Failure>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("fuzz") => fuzz(&args[1..]),
+        Some("bench") => bench(&args[1..]),
+        Some("-h" | "--help" | "help") => {
+            print_usage();
+            Ok(())
+        }
+        other => {
+            print_usage();
+            Err(Failure(match other {
+                Some(c) => format!("unknown command `{c}`"),
+                None => "no command given".to_string(),
+            }))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(msg)) => {
+            eprintln!("xtask: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_usage() {
+    eprintln!(
+        "usage: cargo xtask <command>\n\n\
+         commands:\n  \
+           ci                         fmt, clippy, tests, no_std checks, docs\n  \
+           fuzz [--secs N] [TARGET..] run cargo-fuzz targets (default: all, 60 s each)\n  \
+           bench [-- ARGS]            run the criterion benchmarks"
+    );
+}
+
+/// The workspace root: the parent of this crate's directory. It does not
+/// depend on where the target directory is.
+fn root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
+}
+
+/// `cargo` through rustup's proxy, so that `+nightly` works, with the
+/// variables an outer `cargo run` set removed so they cannot pin the
+/// toolchain of the inner run.
+fn cargo() -> Command {
+    let mut c = Command::new("cargo");
+    c.current_dir(root());
+    for var in ["RUSTUP_TOOLCHAIN", "RUSTC", "RUSTDOC", "CARGO"] {
+        c.env_remove(var);
+    }
+    c
+}
+
+fn describe(c: &Command) -> String {
+    let mut s = String::new();
+    for (k, v) in c.get_envs() {
+        if let Some(v) = v {
+            s.push_str(&format!("{}={} ", k.to_string_lossy(), v.to_string_lossy()));
+        }
+    }
+    s.push_str(&c.get_program().to_string_lossy());
+    for a in c.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// Runs a command to completion, printing it first.
+fn run(mut c: Command) -> Step {
+    let what = describe(&c);
+    println!("\n==> {what}");
+    let status = c
+        .status()
+        .map_err(|e| Failure(format!("could not start `{what}`: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Failure(format!("`{what}` failed ({status})")))
+    }
+}
+
+/// Runs a command and returns its standard output, printing it first.
+fn output(mut c: Command) -> Result<String, Failure> {
+    let what = describe(&c);
+    println!("\n==> {what}");
+    let out = c
+        .output()
+        .map_err(|e| Failure(format!("could not start `{what}`: {e}")))?;
+    if !out.status.success() {
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        return Err(Failure(format!("`{what}` failed ({})", out.status)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn cargo_with<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut c = cargo();
+    c.args(args);
+    c
+}
+
+// --------------------------------------------------------------------- ci
+
+fn ci() -> Step {
+    run(cargo_with(["fmt", "--all", "--", "--check"]))?;
+    run(cargo_with([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo_with(["test", "--workspace", "--all-targets"]))?;
+    run(cargo_with(["test", "--workspace", "--doc"]))?;
+    run(cargo_with([
+        "build",
+        "-p",
+        "thingsdb-protocol",
+        "--no-default-features",
+    ]))?;
+    protocol_deps_are_no_std()?;
+    let mut doc = cargo_with(["doc", "--workspace", "--no-deps"]);
+    doc.env("RUSTDOCFLAGS", "-D warnings");
+    run(doc)?;
+    println!("\nxtask ci: all steps passed");
+    Ok(())
+}
+
+/// With its default features off, no dependency of `thingsdb-protocol`
+/// may have its `std` feature enabled. Proc-macro crates run on the host
+/// at build time, so their own dependencies do not count.
+fn protocol_deps_are_no_std() -> Step {
+    let tree = output(cargo_with([
+        "tree",
+        "-p",
+        "thingsdb-protocol",
+        "--no-default-features",
+        "--edges",
+        "normal,features",
+        "--prefix",
+        "depth",
+    ]))?;
+    let offenders = std_features(&tree);
+    if !tree.contains("bytes") {
+        return Err(Failure(format!(
+            "unexpected `cargo tree` output (no `bytes` in it):\n{tree}"
+        )));
+    }
+    if offenders.is_empty() {
+        println!("no dependency of thingsdb-protocol enables `std` without default features");
+        Ok(())
+    } else {
+        Err(Failure(format!(
+            "without default features, thingsdb-protocol still enables `std` in: {}",
+            offenders.join(", ")
+        )))
+    }
+}
+
+/// The `... feature "std"` nodes of a `cargo tree --prefix depth -e
+/// features` listing, outside proc-macro subtrees.
+fn std_features(tree: &str) -> Vec<String> {
+    let mut offenders = Vec::new();
+    let mut skip_below: Option<usize> = None;
+    for line in tree.lines() {
+        let digits = line.chars().take_while(char::is_ascii_digit).count();
+        let Ok(depth) = line[..digits].parse::<usize>() else {
+            continue; // a blank line or a section heading
+        };
+        let node = line[digits..].trim();
+        if let Some(d) = skip_below {
+            if depth > d {
+                continue;
+            }
+            skip_below = None;
+        }
+        if node.contains("(proc-macro)") {
+            skip_below = Some(depth);
+            continue;
+        }
+        if node.contains("feature \"std\"") {
+            offenders.push(node.to_string());
+        }
+    }
+    offenders
+}
+
+// ------------------------------------------------------------------- fuzz
+
+fn fuzz(args: &[String]) -> Step {
+    let mut secs: u64 = 60;
+    let mut targets = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--secs" => {
+                let v = it
+                    .next()
+                    .ok_or_else(|| Failure("--secs needs a number".into()))?;
+                secs = v
+                    .parse()
+                    .map_err(|_| Failure(format!("--secs: `{v}` is not a number")))?;
+            }
+            s if s.starts_with("--secs=") => {
+                let v = &s["--secs=".len()..];
+                secs = v
+                    .parse()
+                    .map_err(|_| Failure(format!("--secs: `{v}` is not a number")))?;
+            }
+            s if s.starts_with('-') => return Err(Failure(format!("unknown option `{s}`"))),
+            t => targets.push(t.to_string()),
+        }
+    }
+
+    // cargo-fuzz, installed when missing.
+    let have_fuzz = cargo_with(["+nightly", "fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_fuzz {
+        run(cargo_with(["install", "cargo-fuzz", "--locked"]))?;
+    }
+
+    if targets.is_empty() {
+        let list = output(cargo_with(["+nightly", "fuzz", "list"]))?;
+        targets = list
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+    }
+    if targets.is_empty() {
+        return Err(Failure("no fuzz targets found".into()));
+    }
+    for t in &targets {
+        run(cargo_with([
+            "+nightly".to_string(),
+            "fuzz".into(),
+            "run".into(),
+            "-O".into(),
+            t.clone(),
+            "--".into(),
+            format!("-max_total_time={secs}"),
+            "-print_final_stats=1".into(),
+        ]))?;
+    }
+    println!(
+        "\nxtask fuzz: {} target(s), {secs} s each, no crash",
+        targets.len()
+    );
+    Ok(())
+}
+
+// ------------------------------------------------------------------ bench
+
+fn bench(args: &[String]) -> Step {
+    let extra: Vec<&String> = match args.first().map(String::as_str) {
+        Some("--") => args[1..].iter().collect(),
+        _ => args.iter().collect(),
+    };
+    let mut c = cargo_with([
+        "bench",
+        "-p",
+        "thingsdb-benches",
+        "--bench",
+        "protocol",
+        "--",
+    ]);
+    c.args(extra);
+    run(c)?;
+    let example = root().join("crates/transport/examples/roundtrip_bench.rs");
+    if example.exists() {
+        run(cargo_with([
+            "run",
+            "--release",
+            "-p",
+            "thingsdb-transport",
+            "--example",
+            "roundtrip_bench",
+        ]))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::std_features;
+
+    #[test]
+    fn std_features_are_found_outside_proc_macros() {
+        let tree = "\
+0thingsdb-protocol v0.1.0 (/w/crates/protocol)
+1bytes v1.12.2
+1bytes feature \"std\"
+2bytes v1.12.2
+1thiserror v2.0.21
+2thiserror-impl feature \"default\"
+3thiserror-impl v2.0.21 (proc-macro)
+4proc-macro2 feature \"std\"
+5proc-macro2 v1.0.107
+2other feature \"std\"
+";
+        assert_eq!(
+            std_features(tree),
+            vec!["bytes feature \"std\"", "other feature \"std\""]
+        );
+        assert!(std_features("0thingsdb-protocol v0.1.0\n1bytes v1.12.2\n").is_empty());
+    }
+}
