@@ -1,0 +1,294 @@
+//! Connection settings: targets, credentials, timeouts, reconnect policy.
+
+use std::fmt;
+use std::time::Duration;
+
+use thingsdb_transport::{ConnectOptions, Target, TlsOptions};
+
+use crate::error::Error;
+use crate::scope::Scope;
+
+/// How the client authenticates. `Debug` never shows the secret.
+///
+/// ```
+/// use thingsdb_client::Auth;
+/// let a = Auth::password("admin", "pass");
+/// assert_eq!(format!("{a:?}"), r#"Password { user: "admin", password: "<redacted>" }"#);
+/// assert_eq!(format!("{:?}", Auth::token("secret")), r#"Token("<redacted>")"#);
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// A user name and password.
+    Password {
+        /// The user name.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// A token, as made by `new_token()`.
+    Token(String),
+}
+
+impl Auth {
+    /// Authenticate with a user name and password.
+    pub fn password(user: impl Into<String>, password: impl Into<String>) -> Auth {
+        Auth::Password {
+            user: user.into(),
+            password: password.into(),
+        }
+    }
+
+    /// Authenticate with a token.
+    pub fn token(token: impl Into<String>) -> Auth {
+        Auth::Token(token.into())
+    }
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::Password { user, .. } => f
+                .debug_struct("Password")
+                .field("user", user)
+                .field("password", &"<redacted>")
+                .finish(),
+            Auth::Token(_) => f.debug_tuple("Token").field(&"<redacted>").finish(),
+        }
+    }
+}
+
+/// How the client reconnects after losing its connection: exponential
+/// backoff with jitter, between `initial_delay` and `max_delay`, for at most
+/// `max_attempts` attempts in a row (`None`: forever).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconnectPolicy {
+    /// Whether to reconnect at all. When false, a lost connection closes the
+    /// client: every later request fails with [`Error::ConnectionLost`].
+    pub enabled: bool,
+    /// Delay before the second attempt (the first is immediate).
+    pub initial_delay: Duration,
+    /// The delay never grows past this.
+    pub max_delay: Duration,
+    /// Give up after this many failed attempts in a row.
+    pub max_attempts: Option<u32>,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        ReconnectPolicy {
+            enabled: true,
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(30),
+            max_attempts: None,
+        }
+    }
+}
+
+impl ReconnectPolicy {
+    /// Never reconnect.
+    pub fn disabled() -> Self {
+        ReconnectPolicy {
+            enabled: false,
+            ..ReconnectPolicy::default()
+        }
+    }
+
+    /// The delay before attempt `n` (0-based; attempt 0 has none), with
+    /// "full jitter": a random duration up to the exponential bound.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        if attempt == 0 {
+            return Duration::ZERO;
+        }
+        let exp = self
+            .initial_delay
+            .saturating_mul(1u32 << (attempt - 1).min(20))
+            .min(self.max_delay);
+        let nanos = exp.as_nanos().min(u128::from(u64::MAX)) as u64;
+        // Full jitter, but never below half the bound, so a crowd of
+        // clients spreads out without hammering a node that just came back.
+        let half = nanos / 2;
+        Duration::from_nanos(half + rand::random_range(0..=nanos - half))
+    }
+}
+
+/// Everything a client needs to connect; built by [`ClientBuilder`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The pool of nodes to connect to, tried in order.
+    pub targets: Vec<Target>,
+    /// Credentials.
+    pub auth: Auth,
+    /// The scope used when a request names none.
+    pub default_scope: Scope,
+    /// How long a request may take, waiting for a connection included.
+    pub request_timeout: Duration,
+    /// Transport options: connect timeout, TLS, size limits.
+    pub connect: ConnectOptions,
+    /// Interval of keep-alive pings; `None` disables them.
+    pub keepalive: Option<Duration>,
+    /// Reconnect behaviour.
+    pub reconnect: ReconnectPolicy,
+    /// Capacity of each room's and each status stream's event buffer.
+    pub event_buffer: usize,
+}
+
+/// Builds a [`Client`](crate::Client).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), thingsdb_client::Error> {
+/// use std::time::Duration;
+/// use thingsdb_client::{Auth, Client};
+/// let client = Client::builder()
+///     .target("thingsdb://node1.local")?
+///     .target("thingsdb://node2.local")?
+///     .auth(Auth::password("admin", "pass"))
+///     .default_scope("//stuff")?
+///     .request_timeout(Duration::from_secs(10))
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct ClientBuilder {
+    config: Config,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            config: Config {
+                targets: Vec::new(),
+                auth: Auth::password("admin", "pass"),
+                default_scope: Scope::thingsdb(),
+                request_timeout: Duration::from_secs(60),
+                connect: ConnectOptions::default(),
+                keepalive: Some(Duration::from_secs(30)),
+                reconnect: ReconnectPolicy::default(),
+                event_buffer: 1024,
+            },
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// A builder with defaults: user `admin`/`pass`, scope `@thingsdb`,
+    /// 60 s request timeout, 30 s keep-alive, reconnect on.
+    pub fn new() -> Self {
+        ClientBuilder::default()
+    }
+
+    /// Adds a node to the pool, from any target string the transport
+    /// parses (`host:port`, `thingsdb://`, `thingsdbs://`, `ws://`,
+    /// `wss://`, `unix:`).
+    pub fn target(mut self, target: &str) -> Result<Self, Error> {
+        let t = Target::parse(target).map_err(|e| Error::BadArgument(e.to_string()))?;
+        self.config.targets.push(t);
+        Ok(self)
+    }
+
+    /// Adds an already parsed target to the pool.
+    pub fn target_parsed(mut self, target: Target) -> Self {
+        self.config.targets.push(target);
+        self
+    }
+
+    /// Sets the credentials.
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.config.auth = auth;
+        self
+    }
+
+    /// Sets the default scope (`@t` unless set).
+    pub fn default_scope(mut self, scope: &str) -> Result<Self, Error> {
+        self.config.default_scope = Scope::parse(scope)?;
+        Ok(self)
+    }
+
+    /// Sets the request timeout.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.config.request_timeout = timeout;
+        self
+    }
+
+    /// Sets the connect timeout (per attempt, TLS and WebSocket handshakes
+    /// included).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the TLS options for `thingsdbs://` and `wss://` targets.
+    pub fn tls(mut self, tls: TlsOptions) -> Self {
+        self.config.connect.tls = tls;
+        self
+    }
+
+    /// Sets all transport options at once.
+    pub fn connect_options(mut self, options: ConnectOptions) -> Self {
+        self.config.connect = options;
+        self
+    }
+
+    /// Sets the keep-alive ping interval; `None` turns keep-alive off. A
+    /// peer that does not answer a ping within one interval is taken as
+    /// gone and the connection is re-made.
+    pub fn keepalive(mut self, interval: Option<Duration>) -> Self {
+        self.config.keepalive = interval;
+        self
+    }
+
+    /// Sets the reconnect policy.
+    pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
+        self.config.reconnect = policy;
+        self
+    }
+
+    /// Sets how many events each room or status stream buffers before the
+    /// consumer is told it lagged (at least 1).
+    pub fn event_buffer(mut self, capacity: usize) -> Self {
+        self.config.event_buffer = capacity.max(1);
+        self
+    }
+
+    /// The configuration built so far.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Connects to the first node of the pool that answers, authenticates,
+    /// and returns the client.
+    pub async fn connect(self) -> Result<crate::Client, Error> {
+        crate::Client::connect_with(self.config).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = ReconnectPolicy {
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            ..ReconnectPolicy::default()
+        };
+        assert_eq!(p.delay(0), Duration::ZERO);
+        for attempt in 1..40 {
+            let bound = Duration::from_millis(100)
+                .saturating_mul(1 << (attempt - 1).min(20))
+                .min(Duration::from_secs(1));
+            let d = p.delay(attempt);
+            assert!(
+                d <= bound && d >= bound / 2,
+                "{attempt}: {d:?} vs {bound:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn builder_refuses_bad_targets_and_scopes() {
+        assert!(ClientBuilder::new().target("http://x").is_err());
+        assert!(ClientBuilder::new().default_scope("stuff").is_err());
+    }
+}

@@ -1,0 +1,231 @@
+//! Rooms: join, leave, emit, and the stream of a room's events.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use futures::Stream;
+use serde::Serialize;
+use thingsdb_protocol::msgpack::Kind;
+use thingsdb_protocol::{request, Room as RoomRef};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::client::{expect_ok, Client};
+use crate::connection::Command;
+use crate::error::Error;
+use crate::events::{Overflow, RoomEvent, Sink};
+use crate::request::serialize_into;
+use crate::scope::Scope;
+
+/// A room of a collection, named by id or by name. Cheap to clone; holds a
+/// [`Client`].
+///
+/// Get one with [`Client::room`] (by id or name) or
+/// [`Client::room_by_code`] (by code that returns the room's id). Joining
+/// gives a [`RoomEvents`] stream; emitting needs no join.
+///
+/// ```no_run
+/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// use futures::StreamExt;
+/// use thingsdb_client::RoomEvent;
+/// let room = client.room("//stuff", "chat")?;
+/// let mut events = room.join().await?;
+/// room.emit("msg", &("hello",)).await?;
+/// while let Some(ev) = events.next().await {
+///     if let RoomEvent::Emitted(e) = ev {
+///         let (text,): (String,) = e.decode()?;
+///         println!("{}: {text}", e.event);
+///         break;
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Room {
+    client: Client,
+    scope: Scope,
+    room: RoomRef,
+}
+
+impl Client {
+    /// A room in a collection scope, by id (`u64`) or by name (`&str`).
+    /// Nothing is sent until the room is joined or emitted to.
+    pub fn room(&self, scope: &str, room: impl Into<RoomRef>) -> Result<Room, Error> {
+        let scope = Scope::parse(scope)?;
+        if scope.collection_name().is_none() {
+            return Err(Error::BadArgument(format!(
+                "rooms live in collections; {scope} is not a collection scope"
+            )));
+        }
+        Ok(Room {
+            client: self.clone(),
+            scope,
+            room: room.into(),
+        })
+    }
+
+    /// A room found by running `code` in the collection `scope`; the code
+    /// must return the room's id (for example `.chat.id();`).
+    pub async fn room_by_code(&self, scope: &str, code: &str) -> Result<Room, Error> {
+        let id: u64 = self
+            .query(code)
+            .scope(scope)
+            .decode()
+            .await
+            .map_err(|e| match e {
+                Error::Decode(m) => {
+                    Error::BadArgument(format!("room code must return a room id (an integer): {m}"))
+                }
+                other => other,
+            })?;
+        self.room(scope, id)
+    }
+}
+
+impl Room {
+    /// The scope the room lives in.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// How the room is named: by id or by name.
+    pub fn room_ref(&self) -> &RoomRef {
+        &self.room
+    }
+
+    /// Joins the room and returns the stream of its events. The stream's
+    /// buffer waits for a slow consumer ([`Overflow::Wait`]); see
+    /// [`Room::join_with`].
+    pub async fn join(&self) -> Result<RoomEvents, Error> {
+        self.join_with(Overflow::Wait).await
+    }
+
+    /// Joins the room with a chosen overflow policy for the stream.
+    ///
+    /// Several streams of the same room may be open (from this handle or
+    /// others); each receives every event. The room is left when the last
+    /// one is dropped or [left](RoomEvents::leave). A room that does not
+    /// exist is a `lookup` error.
+    pub async fn join_with(&self, overflow: Overflow) -> Result<RoomEvents, Error> {
+        let (tx, rx) = mpsc::channel(self.client.config().event_buffer);
+        let stream_id = self.client.next_stream_id();
+        let (reply, answer) = oneshot::channel();
+        self.client
+            .command(Command::Subscribe {
+                scope: self.scope.clone(),
+                room: self.room.clone(),
+                sink: Sink::new(stream_id, tx, overflow),
+                reply,
+            })
+            .await?;
+        let timeout = self.client.config().request_timeout;
+        let room_id = match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(r)) => r?,
+            Ok(Err(_)) => return Err(Error::Closed),
+            Err(_) => return Err(Error::Timeout(timeout)),
+        };
+        Ok(RoomEvents {
+            client: self.client.clone(),
+            room_id,
+            stream_id,
+            rx,
+            left: false,
+        })
+    }
+
+    /// Emits `event` in the room with `args`, a value that serializes to an
+    /// array (a tuple, slice or `Vec`): each element is one argument. Every
+    /// connection that joined the room receives it, this one included.
+    pub async fn emit<A: Serialize + ?Sized>(&self, event: &str, args: &A) -> Result<(), Error> {
+        self.send_emit(event, args, false).await
+    }
+
+    /// As [`Room::emit`], but this connection does not receive the event.
+    pub async fn emit_peers<A: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        args: &A,
+    ) -> Result<(), Error> {
+        self.send_emit(event, args, true).await
+    }
+
+    async fn send_emit<A: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        args: &A,
+        peers_only: bool,
+    ) -> Result<(), Error> {
+        let mut encoded = BytesMut::new();
+        if serialize_into(&mut encoded, args)? != Kind::Array {
+            return Err(Error::BadArgument(
+                "emit args must serialize to an array (a tuple, slice or Vec)".into(),
+            ));
+        }
+        let mut frame = BytesMut::with_capacity(32 + event.len() + encoded.len());
+        let scope = self.scope.as_str();
+        if peers_only {
+            request::encode_emit_peer(&mut frame, 0, scope, &self.room, event, &encoded)?;
+        } else {
+            request::encode_emit(&mut frame, 0, scope, &self.room, event, &encoded)?;
+        }
+        expect_ok(&self.client.call(frame, None).await?)
+    }
+}
+
+/// The events of a joined room, as a [`Stream`] of [`RoomEvent`].
+///
+/// Dropping the stream (or calling [`RoomEvents::leave`]) leaves the room
+/// when no other stream of it is open. Events come in the order the node
+/// sent them. After a reconnect the room is joined again and the stream
+/// sees [`RoomEvent::Disconnected`] then [`RoomEvent::Joined`].
+#[derive(Debug)]
+pub struct RoomEvents {
+    client: Client,
+    room_id: u64,
+    stream_id: u64,
+    rx: mpsc::Receiver<RoomEvent>,
+    left: bool,
+}
+
+impl RoomEvents {
+    /// The room's id.
+    pub fn room_id(&self) -> u64 {
+        self.room_id
+    }
+
+    /// The next event; `None` when the room was deleted, or left, or the
+    /// client closed.
+    pub async fn recv(&mut self) -> Option<RoomEvent> {
+        self.rx.recv().await
+    }
+
+    /// Stops this stream; the room is left if it was the last one.
+    pub async fn leave(mut self) -> Result<(), Error> {
+        self.left = true;
+        self.client
+            .command(Command::Unsubscribe {
+                room_id: self.room_id,
+                stream_id: self.stream_id,
+            })
+            .await
+    }
+}
+
+impl Stream for RoomEvents {
+    type Item = RoomEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<RoomEvent>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Drop for RoomEvents {
+    fn drop(&mut self) {
+        if !self.left {
+            self.client.try_command(Command::Unsubscribe {
+                room_id: self.room_id,
+                stream_id: self.stream_id,
+            });
+        }
+    }
+}

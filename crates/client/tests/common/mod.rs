@@ -1,0 +1,47 @@
+//! Helpers shared by the client's integration tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use thingsdb_client::{Auth, Client, ClientBuilder};
+use thingsdb_testkit::TestNode;
+
+/// The three transports every behaviour is checked over.
+#[derive(Debug, Clone, Copy)]
+pub enum Via {
+    Tcp,
+    Ws,
+    Unix,
+}
+
+pub const ALL: [Via; 3] = [Via::Tcp, Via::Ws, Via::Unix];
+
+pub fn target(node: &TestNode, via: Via) -> String {
+    match via {
+        Via::Tcp => node.tcp_target(),
+        Via::Ws => node.ws_url(),
+        Via::Unix => node.unix_target(),
+    }
+}
+
+/// A builder for `node` over `via` with admin/pass and test-friendly
+/// timeouts (generous: they only guard against hangs).
+pub fn builder(node: &TestNode, via: Via) -> ClientBuilder {
+    Client::builder()
+        .target(&target(node, via))
+        .unwrap()
+        .auth(Auth::password("admin", "pass"))
+        .request_timeout(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(10))
+}
+
+pub async fn connect(node: &TestNode, via: Via) -> Client {
+    builder(node, via).connect().await.unwrap()
+}
+
+/// Fails the test instead of hanging.
+pub async fn within<F: std::future::IntoFuture>(secs: u64, f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(secs), f.into_future())
+        .await
+        .expect("the operation hung")
+}
