@@ -66,6 +66,7 @@ mod dispatch;
 pub mod eval;
 mod faults;
 mod node;
+pub mod raw;
 pub mod real_node;
 mod reply;
 mod scope;
@@ -73,6 +74,7 @@ mod state;
 mod tls;
 
 pub use faults::{Corruption, Faults};
+pub use raw::RawClient;
 pub use node::{
     ConnectionInfo, TestNode, TestNodeBuilder, DEFAULT_RESULT_SIZE_LIMIT, NODE_WS_FRAGMENT,
 };
