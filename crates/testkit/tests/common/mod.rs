@@ -154,12 +154,15 @@ pub async fn take_event(c: &mut RawClient) -> Event {
     next_event(c).await
 }
 
-/// Reads until the peer closes; panics on a frame.
+/// Reads until the peer closes; panics on a frame other than an event.
 pub async fn expect_closed(c: &mut RawClient) {
-    match c.recv_timeout(GUARD).await {
-        Ok(None) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => panic!("not closed in time"),
-        Err(_) => {} // a reset or a refused frame: closed too
-        Ok(Some(f)) => panic!("expected a close, got {f:?}"),
+    loop {
+        match c.recv_timeout(GUARD).await {
+            Ok(None) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => panic!("not closed in time"),
+            Err(_) => return, // a reset or a refused frame: closed too
+            Ok(Some(f)) if f.id == EVENT_ID => continue,
+            Ok(Some(f)) => panic!("expected a close, got {f:?}"),
+        }
     }
 }
