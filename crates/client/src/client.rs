@@ -165,6 +165,30 @@ impl Client {
         Ok(crate::node_events::NodeEvents::new(rx))
     }
 
+    /// How many requests are sent and not yet answered (keep-alive pings
+    /// included). A diagnostic: it lags the connection task by a moment.
+    pub fn in_flight(&self) -> usize {
+        self.inner
+            .shared
+            .in_flight
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many connections the client has made: 1 after connecting, one
+    /// more after each reconnect.
+    pub fn connections_made(&self) -> u64 {
+        self.inner
+            .shared
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the client has stopped for good (closed, or reconnecting
+    /// gave up); the reason when it has.
+    pub fn closed_reason(&self) -> Option<String> {
+        self.inner.shared.dead.get().cloned()
+    }
+
     pub(crate) fn next_stream_id(&self) -> u64 {
         self.inner
             .next_stream_id

@@ -121,6 +121,10 @@ pub(crate) struct Established {
 pub(crate) struct Shared {
     /// Why the task stopped for good, once it has.
     pub dead: std::sync::OnceLock<String>,
+    /// Requests sent and not yet answered (published by the task).
+    pub in_flight: std::sync::atomic::AtomicUsize,
+    /// Connections made so far (the first included).
+    pub connections: std::sync::atomic::AtomicU64,
 }
 
 pub(crate) struct Task {
@@ -235,6 +239,9 @@ impl Task {
     }
 
     fn fail_in_flight(&mut self, reason: &str) {
+        self.shared
+            .in_flight
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         for (_, p) in self.in_flight.drain() {
             match p {
                 Pending::User(tx) => {
@@ -326,6 +333,9 @@ impl Task {
         let mut idle_tx = Some(tx);
         let mut writing: Option<SendFut> = None;
         let mut out = BytesMut::new();
+        self.shared
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.heard_from_peer = true;
         self.ping_outstanding = false;
 
@@ -367,6 +377,9 @@ impl Task {
                     return Exit::Closed;
                 }
             }
+            self.shared
+                .in_flight
+                .store(self.in_flight.len(), std::sync::atomic::Ordering::Relaxed);
             let accepting = self.accepting(&out) && self.held.is_empty();
             // A full `Wait` stream pauses reading until its consumer catches up.
             let parked_tx = self.hub.parked.front().map(|p| p.tx.clone());
