@@ -106,7 +106,11 @@ impl PkgWriter {
                 let n = pkg.len().div_ceil(frag);
                 for (i, chunk) in pkg.chunks(frag).enumerate() {
                     let op = if i == 0 { Data::Binary } else { Data::Continue };
-                    let f = WsFrame::message(Bytes::copy_from_slice(chunk), OpCode::Data(op), i + 1 == n);
+                    let f = WsFrame::message(
+                        Bytes::copy_from_slice(chunk),
+                        OpCode::Data(op),
+                        i + 1 == n,
+                    );
                     sink.feed(Message::Frame(f))
                         .await
                         .map_err(std::io::Error::other)?;

@@ -16,7 +16,8 @@ const DOC_NAMES: &str = "; see https://docs.thingsdb.io/v1/overview/names";
 const DOC_PROCEDURES_API: &str = "; see https://docs.thingsdb.io/v1/procedures-api";
 const DOC_SOCKET_QUERY: &str = "; see https://docs.thingsdb.io/v1/connect/socket/query";
 const NOT_AUTHENTICATED: &str = "connection is not authenticated";
-const BAD_SCOPE_REQUEST: &str = "expecting the request to contain an array with as scope as first item";
+const BAD_SCOPE_REQUEST: &str =
+    "expecting the request to contain an array with as scope as first item";
 
 /// The result of handling one request.
 #[derive(Debug, Default)]
@@ -219,7 +220,9 @@ fn query(shared: &Shared, conn: u64, payload: &[u8]) -> Result<Reply, Reply> {
     let Some(code) = items.get(1).and_then(|v| v.as_str()) else {
         return Err(Reply::error(
             ErrorCode::Type,
-            format!("expecting the code in a `query` request to be of type `string`{DOC_SOCKET_QUERY}"),
+            format!(
+                "expecting the code in a `query` request to be of type `string`{DOC_SOCKET_QUERY}"
+            ),
         ));
     };
     check_scope(shared, &scope)?;
@@ -339,7 +342,11 @@ fn room_event(join: bool, scope: &str, id: u64) -> Option<Bytes> {
         scope: Some(scope.to_string()),
         id,
     };
-    encode_event(&if join { Event::Join(r) } else { Event::Leave(r) })
+    encode_event(&if join {
+        Event::Join(r)
+    } else {
+        Event::Leave(r)
+    })
 }
 
 fn join_leave(shared: &Shared, conn: u64, id: u16, payload: &[u8], join: bool) -> Outcome {

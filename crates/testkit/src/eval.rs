@@ -99,7 +99,10 @@ fn tokenize(code: &str) -> Result<Vec<(usize, Tok)>, SyntaxError> {
                 Tok::Float(text.parse().map_err(|_| syntax(start, "invalid float"))?)
             } else {
                 // Too large for an i64: a node refuses it as well.
-                Tok::Int(text.parse().map_err(|_| syntax(start, "integer overflow"))?)
+                Tok::Int(
+                    text.parse()
+                        .map_err(|_| syntax(start, "integer overflow"))?,
+                )
             };
             out.push((start, tok));
             continue;
@@ -470,7 +473,9 @@ mod tests {
     }
 
     fn code(code: &str) -> ErrorCode {
-        evaluate(code, &[]).error_code().unwrap_or_else(|| panic!("{code} did not fail"))
+        evaluate(code, &[])
+            .error_code()
+            .unwrap_or_else(|| panic!("{code} did not fail"))
     }
 
     #[test]
@@ -499,7 +504,16 @@ mod tests {
         assert_eq!(code("9223372036854775807 + 1;"), ErrorCode::Overflow);
         assert_eq!(code("x;"), ErrorCode::Lookup);
         assert_eq!(code("'a' * 2;"), ErrorCode::Type);
-        for bad in ["1 +;", "(1", "1 2", "foo()", "1 = 2", "{", "99999999999999999999", "1a"] {
+        for bad in [
+            "1 +;",
+            "(1",
+            "1 2",
+            "foo()",
+            "1 = 2",
+            "{",
+            "99999999999999999999",
+            "1a",
+        ] {
             assert_eq!(code(bad), ErrorCode::Syntax, "{bad}");
         }
         let deep = "(".repeat(10_000);

@@ -61,7 +61,9 @@ pub struct Faults {
 
 impl std::fmt::Debug for Faults {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Faults").field("target", &self.target).finish()
+        f.debug_struct("Faults")
+            .field("target", &self.target)
+            .finish()
     }
 }
 

@@ -74,10 +74,10 @@ mod state;
 mod tls;
 
 pub use faults::{Corruption, Faults};
-pub use raw::RawClient;
 pub use node::{
     ConnectionInfo, TestNode, TestNodeBuilder, DEFAULT_RESULT_SIZE_LIMIT, NODE_WS_FRAGMENT,
 };
+pub use raw::RawClient;
 pub use reply::{ArgValues, Args, Query, Reply};
 pub use scope::{is_valid_name, Scope};
 pub use state::{Counters, Transport};

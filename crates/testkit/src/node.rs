@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use rmpv::Value;
-use thingsdb_protocol::{
-    msgpack, EmitEvent, Event, NodeStatus, RoomEvent, DEFAULT_MAX_PAYLOAD,
-};
+use thingsdb_protocol::{msgpack, EmitEvent, Event, NodeStatus, RoomEvent, DEFAULT_MAX_PAYLOAD};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
@@ -163,7 +161,9 @@ impl TestNodeBuilder {
                 result_size_limit: self.result_size_limit,
             },
         });
-        let dir = tempfile::Builder::new().prefix("thingsdb-testkit").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("thingsdb-testkit")
+            .tempdir()?;
         let unix = dir.path().join("thingsdb.sock");
 
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -447,7 +447,10 @@ impl TestNode {
 
     /// Adds a user, or changes its password.
     pub fn add_user(&self, name: impl Into<String>, password: impl Into<String>) {
-        self.shared.lock().users.insert(name.into(), password.into());
+        self.shared
+            .lock()
+            .users
+            .insert(name.into(), password.into());
     }
 
     /// Removes a user and its tokens; its open connections stay
@@ -498,7 +501,10 @@ impl TestNode {
     where
         F: Fn(&Args) -> Reply + Send + Sync + 'static,
     {
-        self.shared.lock().procedures.insert(name.into(), Arc::new(f));
+        self.shared
+            .lock()
+            .procedures
+            .insert(name.into(), Arc::new(f));
     }
 
     /// Removes a procedure.

@@ -104,7 +104,9 @@ impl RawClient {
             Inner::Ws(ws) => loop {
                 match ws.next().await {
                     Some(Ok(Message::Binary(b))) => {
-                        return Frame::parse(b, DEFAULT_MAX_PAYLOAD).map(Some).map_err(other)
+                        return Frame::parse(b, DEFAULT_MAX_PAYLOAD)
+                            .map(Some)
+                            .map_err(other)
                     }
                     Some(Ok(Message::Close(_))) | None => return Ok(None),
                     Some(Ok(_)) => continue,

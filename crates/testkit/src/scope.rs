@@ -118,7 +118,9 @@ fn value_error(msg: &str) -> Reply {
 
 fn invalid_scope(s: &str) -> Reply {
     if s.is_empty() {
-        return value_error(&format!("invalid scope; scopes must not be empty{DOC_SCOPES}"));
+        return value_error(&format!(
+            "invalid scope; scopes must not be empty{DOC_SCOPES}"
+        ));
     }
     if !s.is_ascii() {
         return value_error(&format!(
@@ -131,8 +133,8 @@ fn invalid_scope(s: &str) -> Reply {
         b'/' => '/',
         _ => {
             return value_error(&format!(
-                "invalid scope; scopes must start with a `@` or `/` but got `{s}` instead{DOC_SCOPES}"
-            ))
+            "invalid scope; scopes must start with a `@` or `/` but got `{s}` instead{DOC_SCOPES}"
+        ))
         }
     };
     let c = first as char;
@@ -161,10 +163,30 @@ mod tests {
         assert_eq!(Scope::parse("@n:7").unwrap(), Scope::Node(Some(7)));
         assert_eq!(Scope::parse("/node/2").unwrap(), Scope::Node(Some(2)));
         assert!(Scope::parse("@node:64").is_err());
-        for s in ["@collection:stuff", "@c:stuff", "@:stuff", "//stuff", "/collection/stuff"] {
-            assert_eq!(Scope::parse(s).unwrap(), Scope::Collection("stuff".into()), "{s}");
+        for s in [
+            "@collection:stuff",
+            "@c:stuff",
+            "@:stuff",
+            "//stuff",
+            "/collection/stuff",
+        ] {
+            assert_eq!(
+                Scope::parse(s).unwrap(),
+                Scope::Collection("stuff".into()),
+                "{s}"
+            );
         }
-        for s in ["", "@", "x", "@tx", "//", "@:", "@:1abc", "@collection", "@x:y"] {
+        for s in [
+            "",
+            "@",
+            "x",
+            "@tx",
+            "//",
+            "@:",
+            "@:1abc",
+            "@collection",
+            "@x:y",
+        ] {
             let e = Scope::parse(s).unwrap_err();
             assert_eq!(e.error_code(), Some(ErrorCode::Value), "{s}");
         }

@@ -23,7 +23,10 @@ async fn close_now_and_close_after() {
         let mut c = authed(&node, t).await;
         let id = node.connections()[0].id;
         node.connection_faults(id).close_after(2);
-        assert_eq!(c.request(&ping(1)).await.unwrap().package_type().unwrap(), PackageType::Pong);
+        assert_eq!(
+            c.request(&ping(1)).await.unwrap().package_type().unwrap(),
+            PackageType::Pong
+        );
         c.send(&ping(2)).await.unwrap();
         expect_closed(&mut c).await;
         assert!(node.wait_for_connections(0, GUARD).await);
@@ -35,7 +38,10 @@ async fn close_now_and_close_after() {
     expect_closed(&mut c).await;
     node.faults().reset();
     let mut c = client(&node, T::Tcp).await;
-    assert_eq!(c.request(&ping(1)).await.unwrap().package_type().unwrap(), PackageType::Pong);
+    assert_eq!(
+        c.request(&ping(1)).await.unwrap().package_type().unwrap(),
+        PackageType::Pong
+    );
     assert_eq!(node.counters().closed_by_fault, 7);
 }
 
@@ -54,10 +60,16 @@ async fn delayed_and_missing_replies() {
         c.send(&ping(2)).await.unwrap();
         let r = c.recv_timeout(Duration::from_millis(300)).await;
         assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
-        assert!(node.wait_for(|c| c.received(PackageType::Ping) >= 2, GUARD).await);
+        assert!(
+            node.wait_for(|c| c.received(PackageType::Ping) >= 2, GUARD)
+                .await
+        );
         // Events still arrive, and the socket is open.
         assert_eq!(node.emit_warn(2, "still here"), 1);
-        assert!(matches!(next_event(&mut c).await, thingsdb_protocol::Event::Warn { .. }));
+        assert!(matches!(
+            next_event(&mut c).await,
+            thingsdb_protocol::Event::Warn { .. }
+        ));
         node.faults().stop_replying(false);
         assert_eq!(c.request(&ping(3)).await.unwrap().id, 3);
         node.reset_counters();
@@ -74,11 +86,15 @@ async fn corrupted_replies() {
             let mut c = authed(&node, t).await;
             node.faults().corrupt_next_reply(Corruption::BadCheckByte);
             c.send(&ping(1)).await.unwrap();
-            assert!(c.recv_timeout(GUARD).await.is_err(), "{t:?}: decoder refuses it");
+            assert!(
+                c.recv_timeout(GUARD).await.is_err(),
+                "{t:?}: decoder refuses it"
+            );
         }
         {
             let mut c = authed(&node, t).await;
-            node.faults().corrupt_next_reply(Corruption::OversizedHeader);
+            node.faults()
+                .corrupt_next_reply(Corruption::OversizedHeader);
             c.send(&ping(1)).await.unwrap();
             // A decoder with the node's 1 GiB limit refuses the header
             // (over WebSocket the message is a lone header).
@@ -92,7 +108,10 @@ async fn corrupted_replies() {
         assert_eq!(f.package_type().unwrap(), PackageType::Data);
         assert!(thingsdb_protocol::Response::decode(&f).is_err());
         // The next reply is fine again.
-        assert_eq!(value(&c.request(&query(5, "@t", "1;", None)).await.unwrap()), Value::from(1));
+        assert_eq!(
+            value(&c.request(&query(5, "@t", "1;", None)).await.unwrap()),
+            Value::from(1)
+        );
 
         node.faults().corrupt_next_reply(Corruption::UnknownId(999));
         let f = c.request(&ping(6)).await.unwrap();
@@ -123,7 +142,8 @@ async fn raw_bytes_and_byte_by_byte_writes() {
         assert_eq!(value(&f).as_str().unwrap().len(), 3000);
         node.faults().byte_by_byte(false);
         // A reply for an id nobody asked, sent as raw bytes.
-        node.faults().send_raw(raw_pkg(PackageType::Data, 4242, &[0x01]));
+        node.faults()
+            .send_raw(raw_pkg(PackageType::Data, 4242, &[0x01]));
         let f = c.recv_timeout(GUARD).await.unwrap().unwrap();
         assert_eq!(f.id, 4242);
     }
@@ -135,7 +155,9 @@ async fn refused_connections_and_restart() {
     let room = node.create_room("stuff", Some("chat"));
     node.procedure("p", |_| thingsdb_testkit::Reply::value(1));
     let mut c = authed(&node, T::Tcp).await;
-    c.request(&join(1, "//stuff", &[Room::Id(room)])).await.unwrap();
+    c.request(&join(1, "//stuff", &[Room::Id(room)]))
+        .await
+        .unwrap();
     let mut w = authed(&node, T::Ws).await;
 
     node.restart().await;
@@ -146,7 +168,10 @@ async fn refused_connections_and_restart() {
 
     // Rooms, users and procedures survive.
     let mut c = authed(&node, T::Unix).await;
-    let f = c.request(&join(2, "//stuff", &[Room::from("chat")])).await.unwrap();
+    let f = c
+        .request(&join(2, "//stuff", &[Room::from("chat")]))
+        .await
+        .unwrap();
     assert_eq!(value(&f), Value::Array(vec![room.into()]));
     let f = c.request(&run_pos(3, "@t", "p", vec![])).await.unwrap();
     assert_eq!(value(&f), Value::from(1));
@@ -200,7 +225,9 @@ async fn dropping_the_node_closes_everything_and_cleans_up() {
 async fn large_websocket_replies_are_one_message_in_continuation_frames() {
     let node = TestNode::start().await.unwrap();
     node.on_query(|_| thingsdb_testkit::Reply::value(vec![0u8; 5000]));
-    let mut s = tokio::net::TcpStream::connect(node.ws_addr()).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(node.ws_addr())
+        .await
+        .unwrap();
     s.write_all(
         format!(
             "GET / HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -231,8 +258,12 @@ async fn large_websocket_replies_are_one_message_in_continuation_frames() {
         f.extend(payload);
         f
     };
-    s.write_all(&send(auth(1, "admin", "pass").to_vec())).await.unwrap();
-    s.write_all(&send(query(2, "@t", "x;", None).to_vec())).await.unwrap();
+    s.write_all(&send(auth(1, "admin", "pass").to_vec()))
+        .await
+        .unwrap();
+    s.write_all(&send(query(2, "@t", "x;", None).to_vec()))
+        .await
+        .unwrap();
 
     async fn frame(s: &mut tokio::net::TcpStream) -> (bool, u8, Vec<u8>) {
         let mut h = [0u8; 2];
@@ -257,7 +288,10 @@ async fn large_websocket_replies_are_one_message_in_continuation_frames() {
         (fin, op, p)
     }
     let (fin, op, p) = frame(&mut s).await;
-    assert!(fin && op == 2 && p.len() == 8, "the OK to AUTH is one frame");
+    assert!(
+        fin && op == 2 && p.len() == 8,
+        "the OK to AUTH is one frame"
+    );
     let mut frames = Vec::new();
     loop {
         let f = frame(&mut s).await;
@@ -269,8 +303,13 @@ async fn large_websocket_replies_are_one_message_in_continuation_frames() {
     }
     assert!(frames.len() > 1);
     assert_eq!(frames[0].1, 2, "binary first");
-    assert!(frames[1..].iter().all(|f| f.1 == 0), "then continuation frames");
-    assert!(frames[..frames.len() - 1].iter().all(|f| f.2.len() == thingsdb_testkit::NODE_WS_FRAGMENT));
+    assert!(
+        frames[1..].iter().all(|f| f.1 == 0),
+        "then continuation frames"
+    );
+    assert!(frames[..frames.len() - 1]
+        .iter()
+        .all(|f| f.2.len() == thingsdb_testkit::NODE_WS_FRAGMENT));
     let msg: Vec<u8> = frames.into_iter().flat_map(|f| f.2).collect();
     let mut d = Decoder::new();
     d.feed(&msg);
@@ -279,21 +318,26 @@ async fn large_websocket_replies_are_one_message_in_continuation_frames() {
     assert_eq!(value(&f), Value::Binary(vec![0u8; 5000]));
 }
 
-fn tls_client_config(cert_der: rustls_pki_types::CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
+fn tls_client_config(
+    cert_der: rustls_pki_types::CertificateDer<'static>,
+) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert_der).unwrap();
     Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
     )
 }
 
 #[tokio::test]
 async fn tls_and_wss() {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     let node = TestNode::builder()
         .tls(ck.cert.pem(), ck.signing_key.serialize_pem())
         .start()
@@ -304,10 +348,14 @@ async fn tls_and_wss() {
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
 
     // TLS over TCP.
-    let tcp = tokio::net::TcpStream::connect(node.tls_addr().unwrap()).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(node.tls_addr().unwrap())
+        .await
+        .unwrap();
     let mut tls = connector.connect(name.clone(), tcp).await.unwrap();
     tls.write_all(&auth(1, "admin", "pass")).await.unwrap();
-    tls.write_all(&query(2, "@t", "6 * 7;", None)).await.unwrap();
+    tls.write_all(&query(2, "@t", "6 * 7;", None))
+        .await
+        .unwrap();
     let mut d = Decoder::new();
     let mut frames = Vec::new();
     while frames.len() < 2 {
@@ -323,23 +371,42 @@ async fn tls_and_wss() {
     assert_eq!(value(&frames[1]), Value::from(42));
 
     // wss://
-    let tcp = tokio::net::TcpStream::connect(node.wss_addr().unwrap()).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(node.wss_addr().unwrap())
+        .await
+        .unwrap();
     let tls = connector.connect(name, tcp).await.unwrap();
     let url = node.wss_url().unwrap().replace("127.0.0.1", "localhost");
     let (mut ws, _) = tokio_tungstenite::client_async(url, tls).await.unwrap();
     use futures::{SinkExt, StreamExt};
-    ws.send(tokio_tungstenite::tungstenite::Message::Binary(auth(1, "admin", "pass"))).await.unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::Binary(auth(
+        1, "admin", "pass",
+    )))
+    .await
+    .unwrap();
     let m = ws.next().await.unwrap().unwrap().into_data();
-    assert_eq!(&m[6..8], &[PackageType::Ok.as_u8(), !PackageType::Ok.as_u8()]);
+    assert_eq!(
+        &m[6..8],
+        &[PackageType::Ok.as_u8(), !PackageType::Ok.as_u8()]
+    );
     let c = node.counters();
-    assert_eq!((c.connections(Transport::Tls), c.connections(Transport::Wss)), (1, 1));
-    assert!(node.thingsdbs_url().unwrap().starts_with("thingsdbs://127.0.0.1:"));
+    assert_eq!(
+        (c.connections(Transport::Tls), c.connections(Transport::Wss)),
+        (1, 1)
+    );
+    assert!(node
+        .thingsdbs_url()
+        .unwrap()
+        .starts_with("thingsdbs://127.0.0.1:"));
     assert!(node.unix_target().starts_with("unix:/"));
     assert!(node.thingsdb_url().starts_with("thingsdb://127.0.0.1:"));
 }
 
 #[tokio::test]
 async fn bad_tls_material_is_an_error() {
-    let e = TestNode::builder().tls("nope", "nope").start().await.unwrap_err();
+    let e = TestNode::builder()
+        .tls("nope", "nope")
+        .start()
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
 }

@@ -140,7 +140,11 @@ pub fn error_msg(f: &Frame) -> String {
 
 /// The next frame, which must be an event.
 pub async fn next_event(c: &mut RawClient) -> Event {
-    let f = c.recv_timeout(GUARD).await.unwrap().expect("an event, not a close");
+    let f = c
+        .recv_timeout(GUARD)
+        .await
+        .unwrap()
+        .expect("an event, not a close");
     assert_eq!(f.id, EVENT_ID);
     Event::decode(&f).unwrap()
 }
