@@ -318,6 +318,46 @@ proptest! {
         prop_assert_eq!(Response::decode(&f).unwrap(), Response::Data(Bytes::from(b)));
     }
 
+    /// Node-side encoders round-trip: events with any fields (the `scope`
+    /// key a node adds included), and ERROR replies with any code.
+    #[test]
+    fn events_and_errors_roundtrip(
+        scope in proptest::option::of(".{0,30}"),
+        id in any::<u64>(),
+        text in ".{0,60}",
+        code in any::<i64>(),
+        args in vec(any_value(), 0..6),
+        which in 0u8..6,
+    ) {
+        use thingsdb_protocol::{EmitEvent, ErrorCode, ErrorReply, NodeStatus, RoomEvent};
+        let room = RoomEvent { scope: scope.clone(), id };
+        let e = match which {
+            0 => Event::Join(room),
+            1 => Event::Leave(room),
+            2 => Event::Delete(room),
+            3 => Event::NodeStatus { id, status: NodeStatus::parse(&text) },
+            4 => Event::Warn { code, message: text.clone() },
+            _ => Event::Emit(EmitEvent {
+                scope,
+                id,
+                event: text.clone(),
+                args: Bytes::from(encoded(&rmpv::Value::Array(args))),
+            }),
+        };
+        let mut b = BytesMut::new();
+        e.encode(&mut b).unwrap();
+        let f = parse(b);
+        prop_assert_eq!(f.id, thingsdb_protocol::EVENT_ID);
+        prop_assert_eq!(Event::decode(&f).unwrap(), e);
+
+        let mut b = BytesMut::new();
+        thingsdb_protocol::response::encode_error(&mut b, 9, ErrorCode::from_code(code), &text).unwrap();
+        prop_assert_eq!(
+            Response::decode(&parse(b)).unwrap(),
+            Response::Error(ErrorReply::new(ErrorCode::from_code(code), text))
+        );
+    }
+
     // ------------------------------------------------ request encoders
 
     #[test]
