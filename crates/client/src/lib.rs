@@ -24,7 +24,7 @@
 //! | settings, credentials, reconnect | [`ClientBuilder`], [`Auth`], [`ReconnectPolicy`] |
 //! | queries and procedures | [`Query`], [`Run`] |
 //! | scopes | [`Scope`] |
-//! | rooms and their events | [`Room`], [`RoomEvents`], [`RoomEvent`] |
+//! | rooms and their events | [`Room`], [`RoomEvents`], [`RoomEvent`], [`RoomHandlers`] |
 //! | node status and warnings | [`NodeEvents`], [`NodeEvent`] |
 //! | errors | [`Error`], [`ThingsdbError`], [`ErrorCode`] |
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -34,6 +34,7 @@ mod config;
 mod connection;
 mod error;
 mod events;
+mod handlers;
 mod node_events;
 mod request;
 mod room;
@@ -43,6 +44,7 @@ pub use client::Client;
 pub use config::{Auth, ClientBuilder, Config, ReconnectPolicy};
 pub use error::{Error, ThingsdbError};
 pub use events::{Emitted, NodeEvent, Overflow, RoomEvent};
+pub use handlers::RoomHandlers;
 pub use node_events::NodeEvents;
 pub use request::{BoxFuture, Query, Run};
 pub use room::{Room, RoomEvents};
