@@ -1,0 +1,41 @@
+//! `thingsdb`: a command-line client for ThingsDB.
+//!
+//! See `thingsdb --help`. The work is split so that it can be tested:
+//! [`args`] is the command line, [`commands`] what each invocation does,
+//! [`repl`] the interactive prompt, [`output`] how values are printed as
+//! JSON, and [`error`] how failures are reported and which exit status
+//! they give.
+
+mod args;
+mod commands;
+mod error;
+mod output;
+mod repl;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    init_logging();
+    match commands::execute(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Log messages (of the client: reconnects, dropped connections) go to
+/// standard error; `RUST_LOG` sets the level (default `warn`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
