@@ -22,6 +22,10 @@ users of the machine.
 Results are printed as JSON: things with their \"#\" id, bytes as base64 \
 strings, NaN and infinities as \"nan\", \"inf\", \"-inf\".
 
+The prompt keeps its history in $XDG_DATA_HOME/thingsdb/history or \
+~/.thingsdb_history (lines that begin with a space are not kept). RUST_LOG sets \
+the level of log messages on standard error (default: warn).
+
 Exit status:
   0  success (for watch: stopped with Ctrl-C, or the room was deleted)
   1  the node refused the query or procedure (a ThingsDB error, printed as
@@ -40,10 +44,11 @@ Examples:
 #[derive(Parser)]
 #[command(name = "thingsdb", version, about, after_help = AFTER_HELP)]
 pub struct Cli {
-    /// The node(s) to connect to: thingsdb://HOST[:PORT], thingsdbs://HOST[:PORT] (TLS),
-    /// ws://HOST[:PORT][/PATH], wss://..., unix:/PATH, or HOST[:PORT]. Several,
-    /// separated by commas, form a pool.
+    /// The node(s) to connect to, comma-separated.
     #[arg(
+        help = "The node(s) to connect to: thingsdb://HOST[:PORT], thingsdbs://HOST[:PORT] (TLS), \
+                ws://HOST[:PORT][/PATH], wss://..., unix:/PATH, or HOST[:PORT]. Several, separated \
+                by commas, form a pool",
         short = 'u',
         long = "uri",
         env = "THINGSDB_URI",
@@ -115,9 +120,12 @@ pub enum Command {
     Run {
         /// The procedure's name.
         procedure: String,
-        /// The arguments as JSON: an array for positional arguments ('[41]'),
-        /// an object for arguments by name ('{"x": 41}').
-        #[arg(value_name = "ARGS_JSON")]
+        /// The arguments as JSON: an array (positional) or an object (by name).
+        #[arg(
+            value_name = "ARGS_JSON",
+            help = "The arguments as JSON: an array for positional arguments ('[41]'), \
+                    an object for arguments by name ('{\"x\": 41}')"
+        )]
         args: Option<String>,
     },
     /// Join a room and print its events as they arrive, until Ctrl-C or until the room
