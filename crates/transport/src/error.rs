@@ -24,6 +24,16 @@ pub enum Error {
         /// The timeout in milliseconds.
         elapsed_ms: u64,
     },
+    /// The connection could not be opened: name resolution, TCP connect or
+    /// the Unix socket failed.
+    #[error("connecting to {target} failed: {source}")]
+    Connect {
+        /// The target, as displayed.
+        target: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
     /// An I/O error from the socket.
     #[error("{kind} I/O error: {source}")]
     Io {

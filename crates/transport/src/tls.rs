@@ -1,0 +1,308 @@
+//! TLS settings for `thingsdbs://` and `wss://` targets (rustls with the
+//! `ring` provider; no process-wide provider needs installing).
+//!
+//! Which certificates are trusted:
+//!
+//! | constructor | trusts |
+//! |---|---|
+//! | [`TlsOptions::default`], [`TlsOptions::webpki_roots`] | the Mozilla root set compiled in (`webpki-roots`) |
+//! | [`TlsOptions::native_roots`] | the platform's store (`rustls-native-certs`; honours `SSL_CERT_FILE` / `SSL_CERT_DIR`) |
+//! | [`TlsOptions::with_ca_pem`] | only the CA certificates in the given PEM |
+//! | [`TlsOptions::dangerous_accept_any_certificate`] | anything: for tests only |
+//! | [`TlsOptions::from_client_config`] | whatever the given rustls configuration says |
+//!
+//! The compiled-in Mozilla roots are the default because they behave the
+//! same everywhere, including minimal containers without a CA bundle; use
+//! [`TlsOptions::native_roots`] to follow the machine's own trust store
+//! (for example a company CA installed there).
+//!
+//! The rustls configuration is built once per `TlsOptions` value (and its
+//! clones) and reused by every connection made with it.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+use crate::error::Error;
+
+#[derive(Clone)]
+enum Trust {
+    WebPki,
+    Native,
+    CaPem(Arc<[u8]>),
+    AcceptAny,
+    Config(Arc<ClientConfig>),
+}
+
+/// How to set up TLS: which certificates to trust, and which name to check.
+///
+/// ```
+/// use thingsdb_transport::TlsOptions;
+/// let pem = b"-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n";
+/// let opts = TlsOptions::with_ca_pem(pem.to_vec()).server_name("db.internal");
+/// assert!(format!("{opts:?}").contains("custom CA"));
+/// ```
+#[derive(Clone)]
+pub struct TlsOptions {
+    trust: Trust,
+    server_name: Option<String>,
+    built: Arc<OnceLock<Arc<ClientConfig>>>,
+}
+
+impl Default for TlsOptions {
+    /// Trusts the compiled-in Mozilla roots ([`TlsOptions::webpki_roots`]).
+    fn default() -> Self {
+        TlsOptions::webpki_roots()
+    }
+}
+
+impl fmt::Debug for TlsOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let trust = match &self.trust {
+            Trust::WebPki => "webpki roots",
+            Trust::Native => "platform roots",
+            Trust::CaPem(_) => "custom CA",
+            Trust::AcceptAny => "DANGEROUS: any certificate",
+            Trust::Config(_) => "custom rustls ClientConfig",
+        };
+        f.debug_struct("TlsOptions")
+            .field("trust", &trust)
+            .field("server_name", &self.server_name)
+            .finish()
+    }
+}
+
+impl TlsOptions {
+    fn new(trust: Trust) -> Self {
+        TlsOptions {
+            trust,
+            server_name: None,
+            built: Arc::default(),
+        }
+    }
+
+    /// Trusts the Mozilla root certificates compiled into the program. The
+    /// default.
+    pub fn webpki_roots() -> Self {
+        TlsOptions::new(Trust::WebPki)
+    }
+
+    /// Trusts the platform's certificate store, loaded when the first
+    /// connection is made. Connecting fails with [`Error::Tls`] if the store
+    /// holds no usable certificate.
+    pub fn native_roots() -> Self {
+        TlsOptions::new(Trust::Native)
+    }
+
+    /// Trusts only the CA certificate(s) in `pem` (PEM text with one or more
+    /// `CERTIFICATE` blocks), for a node with a private or self-signed
+    /// certificate. A PEM without a certificate fails at connect time (or at
+    /// [`TlsOptions::client_config`]) with [`Error::Tls`].
+    pub fn with_ca_pem(pem: impl Into<Vec<u8>>) -> Self {
+        TlsOptions::new(Trust::CaPem(Arc::from(pem.into())))
+    }
+
+    /// Accepts any certificate, for any name, without checking it: anyone
+    /// between client and node can read and change the traffic. For tests
+    /// against throw-away certificates only. (Handshake signatures are still
+    /// checked, so the session is encrypted to whoever holds the key.)
+    pub fn dangerous_accept_any_certificate() -> Self {
+        TlsOptions::new(Trust::AcceptAny)
+    }
+
+    /// Uses a rustls configuration built by the caller (client certificates,
+    /// other providers, ALPN, ...). The server name override still applies.
+    pub fn from_client_config(config: Arc<ClientConfig>) -> Self {
+        TlsOptions::new(Trust::Config(config))
+    }
+
+    /// Checks the certificate against `name` (and sends it as SNI) instead
+    /// of the target's host, for a node reached by an address its
+    /// certificate does not name.
+    pub fn server_name(mut self, name: impl Into<String>) -> Self {
+        self.server_name = Some(name.into());
+        self
+    }
+
+    /// The server name override, if one was set.
+    pub fn server_name_override(&self) -> Option<&str> {
+        self.server_name.as_deref()
+    }
+
+    /// Whether certificates are not checked at all.
+    pub fn is_dangerous(&self) -> bool {
+        matches!(self.trust, Trust::AcceptAny)
+    }
+
+    /// The rustls configuration these options give, built on first use and
+    /// shared by clones. Call it early to find a bad CA PEM or an empty
+    /// platform store before connecting.
+    pub fn client_config(&self) -> Result<Arc<ClientConfig>, Error> {
+        if let Some(c) = self.built.get() {
+            return Ok(c.clone());
+        }
+        let c = self.build()?;
+        // Another thread may have won the race; both results are equal.
+        Ok(self.built.get_or_init(|| c).clone())
+    }
+
+    /// The name to verify for a connection to `host`.
+    pub(crate) fn name_for(&self, host: &str) -> Result<ServerName<'static>, Error> {
+        let name = self.server_name.as_deref().unwrap_or(host);
+        ServerName::try_from(name.to_owned())
+            .map_err(|e| Error::Tls(format!("invalid server name {name:?}: {e}")))
+    }
+
+    fn build(&self) -> Result<Arc<ClientConfig>, Error> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Tls(format!("TLS configuration: {e}")))?;
+        let config = match &self.trust {
+            Trust::Config(c) => return Ok(c.clone()),
+            Trust::AcceptAny => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+                .with_no_client_auth(),
+            Trust::WebPki => {
+                let roots = RootCertStore {
+                    roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+                };
+                builder.with_root_certificates(roots).with_no_client_auth()
+            }
+            Trust::Native => builder
+                .with_root_certificates(native_store()?)
+                .with_no_client_auth(),
+            Trust::CaPem(pem) => builder
+                .with_root_certificates(pem_store(pem)?)
+                .with_no_client_auth(),
+        };
+        Ok(Arc::new(config))
+    }
+}
+
+fn native_store() -> Result<RootCertStore, Error> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut store = RootCertStore::empty();
+    let (added, _ignored) = store.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let why = found
+            .errors
+            .first()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        return Err(Error::Tls(format!(
+            "no usable certificate in the platform's trust store{why}"
+        )));
+    }
+    Ok(store)
+}
+
+fn pem_store(pem: &[u8]) -> Result<RootCertStore, Error> {
+    let mut store = RootCertStore::empty();
+    let mut reader = pem;
+    for cert in rustls_pemfile::certs(&mut reader) {
+        let cert = cert.map_err(|e| Error::Tls(format!("reading the CA PEM: {e}")))?;
+        store
+            .add(cert)
+            .map_err(|e| Error::Tls(format!("CA certificate refused: {e}")))?;
+    }
+    if store.is_empty() {
+        return Err(Error::Tls(
+            "the CA PEM holds no \"CERTIFICATE\" block".into(),
+        ));
+    }
+    Ok(store)
+}
+
+/// The verifier behind [`TlsOptions::dangerous_accept_any_certificate`].
+#[derive(Debug)]
+struct AcceptAny(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_build() {
+        assert!(TlsOptions::default().client_config().is_ok());
+        assert!(TlsOptions::dangerous_accept_any_certificate()
+            .client_config()
+            .is_ok());
+        let o = TlsOptions::webpki_roots();
+        let a = o.client_config().unwrap();
+        let b = o.clone().client_config().unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "built once, shared by clones");
+    }
+
+    #[test]
+    fn bad_pem_is_a_tls_error() {
+        let e = TlsOptions::with_ca_pem(b"not a pem".to_vec())
+            .client_config()
+            .unwrap_err();
+        assert!(e.to_string().contains("no \"CERTIFICATE\" block"), "{e}");
+    }
+
+    #[test]
+    fn server_names() {
+        let o = TlsOptions::default();
+        assert!(o.name_for("127.0.0.1").is_ok());
+        assert!(o.name_for("::1").is_ok());
+        assert!(o.name_for("example.com").is_ok());
+        assert!(o.name_for("bad name").is_err());
+        let o = o.server_name("other");
+        assert_eq!(
+            o.name_for("127.0.0.1").unwrap(),
+            ServerName::try_from("other").unwrap()
+        );
+    }
+}
