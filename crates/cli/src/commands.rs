@@ -205,10 +205,54 @@ fn auth(cli: &Cli) -> Result<Auth, CliError> {
     if !(std::io::stdin().is_terminal() || std::io::stderr().is_terminal()) {
         return Err(no_password());
     }
-    let password = rpassword::prompt_password(format!("Password for {}: ", cli.user))
+    let password = prompt_password(&format!("Password for {}: ", cli.user))
         .map(Secret::new)
         .map_err(|_| no_password())?;
     Ok(Auth::password(&cli.user, password.expose()))
+}
+
+/// Asks for a password on the terminal. Echo is turned off before the
+/// prompt is shown, so nothing typed after it appears; the terminal's
+/// settings are restored afterwards.
+#[cfg(unix)]
+fn prompt_password(prompt: &str) -> std::io::Result<String> {
+    use std::io::BufRead;
+
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg, Termios};
+
+    /// Puts the terminal's settings back, however the prompt ends.
+    struct Restore<'a>(&'a std::fs::File, Termios);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            let _ = tcsetattr(self.0, SetArg::TCSANOW, &self.1);
+        }
+    }
+
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")?;
+    let saved = tcgetattr(&tty)?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    quiet.local_flags.insert(LocalFlags::ECHONL);
+    tcsetattr(&tty, SetArg::TCSANOW, &quiet)?;
+    let _restore = Restore(&tty, saved);
+    let mut out = &tty;
+    out.write_all(prompt.as_bytes())?;
+    out.flush()?;
+    let mut line = String::new();
+    std::io::BufReader::new(&tty).read_line(&mut line)?;
+    if line.is_empty() {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// Asks for a password on the terminal, without echo.
+#[cfg(not(unix))]
+fn prompt_password(prompt: &str) -> std::io::Result<String> {
+    rpassword::prompt_password(prompt)
 }
 
 /// The targets in `--uri`, comma-separated.
@@ -276,7 +320,7 @@ pub async fn connect(cli: &Cli, auth: Auth) -> Result<Client, CliError> {
 }
 
 /// A client error's message without the `bad argument: ` prefix.
-fn error_text(e: &Error) -> String {
+pub fn error_text(e: &Error) -> String {
     match e {
         Error::BadArgument(m) => m.clone(),
         other => other.to_string(),

@@ -125,7 +125,7 @@ fn scope_switch(word: &str) -> Option<Action> {
     if word.starts_with('@') {
         return Some(match Scope::parse(word) {
             Ok(s) => Action::SwitchScope(s),
-            Err(e) => Action::BadScope(e.to_string()),
+            Err(e) => Action::BadScope(commands::error_text(&e)),
         });
     }
     if word.starts_with("//") {
