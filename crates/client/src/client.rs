@@ -30,7 +30,7 @@ const COMMAND_QUEUE: usize = 4096;
 /// use thingsdb_client::{Auth, Client};
 /// let client = Client::connect("thingsdb://localhost:9200", Auth::password("admin", "pass")).await?;
 /// let two: i64 = client.query("1 + 1;").decode().await?;
-/// let product = client.query("a * b;").scope("//stuff").var("a", &6)?.var("b", &7)?.await?;
+/// let product = client.query("a * b;").scope("//stuff").var("a", &6).var("b", &7).await?;
 /// assert_eq!(product, rmpv::Value::from(42));
 /// # Ok(()) }
 /// ```
@@ -161,7 +161,7 @@ impl Client {
     pub async fn node_events(&self) -> Result<crate::node_events::NodeEvents, Error> {
         let (tx, rx) = mpsc::channel(self.inner.config.event_buffer);
         let sink = Sink::new(self.next_stream_id(), tx, Overflow::Lag);
-        self.command(Command::NodeEvents(sink)).await?;
+        self.command(Command::NodeEvents(Box::new(sink))).await?;
         Ok(crate::node_events::NodeEvents::new(rx))
     }
 
@@ -230,17 +230,31 @@ impl Client {
         timeout: Option<Duration>,
     ) -> Result<Frame, Error> {
         let timeout = timeout.unwrap_or(self.inner.config.request_timeout);
+        let deadline = tokio::time::Instant::now() + timeout;
         let (reply, rx) = oneshot::channel();
-        let exchange = async {
-            self.command(Command::Request { frame, reply }).await?;
-            match rx.await {
-                Ok(result) => result,
-                Err(_) => Err(self.gone()),
-            }
+        let cmd = Command::Request {
+            frame,
+            reply,
+            deadline,
+            timeout,
         };
-        match tokio::time::timeout(timeout, exchange).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout(timeout)),
+        // The connection task times the request out; the caller only waits
+        // itself when the command queue is full.
+        match self.inner.cmd_tx.try_send(cmd) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(cmd)) => {
+                let send = tokio::time::timeout_at(deadline, self.inner.cmd_tx.send(cmd));
+                match Box::pin(send).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Err(self.gone()),
+                    Err(_) => return Err(Error::Timeout(timeout)),
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(self.gone()),
+        }
+        match rx.await {
+            Ok(result) => result,
+            Err(_) => Err(self.gone()),
         }
     }
 }

@@ -4,13 +4,16 @@
 //! this task. The task gives each request a free 16-bit id, writes queued
 //! requests out in batches (one `send` for everything queued while the
 //! previous write was in progress), matches replies to requests by id,
-//! routes events to room streams, pings the node when keep-alive is on,
-//! and, when the connection is lost, fails what was in flight and connects
-//! again (to the next node of the pool) if the policy allows.
+//! times requests out, routes events to room streams, pings the node when
+//! keep-alive is on, and, when the connection is lost, fails what was in
+//! flight and connects again (to the next node of the pool) if the policy
+//! allows.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,10 +30,8 @@ use tracing::{debug, info, warn};
 use crate::config::{Auth, Config};
 use crate::error::{Error, ThingsdbError};
 use crate::events::{EventHub, NodeSink, RoomEvent, RoomSink};
+use crate::in_flight::InFlight;
 use crate::scope::Scope;
-
-/// Every id of the 16-bit space may be in flight at once.
-pub(crate) const MAX_IN_FLIGHT: usize = 1 << 16;
 
 /// Stop taking new requests while this much is waiting to be written.
 const OUT_HIGH_WATER: usize = 4 << 20;
@@ -44,41 +45,63 @@ pub(crate) type ReplyTx = oneshot::Sender<Result<Frame, Error>>;
 
 /// What a [`Client`](crate::Client) handle asks of the connection task.
 pub(crate) enum Command {
-    /// Send a request; its header's id is filled in by the task.
-    Request { frame: BytesMut, reply: ReplyTx },
+    /// Send a request; its header's id is filled in by the task. It fails
+    /// with [`Error::Timeout`] when no reply came by `deadline`.
+    Request {
+        frame: BytesMut,
+        reply: ReplyTx,
+        deadline: Instant,
+        timeout: Duration,
+    },
     /// Join a room and attach a stream to it. When the room is already
     /// joined by another stream, only the stream is added.
-    Subscribe {
-        scope: Scope,
-        room: Room,
-        sink: RoomSink,
-        reply: oneshot::Sender<Result<u64, Error>>,
-    },
+    Subscribe(Box<Subscribe>),
     /// A room stream went away; the task leaves the room when it was the
     /// last one.
     Unsubscribe { room_id: u64, stream_id: u64 },
     /// Attach a stream of node events (status, warnings).
-    NodeEvents(NodeSink),
+    NodeEvents(Box<NodeSink>),
     /// Finish what is in flight, then close the connection.
     Close(oneshot::Sender<()>),
 }
 
+/// A room stream asking to join.
+pub(crate) struct Subscribe {
+    pub scope: Scope,
+    pub room: Room,
+    pub sink: RoomSink,
+    pub reply: oneshot::Sender<Result<u64, Error>>,
+}
+
 /// Something the task is waiting for an answer to.
 enum Pending {
-    /// A user's request.
-    User(ReplyTx),
+    /// A user's request; `seq` tells it apart from a later request that
+    /// gets the same id.
+    User {
+        reply: ReplyTx,
+        seq: u64,
+        timeout: Duration,
+    },
+    /// A user's request that timed out: the id stays taken until its late
+    /// reply comes (and is dropped), so that reply can never answer a
+    /// newer request.
+    TimedOut,
     /// A keep-alive ping.
     Ping,
     /// A JOIN for a new stream.
-    Join {
-        scope: Scope,
-        sink: RoomSink,
-        reply: oneshot::Sender<Result<u64, Error>>,
-    },
+    Join(Box<Subscribe>),
     /// A JOIN of a room that was joined before the connection was re-made.
     Rejoin(u64),
     /// A LEAVE after the last stream of a room went away.
     Leave,
+}
+
+/// When a request times out; ordered by time for a min-heap.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Deadline {
+    at: Instant,
+    seq: u64,
+    id: u16,
 }
 
 type SendFut = Pin<Box<dyn Future<Output = (Box<dyn FrameSend>, Result<(), Error>)> + Send>>;
@@ -131,17 +154,25 @@ pub(crate) struct Task {
     config: Arc<Config>,
     cmd_rx: mpsc::Receiver<Command>,
     shared: Arc<Shared>,
-    in_flight: HashMap<u16, Pending>,
-    next_id: u16,
+    in_flight: InFlight<Pending>,
+    /// Deadlines of user requests in flight, earliest first. Entries of
+    /// requests already answered are skipped when they come up, and
+    /// swept out when they pile up.
+    deadlines: BinaryHeap<Reverse<Deadline>>,
+    next_seq: u64,
     closing: Option<Option<oneshot::Sender<()>>>,
     hub: EventHub,
     /// Commands taken off the channel while no connection was up; they
     /// go first once connected. Nothing in here was ever sent.
     held: VecDeque<Command>,
     target_index: usize,
-    /// Events received since the last keep-alive check.
+    /// Whether anything came from the node since the last keep-alive tick.
     heard_from_peer: bool,
     ping_outstanding: bool,
+}
+
+fn timed_out(timeout: Duration) -> Error {
+    Error::Timeout(timeout)
 }
 
 impl Task {
@@ -154,8 +185,9 @@ impl Task {
             config,
             cmd_rx,
             shared,
-            in_flight: HashMap::new(),
-            next_id: 0,
+            in_flight: InFlight::default(),
+            deadlines: BinaryHeap::new(),
+            next_seq: 0,
             closing: None,
             hub: EventHub::default(),
             held: VecDeque::new(),
@@ -228,8 +260,8 @@ impl Task {
             Command::Request { reply, .. } => {
                 let _ = reply.send(Err(err()));
             }
-            Command::Subscribe { reply, .. } => {
-                let _ = reply.send(Err(err()));
+            Command::Subscribe(s) => {
+                let _ = s.reply.send(Err(err()));
             }
             Command::Close(ack) => {
                 let _ = ack.send(());
@@ -239,51 +271,91 @@ impl Task {
     }
 
     fn fail_in_flight(&mut self, reason: &str) {
-        self.shared
-            .in_flight
-            .store(0, std::sync::atomic::Ordering::Relaxed);
-        for (_, p) in self.in_flight.drain() {
+        self.shared.in_flight.store(0, Relaxed);
+        for p in self.in_flight.drain() {
             match p {
-                Pending::User(tx) => {
-                    let _ = tx.send(Err(Error::ConnectionLost(reason.to_string())));
-                }
-                Pending::Join { reply, .. } => {
+                Pending::User { reply, .. } => {
                     let _ = reply.send(Err(Error::ConnectionLost(reason.to_string())));
                 }
-                Pending::Ping | Pending::Rejoin(_) | Pending::Leave => {}
+                Pending::Join(s) => {
+                    let _ = s.reply.send(Err(Error::ConnectionLost(reason.to_string())));
+                }
+                Pending::TimedOut | Pending::Ping | Pending::Rejoin(_) | Pending::Leave => {}
             }
         }
+        self.deadlines.clear();
         self.ping_outstanding = false;
     }
 
+    /// Fails held requests whose deadline has passed and drops cancelled
+    /// ones; returns the earliest deadline still held.
+    fn expire_held(&mut self) -> Option<Instant> {
+        let now = Instant::now();
+        let mut earliest: Option<Instant> = None;
+        for cmd in std::mem::take(&mut self.held) {
+            let (at, cancelled) = match &cmd {
+                Command::Request {
+                    reply, deadline, ..
+                } => (Some(*deadline), reply.is_closed()),
+                _ => (None, false),
+            };
+            if cancelled {
+                continue;
+            }
+            match (at, cmd) {
+                (Some(at), Command::Request { reply, timeout, .. }) if at <= now => {
+                    let _ = reply.send(Err(timed_out(timeout)));
+                }
+                (at, cmd) => {
+                    if let Some(at) = at {
+                        earliest = Some(earliest.map_or(at, |e| e.min(at)));
+                    }
+                    self.held.push_back(cmd);
+                }
+            }
+        }
+        earliest
+    }
+
     /// Connects again with backoff, going round the pool. Requests made
-    /// meanwhile wait (up to their own timeouts) and go out once connected.
-    /// Returns `None` when the policy gives up or the client is closed.
+    /// meanwhile wait (up to their own deadlines) and go out once
+    /// connected. Returns `None` when the policy gives up or the client is
+    /// closed.
     async fn reconnect(&mut self) -> Option<Established> {
         let policy = self.config.reconnect.clone();
+        let config = self.config.clone();
         let mut attempt: u32 = 0;
         loop {
             if policy.max_attempts.is_some_and(|max| attempt >= max) {
                 self.finish(&format!("gave up reconnecting after {attempt} attempts"));
                 return None;
             }
-            let sleep = tokio::time::sleep(policy.delay(attempt));
-            tokio::pin!(sleep);
-            loop {
+            let start = self.target_index.wrapping_add(attempt as usize);
+            let delay = policy.delay(attempt);
+            let connecting = async {
+                tokio::time::sleep(delay).await;
+                connect_pool(&config, start).await
+            };
+            tokio::pin!(connecting);
+            let result = loop {
+                let earliest = self.expire_held();
+                let wake = tokio::time::sleep_until(
+                    earliest.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
+                );
                 tokio::select! {
-                    _ = &mut sleep => break,
+                    r = &mut connecting => break r,
                     cmd = self.cmd_rx.recv() => match cmd {
                         Some(cmd) => self.hold(cmd),
                         None => self.closing = Some(None),
                     },
+                    _ = wake => {}
                 }
                 if self.closing.is_some() {
                     self.finish("the client is closed");
                     return None;
                 }
-            }
-            let start = self.target_index.wrapping_add(attempt as usize);
-            match connect_pool(&self.config, start).await {
+            };
+            match result {
                 Ok(c) => {
                     info!(target = %self.config.targets[c.target_index], "reconnected");
                     return Some(c);
@@ -303,29 +375,54 @@ impl Task {
                 // Nothing to tell the node: it forgot us with the connection.
                 self.hub.remove_stream(room_id, stream_id);
             }
-            Command::NodeEvents(sink) => self.hub.add_node_stream(sink),
+            Command::NodeEvents(sink) => self.hub.add_node_stream(*sink),
             Command::Close(ack) => self.closing = Some(Some(ack)),
             other => self.held.push_back(other),
         }
     }
 
-    fn take_id(&mut self) -> u16 {
-        // Callers check that an id is free first.
-        loop {
-            let id = self.next_id;
-            self.next_id = self.next_id.wrapping_add(1);
-            if !self.in_flight.contains_key(&id) {
-                return id;
+    fn accepting(&self, out: &BytesMut) -> bool {
+        self.closing.is_none() && !self.in_flight.is_full() && out.len() < OUT_HIGH_WATER
+    }
+
+    /// Times out the requests whose deadline has passed; returns the next
+    /// deadline to wake up for.
+    fn expire(&mut self) -> Option<Instant> {
+        let now = Instant::now();
+        while let Some(Reverse(d)) = self.deadlines.peek() {
+            if d.at > now {
+                return Some(d.at);
+            }
+            let Some(Reverse(d)) = self.deadlines.pop() else {
+                break;
+            };
+            if let Some(slot) = self.in_flight.get_mut(d.id) {
+                if matches!(slot, Pending::User { seq, .. } if *seq == d.seq) {
+                    if let Pending::User { reply, timeout, .. } =
+                        std::mem::replace(slot, Pending::TimedOut)
+                    {
+                        let _ = reply.send(Err(timed_out(timeout)));
+                    }
+                }
             }
         }
+        None
     }
 
-    fn has_free_id(&self) -> bool {
-        self.in_flight.len() < MAX_IN_FLIGHT
-    }
-
-    fn accepting(&self, out: &BytesMut) -> bool {
-        self.closing.is_none() && self.has_free_id() && out.len() < OUT_HIGH_WATER
+    /// Drops the deadlines of answered requests once they outnumber the
+    /// requests in flight, so the heap stays as large as what is in flight.
+    fn sweep_deadlines(&mut self) {
+        if self.deadlines.len() <= 2 * self.in_flight.len() + 1024 {
+            return;
+        }
+        let entries = std::mem::take(&mut self.deadlines).into_vec();
+        let in_flight = &mut self.in_flight;
+        self.deadlines = entries
+            .into_iter()
+            .filter(|Reverse(d)| {
+                matches!(in_flight.get_mut(d.id), Some(Pending::User { seq, .. }) if *seq == d.seq)
+            })
+            .collect();
     }
 
     async fn serve(&mut self, tx: Box<dyn FrameSend>, rx: Box<dyn FrameRecv>) -> Exit {
@@ -333,26 +430,27 @@ impl Task {
         let mut idle_tx = Some(tx);
         let mut writing: Option<SendFut> = None;
         let mut out = BytesMut::new();
-        self.shared
-            .connections
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.shared.connections.fetch_add(1, Relaxed);
         self.heard_from_peer = true;
         self.ping_outstanding = false;
 
         // Join again every room that has streams (after a reconnect).
         for (room_id, scope) in self.hub.joined_rooms() {
-            if !self.has_free_id() {
+            let Some(id) = self.in_flight.insert(Pending::Rejoin(room_id)) else {
                 break;
-            }
-            let id = self.take_id();
-            if request::encode_join(&mut out, id, scope.as_str(), &[Room::Id(room_id)]).is_ok() {
-                self.in_flight.insert(id, Pending::Rejoin(room_id));
+            };
+            if request::encode_join(&mut out, id, scope.as_str(), &[Room::Id(room_id)]).is_err() {
+                self.in_flight.remove(id);
             }
         }
 
         let period = self.config.keepalive.unwrap_or(Duration::from_secs(3600));
         let mut keepalive = tokio::time::interval_at(Instant::now() + period, period);
         keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let far = || Instant::now() + Duration::from_secs(3600);
+        let timer = tokio::time::sleep_until(far());
+        tokio::pin!(timer);
+        let mut timer_at: Option<Instant> = None;
 
         loop {
             while self.accepting(&out) {
@@ -377,14 +475,22 @@ impl Task {
                     return Exit::Closed;
                 }
             }
-            self.shared
-                .in_flight
-                .store(self.in_flight.len(), std::sync::atomic::Ordering::Relaxed);
+            self.shared.in_flight.store(self.in_flight.len(), Relaxed);
+            // Arm the one timer for the earliest deadline.
+            let next = self.deadlines.peek().map(|Reverse(d)| d.at);
+            if next != timer_at {
+                timer.as_mut().reset(next.unwrap_or_else(far));
+                timer_at = next;
+            }
             let accepting = self.accepting(&out) && self.held.is_empty();
             // A full `Wait` stream pauses reading until its consumer catches up.
             let parked_tx = self.hub.parked.front().map(|p| p.tx.clone());
             let reading = parked_tx.is_none();
+            // Biased: frames already received are handled first, so that
+            // requests their callers send in answer are written together in
+            // one batch rather than one write per request.
             tokio::select! {
+                biased;
                 (rx, res) = &mut reader, if reading => match res {
                     Ok(Some(frame)) => {
                         self.heard_from_peer = true;
@@ -426,6 +532,11 @@ impl Task {
                     // Every handle is gone: finish what is in flight.
                     None => self.closing = Some(None),
                 },
+                () = &mut timer, if timer_at.is_some() => {
+                    timer_at = None;
+                    timer.as_mut().reset(far());
+                    self.expire();
+                }
                 _ = keepalive.tick(), if self.config.keepalive.is_some() => {
                     if self.ping_outstanding && !self.heard_from_peer {
                         return Exit::Lost(format!(
@@ -433,11 +544,11 @@ impl Task {
                         ));
                     }
                     self.heard_from_peer = false;
-                    if !self.ping_outstanding && self.has_free_id() {
-                        let id = self.take_id();
-                        request::encode_ping(&mut out, id);
-                        self.in_flight.insert(id, Pending::Ping);
-                        self.ping_outstanding = true;
+                    if !self.ping_outstanding {
+                        if let Some(id) = self.in_flight.insert(Pending::Ping) {
+                            request::encode_ping(&mut out, id);
+                            self.ping_outstanding = true;
+                        }
                     }
                 }
             }
@@ -446,29 +557,49 @@ impl Task {
 
     fn on_command(&mut self, cmd: Command, out: &mut BytesMut) {
         match cmd {
-            Command::Request { mut frame, reply } => {
+            Command::Request {
+                mut frame,
+                reply,
+                deadline,
+                timeout,
+            } => {
                 if reply.is_closed() {
                     return; // cancelled before it was sent
+                }
+                if deadline <= Instant::now() {
+                    let _ = reply.send(Err(timed_out(timeout)));
+                    return;
                 }
                 if frame.len() < thingsdb_protocol::HEADER_LEN {
                     let _ = reply.send(Err(Error::BadArgument("empty request frame".into())));
                     return;
                 }
-                let id = self.take_id();
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                let Some(id) = self.in_flight.insert(Pending::User {
+                    reply,
+                    seq,
+                    timeout,
+                }) else {
+                    // Callers are only taken while an id is free.
+                    return;
+                };
                 frame[4..6].copy_from_slice(&id.to_le_bytes());
                 out.unsplit(frame);
-                self.in_flight.insert(id, Pending::User(reply));
+                self.deadlines.push(Reverse(Deadline {
+                    at: deadline,
+                    seq,
+                    id,
+                }));
             }
-            Command::Subscribe {
-                scope,
-                room,
-                sink,
-                reply,
-            } => {
-                if let Room::Id(room_id) = room {
+            Command::Subscribe(sub) => {
+                if let Room::Id(room_id) = sub.room {
                     if self.hub.is_joined(room_id) {
                         // Joined already on this connection: the node would
                         // send no second ON_JOIN, so say it here.
+                        let Subscribe {
+                            scope, sink, reply, ..
+                        } = *sub;
                         let stream_id = sink.id;
                         self.hub.add_stream(room_id, scope, sink);
                         self.hub.send_to(room_id, stream_id, RoomEvent::Joined);
@@ -476,27 +607,27 @@ impl Task {
                         return;
                     }
                 }
-                let id = self.take_id();
-                match request::encode_join(out, id, scope.as_str(), &[room]) {
-                    Ok(()) => {
-                        self.in_flight
-                            .insert(id, Pending::Join { scope, sink, reply });
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e.into()));
+                let (scope, room) = (sub.scope.clone(), sub.room.clone());
+                let Some(id) = self.in_flight.insert(Pending::Join(sub)) else {
+                    return;
+                };
+                if let Err(e) = request::encode_join(out, id, scope.as_str(), &[room]) {
+                    if let Some(Pending::Join(sub)) = self.in_flight.remove(id) {
+                        let _ = sub.reply.send(Err(e.into()));
                     }
                 }
             }
             Command::Unsubscribe { room_id, stream_id } => {
                 if let Some(scope) = self.hub.remove_stream(room_id, stream_id) {
-                    let id = self.take_id();
-                    let rooms = [Room::Id(room_id)];
-                    if request::encode_leave(out, id, scope.as_str(), &rooms).is_ok() {
-                        self.in_flight.insert(id, Pending::Leave);
+                    if let Some(id) = self.in_flight.insert(Pending::Leave) {
+                        let rooms = [Room::Id(room_id)];
+                        if request::encode_leave(out, id, scope.as_str(), &rooms).is_err() {
+                            self.in_flight.remove(id);
+                        }
                     }
                 }
             }
-            Command::NodeEvents(sink) => self.hub.add_node_stream(sink),
+            Command::NodeEvents(sink) => self.hub.add_node_stream(*sink),
             Command::Close(ack) => self.closing = Some(Some(ack)),
         }
     }
@@ -517,17 +648,15 @@ impl Task {
                 };
                 warn!(id = frame.id, error = %err, "unexpected package from the node");
                 // The request with this id, if any, fails; others go on.
-                if let Some(p) = self.in_flight.remove(&frame.id) {
-                    match p {
-                        Pending::User(tx) => {
-                            let _ = tx.send(Err(Error::Protocol(err)));
-                        }
-                        Pending::Join { reply, .. } => {
-                            let _ = reply.send(Err(Error::Protocol(err)));
-                        }
-                        Pending::Ping => self.ping_outstanding = false,
-                        Pending::Rejoin(_) | Pending::Leave => {}
+                match self.in_flight.remove(frame.id) {
+                    Some(Pending::User { reply, .. }) => {
+                        let _ = reply.send(Err(Error::Protocol(err)));
                     }
+                    Some(Pending::Join(sub)) => {
+                        let _ = sub.reply.send(Err(Error::Protocol(err)));
+                    }
+                    Some(Pending::Ping) => self.ping_outstanding = false,
+                    Some(Pending::TimedOut | Pending::Rejoin(_) | Pending::Leave) | None => {}
                 }
             }
         }
@@ -535,7 +664,7 @@ impl Task {
     }
 
     fn on_response(&mut self, frame: Frame) {
-        let Some(p) = self.in_flight.remove(&frame.id) else {
+        let Some(p) = self.in_flight.remove(frame.id) else {
             warn!(
                 id = frame.id,
                 package_type = frame.type_byte,
@@ -544,9 +673,11 @@ impl Task {
             return;
         };
         match p {
-            Pending::User(tx) => {
-                let _ = tx.send(Ok(frame));
+            Pending::User { reply, .. } => {
+                let _ = reply.send(Ok(frame));
+                self.sweep_deadlines();
             }
+            Pending::TimedOut => debug!(id = frame.id, "late reply after a timeout dropped"),
             Pending::Ping => self.ping_outstanding = false,
             Pending::Leave => {
                 if let Ok(Response::Error(e)) = Response::decode(&frame) {
@@ -559,19 +690,24 @@ impl Task {
                     self.hub.room_failed(room_id);
                 }
             }
-            Pending::Join { scope, sink, reply } => match join_result(&frame) {
-                Ok(room_id) => {
-                    let stream_id = sink.id;
-                    if !self.hub.add_stream(room_id, scope, sink) {
-                        // Another stream had joined it: no ON_JOIN follows.
-                        self.hub.send_to(room_id, stream_id, RoomEvent::Joined);
+            Pending::Join(sub) => {
+                let Subscribe {
+                    scope, sink, reply, ..
+                } = *sub;
+                match join_result(&frame) {
+                    Ok(room_id) => {
+                        let stream_id = sink.id;
+                        if !self.hub.add_stream(room_id, scope, sink) {
+                            // Another stream had joined it: no ON_JOIN follows.
+                            self.hub.send_to(room_id, stream_id, RoomEvent::Joined);
+                        }
+                        let _ = reply.send(Ok(room_id));
                     }
-                    let _ = reply.send(Ok(room_id));
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
                 }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
+            }
         }
     }
 

@@ -35,6 +35,7 @@ mod connection;
 mod error;
 mod events;
 mod handlers;
+mod in_flight;
 mod node_events;
 mod request;
 mod room;

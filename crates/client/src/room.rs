@@ -11,7 +11,7 @@ use thingsdb_protocol::{request, Room as RoomRef};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::client::{expect_ok, Client};
-use crate::connection::Command;
+use crate::connection::{Command, Subscribe};
 use crate::error::Error;
 use crate::events::{Overflow, RoomEvent, Sink};
 use crate::request::serialize_into;
@@ -111,12 +111,12 @@ impl Room {
         let stream_id = self.client.next_stream_id();
         let (reply, answer) = oneshot::channel();
         self.client
-            .command(Command::Subscribe {
+            .command(Command::Subscribe(Box::new(Subscribe {
                 scope: self.scope.clone(),
                 room: self.room.clone(),
                 sink: Sink::new(stream_id, tx, overflow),
                 reply,
-            })
+            })))
             .await?;
         let timeout = self.client.config().request_timeout;
         let room_id = match tokio::time::timeout(timeout, answer).await {
