@@ -87,5 +87,5 @@ pub trait Transport: Send + 'static {
     fn split(self: Box<Self>) -> (Box<dyn FrameSend>, Box<dyn FrameRecv>);
 }
 
-/// A connection of any kind, as [`crate::connect`] returns it.
+/// A connection of any kind, as [`connect`](fn@crate::connect) returns it.
 pub type Connection = Box<dyn Transport>;
