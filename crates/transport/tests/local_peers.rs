@@ -559,3 +559,70 @@ async fn from_stream_over_an_in_memory_duplex() {
     guard("sender", sender).await.unwrap();
     guard("reader", reader).await.unwrap();
 }
+
+/// Counts write calls reaching the stream under a connection.
+struct CountingWrites<S> {
+    inner: S,
+    writes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for CountingWrites<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountingWrites<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if r.is_ready() {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+async fn a_batch_is_one_write() {
+    let writes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (a, mut b) = tokio::io::duplex(1 << 20);
+    let counted = CountingWrites {
+        inner: a,
+        writes: writes.clone(),
+    };
+    let (mut tx, _rx) = from_stream(counted, TransportKind::Custom, "a", 1 << 20).split();
+    let frames: Vec<Frame> = (0..500).map(|i| frame(i, 20)).collect();
+    let w = wire(&frames);
+    tx.send(w.clone()).await.unwrap();
+    assert_eq!(
+        writes.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "500 frames, one write"
+    );
+    let mut got = vec![0u8; w.len()];
+    b.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got[..], &w[..]);
+}
