@@ -53,6 +53,7 @@ pub struct RealNode {
     password: String,
     child: Option<Child>,
     dir: Option<tempfile::TempDir>,
+    node_port: Option<u16>,
 }
 
 impl std::fmt::Debug for RealNode {
@@ -90,6 +91,7 @@ impl RealNode {
                 password,
                 child: None,
                 dir: None,
+                node_port: None,
             };
             node.wait_ready(Instant::now() + START_TIMEOUT).await?;
             return Ok(Some(node));
@@ -107,6 +109,23 @@ impl RealNode {
     /// loopback ports (and a WebSocket port on all interfaces when
     /// `with_ws`), and waits until PING and AUTH `admin`/`pass` work.
     pub async fn start(bin: &Path, with_ws: bool) -> std::io::Result<RealNode> {
+        let node = RealNode::spawn(bin, with_ws, None).await?;
+        node.wait_ready(Instant::now() + START_TIMEOUT).await?;
+        Ok(node)
+    }
+
+    /// Starts `bin` with `--secret SECRET` (a node waiting to be added to a
+    /// cluster with `new_node()`), on loopback ports like
+    /// [`RealNode::start`]; returns once its ports listen.
+    pub async fn start_with_secret(
+        bin: &Path,
+        with_ws: bool,
+        secret: &str,
+    ) -> std::io::Result<RealNode> {
+        RealNode::spawn(bin, with_ws, Some(secret)).await
+    }
+
+    async fn spawn(bin: &Path, with_ws: bool, secret: Option<&str>) -> std::io::Result<RealNode> {
         let dir = tempfile::Builder::new().prefix("thingsdb-real").tempdir()?;
         let client_port = free_port()?;
         let node_port = free_port()?;
@@ -140,8 +159,11 @@ impl RealNode {
         )?;
         let log = std::fs::File::create(dir.path().join("node.log"))?;
         let mut cmd = Command::new(bin);
-        cmd.arg("--init")
-            .arg("--config")
+        match secret {
+            Some(secret) => cmd.arg("--secret").arg(secret),
+            None => cmd.arg("--init"),
+        };
+        cmd.arg("--config")
             .arg(&conf)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -161,6 +183,7 @@ impl RealNode {
             password: "pass".into(),
             child: Some(child),
             dir: Some(dir),
+            node_port: Some(node_port),
         };
         let deadline = Instant::now() + START_TIMEOUT;
         // Wait for the client port, watching for an early exit.
@@ -173,7 +196,13 @@ impl RealNode {
                     )));
                 }
             }
-            if tokio::net::TcpStream::connect(("127.0.0.1", client_port))
+            // A node waiting for an invite listens on its node port only.
+            let port = if secret.is_some() {
+                node_port
+            } else {
+                client_port
+            };
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
             {
@@ -187,8 +216,43 @@ impl RealNode {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        node.wait_ready(deadline).await?;
         Ok(node)
+    }
+
+    /// The port other nodes of a cluster reach this one on (started nodes
+    /// only).
+    pub fn node_port(&self) -> Option<u16> {
+        self.node_port
+    }
+
+    /// The process id (started nodes only).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Asks a started node to shut down gracefully (SIGTERM), as an
+    /// operator stopping it would; a node in a cluster tells its clients
+    /// it is going away first. Returns once the signal is sent.
+    pub fn terminate(&self) -> std::io::Result<()> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| std::io::Error::other("the node was not started here"))?;
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!("kill -TERM {pid}: {status}")))
+        }
+    }
+
+    /// Whether a started node's process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Retries PING + AUTH until both work or `deadline` passes.
@@ -306,5 +370,107 @@ impl Drop for RealNode {
                 let _ = std::fs::remove_file(p);
             }
         }
+    }
+}
+
+/// A cluster of real nodes on loopback, joined with the node's own tools:
+/// the first node is started with `--init`, each other one with
+/// `--secret` and then added from the first with `new_node()` in the
+/// `@thingsdb` scope. Every node is stopped on drop.
+pub struct RealCluster {
+    /// The nodes, the first one the one that was initialised.
+    pub nodes: Vec<RealNode>,
+}
+
+impl std::fmt::Debug for RealCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(&self.nodes).finish()
+    }
+}
+
+/// How long a node may take to join a cluster and become ready.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(180);
+
+impl RealCluster {
+    /// A cluster of `n` nodes from `THINGSDB_BIN`; `Ok(None)` when the
+    /// variable is not set.
+    pub async fn from_env(n: usize) -> std::io::Result<Option<RealCluster>> {
+        match env("THINGSDB_BIN") {
+            Some(bin) => RealCluster::start(Path::new(&bin), n).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Starts `n` nodes of `bin` and joins them into one cluster; returns
+    /// when every node answers AUTH and a query.
+    pub async fn start(bin: &Path, n: usize) -> std::io::Result<RealCluster> {
+        let first = RealNode::start(bin, false).await?;
+        let mut nodes = vec![first];
+        for i in 1..n {
+            let secret = format!("secret{i}");
+            let node = RealNode::start_with_secret(bin, false, &secret).await?;
+            let port = node
+                .node_port()
+                .ok_or_else(|| std::io::Error::other("no node port"))?;
+            let code = format!("new_node('{secret}', '127.0.0.1', {port});");
+            run_query(&nodes[0], "@thingsdb", &code).await?;
+            let deadline = Instant::now() + JOIN_TIMEOUT;
+            loop {
+                if run_query(&node, "@thingsdb", "1 + 1;").await.is_ok() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(std::io::Error::other(format!(
+                        "node {i} did not join the cluster in time; log:\n{}",
+                        node.log()
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            nodes.push(node);
+        }
+        // Every node must be ready before the next test step.
+        for node in &nodes {
+            let deadline = Instant::now() + JOIN_TIMEOUT;
+            while run_query(node, "@node", "node_info().load().status;")
+                .await
+                .map(|f| f.payload.as_ref() != b"\xa5READY")
+                .unwrap_or(true)
+            {
+                if Instant::now() > deadline {
+                    return Err(std::io::Error::other("a node did not become READY"));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+        Ok(RealCluster { nodes })
+    }
+}
+
+/// Runs `code` in `scope` on `node` over a fresh TCP connection and
+/// returns the DATA reply, or an error for any other reply.
+async fn run_query(
+    node: &RealNode,
+    scope: &str,
+    code: &str,
+) -> std::io::Result<thingsdb_protocol::Frame> {
+    let mut c = node
+        .connect_tcp()
+        .await?
+        .ok_or_else(|| std::io::Error::other("no TCP address"))?;
+    let auth = c.auth(node.user(), node.password()).await?;
+    if auth.package_type().ok() != Some(PackageType::Ok) {
+        return Err(std::io::Error::other("AUTH failed"));
+    }
+    let mut b = BytesMut::new();
+    request::encode_query(&mut b, 1, scope, code, None).map_err(std::io::Error::other)?;
+    let f = c.request_timeout(&b, Duration::from_secs(30)).await?;
+    if f.package_type().ok() == Some(PackageType::Data) {
+        Ok(f)
+    } else {
+        Err(std::io::Error::other(format!(
+            "query {code:?} failed: {:?}",
+            thingsdb_protocol::Response::decode(&f)
+        )))
     }
 }
