@@ -35,6 +35,9 @@ struct Opts {
     user: String,
     password: String,
     in_flight_check: usize,
+    /// Only the in-flight memory check (run one process per transport, so
+    /// each is measured from a fresh process).
+    memory_only: bool,
 }
 
 fn parse_args() -> Opts {
@@ -45,6 +48,7 @@ fn parse_args() -> Opts {
         user: std::env::var("THINGSDB_USER").unwrap_or_else(|_| "admin".into()),
         password: std::env::var("THINGSDB_PASSWORD").unwrap_or_else(|_| "pass".into()),
         in_flight_check: 10_000,
+        memory_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -54,6 +58,7 @@ fn parse_args() -> Opts {
             "--secs" => o.secs = val().parse().expect("--secs takes a number"),
             "--window" => o.window = val().parse().expect("--window takes a number"),
             "--in-flight" => o.in_flight_check = val().parse().expect("--in-flight takes a number"),
+            "--memory-only" => o.memory_only = true,
             "--bench" | "--current-thread" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -249,7 +254,15 @@ fn main() {
             .enable_all()
             .build()
     };
-    rt.expect("a tokio runtime").block_on(run(current));
+    // Inside a spawned task, as an application's code runs: with the
+    // multi-thread runtime, `block_on` itself runs on a thread that is not
+    // one of the runtime's workers.
+    let rt = rt.expect("a tokio runtime");
+    rt.block_on(async move {
+        tokio::spawn(run(current))
+            .await
+            .expect("the benchmark task")
+    });
 }
 
 async fn run(current: bool) {
@@ -273,6 +286,16 @@ async fn run(current: bool) {
     } else {
         None
     };
+    if o.memory_only {
+        print_memory_header(&o);
+        for target in o.targets.clone() {
+            let client = connect(&target, &o).await;
+            let row = in_flight_memory(&client, o.in_flight_check).await;
+            print_memory_row(kind(&target), row);
+            client.close().await.unwrap();
+        }
+        return;
+    }
     println!(
         "`1+1;` in @t, {} s per cell, pipelined window {}, tokio {} runtime\n",
         o.secs,
@@ -287,14 +310,7 @@ async fn run(current: bool) {
     println!("|---|---|---:|---:|---:|");
     let mut memory_rows = Vec::new();
     for target in o.targets.clone() {
-        let client = Client::builder()
-            .target(&target)
-            .unwrap()
-            .auth(Auth::password(o.user.clone(), o.password.clone()))
-            .keepalive(None)
-            .connect()
-            .await
-            .unwrap();
+        let client = connect(&target, &o).await;
         // Warm up both paths.
         let warm = Opts {
             secs: 0.3,
@@ -329,15 +345,34 @@ async fn run(current: bool) {
         client.close().await.unwrap();
     }
     println!();
+    print_memory_header(&o);
+    for (k, rate, before, peak) in memory_rows {
+        print_memory_row(k, (rate, before, peak));
+    }
+}
+
+async fn connect(target: &str, o: &Opts) -> Client {
+    Client::builder()
+        .target(target)
+        .unwrap()
+        .auth(Auth::password(o.user.clone(), o.password.clone()))
+        .keepalive(None)
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn print_memory_header(o: &Opts) {
     println!(
         "| transport | {} requests in flight at once | RSS before (MiB) | peak RSS of the process (MiB) |",
         o.in_flight_check
     );
     println!("|---|---:|---:|---:|");
-    for (k, rate, before, peak) in memory_rows {
-        let f = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.1}"));
-        println!("| {k} | {rate:.0} req/s | {} | {} |", f(before), f(peak));
-    }
+}
+
+fn print_memory_row(k: &str, (rate, before, peak): (f64, Option<f64>, Option<f64>)) {
+    let f = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.1}"));
+    println!("| {k} | {rate:.0} req/s | {} | {} |", f(before), f(peak));
 }
 
 fn clone_opts(o: &Opts) -> Opts {
@@ -348,5 +383,6 @@ fn clone_opts(o: &Opts) -> Opts {
         user: o.user.clone(),
         password: o.password.clone(),
         in_flight_check: o.in_flight_check,
+        memory_only: o.memory_only,
     }
 }
