@@ -312,6 +312,58 @@ mod tests {
     }
 
     #[test]
+    fn a_header_may_straddle_a_shared_chunk_and_copied_input() {
+        let f = Frame::new(PackageType::Data, 4, Bytes::from_static(&[0xa1, b'x']));
+        let w = f.to_bytes();
+        let mut d = Decoder::new();
+        d.feed_bytes(w.slice(..3));
+        d.feed(&w[3..6]);
+        assert_eq!(
+            d.finish(),
+            Err(Error::Truncated {
+                needed: 8,
+                available: 6
+            })
+        );
+        d.feed(&w[6..9]);
+        assert_eq!(
+            d.finish(),
+            Err(Error::Truncated {
+                needed: 10,
+                available: 9
+            })
+        );
+        d.feed_bytes(w.slice(9..));
+        assert_eq!(d.next_frame().unwrap(), Some(f.clone()));
+        assert_eq!(d.next_frame().unwrap(), None);
+        d.finish().unwrap();
+
+        // Whole frames in a shared chunk, then copied input behind them.
+        let mut d = Decoder::new();
+        let two = Bytes::from([&w[..], &w[..], &w[..4]].concat());
+        d.feed_bytes(two);
+        d.feed(&w[4..]);
+        assert_eq!(d.buffered(), 3 * w.len());
+        for _ in 0..3 {
+            assert_eq!(d.next_frame().unwrap(), Some(f.clone()));
+        }
+        assert_eq!(d.next_frame().unwrap(), None);
+        d.finish().unwrap();
+    }
+
+    #[test]
+    fn buffer_mut_holds_every_unread_byte() {
+        let f = Frame::new(PackageType::Data, 4, Bytes::from_static(&[0x01]));
+        let w = f.to_bytes();
+        let mut d = Decoder::new();
+        d.feed_bytes(w.slice(..5));
+        d.feed(&w[5..7]);
+        assert_eq!(&d.buffer_mut()[..], &w[..7]);
+        d.buffer_mut().extend_from_slice(&w[7..]);
+        assert_eq!(d.next_frame().unwrap(), Some(f));
+    }
+
+    #[test]
     fn finish_reports_truncation() {
         let mut d = Decoder::new();
         d.feed(&[5, 0, 0]);
