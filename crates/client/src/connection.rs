@@ -778,7 +778,10 @@ pub(crate) async fn connect_one(config: &Config, index: usize) -> Result<Establi
             target_index: index,
         }),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(Error::Timeout(config.connect.connect_timeout)),
+        Err(_) => Err(Error::Transport(format!(
+            "connected to {target} but it did not answer AUTH within {:?}",
+            config.connect.connect_timeout
+        ))),
     }
 }
 

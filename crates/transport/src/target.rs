@@ -62,12 +62,26 @@ pub struct Target {
     path: String,
 }
 
+/// `s` with any `user:password@` part of its authority replaced, so that an
+/// error message never repeats a secret.
+fn redact_userinfo(s: &str) -> String {
+    let (scheme, rest) = match s.find("://") {
+        Some(i) => (&s[..i + 3], &s[i + 3..]),
+        None => ("", s),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}<redacted>@{}", &rest[at + 1..]),
+        None => s.to_owned(),
+    }
+}
+
 impl Target {
     /// Parses a target string (see the [module documentation](self) for
     /// the accepted forms). The error names what is wrong.
     pub fn parse(s: &str) -> Result<Target, Error> {
         parse(s).map_err(|reason| Error::InvalidTarget {
-            target: s.to_owned(),
+            target: redact_userinfo(s),
             reason,
         })
     }
@@ -332,6 +346,19 @@ fn parse_port(p: &str) -> Result<u16, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_never_repeat_userinfo() {
+        let e = Target::parse("ws://admin:secret@host:9270/")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("secret"), "{e}");
+        let e = Target::parse("admin:secret@host:9200")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("secret"), "{e}");
+        assert_eq!(redact_userinfo("ws://host:1/a@b"), "ws://host:1/a@b");
+    }
 
     fn ok(s: &str) -> Target {
         match Target::parse(s) {
