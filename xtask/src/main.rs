@@ -246,7 +246,7 @@ fn fuzz(args: &[String]) -> Step {
     }
 
     // cargo-fuzz, installed when missing.
-    let have_fuzz = cargo_with(["+nightly", "fuzz", "--version"])
+    let have_fuzz = fuzz_cargo(["+nightly", "fuzz", "--version"])
         .output()
         .is_ok_and(|o| o.status.success());
     if !have_fuzz {
@@ -254,7 +254,7 @@ fn fuzz(args: &[String]) -> Step {
     }
 
     if targets.is_empty() {
-        let list = output(cargo_with(["+nightly", "fuzz", "list"]))?;
+        let list = output(fuzz_cargo(["+nightly", "fuzz", "list"]))?;
         targets = list
             .lines()
             .map(str::trim)
@@ -266,7 +266,10 @@ fn fuzz(args: &[String]) -> Step {
         return Err(Failure("no fuzz targets found".into()));
     }
     for t in &targets {
-        run(cargo_with([
+        // cargo-fuzz keeps its builds in fuzz/target and looks for the
+        // binaries there; a target directory set for the main workspace
+        // would send them elsewhere.
+        run(fuzz_cargo([
             "+nightly".to_string(),
             "fuzz".into(),
             "run".into(),
@@ -282,6 +285,18 @@ fn fuzz(args: &[String]) -> Step {
         targets.len()
     );
     Ok(())
+}
+
+/// `cargo` for cargo-fuzz commands: as [`cargo`], without a target
+/// directory override.
+fn fuzz_cargo<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut c = cargo_with(args);
+    c.env_remove("CARGO_TARGET_DIR");
+    c
 }
 
 // ------------------------------------------------------------------ bench
