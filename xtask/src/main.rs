@@ -8,6 +8,14 @@
 //!   the ones named) for N seconds each (default 60), on the nightly
 //!   toolchain; installs cargo-fuzz first if it is missing.
 //! - `cargo xtask bench [-- CRITERION ARGS]`: the criterion benchmarks.
+//! - `cargo xtask bench-e2e [--target URI].. [--secs N] [--python]`: the
+//!   client against a node (or the testkit) next to a raw-socket floor,
+//!   and the memory of 10 000 requests in flight; `--python` adds the
+//!   official Python connector on the same node.
+//! - `cargo xtask soak [--requests N]`: the reconnect soak test, longer.
+//! - `cargo xtask real-node [--bin PATH]`: every real-node test against a
+//!   node started from `PATH` (or `THINGSDB_BIN`), in a private network
+//!   namespace when one can be made, so WebSocket is tested too.
 //!
 //! Each step prints the command it runs and the first failing step stops
 //! the run with a non-zero exit code.
@@ -28,6 +36,9 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("fuzz") => fuzz(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("bench-e2e") => bench_e2e(&args[1..]),
+        Some("soak") => soak(&args[1..]),
+        Some("real-node") => real_node(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print_usage();
             Ok(())
@@ -55,7 +66,10 @@ fn print_usage() {
          commands:\n  \
            ci                         fmt, clippy, tests, no_std checks, docs\n  \
            fuzz [--secs N] [TARGET..] run cargo-fuzz targets (default: all, 60 s each)\n  \
-           bench [-- ARGS]            run the criterion benchmarks"
+           bench [-- ARGS]            run the criterion benchmarks\n  \
+           bench-e2e [--target URI].. [--secs N] [--python]  client vs raw floor, and in-flight memory\n  \
+           soak [--requests N]        the reconnect soak test (default 2 000 000 requests)\n  \
+           real-node [--bin PATH]     every real-node test (THINGSDB_BIN), WS in a private netns"
     );
 }
 
@@ -354,4 +368,150 @@ mod tests {
         );
         assert!(std_features("0thingsdb-protocol v0.1.0\n1bytes v1.12.2\n").is_empty());
     }
+}
+
+// -------------------------------------------------------------- bench-e2e
+
+/// The value after `flag` in `args`, for every occurrence.
+fn values_of<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
+    args.windows(2)
+        .filter(|w| w[0] == flag)
+        .map(|w| w[1].as_str())
+        .collect()
+}
+
+fn bench_e2e(args: &[String]) -> Step {
+    let targets = values_of(args, "--target");
+    let secs = values_of(args, "--secs").last().copied().unwrap_or("5");
+    let example = |extra: &[&str]| {
+        let mut c = cargo_with([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "thingsdb-client",
+            "--example",
+            "bench_e2e",
+            "--",
+        ]);
+        c.args(extra);
+        c
+    };
+    let mut main_args = vec!["--secs", secs];
+    for t in &targets {
+        main_args.extend(["--target", t]);
+    }
+    run(example(&main_args))?;
+    // Memory: one fresh process per transport.
+    if targets.is_empty() {
+        run(example(&["--memory-only"]))?;
+    }
+    for t in &targets {
+        run(example(&["--memory-only", "--target", t]))?;
+    }
+    if args.iter().any(|a| a == "--python") {
+        let tcp = targets
+            .iter()
+            .find(|t| !t.starts_with("ws"))
+            .map(|t| t.trim_start_matches("thingsdb://"));
+        let ws = targets.iter().find(|t| t.starts_with("ws://"));
+        if tcp.is_none() && ws.is_none() {
+            return Err(Failure("--python needs a --target of a real node".into()));
+        }
+        // PYTHON names an interpreter with python-thingsdb and websockets.
+        let python = env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut c = Command::new(python);
+        c.current_dir(root())
+            .arg("benches/compare/python_thingsdb.py")
+            .args(["--secs", secs]);
+        if let Some(t) = tcp {
+            c.args(["--tcp", t]);
+        }
+        if let Some(w) = ws {
+            c.args(["--ws", w]);
+        }
+        run(c)?;
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------- soak
+
+fn soak(args: &[String]) -> Step {
+    let requests = values_of(args, "--requests")
+        .last()
+        .copied()
+        .unwrap_or("2000000");
+    let mut c = cargo_with([
+        "test",
+        "--release",
+        "-p",
+        "thingsdb-client",
+        "--test",
+        "resilience",
+        "soak",
+        "--",
+        "--nocapture",
+    ]);
+    c.env("THINGSDB_SOAK_REQUESTS", requests);
+    run(c)
+}
+
+// -------------------------------------------------------------- real-node
+
+/// The real-node test targets, by package.
+const REAL_NODE_TESTS: &[(&str, &str)] = &[
+    ("thingsdb-testkit", "differential"),
+    ("thingsdb-transport", "real_node"),
+    ("thingsdb-client", "real_node"),
+    ("thingsdb-client", "real_cluster"),
+];
+
+fn real_node(args: &[String]) -> Step {
+    let bin = values_of(args, "--bin")
+        .last()
+        .map(|s| s.to_string())
+        .or_else(|| env::var("THINGSDB_BIN").ok())
+        .ok_or_else(|| Failure("give --bin PATH or set THINGSDB_BIN".into()))?;
+    if !Path::new(&bin).exists() {
+        return Err(Failure(format!("no ThingsDB binary at {bin}")));
+    }
+    // Build first, outside the namespace, so cargo can reach the registry.
+    for (package, test) in REAL_NODE_TESTS {
+        run(cargo_with([
+            "test", "--no-run", "-p", package, "--test", test,
+        ]))?;
+    }
+    // A node binds its WebSocket port on every interface: only enable it in
+    // a network namespace whose one interface is loopback.
+    let isolated = Command::new("unshare")
+        .args(["-n", "--", "true"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !isolated {
+        println!(
+            "xtask: cannot make a network namespace here; WebSocket real-node tests are skipped"
+        );
+    }
+    for (package, test) in REAL_NODE_TESTS {
+        let cargo_test = format!("cargo test -p {package} --test {test} -- --nocapture");
+        let mut c = if isolated {
+            let mut c = Command::new("unshare");
+            c.args(["-n", "--", "sh", "-c"])
+                .arg(format!("ip link set lo up && {cargo_test}"))
+                .env("THINGSDB_BIN_WS", "1");
+            c
+        } else {
+            let mut c = Command::new("sh");
+            c.args(["-c", &cargo_test]);
+            c
+        };
+        c.current_dir(root()).env("THINGSDB_BIN", &bin);
+        for var in ["RUSTUP_TOOLCHAIN", "RUSTC", "RUSTDOC", "CARGO"] {
+            c.env_remove(var);
+        }
+        run(c)?;
+    }
+    Ok(())
 }

@@ -23,7 +23,18 @@ use tokio::sync::mpsc;
 use crate::error::Error;
 use crate::scope::Scope;
 
-/// What a full event buffer does. See the [module docs](self).
+/// What a stream's full event buffer does.
+///
+/// - [`Overflow::Wait`] (the default for rooms): the connection stops
+///   reading from the node until the consumer makes room. Nothing is lost
+///   and memory stays bounded; replies to other requests wait as well, so
+///   a consumer should not stall for long.
+/// - [`Overflow::Lag`]: the event is dropped and counted; the consumer then
+///   sees one [`RoomEvent::Lagged`] (or [`NodeEvent::Lagged`]) with the
+///   number dropped, in the place where they were dropped. The connection
+///   never waits. Node event streams always use this policy.
+///
+/// Events for rooms no stream listens to are dropped at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Overflow {
     /// Stop reading from the node until the consumer makes room.
