@@ -101,8 +101,13 @@ impl<'a> Common<'a> {
             .unwrap_or_else(|| self.client.default_scope())
     }
 
-    /// Sends `frame` (or the building error) and returns the DATA payload.
-    fn send(self, frame: Result<BytesMut, Error>) -> BoxFuture<'a, Result<Bytes, Error>> {
+    /// Sends `frame` (or the first building error) and turns the DATA
+    /// payload into the caller's type with `decode`; one allocation.
+    fn finish<T: 'a>(
+        self,
+        frame: Result<BytesMut, Error>,
+        decode: fn(Bytes) -> Result<T, Error>,
+    ) -> BoxFuture<'a, Result<T, Error>> {
         let Common {
             client,
             timeout,
@@ -113,17 +118,21 @@ impl<'a> Common<'a> {
             if let Some(e) = error {
                 return Err(e);
             }
-            expect_data(client.call(frame?, timeout).await?)
+            decode(expect_data(client.call(frame?, timeout).await?)?)
         })
     }
 }
 
-fn decode_value(data: &[u8]) -> Result<rmpv::Value, Error> {
-    thingsdb_protocol::decode_value(data).map_err(Error::Protocol)
+fn as_raw(data: Bytes) -> Result<Bytes, Error> {
+    Ok(data)
 }
 
-fn decode_as<T: DeserializeOwned>(data: &[u8]) -> Result<T, Error> {
-    rmp_serde::from_slice(data).map_err(|e| Error::Decode(e.to_string()))
+fn as_value(data: Bytes) -> Result<rmpv::Value, Error> {
+    thingsdb_protocol::decode_value(&data).map_err(Error::Protocol)
+}
+
+fn as_type<T: DeserializeOwned>(data: Bytes) -> Result<T, Error> {
+    rmp_serde::from_slice(&data).map_err(|e| Error::Decode(e.to_string()))
 }
 
 /// A query being built: `client.query(code)`, then any of
@@ -235,13 +244,13 @@ impl<'a, V: Serialize + ?Sized> Query<'a, V> {
     /// Sends the query; the result as its MessagePack bytes, undecoded.
     pub fn raw(self) -> BoxFuture<'a, Result<Bytes, Error>> {
         let frame = self.encode();
-        self.common.send(frame)
+        self.common.finish(frame, as_raw)
     }
 
     /// Sends the query; the result deserialized into `T`.
     pub fn decode<T: DeserializeOwned + 'a>(self) -> BoxFuture<'a, Result<T, Error>> {
-        let raw = self.raw();
-        Box::pin(async move { decode_as(&raw.await?) })
+        let frame = self.encode();
+        self.common.finish(frame, as_type::<T>)
     }
 }
 
@@ -250,8 +259,8 @@ impl<'a, V: Serialize + ?Sized> IntoFuture for Query<'a, V> {
     type IntoFuture = BoxFuture<'a, Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
-        let raw = self.raw();
-        Box::pin(async move { decode_value(&raw.await?) })
+        let frame = self.encode();
+        self.common.finish(frame, as_value)
     }
 }
 
@@ -378,13 +387,13 @@ impl<'a, V: Serialize + ?Sized> Run<'a, V> {
     /// Sends the call; the result as its MessagePack bytes, undecoded.
     pub fn raw(self) -> BoxFuture<'a, Result<Bytes, Error>> {
         let frame = self.encode();
-        self.common.send(frame)
+        self.common.finish(frame, as_raw)
     }
 
     /// Sends the call; the result deserialized into `T`.
     pub fn decode<T: DeserializeOwned + 'a>(self) -> BoxFuture<'a, Result<T, Error>> {
-        let raw = self.raw();
-        Box::pin(async move { decode_as(&raw.await?) })
+        let frame = self.encode();
+        self.common.finish(frame, as_type::<T>)
     }
 }
 
@@ -393,8 +402,8 @@ impl<'a, V: Serialize + ?Sized> IntoFuture for Run<'a, V> {
     type IntoFuture = BoxFuture<'a, Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
-        let raw = self.raw();
-        Box::pin(async move { decode_value(&raw.await?) })
+        let frame = self.encode();
+        self.common.finish(frame, as_value)
     }
 }
 

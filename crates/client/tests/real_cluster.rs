@@ -10,41 +10,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::within;
+use common::{skipped, wait_emitted, wait_event, within};
 use futures::StreamExt;
 use thingsdb_client::{Auth, Client, ReconnectPolicy, RoomEvent, Value};
 use thingsdb_testkit::real_node::RealCluster;
-
-fn skipped(why: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{why}");
-}
-
-async fn wait_for(events: &mut thingsdb_client::RoomEvents, want: &RoomEvent) {
-    within(120, async {
-        loop {
-            match events.next().await {
-                Some(e) if &e == want => return,
-                Some(_) => continue,
-                None => panic!("stream ended waiting for {want:?}"),
-            }
-        }
-    })
-    .await
-}
-
-async fn wait_emitted(events: &mut thingsdb_client::RoomEvents, name: &str) {
-    within(120, async {
-        loop {
-            match events.next().await {
-                Some(RoomEvent::Emitted(e)) if e.event == name => return,
-                Some(_) => continue,
-                None => panic!("stream ended waiting for {name}"),
-            }
-        }
-    })
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_moves_to_another_node_and_keeps_its_rooms() {
@@ -96,7 +65,7 @@ async fn client_moves_to_another_node_and_keeps_its_rooms() {
         .join()
         .await
         .unwrap();
-    wait_for(&mut events, &RoomEvent::Joined).await;
+    wait_event(&mut events, RoomEvent::Joined).await;
     let room_b = emitter.room("//stuff", room_id).unwrap();
     // The room exists on B once the change reached it.
     within(120, async {
@@ -113,8 +82,8 @@ async fn client_moves_to_another_node_and_keeps_its_rooms() {
 
     // The client leaves A (on SHUTTING_DOWN, or when the connection ends)
     // and joins the room again on B.
-    wait_for(&mut events, &RoomEvent::Disconnected).await;
-    wait_for(&mut events, &RoomEvent::Joined).await;
+    wait_event(&mut events, RoomEvent::Disconnected).await;
+    wait_event(&mut events, RoomEvent::Joined).await;
     assert!(client.connections_made() >= 2);
     room_b.emit("after", &("still here",)).await.unwrap();
     wait_emitted(&mut events, "after").await;

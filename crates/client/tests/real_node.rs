@@ -14,7 +14,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::within;
+use common::{skipped, within};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use thingsdb_client::{Auth, Client, ErrorCode, RoomEvent, Value};
@@ -45,13 +45,6 @@ async fn client(node: &RealNode, target: &str) -> Client {
         .connect()
         .await
         .unwrap()
-}
-
-/// Says plainly that a test was skipped, past the test harness's output
-/// capture, so it shows in every run.
-fn skipped(why: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{why}");
 }
 
 macro_rules! real_or_skip {

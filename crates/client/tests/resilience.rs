@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{builder, within, Via, ALL};
+use common::{builder, wait_emitted, wait_event, within, Via, ALL};
 use futures::StreamExt;
 use thingsdb_client::{Error, NodeStatus, ReconnectPolicy, RoomEvent, Value};
 use thingsdb_protocol::{Header, PackageType};
@@ -21,33 +21,6 @@ fn fast_reconnect() -> ReconnectPolicy {
         max_delay: Duration::from_millis(200),
         max_attempts: None,
     }
-}
-
-/// Waits for `want`, skipping other room events.
-async fn wait_event(events: &mut thingsdb_client::RoomEvents, want: RoomEvent) {
-    within(60, async {
-        loop {
-            match events.next().await {
-                Some(e) if e == want => return,
-                Some(_) => continue,
-                None => panic!("stream ended waiting for {want:?}"),
-            }
-        }
-    })
-    .await
-}
-
-async fn wait_emitted(events: &mut thingsdb_client::RoomEvents, name: &str) {
-    within(60, async {
-        loop {
-            match events.next().await {
-                Some(RoomEvent::Emitted(e)) if e.event == name => return,
-                Some(_) => continue,
-                None => panic!("stream ended waiting for {name}"),
-            }
-        }
-    })
-    .await
 }
 
 #[tokio::test]

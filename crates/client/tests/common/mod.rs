@@ -45,3 +45,48 @@ pub async fn within<F: std::future::IntoFuture>(secs: u64, f: F) -> F::Output {
         .await
         .expect("the operation hung")
 }
+
+/// Says plainly that a test was skipped, past the test harness's output
+/// capture, so it shows in every run.
+pub fn skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{why}");
+}
+
+/// Waits (at most a minute) for `want` on a room stream, skipping other
+/// events.
+pub async fn wait_event(
+    events: &mut thingsdb_client::RoomEvents,
+    want: thingsdb_client::RoomEvent,
+) {
+    use futures::StreamExt;
+    within(60, async {
+        loop {
+            match events.next().await {
+                Some(e) if e == want => return,
+                Some(_) => continue,
+                None => panic!("stream ended waiting for {want:?}"),
+            }
+        }
+    })
+    .await
+}
+
+/// Waits (at most a minute) for an emitted event called `name`, skipping
+/// other events, and returns it.
+pub async fn wait_emitted(
+    events: &mut thingsdb_client::RoomEvents,
+    name: &str,
+) -> thingsdb_client::Emitted {
+    use futures::StreamExt;
+    within(60, async {
+        loop {
+            match events.next().await {
+                Some(thingsdb_client::RoomEvent::Emitted(e)) if e.event == name => return e,
+                Some(_) => continue,
+                None => panic!("stream ended waiting for {name}"),
+            }
+        }
+    })
+    .await
+}
