@@ -344,32 +344,6 @@ fn bench(args: &[String]) -> Step {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::std_features;
-
-    #[test]
-    fn std_features_are_found_outside_proc_macros() {
-        let tree = "\
-0thingsdb-protocol v0.1.0 (/w/crates/protocol)
-1bytes v1.12.2
-1bytes feature \"std\"
-2bytes v1.12.2
-1thiserror v2.0.21
-2thiserror-impl feature \"default\"
-3thiserror-impl v2.0.21 (proc-macro)
-4proc-macro2 feature \"std\"
-5proc-macro2 v1.0.107
-2other feature \"std\"
-";
-        assert_eq!(
-            std_features(tree),
-            vec!["bytes feature \"std\"", "other feature \"std\""]
-        );
-        assert!(std_features("0thingsdb-protocol v0.1.0\n1bytes v1.12.2\n").is_empty());
-    }
-}
-
 // -------------------------------------------------------------- bench-e2e
 
 /// The value after `flag` in `args`, for every occurrence.
@@ -514,4 +488,30 @@ fn real_node(args: &[String]) -> Step {
         run(c)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::std_features;
+
+    #[test]
+    fn std_features_are_found_outside_proc_macros() {
+        let tree = "\
+0thingsdb-protocol v0.1.0 (/w/crates/protocol)
+1bytes v1.12.2
+1bytes feature \"std\"
+2bytes v1.12.2
+1thiserror v2.0.21
+2thiserror-impl feature \"default\"
+3thiserror-impl v2.0.21 (proc-macro)
+4proc-macro2 feature \"std\"
+5proc-macro2 v1.0.107
+2other feature \"std\"
+";
+        assert_eq!(
+            std_features(tree),
+            vec!["bytes feature \"std\"", "other feature \"std\""]
+        );
+        assert!(std_features("0thingsdb-protocol v0.1.0\n1bytes v1.12.2\n").is_empty());
+    }
 }

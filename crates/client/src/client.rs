@@ -230,7 +230,11 @@ impl Client {
         timeout: Option<Duration>,
     ) -> Result<Frame, Error> {
         let timeout = timeout.unwrap_or(self.inner.config.request_timeout);
-        let deadline = tokio::time::Instant::now() + timeout;
+        let now = tokio::time::Instant::now();
+        // A timeout too large to add is as good as none (a year).
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
         let (reply, rx) = oneshot::channel();
         let cmd = Command::Request {
             frame,

@@ -233,7 +233,10 @@ impl ClientBuilder {
     /// peer that does not answer a ping within one interval is taken as
     /// gone and the connection is re-made.
     pub fn keepalive(mut self, interval: Option<Duration>) -> Self {
-        self.config.keepalive = interval;
+        // At least 10 ms, at most a day: an interval of zero cannot tick and
+        // a huge one cannot be added to a point in time.
+        self.config.keepalive =
+            interval.map(|d| d.clamp(Duration::from_millis(10), Duration::from_secs(86_400)));
         self
     }
 
@@ -243,10 +246,12 @@ impl ClientBuilder {
         self
     }
 
-    /// Sets how many events each room or status stream buffers before the
-    /// consumer is told it lagged (at least 1).
+    /// Sets how many events each room or node-event stream buffers (1 to
+    /// 1 048 576; default 1024). When a buffer is full, the stream's
+    /// [`Overflow`](crate::Overflow) policy applies: wait for the consumer,
+    /// or drop and report the count.
     pub fn event_buffer(mut self, capacity: usize) -> Self {
-        self.config.event_buffer = capacity.max(1);
+        self.config.event_buffer = capacity.clamp(1, 1 << 20);
         self
     }
 

@@ -36,6 +36,10 @@ use crate::scope::Scope;
 /// Stop taking new requests while this much is waiting to be written.
 const OUT_HIGH_WATER: usize = 4 << 20;
 
+/// How many commands are held while reconnecting before callers are made
+/// to wait on the channel.
+const HELD_CAP: usize = 8192;
+
 /// How many queued commands one wake-up takes at most, so that replies and
 /// events keep flowing under a flood of requests.
 const DRAIN_BATCH: usize = 512;
@@ -93,7 +97,7 @@ enum Pending {
     /// A JOIN of a room that was joined before the connection was re-made.
     Rejoin(u64),
     /// A LEAVE after the last stream of a room went away.
-    Leave,
+    Leave(u64),
 }
 
 /// When a request times out; ordered by time for a min-heap.
@@ -168,6 +172,11 @@ pub(crate) struct Task {
     target_index: usize,
     /// Whether anything came from the node since the last keep-alive tick.
     heard_from_peer: bool,
+    /// Slots holding a timed-out request's id until its late reply.
+    timed_out: usize,
+    /// Rooms with a LEAVE in flight: a JOIN answered meanwhile is sent
+    /// again, since the node handles the LEAVE after it.
+    leaving: std::collections::HashSet<u64>,
     ping_outstanding: bool,
 }
 
@@ -193,6 +202,8 @@ impl Task {
             held: VecDeque::new(),
             target_index: 0,
             heard_from_peer: false,
+            timed_out: 0,
+            leaving: std::collections::HashSet::new(),
             ping_outstanding: false,
         }
     }
@@ -217,6 +228,11 @@ impl Task {
             };
             warn!(reason = %reason, "connection lost");
             self.fail_in_flight(&reason);
+            if self.closing.is_some() {
+                // close() was waiting for this connection: it is gone.
+                self.finish("the client is closed");
+                return;
+            }
             self.hub.connection_lost();
             if !self.config.reconnect.enabled {
                 self.finish(&format!("connection lost ({reason}) and reconnect is off"));
@@ -280,10 +296,12 @@ impl Task {
                 Pending::Join(s) => {
                     let _ = s.reply.send(Err(Error::ConnectionLost(reason.to_string())));
                 }
-                Pending::TimedOut | Pending::Ping | Pending::Rejoin(_) | Pending::Leave => {}
+                Pending::TimedOut | Pending::Ping | Pending::Rejoin(_) | Pending::Leave(_) => {}
             }
         }
         self.deadlines.clear();
+        self.timed_out = 0;
+        self.leaving.clear();
         self.ping_outstanding = false;
     }
 
@@ -297,6 +315,7 @@ impl Task {
                 Command::Request {
                     reply, deadline, ..
                 } => (Some(*deadline), reply.is_closed()),
+                Command::Subscribe(sub) => (None, sub.reply.is_closed()),
                 _ => (None, false),
             };
             if cancelled {
@@ -326,6 +345,10 @@ impl Task {
         let config = self.config.clone();
         let mut attempt: u32 = 0;
         loop {
+            if self.closing.is_some() {
+                self.finish("the client is closed");
+                return None;
+            }
             if policy.max_attempts.is_some_and(|max| attempt >= max) {
                 self.finish(&format!("gave up reconnecting after {attempt} attempts"));
                 return None;
@@ -337,18 +360,25 @@ impl Task {
                 connect_pool(&config, start).await
             };
             tokio::pin!(connecting);
+            let mut earliest = self.expire_held();
             let result = loop {
-                let earliest = self.expire_held();
                 let wake = tokio::time::sleep_until(
                     earliest.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
                 );
                 tokio::select! {
                     r = &mut connecting => break r,
-                    cmd = self.cmd_rx.recv() => match cmd {
-                        Some(cmd) => self.hold(cmd),
+                    // Past the cap, callers wait on the bounded channel
+                    // (up to their deadlines) instead of growing this queue.
+                    cmd = self.cmd_rx.recv(), if self.held.len() < HELD_CAP => match cmd {
+                        Some(cmd) => {
+                            if let Command::Request { deadline, .. } = &cmd {
+                                earliest = Some(earliest.map_or(*deadline, |e| e.min(*deadline)));
+                            }
+                            self.hold(cmd);
+                        }
                         None => self.closing = Some(None),
                     },
-                    _ = wake => {}
+                    _ = wake => earliest = self.expire_held(),
                 }
                 if self.closing.is_some() {
                     self.finish("the client is closed");
@@ -381,8 +411,13 @@ impl Task {
         }
     }
 
+    /// Whether to take more commands: not closing, an id free (one is kept
+    /// for the keep-alive ping, so a dead peer is always noticed), and not
+    /// too much waiting to be written.
     fn accepting(&self, out: &BytesMut) -> bool {
-        self.closing.is_none() && !self.in_flight.is_full() && out.len() < OUT_HIGH_WATER
+        self.closing.is_none()
+            && self.in_flight.len() + 1 < crate::in_flight::MAX_IN_FLIGHT
+            && out.len() < OUT_HIGH_WATER
     }
 
     /// Times out the requests whose deadline has passed; returns the next
@@ -402,6 +437,7 @@ impl Task {
                         std::mem::replace(slot, Pending::TimedOut)
                     {
                         let _ = reply.send(Err(timed_out(timeout)));
+                        self.timed_out += 1;
                     }
                 }
             }
@@ -445,7 +481,10 @@ impl Task {
         }
 
         let period = self.config.keepalive.unwrap_or(Duration::from_secs(3600));
-        let mut keepalive = tokio::time::interval_at(Instant::now() + period, period);
+        let first_tick = Instant::now()
+            .checked_add(period)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+        let mut keepalive = tokio::time::interval_at(first_tick, period);
         keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let far = || Instant::now() + Duration::from_secs(3600);
         let timer = tokio::time::sleep_until(far());
@@ -459,13 +498,18 @@ impl Task {
                 };
                 self.on_command(cmd, &mut out);
             }
+            for (room_id, scope) in std::mem::take(&mut self.hub.emptied) {
+                self.send_leave(room_id, &scope, &mut out);
+            }
             if writing.is_none() && !out.is_empty() {
                 if let Some(tx) = idle_tx.take() {
                     writing = Some(send_batch(tx, out.split().freeze()));
                 }
             }
             if let Some(ack) = self.closing.as_mut() {
-                if self.in_flight.is_empty() && out.is_empty() && writing.is_none() {
+                let waiting =
+                    self.in_flight.len() - self.timed_out - usize::from(self.ping_outstanding);
+                if waiting == 0 && out.is_empty() && writing.is_none() {
                     if let Some(mut tx) = idle_tx.take() {
                         let _ = tx.close().await;
                     }
@@ -538,6 +582,11 @@ impl Task {
                     self.expire();
                 }
                 _ = keepalive.tick(), if self.config.keepalive.is_some() => {
+                    // While a full `Wait` stream pauses reading, the answer
+                    // may be waiting unread: no verdict then.
+                    if !reading {
+                        self.heard_from_peer = true;
+                    }
                     if self.ping_outstanding && !self.heard_from_peer {
                         return Exit::Lost(format!(
                             "no answer to a keep-alive ping within {period:?}"
@@ -619,16 +668,21 @@ impl Task {
             }
             Command::Unsubscribe { room_id, stream_id } => {
                 if let Some(scope) = self.hub.remove_stream(room_id, stream_id) {
-                    if let Some(id) = self.in_flight.insert(Pending::Leave) {
-                        let rooms = [Room::Id(room_id)];
-                        if request::encode_leave(out, id, scope.as_str(), &rooms).is_err() {
-                            self.in_flight.remove(id);
-                        }
-                    }
+                    self.send_leave(room_id, &scope, out);
                 }
             }
             Command::NodeEvents(sink) => self.hub.add_node_stream(*sink),
             Command::Close(ack) => self.closing = Some(Some(ack)),
+        }
+    }
+
+    fn send_leave(&mut self, room_id: u64, scope: &Scope, out: &mut BytesMut) {
+        if let Some(id) = self.in_flight.insert(Pending::Leave(room_id)) {
+            if request::encode_leave(out, id, scope.as_str(), &[Room::Id(room_id)]).is_ok() {
+                self.leaving.insert(room_id);
+            } else {
+                self.in_flight.remove(id);
+            }
         }
     }
 
@@ -656,7 +710,7 @@ impl Task {
                         let _ = sub.reply.send(Err(Error::Protocol(err)));
                     }
                     Some(Pending::Ping) => self.ping_outstanding = false,
-                    Some(Pending::TimedOut | Pending::Rejoin(_) | Pending::Leave) | None => {}
+                    Some(Pending::TimedOut | Pending::Rejoin(_) | Pending::Leave(_)) | None => {}
                 }
             }
         }
@@ -677,9 +731,13 @@ impl Task {
                 let _ = reply.send(Ok(frame));
                 self.sweep_deadlines();
             }
-            Pending::TimedOut => debug!(id = frame.id, "late reply after a timeout dropped"),
+            Pending::TimedOut => {
+                self.timed_out -= 1;
+                debug!(id = frame.id, "late reply after a timeout dropped");
+            }
             Pending::Ping => self.ping_outstanding = false,
-            Pending::Leave => {
+            Pending::Leave(room_id) => {
+                self.leaving.remove(&room_id);
                 if let Ok(Response::Error(e)) = Response::decode(&frame) {
                     debug!(error = %e, "LEAVE refused");
                 }
@@ -690,24 +748,34 @@ impl Task {
                     self.hub.room_failed(room_id);
                 }
             }
-            Pending::Join(sub) => {
-                let Subscribe {
-                    scope, sink, reply, ..
-                } = *sub;
-                match join_result(&frame) {
-                    Ok(room_id) => {
-                        let stream_id = sink.id;
-                        if !self.hub.add_stream(room_id, scope, sink) {
-                            // Another stream had joined it: no ON_JOIN follows.
-                            self.hub.send_to(room_id, stream_id, RoomEvent::Joined);
-                        }
-                        let _ = reply.send(Ok(room_id));
+            Pending::Join(mut sub) => match join_result(&frame) {
+                Ok(room_id) if self.leaving.contains(&room_id) => {
+                    // The node answered this JOIN while our LEAVE of the same
+                    // room was on its way, and handles the LEAVE after it:
+                    // join again, behind the LEAVE.
+                    sub.room = Room::Id(room_id);
+                    self.held.push_front(Command::Subscribe(sub));
+                }
+                Ok(room_id) => {
+                    let Subscribe {
+                        scope, sink, reply, ..
+                    } = *sub;
+                    let stream_id = sink.id;
+                    if !self.hub.add_stream(room_id, scope, sink) {
+                        // Another stream had joined it: no ON_JOIN follows.
+                        self.hub.send_to(room_id, stream_id, RoomEvent::Joined);
                     }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
+                    if reply.send(Ok(room_id)).is_err() {
+                        // Nobody waits for this stream any more (the join
+                        // timed out or was cancelled): let it go again.
+                        self.held
+                            .push_front(Command::Unsubscribe { room_id, stream_id });
                     }
                 }
-            }
+                Err(e) => {
+                    let _ = sub.reply.send(Err(e));
+                }
+            },
         }
     }
 

@@ -27,8 +27,10 @@ use crate::scope::Scope;
 ///
 /// - [`Overflow::Wait`] (the default for rooms): the connection stops
 ///   reading from the node until the consumer makes room. Nothing is lost
-///   and memory stays bounded; replies to other requests wait as well, so
-///   a consumer should not stall for long.
+///   and memory stays bounded, but replies to every request on the client
+///   wait as well: a consumer must not stall for long, and must not await a
+///   request on the same client while its buffer is full (spawn the
+///   request, use a second client, or choose [`Overflow::Lag`]).
 /// - [`Overflow::Lag`]: the event is dropped and counted; the consumer then
 ///   sees one [`RoomEvent::Lagged`] (or [`NodeEvent::Lagged`]) with the
 ///   number dropped, in the place where they were dropped. The connection
@@ -59,8 +61,10 @@ pub enum RoomEvent {
     /// This many events were dropped because the buffer was full (only with
     /// [`Overflow::Lag`]).
     Lagged(u64),
-    /// The connection was lost; the room is joined again (and
-    /// [`RoomEvent::Joined`] follows) once the client has reconnected.
+    /// The connection was lost. When the client reconnects the room is
+    /// joined again and [`RoomEvent::Joined`] follows ([`RoomEvent::Deleted`]
+    /// if the room is gone by then); when it does not (reconnect off, or
+    /// it gave up), the stream ends.
     Disconnected,
 }
 
@@ -96,8 +100,8 @@ impl Emitted {
         rmp_serde::from_slice(&self.args).map_err(|e| Error::Decode(e.to_string()))
     }
 
-    /// The first argument decoded into `T` (the common case of one struct
-    /// per event).
+    /// Argument `index` (from 0) decoded into `T`; `arg(0)` is the common
+    /// case of one struct per event.
     pub fn arg<T: serde::de::DeserializeOwned>(&self, index: usize) -> Result<T, Error> {
         let mut r = thingsdb_protocol::msgpack::Reader::new(&self.args);
         let n = r.read_array_len()?;
@@ -223,6 +227,9 @@ pub(crate) struct EventHub {
     /// Deliveries waiting for room in a full `Wait` stream, in order. While
     /// any wait, the task reads nothing more from the node.
     pub parked: VecDeque<Parked>,
+    /// Rooms whose last stream was found dropped while delivering; the
+    /// task leaves them.
+    pub emptied: Vec<(u64, Scope)>,
 }
 
 struct JoinedRoom {
@@ -314,6 +321,11 @@ impl EventHub {
                 }
             }
         });
+        if room.streams.is_empty() {
+            if let Some(r) = self.rooms.remove(&room_id) {
+                self.emptied.push((room_id, r.scope));
+            }
+        }
     }
 
     /// Routes one event from the node.

@@ -94,8 +94,10 @@ impl RoomHandlers {
         }
     }
 
-    /// As [`RoomHandlers::run`], on a task of its own. Abort the task (or
-    /// drop the client) to stop; dropping the stream leaves the room.
+    /// As [`RoomHandlers::run`], on a task of its own. Abort the task to
+    /// stop: that drops the stream, which leaves the room. (The stream holds
+    /// a client handle, so dropping your own client does not stop it;
+    /// `client.close()` does.)
     pub fn spawn(self, events: RoomEvents) -> JoinHandle<()> {
         tokio::spawn(self.run(events))
     }

@@ -56,16 +56,6 @@ impl<T> InFlight<T> {
         self.len
     }
 
-    /// Whether no id is taken.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Whether every id is taken.
-    pub fn is_full(&self) -> bool {
-        self.len >= MAX_IN_FLIGHT
-    }
-
     /// Takes every value out and frees every id.
     pub fn drain(&mut self) -> Vec<T> {
         let out: Vec<T> = self.slots.drain(..).flatten().collect();
@@ -87,13 +77,13 @@ mod tests {
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted.len(), MAX_IN_FLIGHT);
-        assert!(t.is_full());
+        assert_eq!(t.len(), MAX_IN_FLIGHT);
         assert_eq!(t.insert(0), None);
         assert_eq!(t.remove(7), Some(7));
         assert_eq!(t.remove(7), None);
         assert_eq!(t.insert(99), Some(7));
         assert_eq!(t.drain().len(), MAX_IN_FLIGHT);
-        assert!(t.is_empty());
+        assert_eq!(t.len(), 0);
         assert_eq!(t.insert(1), Some(0));
     }
 }

@@ -201,13 +201,16 @@ impl RoomEvents {
 
     /// Stops this stream; the room is left if it was the last one.
     pub async fn leave(mut self) -> Result<(), Error> {
-        self.left = true;
         self.client
             .command(Command::Unsubscribe {
                 room_id: self.room_id,
                 stream_id: self.stream_id,
             })
-            .await
+            .await?;
+        // Only now: had this future been dropped before the command went
+        // out, `Drop` still sends it.
+        self.left = true;
+        Ok(())
     }
 }
 

@@ -371,3 +371,130 @@ async fn soak_requests_through_random_connection_drops() {
     .await;
     assert!(drained);
 }
+
+#[tokio::test]
+async fn close_while_the_connection_is_lost_returns() {
+    let node = TestNode::start().await.unwrap();
+    let client = builder(&node, Via::Tcp)
+        .reconnect(fast_reconnect())
+        .connect()
+        .await
+        .unwrap();
+    node.faults().stop_replying(true);
+    let c = client.clone();
+    let pending = tokio::spawn(async move { c.query("1 + 1;").await });
+    assert!(
+        node.wait_for(
+            |c| c.received(PackageType::Query) == 1,
+            Duration::from_secs(30)
+        )
+        .await
+    );
+    // close() waits for the query; then the node goes away for good.
+    let c = client.clone();
+    let closing = tokio::spawn(async move { c.close().await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    node.refuse_connections_for(Duration::from_secs(3600));
+    node.restart().await;
+    within(30, closing).await.unwrap().unwrap();
+    assert!(matches!(
+        within(30, pending).await.unwrap(),
+        Err(Error::ConnectionLost(_))
+    ));
+    assert!(matches!(client.query("1;").await, Err(Error::Closed)));
+}
+
+#[tokio::test]
+async fn a_stalled_consumer_does_not_trip_keepalive() {
+    let node = TestNode::start().await.unwrap();
+    let room_id = node.create_room("stuff", None);
+    let client = builder(&node, Via::Tcp)
+        .keepalive(Some(Duration::from_millis(100)))
+        .event_buffer(4)
+        .connect()
+        .await
+        .unwrap();
+    let mut events = client
+        .room("//stuff", room_id)
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
+    // Fill the buffer and more: reading pauses (Overflow::Wait).
+    for i in 0..50 {
+        node.emit(room_id, "n", &[thingsdb_client::Value::from(i)]);
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Everything arrives, on the first connection.
+    let mut seen = 0;
+    while seen < 50 {
+        if let Some(RoomEvent::Emitted(_)) = within(30, events.next()).await {
+            seen += 1;
+        }
+    }
+    assert_eq!(client.connections_made(), 1);
+}
+
+#[tokio::test]
+async fn a_join_answered_while_the_room_is_being_left_joins_again() {
+    let node = TestNode::start().await.unwrap();
+    let room_id = node.create_room("stuff", Some("chat"));
+    let client = builder(&node, Via::Tcp).connect().await.unwrap();
+    let first = client
+        .room("//stuff", room_id)
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
+    // Slow replies, so the JOIN below is answered after the LEAVE is sent.
+    node.faults().delay_replies(Duration::from_millis(300));
+    let joins = node.counters().received(PackageType::Join);
+    let by_name = client.room("//stuff", "chat").unwrap();
+    let second = tokio::spawn(async move { by_name.join().await });
+    assert!(
+        node.wait_for(
+            |c| c.received(PackageType::Join) > joins,
+            Duration::from_secs(30)
+        )
+        .await
+    );
+    drop(first); // the last stream so far: LEAVE goes out behind the JOIN
+    let mut second = within(30, second).await.unwrap().unwrap();
+    node.faults().reset();
+    wait_event(&mut second, RoomEvent::Joined).await;
+    node.emit(room_id, "still-joined", &[]);
+    wait_emitted(&mut second, "still-joined").await;
+    assert_eq!(node.room_joiners(room_id).len(), 1);
+}
+
+#[tokio::test]
+async fn an_abandoned_join_is_left_again() {
+    let node = TestNode::start().await.unwrap();
+    let room_id = node.create_room("stuff", None);
+    let client = builder(&node, Via::Tcp)
+        .request_timeout(Duration::from_millis(100))
+        .connect()
+        .await
+        .unwrap();
+    node.faults().delay_replies(Duration::from_millis(400));
+    let e = client
+        .room("//stuff", room_id)
+        .unwrap()
+        .join()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout(_)), "{e}");
+    node.faults().reset();
+    // The late JOIN reply finds nobody waiting: the client leaves again.
+    within(30, async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if node.counters().received(PackageType::Leave) == 1
+                && node.room_joiners(room_id).is_empty()
+            {
+                return;
+            }
+        }
+    })
+    .await;
+}
