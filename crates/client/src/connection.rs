@@ -411,12 +411,14 @@ impl Task {
         }
     }
 
-    /// Whether to take more commands: not closing, an id free (one is kept
-    /// for the keep-alive ping, so a dead peer is always noticed), and not
-    /// too much waiting to be written.
+    /// Whether to take more commands: not closing, an id free (with
+    /// keep-alive on, one is kept for the ping, so a dead peer is noticed
+    /// even with every other id taken), and not too much waiting to be
+    /// written.
     fn accepting(&self, out: &BytesMut) -> bool {
+        let reserved = usize::from(self.config.keepalive.is_some());
         self.closing.is_none()
-            && self.in_flight.len() + 1 < crate::in_flight::MAX_IN_FLIGHT
+            && self.in_flight.len() + reserved < crate::in_flight::MAX_IN_FLIGHT
             && out.len() < OUT_HIGH_WATER
     }
 
