@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{skipped, wait_emitted, wait_event, within};
+use common::{joined, skipped, wait_emitted, wait_event, within};
 use futures::StreamExt;
 use thingsdb_client::{Auth, Client, ReconnectPolicy, RoomEvent, Value};
 use thingsdb_testkit::real_node::RealCluster;
@@ -59,13 +59,7 @@ async fn client_moves_to_another_node_and_keeps_its_rooms() {
         .await
         .unwrap();
     let mut status = client.node_events().await.unwrap();
-    let mut events = client
-        .room("//stuff", room_id)
-        .unwrap()
-        .join()
-        .await
-        .unwrap();
-    wait_event(&mut events, RoomEvent::Joined).await;
+    let mut events = joined(&client, room_id).await;
     let room_b = emitter.room("//stuff", room_id).unwrap();
     // The room exists on B once the change reached it.
     within(120, async {

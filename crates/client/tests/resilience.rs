@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{builder, wait_emitted, wait_event, within, Via, ALL};
+use common::{builder, joined, wait_emitted, wait_event, within, Via, ALL};
 use futures::StreamExt;
 use thingsdb_client::{Error, NodeStatus, ReconnectPolicy, RoomEvent, Value};
 use thingsdb_protocol::{Header, PackageType};
@@ -96,13 +96,7 @@ async fn keepalive_detects_a_silent_peer_and_reconnects() {
         .connect()
         .await
         .unwrap();
-    let mut events = client
-        .room("//stuff", room_id)
-        .unwrap()
-        .join()
-        .await
-        .unwrap();
-    wait_event(&mut events, RoomEvent::Joined).await;
+    let mut events = joined(&client, room_id).await;
     let conn = node.connections()[0].id;
     // The socket stays open but nothing comes back.
     node.connection_faults(conn).stop_replying(true);
@@ -160,13 +154,7 @@ async fn unknown_types_and_broken_events_are_dropped_without_harm() {
         .connect()
         .await
         .unwrap();
-    let mut events = client
-        .room("//stuff", room_id)
-        .unwrap()
-        .join()
-        .await
-        .unwrap();
-    wait_event(&mut events, RoomEvent::Joined).await;
+    let mut events = joined(&client, room_id).await;
     let made = client.connections_made();
     // A package of a type nobody knows, with a valid check byte.
     let unknown = Header {
@@ -282,13 +270,7 @@ async fn soak_requests_through_random_connection_drops() {
         .connect()
         .await
         .unwrap();
-    let mut events = client
-        .room("//stuff", room_id)
-        .unwrap()
-        .join()
-        .await
-        .unwrap();
-    wait_event(&mut events, RoomEvent::Joined).await;
+    let mut events = joined(&client, room_id).await;
 
     let ok = Arc::new(AtomicU64::new(0));
     let lost = Arc::new(AtomicU64::new(0));

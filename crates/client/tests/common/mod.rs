@@ -90,3 +90,15 @@ pub async fn wait_emitted(
     })
     .await
 }
+
+/// Joins room `room_id` of `//stuff` and waits for its `Joined` event.
+pub async fn joined(client: &thingsdb_client::Client, room_id: u64) -> thingsdb_client::RoomEvents {
+    let mut events = client
+        .room("//stuff", room_id)
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
+    wait_event(&mut events, thingsdb_client::RoomEvent::Joined).await;
+    events
+}
