@@ -7,7 +7,7 @@
 //! |---|---|
 //! | [`TlsOptions::default`], [`TlsOptions::webpki_roots`] | the Mozilla root set compiled in (`webpki-roots`) |
 //! | [`TlsOptions::native_roots`] | the platform's store (`rustls-native-certs`; honours `SSL_CERT_FILE` / `SSL_CERT_DIR`) |
-//! | [`TlsOptions::with_ca_pem`] | only the CA certificates in the given PEM |
+//! | [`TlsOptions::with_ca_pem`] | only the certificates in the given PEM: as CAs, and each also as itself when the node presents exactly that certificate (a self-signed one, as `openssl req -x509` makes) |
 //! | [`TlsOptions::dangerous_accept_any_certificate`] | anything: for tests only |
 //! | [`TlsOptions::from_client_config`] | whatever the given rustls configuration says |
 //!
@@ -23,6 +23,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
@@ -98,9 +99,17 @@ impl TlsOptions {
         TlsOptions::new(Trust::Native)
     }
 
-    /// Trusts only the CA certificate(s) in `pem` (PEM text with one or more
+    /// Trusts only the certificate(s) in `pem` (PEM text with one or more
     /// `CERTIFICATE` blocks), for a node with a private or self-signed
-    /// certificate. A PEM without a certificate fails at connect time (or at
+    /// certificate: as CAs that sign the node's certificate (checked against
+    /// the name, the dates and the chain as usual), and each also pinned as
+    /// itself: a node presenting exactly one of these certificates is
+    /// trusted. The pin is what lets a self-signed certificate made by
+    /// `openssl req -x509` (which marks it as a CA, so it cannot pass as the
+    /// node's own certificate under the usual rules) be used as is.
+    /// Handshake signatures are verified either way.
+    ///
+    /// A PEM without a certificate fails at connect time (or at
     /// [`TlsOptions::client_config`]) with [`Error::Tls`].
     pub fn with_ca_pem(pem: impl Into<Vec<u8>>) -> Self {
         TlsOptions::new(Trust::CaPem(Arc::from(pem.into())))
@@ -177,9 +186,17 @@ impl TlsOptions {
             Trust::Native => builder
                 .with_root_certificates(native_store()?)
                 .with_no_client_auth(),
-            Trust::CaPem(pem) => builder
-                .with_root_certificates(pem_store(pem)?)
-                .with_no_client_auth(),
+            Trust::CaPem(pem) => {
+                let (store, pinned) = pem_store(pem)?;
+                let chain =
+                    WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
+                        .build()
+                        .map_err(|e| Error::Tls(format!("TLS verifier: {e}")))?;
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(CaOrPinned { chain, pinned }))
+                    .with_no_client_auth()
+            }
         };
         Ok(Arc::new(config))
     }
@@ -202,21 +219,84 @@ fn native_store() -> Result<RootCertStore, Error> {
     Ok(store)
 }
 
-fn pem_store(pem: &[u8]) -> Result<RootCertStore, Error> {
+/// The certificates of a PEM, as a root store and as a list to pin.
+fn pem_store(pem: &[u8]) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), Error> {
     let mut store = RootCertStore::empty();
+    let mut pinned = Vec::new();
     let mut reader = pem;
     for cert in rustls_pemfile::certs(&mut reader) {
         let cert = cert.map_err(|e| Error::Tls(format!("reading the CA PEM: {e}")))?;
         store
-            .add(cert)
+            .add(cert.clone())
             .map_err(|e| Error::Tls(format!("CA certificate refused: {e}")))?;
+        pinned.push(cert);
     }
     if store.is_empty() {
         return Err(Error::Tls(
             "the CA PEM holds no \"CERTIFICATE\" block".into(),
         ));
     }
-    Ok(store)
+    Ok((store, pinned))
+}
+
+/// The verifier behind [`TlsOptions::with_ca_pem`]: the usual chain check
+/// against the given certificates, or else an exact match with one of them.
+#[derive(Debug)]
+struct CaOrPinned {
+    chain: Arc<WebPkiServerVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for CaOrPinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.chain.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Ok(v) => Ok(v),
+            Err(_)
+                if self
+                    .pinned
+                    .iter()
+                    .any(|p| p.as_ref() == end_entity.as_ref()) =>
+            {
+                Ok(ServerCertVerified::assertion())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.chain.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.chain.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.chain.supported_verify_schemes()
+    }
 }
 
 /// The verifier behind [`TlsOptions::dangerous_accept_any_certificate`].

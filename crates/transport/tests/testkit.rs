@@ -110,6 +110,33 @@ async fn untrusted_certificate_fails_without_the_dangerous_option() {
     }
 }
 
+/// A self-signed certificate marked as a CA, as `openssl req -x509` makes
+/// one (and as the ThingsDB docs tell users to): `with_ca_pem` given that
+/// very certificate trusts it; another certificate's PEM does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_signed_ca_certificate_is_trusted_when_pinned() {
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let node = TestNode::builder()
+        .tls(cert.pem(), key.serialize_pem())
+        .start()
+        .await
+        .unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    for url in [node.thingsdbs_url().unwrap(), node.wss_url().unwrap()] {
+        let t: Target = url.parse().unwrap();
+        let pinned = ConnectOptions::default().with_tls(TlsOptions::with_ca_pem(cert.pem()));
+        let (mut tx, mut rx) = open(&t, &pinned).await;
+        auth(&mut tx, &mut rx).await;
+        let wrong = ConnectOptions::default().with_tls(TlsOptions::with_ca_pem(other.cert.pem()));
+        let e = guard("connect", connect(&t, &wrong)).await.err().unwrap();
+        assert!(matches!(e, thingsdb_transport::Error::Tls(_)), "{t}: {e}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_replies_and_pipelining() {
     let n = node().await;
