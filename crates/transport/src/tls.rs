@@ -104,7 +104,8 @@ impl TlsOptions {
     /// certificate: as CAs that sign the node's certificate (checked against
     /// the name, the dates and the chain as usual), and each also pinned as
     /// itself: a node presenting exactly one of these certificates is
-    /// trusted. The pin is what lets a self-signed certificate made by
+    /// trusted, unless the usual check found it names another host. The pin
+    /// is what lets a self-signed certificate made by
     /// `openssl req -x509` (which marks it as a CA, so it cannot pass as the
     /// node's own certificate under the usual rules) be used as is.
     /// Handshake signatures are verified either way.
@@ -239,8 +240,18 @@ fn pem_store(pem: &[u8]) -> Result<(RootCertStore, Vec<CertificateDer<'static>>)
     Ok((store, pinned))
 }
 
+/// Whether the chain check failed on the server name.
+fn is_name_error(e: &rustls::Error) -> bool {
+    use rustls::CertificateError::{NotValidForName, NotValidForNameContext};
+    matches!(
+        e,
+        rustls::Error::InvalidCertificate(NotValidForName | NotValidForNameContext { .. })
+    )
+}
+
 /// The verifier behind [`TlsOptions::with_ca_pem`]: the usual chain check
-/// against the given certificates, or else an exact match with one of them.
+/// against the given certificates, or else, unless the name was wrong, an
+/// exact match with one of them.
 #[derive(Debug)]
 struct CaOrPinned {
     chain: Arc<WebPkiServerVerifier>,
@@ -264,6 +275,8 @@ impl ServerCertVerifier for CaOrPinned {
             now,
         ) {
             Ok(v) => Ok(v),
+            // A certificate for another name is refused even when pinned.
+            Err(e) if is_name_error(&e) => Err(e),
             Err(_)
                 if self
                     .pinned
