@@ -301,21 +301,35 @@ impl EventHub {
             return; // nobody listens: dropped, nothing kept
         };
         let parked = &mut self.parked;
+        // The item is cloned for every stream but the last, which takes it:
+        // a room with one stream copies nothing.
+        let last = room.streams.len().saturating_sub(1);
+        let mut item = Some(item);
+        let mut index = 0;
         room.streams.retain_mut(|s| {
+            let this = if index == last {
+                item.take()
+            } else {
+                item.clone()
+            };
+            index += 1;
+            let Some(this) = this else {
+                return true;
+            };
             // Once something waits, later items queue behind it, in order.
             if !parked.is_empty() && s.overflow == Overflow::Wait {
                 parked.push_back(Parked {
                     tx: s.tx.clone(),
-                    item: item.clone(),
+                    item: this,
                 });
                 return !s.tx.is_closed();
             }
-            match offer(s, item.clone()) {
+            match offer(s, this) {
                 Ok(alive) => alive,
-                Err(item) => {
+                Err(this) => {
                     parked.push_back(Parked {
                         tx: s.tx.clone(),
-                        item,
+                        item: this,
                     });
                     true
                 }

@@ -128,7 +128,9 @@ fn as_raw(data: Bytes) -> Result<Bytes, Error> {
 }
 
 fn as_value(data: Bytes) -> Result<rmpv::Value, Error> {
-    thingsdb_protocol::decode_value(&data).map_err(Error::Protocol)
+    // `expect_data` got these bytes from `Response::decode`, which checked
+    // them: no second scan.
+    thingsdb_protocol::decode_validated_value(&data).map_err(Error::Protocol)
 }
 
 fn as_type<T: DeserializeOwned>(data: Bytes) -> Result<T, Error> {

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{connect, within, Via, ALL};
+use common::{connect, joined_first, within, Via, ALL};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use thingsdb_client::{Error, ErrorCode, NodeEvent, NodeStatus, Overflow, RoomEvent, Value};
@@ -123,13 +123,7 @@ async fn deleted_room_ends_with_deleted() {
     let node = TestNode::start().await.unwrap();
     let room_id = node.create_room("stuff", None);
     let client = connect(&node, Via::Tcp).await;
-    let mut events = client
-        .room("//stuff", room_id)
-        .unwrap()
-        .join()
-        .await
-        .unwrap();
-    assert_eq!(within(30, events.next()).await, Some(RoomEvent::Joined));
+    let mut events = joined_first(&client, room_id).await;
     node.delete_room(room_id);
     assert_eq!(within(30, events.next()).await, Some(RoomEvent::Deleted));
     assert_eq!(within(30, events.next()).await, None);
@@ -175,13 +169,7 @@ async fn a_burst_of_100k_events_arrives_complete_and_in_order() {
     let node = std::sync::Arc::new(TestNode::start().await.unwrap());
     let room_id = node.create_room("stuff", None);
     let client = connect(&node, Via::Tcp).await;
-    let mut events = client
-        .room("//stuff", room_id)
-        .unwrap()
-        .join()
-        .await
-        .unwrap();
-    assert_eq!(within(30, events.next()).await, Some(RoomEvent::Joined));
+    let mut events = joined_first(&client, room_id).await;
     const N: u64 = 100_000;
     let emitter = tokio::spawn({
         let node = node.clone();

@@ -74,7 +74,7 @@ pub use package_type::{Direction, PackageType};
 pub use request::{Credentials, DecodedRunArgs, Request, Room, RunArgs};
 pub use response::{ErrorReply, Response};
 #[cfg(feature = "std")]
-pub use value::{decode_value, encode_value};
+pub use value::{decode_validated_value, decode_value, encode_value};
 
 /// Re-export of the `bytes` crate, whose types appear in this API.
 pub use bytes;

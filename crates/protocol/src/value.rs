@@ -23,6 +23,22 @@ pub fn decode_value(data: &[u8]) -> Result<Value, Error> {
     // Validate first: our reader is iterative and bounds-checked, so rmpv
     // only ever sees well-formed input.
     crate::msgpack::validate(data)?;
+    decode_validated_value(data)
+}
+
+/// Decodes one MessagePack value that this crate has already checked to be
+/// well-formed, without checking it again: the payload of a
+/// [`Response::Data`](crate::Response::Data) and the `args` of an
+/// [`EmitEvent`](crate::EmitEvent) are. On other input use
+/// [`decode_value`]: this function never panics either, but it lets rmpv
+/// see lengths nobody checked.
+///
+/// ```
+/// use rmpv::Value;
+/// assert_eq!(thingsdb_protocol::decode_validated_value(&[0x2a])?, Value::from(42));
+/// # Ok::<(), thingsdb_protocol::Error>(())
+/// ```
+pub fn decode_validated_value(data: &[u8]) -> Result<Value, Error> {
     let mut rd = data;
     rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH)
         .map_err(|_| Error::InvalidMsgpack("value nested too deeply"))
@@ -44,7 +60,8 @@ impl crate::response::Response {
     /// The value of a DATA response, decoded; `None` for other responses.
     pub fn value(&self) -> Option<Result<Value, Error>> {
         match self {
-            crate::response::Response::Data(d) => Some(decode_value(d)),
+            // Response::decode validated the payload.
+            crate::response::Response::Data(d) => Some(decode_validated_value(d)),
             _ => None,
         }
     }
@@ -53,7 +70,8 @@ impl crate::response::Response {
 impl crate::event::EmitEvent {
     /// The arguments, decoded.
     pub fn arg_list(&self) -> Result<Vec<Value>, Error> {
-        match decode_value(&self.args)? {
+        // Event::decode stepped over the args, which validated them.
+        match decode_validated_value(&self.args)? {
             Value::Array(v) => Ok(v),
             _ => Err(Error::WrongType {
                 field: "args",

@@ -102,3 +102,23 @@ pub async fn joined(client: &thingsdb_client::Client, room_id: u64) -> thingsdb_
     wait_event(&mut events, thingsdb_client::RoomEvent::Joined).await;
     events
 }
+
+/// Joins room `room_id` of `//stuff` and asserts that the first event is
+/// `Joined` (where nothing else can come before it).
+pub async fn joined_first(
+    client: &thingsdb_client::Client,
+    room_id: u64,
+) -> thingsdb_client::RoomEvents {
+    use futures::StreamExt;
+    let mut events = client
+        .room("//stuff", room_id)
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
+    assert_eq!(
+        within(30, events.next()).await,
+        Some(thingsdb_client::RoomEvent::Joined)
+    );
+    events
+}
