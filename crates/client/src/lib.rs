@@ -27,6 +27,7 @@
 //! | rooms and their events | [`Room`], [`RoomEvents`], [`RoomEvent`], [`RoomHandlers`] |
 //! | node status and warnings | [`NodeEvents`], [`NodeEvent`] |
 //! | errors | [`Error`], [`ThingsdbError`], [`ErrorCode`] |
+//! | collections, users, tokens, nodes, backups, procedures, tasks | [`management`] |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client;
@@ -36,6 +37,7 @@ mod error;
 mod events;
 mod handlers;
 mod in_flight;
+pub mod management;
 mod node_events;
 mod request;
 mod room;
