@@ -70,7 +70,9 @@ impl ScopeApi<'_, Node> {
         // The node takes max_files only after repeat, and repeat 0 means
         // "once".
         let code = match max_files {
-            Some(_) => "new_backup(file, is_nil(start) ? nil : datetime(start), repeat, max_files);",
+            Some(_) => {
+                "new_backup(file, is_nil(start) ? nil : datetime(start), repeat, max_files);"
+            }
             None => "new_backup(file, is_nil(start) ? nil : datetime(start), repeat);",
         };
         let mut q = self
@@ -96,10 +98,7 @@ impl ScopeApi<'_, Node> {
 
     /// One backup schedule's info (`backup_info(id)`).
     pub async fn backup_info(&self, id: u64) -> Result<BackupInfo, Error> {
-        self.query("backup_info(id);")
-            .var("id", &id)
-            .decode()
-            .await
+        self.query("backup_info(id);").var("id", &id).decode().await
     }
 
     /// Every backup schedule of this node (`backups_info()`).
@@ -109,10 +108,7 @@ impl ScopeApi<'_, Node> {
 
     /// Whether a backup schedule with this id exists (`has_backup(id)`).
     pub async fn has_backup(&self, id: u64) -> Result<bool, Error> {
-        self.query("has_backup(id);")
-            .var("id", &id)
-            .decode()
-            .await
+        self.query("has_backup(id);").var("id", &id).decode().await
     }
 
     /// Whether every backup's last run succeeded (`backups_ok()`).

@@ -275,18 +275,12 @@ impl ScopeApi<'_, Thingsdb> {
     /// Removes a node from the cluster; it must be offline
     /// (`del_node(id)`).
     pub async fn del_node(&self, id: u32) -> Result<(), Error> {
-        self.query("del_node(id);")
-            .var("id", &id)
-            .decode()
-            .await
+        self.query("del_node(id);").var("id", &id).decode().await
     }
 
     /// Whether the cluster has a node with this id (`has_node(id)`).
     pub async fn has_node(&self, id: u32) -> Result<bool, Error> {
-        self.query("has_node(id);")
-            .var("id", &id)
-            .decode()
-            .await
+        self.query("has_node(id);").var("id", &id).decode().await
     }
 
     /// Restores a backup file (`.tar.gz`, as made by
@@ -301,9 +295,7 @@ impl ScopeApi<'_, Thingsdb> {
         take_access: bool,
         restore_tasks: bool,
     ) -> Result<(), Error> {
-        self.query(
-            "restore(file, {take_access: take_access, restore_tasks: restore_tasks});",
-        )
+        self.query("restore(file, {take_access: take_access, restore_tasks: restore_tasks});")
             .var("file", file)
             .var("take_access", &take_access)
             .var("restore_tasks", &restore_tasks)

@@ -17,9 +17,8 @@ pub struct TokenInfo {
     pub key: String,
     /// `OK`, or `EXPIRED`.
     pub status: String,
-    /// When it expires (ISO 8601, UTC), or `None` for never.
-    #[serde(default)]
-    pub expiration_time: Option<String>,
+    /// When it expires (ISO 8601, UTC), or `never`.
+    pub expiration_time: String,
     /// Its description (empty when none was given).
     #[serde(default)]
     pub description: String,
@@ -75,10 +74,7 @@ impl ScopeApi<'_, Thingsdb> {
 
     /// Deletes a token (`del_token(key)`).
     pub async fn del_token(&self, key: &str) -> Result<(), Error> {
-        self.query("del_token(key);")
-            .var("key", key)
-            .decode()
-            .await
+        self.query("del_token(key);").var("key", key).decode().await
     }
 
     /// Deletes every expired token of every user (`del_expired()`).
@@ -88,9 +84,6 @@ impl ScopeApi<'_, Thingsdb> {
 
     /// Whether a token exists (`has_token(key)`).
     pub async fn has_token(&self, key: &str) -> Result<bool, Error> {
-        self.query("has_token(key);")
-            .var("key", key)
-            .decode()
-            .await
+        self.query("has_token(key);").var("key", key).decode().await
     }
 }

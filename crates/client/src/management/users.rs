@@ -142,7 +142,9 @@ impl ScopeApi<'_, Thingsdb> {
         value: Option<&str>,
     ) -> Result<(), Error> {
         match value {
-            Some(value) => self.query("whitelist_add(user, list, value);").var("value", value),
+            Some(value) => self
+                .query("whitelist_add(user, list, value);")
+                .var("value", value),
             None => self.query("whitelist_add(user, list);"),
         }
         .var("user", user)
@@ -161,7 +163,9 @@ impl ScopeApi<'_, Thingsdb> {
         value: Option<&str>,
     ) -> Result<(), Error> {
         match value {
-            Some(value) => self.query("whitelist_del(user, list, value);").var("value", value),
+            Some(value) => self
+                .query("whitelist_del(user, list, value);")
+                .var("value", value),
             None => self.query("whitelist_del(user, list);"),
         }
         .var("user", user)
