@@ -22,6 +22,7 @@
 //! |---|---|
 //! | the handle | [`Client`] |
 //! | settings, credentials, reconnect | [`ClientBuilder`], [`Auth`], [`ReconnectPolicy`] |
+//! | learning the cluster from one seed | [`discovery`] |
 //! | queries and procedures | [`Query`], [`Run`] |
 //! | scopes | [`Scope`] |
 //! | rooms and their events | [`Room`], [`RoomEvents`], [`RoomEvent`], [`RoomHandlers`] |
@@ -33,6 +34,7 @@
 mod client;
 mod config;
 mod connection;
+pub mod discovery;
 mod error;
 mod events;
 mod handlers;

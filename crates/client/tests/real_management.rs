@@ -544,3 +544,107 @@ async fn real_new_and_del_node() {
     .await;
     assert!(!t.has_node(id).await.unwrap());
 }
+
+/// Discovery on a real 2-node cluster: seeded with node 0 only, the client
+/// learns node 1; node 0 goes away (gracefully, or killed); the client
+/// moves to node 1, joins its room again, and gets every event emitted
+/// after that.
+async fn failover_with_one_seed(kill: bool) {
+    use common::{joined, wait_emitted, wait_event};
+    use futures::StreamExt;
+    use thingsdb_client::{ReconnectPolicy, RoomEvent};
+
+    let Some(mut cluster) = RealCluster::from_env(2).await.unwrap() else {
+        skipped("real discovery test skipped: set THINGSDB_BIN to a ThingsDB binary");
+        return;
+    };
+    let a = cluster.nodes[0].tcp_target().unwrap().to_string();
+    let b = cluster.nodes[1].tcp_target().unwrap().to_string();
+    let client = Client::builder()
+        .target(&a)
+        .unwrap()
+        .discover_nodes(true)
+        .default_scope("//stuff")
+        .unwrap()
+        .keepalive(Some(Duration::from_secs(2)))
+        .reconnect(ReconnectPolicy {
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            ..ReconnectPolicy::default()
+        })
+        .request_timeout(Duration::from_secs(60))
+        .connect()
+        .await
+        .unwrap();
+    let pool: Vec<String> = client
+        .config()
+        .targets
+        .iter()
+        .map(|t| format!("{}:{}", t.host(), t.port()))
+        .collect();
+    assert_eq!(
+        pool,
+        [a.clone(), b.clone()],
+        "the pool learnt from one seed"
+    );
+
+    let emitter = Client::builder()
+        .target(&b)
+        .unwrap()
+        .default_scope("//stuff")
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let room_id: u64 = client
+        .query(".discovery = room(); .discovery.id();")
+        .decode()
+        .await
+        .unwrap();
+    let mut events = joined(&client, room_id).await;
+    let room_b = emitter.room("//stuff", room_id).unwrap();
+    within(120, async {
+        while room_b.emit("before", &Vec::<u8>::new()).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    wait_emitted(&mut events, "before").await;
+
+    if kill {
+        drop(cluster.nodes.remove(0)); // SIGKILL
+    } else {
+        cluster.nodes[0].terminate().unwrap();
+    }
+    wait_event(&mut events, RoomEvent::Disconnected).await;
+    wait_event(&mut events, RoomEvent::Joined).await;
+    assert!(client.connections_made() >= 2);
+    // Every event emitted after the re-join arrives, in order.
+    for i in 0..50u32 {
+        room_b.emit("n", &(i,)).await.unwrap();
+    }
+    for i in 0..50u32 {
+        let e = within(60, events.next()).await.expect("stream open");
+        match e {
+            RoomEvent::Emitted(e) => {
+                assert_eq!(e.event, "n");
+                assert_eq!(e.decode::<(u32,)>().unwrap(), (i,));
+            }
+            other => panic!("expected event {i}, got {other:?}"),
+        }
+    }
+    let v: i64 = within(60, client.query("1 + 1;").decode()).await.unwrap();
+    assert_eq!(v, 2);
+    let node = within(60, client.node().node_info()).await.unwrap();
+    assert_eq!(node.node_id, 1, "the client is on node 1 now");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_discovery_failover_graceful() {
+    failover_with_one_seed(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_discovery_failover_sigkill() {
+    failover_with_one_seed(true).await;
+}
