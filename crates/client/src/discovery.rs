@@ -37,7 +37,7 @@
 
 use std::collections::HashSet;
 
-use thingsdb_transport::{Target, TransportKind};
+use thingsdb_transport::Target;
 
 use crate::client::Client;
 use crate::config::{ClientBuilder, Config};
@@ -125,23 +125,31 @@ fn entry_for(seed: &Target, node: &NodeInfo) -> Option<Target> {
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    Some(match seed.kind() {
-        TransportKind::Tls => Target::tls(host, node.client_port),
-        TransportKind::Ws => Target::ws(host, node.ws_port.unwrap_or(seed.port()), seed.path()),
-        TransportKind::Wss => Target::wss(host, node.ws_port.unwrap_or(seed.port()), seed.path()),
+    Some(match seed {
+        Target::Tls { .. } => Target::tls(host, node.client_port),
+        Target::Ws { port, path, .. } => {
+            Target::ws(host, node.ws_port.unwrap_or(*port), path.as_str())
+        }
+        Target::Wss { port, path, .. } => {
+            Target::wss(host, node.ws_port.unwrap_or(*port), path.as_str())
+        }
         // TCP, Unix, and any transport added later: plain TCP.
         _ => Target::tcp(host, node.client_port),
     })
 }
 
-/// What makes two targets the same node for the pool.
-fn key(t: &Target) -> (TransportKind, String, u16, String) {
-    (
-        t.kind(),
-        t.host().to_ascii_lowercase(),
-        t.port(),
-        t.path().to_owned(),
-    )
+/// What makes two targets the same node for the pool: the target with
+/// its host in lower case.
+fn key(t: &Target) -> Target {
+    let mut t = t.clone();
+    match &mut t {
+        Target::Tcp { host, .. }
+        | Target::Tls { host, .. }
+        | Target::Ws { host, .. }
+        | Target::Wss { host, .. } => host.make_ascii_lowercase(),
+        _ => {}
+    }
+    t
 }
 
 /// The pool for `client`'s cluster: [`read_cluster`] then

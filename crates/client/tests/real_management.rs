@@ -580,7 +580,7 @@ async fn failover_with_one_seed(kill: bool) {
         .config()
         .targets
         .iter()
-        .map(|t| format!("{}:{}", t.host(), t.port()))
+        .map(|t| format!("{}:{}", t.host().unwrap(), t.port().unwrap()))
         .collect();
     assert_eq!(
         pool,
