@@ -302,11 +302,11 @@ mod tests {
     #[test]
     fn tcp_seed_gets_the_other_node_by_client_port() {
         let seed = Target::parse("127.0.0.1:45713").unwrap();
-        let pool = pool_targets(&[seed.clone()], &seed, &cluster(0));
+        let pool = pool_targets(std::slice::from_ref(&seed), &seed, &cluster(0));
         assert_eq!(pool, vec![seed, Target::tcp("127.0.0.1", 33973)]);
         // Seeded on node 1 instead: node 0 is added.
         let seed = Target::parse("127.0.0.1:33973").unwrap();
-        let pool = pool_targets(&[seed.clone()], &seed, &cluster(1));
+        let pool = pool_targets(std::slice::from_ref(&seed), &seed, &cluster(1));
         assert_eq!(pool, vec![seed, Target::tcp("127.0.0.1", 45713)]);
     }
 
@@ -354,7 +354,7 @@ mod tests {
         // A Unix socket seed reaches the others over TCP.
         let unix = Target::unix("/tmp/ti.sock");
         assert_eq!(
-            pool_targets(&[unix.clone()], &unix, &c),
+            pool_targets(std::slice::from_ref(&unix), &unix, &c),
             vec![unix, Target::tcp("127.0.0.1", 33973)]
         );
     }
@@ -364,9 +364,9 @@ mod tests {
         let seed = Target::parse("127.0.0.1:45713").unwrap();
         let mut c = cluster(0);
         c.nodes[1].node_name = " ".into();
-        assert_eq!(pool_targets(&[seed.clone()], &seed, &c), vec![seed.clone()]);
+        assert_eq!(pool_targets(std::slice::from_ref(&seed), &seed, &c), vec![seed.clone()]);
         c.nodes.truncate(1);
-        assert_eq!(pool_targets(&[seed.clone()], &seed, &c), vec![seed]);
+        assert_eq!(pool_targets(std::slice::from_ref(&seed), &seed, &c), vec![seed]);
         let mut c = cluster(0);
         c.nodes[1].node_name = "[::1]".into();
         assert_eq!(
