@@ -364,9 +364,15 @@ mod tests {
         let seed = Target::parse("127.0.0.1:45713").unwrap();
         let mut c = cluster(0);
         c.nodes[1].node_name = " ".into();
-        assert_eq!(pool_targets(std::slice::from_ref(&seed), &seed, &c), vec![seed.clone()]);
+        assert_eq!(
+            pool_targets(std::slice::from_ref(&seed), &seed, &c),
+            vec![seed.clone()]
+        );
         c.nodes.truncate(1);
-        assert_eq!(pool_targets(std::slice::from_ref(&seed), &seed, &c), vec![seed]);
+        assert_eq!(
+            pool_targets(std::slice::from_ref(&seed), &seed, &c),
+            vec![seed]
+        );
         let mut c = cluster(0);
         c.nodes[1].node_name = "[::1]".into();
         assert_eq!(

@@ -648,3 +648,87 @@ async fn real_discovery_failover_graceful() {
 async fn real_discovery_failover_sigkill() {
     failover_with_one_seed(true).await;
 }
+
+/// The lock helper: one holder at a time, hand-over on release, time-out
+/// while waiting, release on drop, and expiry by the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_lock() {
+    let (node, c) = real_or_skip!();
+    let coll = unique("lock");
+    c.thingsdb().new_collection(&coll).await.unwrap();
+    let locks = c.collection(&coll).unwrap();
+    locks.install_locks().await.unwrap();
+    locks.install_locks().await.unwrap(); // a second time does nothing
+    let other = client_for(&node).await;
+    let name = "invoices";
+    assert!(!locks.is_locked(name).await.unwrap());
+
+    let a = locks
+        .lock(name, Duration::from_secs(600), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(locks.is_locked(name).await.unwrap());
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (o2, coll2, other2) = (order.clone(), coll.clone(), other.clone());
+    let waiter = tokio::spawn(async move {
+        let g = other2
+            .collection(&coll2)
+            .unwrap()
+            .lock(name, Duration::from_secs(600), Duration::from_secs(120))
+            .await
+            .unwrap();
+        o2.lock().unwrap().push("b acquired");
+        g
+    });
+    // B is queued once its room exists; then A lets go.
+    within(60, async {
+        loop {
+            let n: usize = c
+                .query("(.locks.get(name) || {queue: []}).queue.len();")
+                .scope(&format!("//{coll}"))
+                .var("name", name)
+                .decode()
+                .await
+                .unwrap();
+            if n == 2 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    order.lock().unwrap().push("a releasing");
+    assert!(a.release().await.unwrap());
+    let b = within(120, waiter).await.unwrap();
+    assert_eq!(*order.lock().unwrap(), ["a releasing", "b acquired"]);
+
+    // While B holds it, a short wait times out and leaves the queue.
+    let e = locks
+        .lock(name, Duration::from_secs(600), Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, thingsdb_client::Error::Timeout(_)), "{e}");
+    // Dropping B's guard releases it.
+    drop(b);
+    within(60, async {
+        while locks.is_locked(name).await.unwrap() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+
+    // A holder whose time runs out loses the lock to the next waiter.
+    let short = locks
+        .lock(name, Duration::from_secs(1), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let next = other
+        .collection(&coll)
+        .unwrap()
+        .lock(name, Duration::from_secs(600), Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert!(!short.release().await.unwrap(), "already expired");
+    assert!(next.release().await.unwrap());
+    assert!(!locks.is_locked(name).await.unwrap());
+}

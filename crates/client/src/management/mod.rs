@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | [`Client::thingsdb`] | `@thingsdb` | collections, users, tokens, access, modules, nodes of the cluster, time zones, and `@thingsdb` procedures and tasks |
 //! | [`Client::node`], [`Client::node_by_id`] | `@node`, `@node:ID` | node and cluster info, counters, log level, shutdown, backups, module restarts |
-//! | [`Client::collection`] | `@collection:NAME` | procedures and tasks |
+//! | [`Client::collection`] | `@collection:NAME` | procedures and tasks; a distributed lock ([`LockGuard`]) |
 //!
 //! Every wrapper sends its arguments as query variables, never pasted into
 //! the code, and decodes the result into a serde struct that ignores
@@ -43,6 +43,7 @@ use crate::scope::Scope;
 mod access;
 mod backups;
 mod collections;
+mod lock;
 mod modules;
 mod nodes;
 mod procedures;
@@ -53,6 +54,7 @@ mod users;
 pub use access::Access;
 pub use backups::BackupInfo;
 pub use collections::{CollectionInfo, CommitHistory};
+pub use lock::LockGuard;
 pub use modules::ModuleInfo;
 pub use nodes::{ClusterNodeInfo, Counters, LogLevel, NodeInfo};
 pub use procedures::ProcedureInfo;
