@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use common::{connect, Via};
 use rmpv::Value;
-use thingsdb_client::management::{Access, CommitHistory, LogLevel};
+use thingsdb_client::management::{Access, CommitHistory, HistoryFilter, LogLevel};
 use thingsdb_client::{Client, ErrorCode};
 use thingsdb_testkit::{Query, Reply, TestNode};
 
@@ -201,6 +201,48 @@ async fn collections() {
         "set_history(scope, state);",
         &[("scope", s("//a")), ("state", true.into())],
     );
+    // Commit history: every option travels as a variable, nil when unset.
+    let hist = "history({scope: scope, contains: contains, match: is_nil(pattern) ? nil : regex(pattern), id: id, first: first, last: last, before: is_nil(before) ? nil : datetime(before), after: is_nil(after) ? nil : datetime(after), has_err: has_err, detail: detail});";
+    m.reply(
+        hist,
+        Value::Array(vec![map(&[
+            ("id", 1.into()),
+            ("created_on", s("2026-11-25T20:00:00Z")),
+            ("by", s("admin")),
+            ("message", s("add x")),
+            ("err_msg", s("zero_div")),
+        ])]),
+    );
+    let f = HistoryFilter {
+        last: Some(3),
+        before: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
+        match_regex: Some("^add".into()),
+        ..HistoryFilter::new("//a")
+    };
+    let commits = t.history(&f, true).await.unwrap();
+    assert_eq!(commits[0].err_msg.as_deref(), Some("zero_div"));
+    m.assert_last(
+        "@thingsdb",
+        hist,
+        &[
+            ("after", Value::Nil),
+            ("before", 1_800_000_000u64.into()),
+            ("contains", Value::Nil),
+            ("detail", true.into()),
+            ("first", Value::Nil),
+            ("has_err", Value::Nil),
+            ("id", Value::Nil),
+            ("last", 3.into()),
+            ("pattern", s("^add")),
+            ("scope", s("//a")),
+        ],
+    );
+    let del = "del_history({scope: scope, contains: contains, match: is_nil(pattern) ? nil : regex(pattern), id: id, first: first, last: last, before: is_nil(before) ? nil : datetime(before), after: is_nil(after) ? nil : datetime(after), has_err: has_err});";
+    m.reply(del, 2);
+    assert_eq!(t.del_history(&HistoryFilter::new("//a")).await.unwrap(), 2);
+    let (_, code, vars) = m.last();
+    assert_eq!((code.as_str(), vars.len()), (del, 9));
+
     // The node's errors come through typed.
     m.reply_with(
         "has_collection(name);",

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use common::{skipped, within};
-use thingsdb_client::management::{Access, CommitHistory, LogLevel};
+use thingsdb_client::management::{Access, CommitHistory, HistoryFilter, LogLevel};
 use thingsdb_client::{Auth, Client, ErrorCode};
 use thingsdb_testkit::real_node::{RealCluster, RealNode, SKIP_MESSAGE};
 
@@ -89,6 +89,67 @@ async fn real_collections() {
         info.commit_history,
         Some(CommitHistory::Commits(_))
     ));
+    // Commits, read and deleted through the history wrappers.
+    for msg in ["add x", "add y", "Remove x"] {
+        c.query("commit(msg); .n = 1;")
+            .scope(&scope)
+            .var("msg", msg)
+            .await
+            .unwrap();
+    }
+    let all = t
+        .history(
+            &HistoryFilter {
+                first: Some(10),
+                ..HistoryFilter::new(&scope)
+            },
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|c| c.message.as_str()).collect::<Vec<_>>(),
+        ["add x", "add y", "Remove x"]
+    );
+    assert_eq!(all[0].by, "admin");
+    assert_eq!(all[0].code.as_deref(), Some("commit(msg); .n = 1;"));
+    let adds = t
+        .history(
+            &HistoryFilter {
+                match_regex: Some("(?i)^remove".into()),
+                ..HistoryFilter::new(&scope)
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(adds.len(), 1);
+    assert_eq!(adds[0].code, None);
+    let future = SystemTime::now() + Duration::from_secs(3600);
+    let none = t
+        .history(
+            &HistoryFilter {
+                after: Some(future),
+                ..HistoryFilter::new(&scope)
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    let gone = t
+        .del_history(&HistoryFilter {
+            contains: Some("add".into()),
+            ..HistoryFilter::new(&scope)
+        })
+        .await
+        .unwrap();
+    assert_eq!(gone, 2);
+    let e = t
+        .history(&HistoryFilter::new(&scope), false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Lookup), "{e}");
     t.set_history(&scope, false).await.unwrap();
 
     // A hostile name travels as a variable: it is just a bad name.

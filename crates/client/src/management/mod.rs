@@ -6,7 +6,7 @@
 //!
 //! | handle | scope | functions |
 //! |---|---|---|
-//! | [`Client::thingsdb`] | `@thingsdb` | collections, users, tokens, access, modules, nodes of the cluster, time zones, and `@thingsdb` procedures and tasks |
+//! | [`Client::thingsdb`] | `@thingsdb` | collections, users, tokens, access, modules, nodes of the cluster, time zones, commit history, and `@thingsdb` procedures and tasks |
 //! | [`Client::node`], [`Client::node_by_id`] | `@node`, `@node:ID` | node and cluster info, counters, log level, shutdown, backups, module restarts |
 //! | [`Client::collection`] | `@collection:NAME` | procedures and tasks; a distributed lock ([`LockGuard`]) |
 //!
@@ -43,6 +43,7 @@ use crate::scope::Scope;
 mod access;
 mod backups;
 mod collections;
+mod history;
 mod lock;
 mod modules;
 mod nodes;
@@ -54,6 +55,7 @@ mod users;
 pub use access::Access;
 pub use backups::BackupInfo;
 pub use collections::{CollectionInfo, CommitHistory};
+pub use history::{Commit, HistoryFilter};
 pub use lock::LockGuard;
 pub use modules::ModuleInfo;
 pub use nodes::{ClusterNodeInfo, Counters, LogLevel, NodeInfo};
