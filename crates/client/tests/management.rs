@@ -739,6 +739,24 @@ async fn procedures_and_tasks_in_both_scopes() {
     let tasks = stuff.tasks().await.unwrap();
     assert_eq!((tasks[0].id, tasks[0].owner.as_str()), (3, "admin"));
     assert_eq!(t.task_info(3).await.unwrap(), tasks[0]);
+    for code in ["task(id).set_args(args);", "task(id).set_owner(user);"] {
+        m.reply(code, Value::Nil);
+    }
+    t.set_task_args(3, &(1, "a")).await.unwrap();
+    m.assert_last(
+        "@thingsdb",
+        "task(id).set_args(args);",
+        &[
+            ("args", Value::Array(vec![1.into(), s("a")])),
+            ("id", 3.into()),
+        ],
+    );
+    stuff.set_task_owner(3, "iris").await.unwrap();
+    m.assert_last(
+        "@collection:stuff",
+        "task(id).set_owner(user);",
+        &[("id", 3.into()), ("user", s("iris"))],
+    );
     stuff.cancel_task(3).await.unwrap();
     m.assert_last(
         "@collection:stuff",

@@ -461,6 +461,15 @@ async fn real_tasks() {
     assert_eq!(info.args, vec![rmpv::Value::from(key.as_str()), 42.into()]);
     assert!(info.at.is_some());
     assert!(stuff.tasks().await.unwrap().iter().any(|t| t.id == id));
+    stuff.set_task_args(id, &("other", 7)).await.unwrap();
+    let info2 = stuff.task_info(id).await.unwrap();
+    assert_eq!(info2.args, vec![rmpv::Value::from("other"), 7.into()]);
+    let t = c.thingsdb();
+    let owner = unique("owner");
+    t.new_user(&owner).await.unwrap();
+    t.grant("//stuff", &owner, Access::FULL).await.unwrap();
+    stuff.set_task_owner(id, &owner).await.unwrap();
+    assert_eq!(stuff.task_info(id).await.unwrap().owner, owner);
     stuff.cancel_task(id).await.unwrap();
     assert_eq!(stuff.task_info(id).await.unwrap().at, None);
     stuff.del_task(id).await.unwrap();
@@ -468,7 +477,6 @@ async fn real_tasks() {
     assert_eq!(e.code(), Some(ErrorCode::Lookup), "{e}");
 
     // A task that runs now, in the @thingsdb scope.
-    let t = c.thingsdb();
     let id = t
         .new_task(SystemTime::now(), "|_| 1 + 1", &[0u8; 0])
         .await

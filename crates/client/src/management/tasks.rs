@@ -88,6 +88,29 @@ impl<K: CodeScope> ScopeApi<'_, K> {
         self.query("task(id).del();").var("id", &id).decode().await
     }
 
+    /// Replaces a task's arguments (a sequence) (`task(id).set_args(args)`).
+    pub async fn set_task_args<A: Serialize + ?Sized>(
+        &self,
+        id: u64,
+        args: &A,
+    ) -> Result<(), Error> {
+        self.query("task(id).set_args(args);")
+            .var("id", &id)
+            .var("args", args)
+            .decode()
+            .await
+    }
+
+    /// Gives a task to another user, whose privileges it then runs with
+    /// (`task(id).set_owner(user)`).
+    pub async fn set_task_owner(&self, id: u64, user: &str) -> Result<(), Error> {
+        self.query("task(id).set_owner(user);")
+            .var("id", &id)
+            .var("user", user)
+            .decode()
+            .await
+    }
+
     /// Cancels a task: it stays, but will not run (again)
     /// (`task(id).cancel()`).
     pub async fn cancel_task(&self, id: u64) -> Result<(), Error> {
