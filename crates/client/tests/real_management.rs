@@ -645,12 +645,15 @@ async fn failover_with_one_seed(kill: bool) {
         .connect()
         .await
         .unwrap();
-    let pool: Vec<String> = client
-        .config()
-        .targets
-        .iter()
-        .map(|t| format!("{}:{}", t.host().unwrap(), t.port().unwrap()))
-        .collect();
+    // What discovery learns from the seed: node 0, then node 1.
+    let seed = thingsdb_client::Target::parse(&a).unwrap();
+    let pool: Vec<String> =
+        thingsdb_client::discovery::discover(&client, std::slice::from_ref(&seed), &seed)
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| format!("{}:{}", t.host().unwrap(), t.port().unwrap()))
+            .collect();
     assert_eq!(
         pool,
         [a.clone(), b.clone()],
