@@ -445,8 +445,7 @@ impl<H: Handler, W: AsyncWrite + Unpin> Runtime<H, W> {
             if !self.idle() {
                 info!(
                     in_flight = self.in_flight.len(),
-                    "stopping: waiting up to {:?} for requests in flight",
-                    self.opts.grace
+                    "stopping: waiting up to {:?} for requests in flight", self.opts.grace
                 );
             }
         }
@@ -519,7 +518,10 @@ impl<H: Handler, W: AsyncWrite + Unpin> Runtime<H, W> {
     fn forget(&mut self, id: u16) {
         if let Some(old) = self.in_flight.remove(&id) {
             old.abort.abort();
-            info!(id, "the node reused the id of a running request: dropped the older one");
+            info!(
+                id,
+                "the node reused the id of a running request: dropped the older one"
+            );
         }
     }
 
@@ -683,7 +685,11 @@ async fn answer<H: Handler>(
     Ok(b)
 }
 
-async fn configure<H: Handler>(handler: &H, payload: &[u8], timeout: Duration) -> Result<(), Error> {
+async fn configure<H: Handler>(
+    handler: &H,
+    payload: &[u8],
+    timeout: Duration,
+) -> Result<(), Error> {
     let conf: H::Config = rmp_serde::from_slice(payload)
         .map_err(|e| Error::bad_data(format!("cannot decode the configuration: {e}")))?;
     let run = AssertUnwindSafe(handler.configure(conf)).catch_unwind();

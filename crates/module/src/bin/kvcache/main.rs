@@ -137,9 +137,7 @@ impl KvCache {
             if !entries.contains_key(&key) && entries.len() >= max {
                 entries.retain(|_, e| e.live(now));
                 if entries.len() >= max {
-                    return Err(Error::max_quota(format!(
-                        "the cache is full ({max} keys)"
-                    )));
+                    return Err(Error::max_quota(format!("the cache is full ({max} keys)")));
                 }
             }
             entries.insert(key, Entry { value, expires });
@@ -148,7 +146,12 @@ impl KvCache {
         Ok(())
     }
 
-    async fn get(&self, key: String, wait: Option<f64>, default: Option<Value>) -> Result<Value, Error> {
+    async fn get(
+        &self,
+        key: String,
+        wait: Option<f64>,
+        default: Option<Value>,
+    ) -> Result<Value, Error> {
         let deadline = wait
             .map(|w| seconds("wait", w).map(|d| Instant::now() + d))
             .transpose()?;
@@ -218,7 +221,10 @@ async fn main() -> ExitCode {
     info!(pid = std::process::id(), "kvcache module started");
     match Module::new(KvCache::default()).run().await {
         Ok(stopped) => {
-            info!(pid = std::process::id(), "kvcache module stopped ({stopped:?})");
+            info!(
+                pid = std::process::id(),
+                "kvcache module stopped ({stopped:?})"
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -239,7 +245,11 @@ mod tests {
     }
 
     fn map(kv: &[(&str, Value)]) -> Value {
-        Value::Map(kv.iter().map(|(k, v)| (Value::from(*k), v.clone())).collect())
+        Value::Map(
+            kv.iter()
+                .map(|(k, v)| (Value::from(*k), v.clone()))
+                .collect(),
+        )
     }
 
     #[tokio::test(start_paused = true)]
@@ -255,7 +265,10 @@ mod tests {
         let get = req(map(&[("op", "get".into()), ("key", "a".into())]));
         assert_eq!(c.handle(get).await.unwrap(), Value::from(5));
         let keys = req(map(&[("op", "keys".into())]));
-        assert_eq!(c.handle(keys).await.unwrap(), Value::Array(vec!["a".into()]));
+        assert_eq!(
+            c.handle(keys).await.unwrap(),
+            Value::Array(vec!["a".into()])
+        );
         let del = req(map(&[("op", "del".into()), ("key", "a".into())]));
         assert_eq!(c.handle(del).await.unwrap(), Value::from(true));
         let get = req(map(&[("op", "get".into()), ("key", "a".into())]));
@@ -277,7 +290,10 @@ mod tests {
         assert_eq!(waiter.await.unwrap().unwrap(), Value::from("x"));
         let e = c.get("never".into(), Some(1.0), None).await.unwrap_err();
         assert_eq!(e.code(), ErrorCode::Lookup);
-        let v = c.get("never".into(), None, Some(Value::from(0))).await.unwrap();
+        let v = c
+            .get("never".into(), None, Some(Value::from(0)))
+            .await
+            .unwrap();
         assert_eq!(v, Value::from(0));
     }
 
@@ -296,12 +312,20 @@ mod tests {
         let e = c.set("b".into(), Value::Nil, None).unwrap_err();
         assert_eq!(e.code(), ErrorCode::MaxQuota);
         assert_eq!(
-            c.set("c".into(), Value::Nil, Some(-1.0)).unwrap_err().code(),
+            c.set("c".into(), Value::Nil, Some(-1.0))
+                .unwrap_err()
+                .code(),
             ErrorCode::Value
         );
         for bad in [
-            Config { max_keys: Some(0), timeout: None },
-            Config { max_keys: None, timeout: Some(f64::NAN) },
+            Config {
+                max_keys: Some(0),
+                timeout: None,
+            },
+            Config {
+                max_keys: None,
+                timeout: Some(f64::NAN),
+            },
         ] {
             assert_eq!(c.configure(bad).await.unwrap_err().code(), ErrorCode::Value);
         }
@@ -315,7 +339,13 @@ mod tests {
         let m: serde_json::Value = serde_json::from_str(include_str!("module.json")).unwrap();
         let obj = m.as_object().unwrap();
         let known = [
-            "main", "version", "doc", "defaults", "includes", "exposes", "requirements",
+            "main",
+            "version",
+            "doc",
+            "defaults",
+            "includes",
+            "exposes",
+            "requirements",
         ];
         for k in obj.keys() {
             assert!(known.contains(&k.as_str()), "a node refuses key {k}");
