@@ -190,8 +190,9 @@ impl<H: Handler> Module<H> {
     /// let mut input = bytes::BytesMut::new();
     /// module::encode_request(&mut input, 1, &[0x81, 0xa1, b'a', 0x01]).unwrap();
     /// let mut output = Vec::new();
+    /// let input = std::io::Cursor::new(input.freeze());
     /// let stopped = Module::new(Echo)
-    ///     .run_with(&input[..], &mut output, std::future::pending())
+    ///     .run_with(input, &mut output, std::future::pending())
     ///     .await
     ///     .unwrap();
     /// assert_eq!(stopped, Stopped::InputClosed);
