@@ -97,3 +97,8 @@ pub use handler::Handler;
 pub use logging::init_logging;
 pub use runtime::{Module, Stopped};
 pub use thingsdb_protocol::ErrorCode;
+
+// The README's examples are compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
