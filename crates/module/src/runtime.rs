@@ -502,8 +502,10 @@ impl<H: Handler, W: AsyncWrite + Unpin> Runtime<H, W> {
                 }
                 Ok(PackageType::ModuleConf) => {
                     error!("configuration refused: {e}");
-                    self.conf_queue.push_back(Bytes::new());
-                    self.next_conf();
+                    if self.draining.is_none() {
+                        self.conf_queue.push_back(Bytes::new());
+                        self.next_conf();
+                    }
                 }
                 _ => warn!(
                     id = frame.id,
@@ -538,9 +540,16 @@ impl<H: Handler, W: AsyncWrite + Unpin> Runtime<H, W> {
         let default_timeout = self.opts.timeout;
         let tx = self.done_tx.clone();
         let task = tokio::spawn(async move {
-            let frame = match answer(&*handler, id, &payload, default_timeout).await {
-                Ok(frame) => frame,
-                Err(e) => error_frame(id, &e),
+            // Any panic of the handler's code (`timeout`, `handle`, the
+            // answer's `Serialize`) is caught, so every request is answered.
+            let run = AssertUnwindSafe(answer(&*handler, id, &payload, default_timeout));
+            let frame = match run.catch_unwind().await {
+                Ok(Ok(frame)) => frame,
+                Ok(Err(e)) => error_frame(id, &e),
+                Err(panic) => {
+                    error!(id, "the handler panicked: {}", panic_message(&*panic));
+                    error_frame(id, &Error::operation("the module's handler failed (panic)"))
+                }
             };
             let _ = tx.send(Done::Reply { id, gen, frame });
         });
@@ -579,13 +588,21 @@ impl<H: Handler, W: AsyncWrite + Unpin> Runtime<H, W> {
             let ok = if payload.is_empty() {
                 false
             } else {
-                match configure(&*handler, &payload, timeout).await {
-                    Ok(()) => {
+                let run = AssertUnwindSafe(configure(&*handler, &payload, timeout));
+                match run.catch_unwind().await {
+                    Ok(Ok(())) => {
                         info!("configured");
                         true
                     }
-                    Err(e) => {
+                    Ok(Err(e)) => {
                         error!("configuration refused: {e}");
+                        false
+                    }
+                    Err(panic) => {
+                        error!(
+                            "configuration refused: the handler panicked: {}",
+                            panic_message(&*panic)
+                        );
                         false
                     }
                 }
@@ -664,13 +681,8 @@ async fn answer<H: Handler>(
     let req: H::Request = rmp_serde::from_slice(payload)
         .map_err(|e| Error::bad_data(format!("cannot decode the request: {e}")))?;
     let timeout = handler.timeout(&req).unwrap_or(default_timeout);
-    let run = AssertUnwindSafe(handler.handle(req)).catch_unwind();
-    let res = match tokio::time::timeout(timeout, run).await {
-        Ok(Ok(r)) => r?,
-        Ok(Err(panic)) => {
-            error!("the handler panicked: {}", panic_message(&*panic));
-            return Err(Error::operation("the module's handler failed (panic)"));
-        }
+    let res = match tokio::time::timeout(timeout, handler.handle(req)).await {
+        Ok(r) => r?,
         Err(_) => {
             warn!("a request timed out after {timeout:?}");
             return Err(Error::cancelled(format!(
@@ -693,13 +705,8 @@ async fn configure<H: Handler>(
 ) -> Result<(), Error> {
     let conf: H::Config = rmp_serde::from_slice(payload)
         .map_err(|e| Error::bad_data(format!("cannot decode the configuration: {e}")))?;
-    let run = AssertUnwindSafe(handler.configure(conf)).catch_unwind();
-    match tokio::time::timeout(timeout, run).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(panic)) => Err(Error::operation(format!(
-            "the handler panicked: {}",
-            panic_message(&*panic)
-        ))),
+    match tokio::time::timeout(timeout, handler.configure(conf)).await {
+        Ok(r) => r,
         Err(_) => Err(Error::cancelled(format!(
             "configuration took longer than {timeout:?}"
         ))),

@@ -85,6 +85,9 @@ impl Handler for Test {
     }
 
     fn timeout(&self, r: &Req) -> Option<Duration> {
+        if r.op == "panic_in_timeout" {
+            panic!("timeout panics");
+        }
         (r.op == "quick").then(|| Duration::from_millis(5))
     }
 }
@@ -356,9 +359,11 @@ async fn handler_errors_keep_their_codes() {
         let (id, got, msg) = n.expect_error().await;
         assert_eq!((id, got), (1, want), "{code}: {msg}");
     }
-    n.req(2, &[("op", "panic".into())]).await;
-    let (id, code, _) = n.expect_error().await;
-    assert_eq!((id, code), (2, ErrorCode::Operation));
+    for op in ["panic", "panic_in_timeout"] {
+        n.req(2, &[("op", op.into())]).await;
+        let (id, code, _) = n.expect_error().await;
+        assert_eq!((id, code), (2, ErrorCode::Operation), "{op}");
+    }
     n.req(3, &echo("alive")).await;
     assert_eq!(n.expect_value().await, (3, Value::from("alive")));
     n.finish().await.unwrap();
