@@ -272,3 +272,91 @@ async fn real_node_runs_the_example_module() {
         println!("{line}");
     }
 }
+
+/// Whether loopback is this process's only network interface (as in the
+/// namespace `cargo xtask real-node` makes).
+fn loopback_only() -> bool {
+    // /proc/self/net follows the network namespace (/sys/class/net
+    // follows where sysfs was mounted).
+    match std::fs::read_to_string("/proc/self/net/dev") {
+        Ok(dev) => dev
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next())
+            .all(|name| name.trim() == "lo"),
+        Err(_) => false,
+    }
+}
+
+/// The packaged install: a GitHub source whose module directory already
+/// holds `module.json` and its `main` file is used as it is; the
+/// functions `module.json` exposes are called as `kvpkg.get(..)`.
+///
+/// Runs only where loopback is the only network interface: were the local
+/// `module.json` refused, the node would try to download the module.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_node_runs_the_packaged_example_module() {
+    if !loopback_only() {
+        println!("packaged-module test skipped: it runs only in a network namespace with loopback alone (cargo xtask real-node)");
+        return;
+    }
+    let Some(node) = RealNode::from_env().await.unwrap() else {
+        println!("{SKIP_MESSAGE}");
+        return;
+    };
+    let Some(modules) = node.modules_path() else {
+        println!("module test skipped: it needs a node started here (THINGSDB_BIN), to install into its modules_path");
+        return;
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_str(include_str!("../src/bin/kvcache/module.json")).unwrap();
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let platform = format!("{}/{arch}", std::env::consts::OS);
+    let Some(main) = manifest["main"][&platform].as_str() else {
+        println!("packaged-module test skipped: module.json has no `main` for {platform}");
+        return;
+    };
+    let dir = modules.join("kvpkg");
+    let file = dir.join(main);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(
+        dir.join("module.json"),
+        include_str!("../src/bin/kvcache/module.json"),
+    )
+    .unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_kvcache"), &file).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let c = client(&node).await;
+    c.query("new_module('kvpkg', 'github.com/thingsdb-rs/kvcache'); nil;")
+        .scope("@thingsdb")
+        .await
+        .unwrap();
+    // Without a configuration the node calls the module at once, with the
+    // module's defaults (and `load: true` from module.json).
+    until_ok(&c, "kvpkg.set('a', 42);").await;
+    let v = c.query("kvpkg.get('a').then(|v| v);").await.unwrap();
+    assert_eq!(v, Value::from(42));
+    let code: i64 = c
+        .query("kvpkg.get('missing').else(|e| e.code());")
+        .decode()
+        .await
+        .unwrap();
+    assert_eq!(code, -54);
+    let v = c.query("kvpkg.keys().then(|k| k);").await.unwrap();
+    assert_eq!(v, Value::Array(vec![Value::from("a")]));
+    let version: String = c
+        .query("module_info('kvpkg').load().version;")
+        .scope("@thingsdb")
+        .decode()
+        .await
+        .unwrap();
+    assert_eq!(version, manifest["version"].as_str().unwrap());
+}
