@@ -426,6 +426,46 @@ mod tests {
         assert!(crate::Event::decode(&f).is_err());
     }
 
+    proptest::proptest! {
+        /// Any error a node accepts round-trips; any other is refused
+        /// before a byte is written.
+        #[test]
+        fn errors_roundtrip_or_are_refused(code in proptest::num::i64::ANY, msg in ".{0,40}", id in 0u16..) {
+            let code = ErrorCode::from_code(code);
+            let mut b = BytesMut::new();
+            match encode_error(&mut b, id, code, &msg) {
+                Ok(()) => {
+                    proptest::prop_assert!(is_module_error_code(code));
+                    let f = one_frame(&b);
+                    proptest::prop_assert_eq!(f.id, id);
+                    proptest::prop_assert_eq!(
+                        FromModule::decode(&f).unwrap(),
+                        FromModule::Error(ErrorReply::new(code, msg))
+                    );
+                }
+                Err(_) => {
+                    proptest::prop_assert!(!is_module_error_code(code));
+                    proptest::prop_assert!(b.is_empty());
+                }
+            }
+        }
+
+        /// Any payload under any module type: a value or a typed error.
+        #[test]
+        fn any_payload_decodes_or_fails_cleanly(
+            t in proptest::sample::select(&[64u8, 65, 66, 80, 81, 82][..]),
+            p in proptest::collection::vec(proptest::num::u8::ANY, 0..48),
+        ) {
+            let f = Frame { id: 1, type_byte: t, payload: Bytes::from(p) };
+            let to = ToModule::decode(&f);
+            let from = FromModule::decode(&f);
+            proptest::prop_assert!(to.is_err() || from.is_err());
+            if let Ok(ToModule::Conf(v) | ToModule::Request(v)) = to {
+                proptest::prop_assert!(msgpack::validate(&v).is_ok());
+            }
+        }
+    }
+
     #[test]
     fn malformed_module_errors_are_typed() {
         let bad: [&[u8]; 8] = [
