@@ -439,9 +439,9 @@ impl<H: Handler, W: AsyncWrite + Unpin> Runtime<H, W> {
     fn drain(&mut self) {
         if self.draining.is_none() {
             let now = Instant::now();
-            // A grace too long to add is as good as forever.
-            let far = now + Duration::from_secs(100 * 365 * 24 * 3600);
-            self.draining = Some(now.checked_add(self.opts.grace).unwrap_or(far));
+            // A grace of more than a year is as good as forever.
+            let grace = self.opts.grace.min(Duration::from_secs(365 * 24 * 3600));
+            self.draining = Some(now.checked_add(grace).unwrap_or(now));
             self.conf_queue.clear();
             if !self.idle() {
                 info!(

@@ -547,3 +547,15 @@ proptest! {
         });
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn huge_durations_do_not_overflow() {
+    let m = Module::new(Test::new(1))
+        .timeout(Duration::MAX)
+        .shutdown_grace(Duration::MAX);
+    let mut n = start(m);
+    n.req(1, &sleep(10, "ok")).await;
+    n.close_input();
+    assert_eq!(n.expect_value().await, (1, Value::from("ok")));
+    assert_eq!(n.finish().await.unwrap(), Stopped::InputClosed);
+}
