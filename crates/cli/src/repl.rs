@@ -193,14 +193,22 @@ struct Cache {
     properties: HashMap<Vec<String>, Vec<String>>,
 }
 
-/// The strings in `value`, looking one level into nested arrays.
-fn strings(value: &rmpv::Value) -> Vec<String> {
+/// The names in `value`: the strings of an array and the `name` of each
+/// thing in it (as `*_info()` gives them), looking into nested arrays.
+fn names(value: &rmpv::Value) -> Vec<String> {
     let mut out = Vec::new();
     if let rmpv::Value::Array(items) = value {
         for item in items {
             match item {
                 rmpv::Value::String(s) => out.extend(s.as_str().map(str::to_string)),
-                rmpv::Value::Array(_) => out.extend(strings(item)),
+                rmpv::Value::Array(_) => out.extend(names(item)),
+                rmpv::Value::Map(pairs) => out.extend(
+                    pairs
+                        .iter()
+                        .find(|(k, _)| k.as_str() == Some("name"))
+                        .and_then(|(_, v)| v.as_str())
+                        .map(str::to_string),
+                ),
                 _ => {}
             }
         }
@@ -217,7 +225,7 @@ impl NodeNames<'_> {
             .rt
             .block_on(async { tokio::time::timeout(FETCH_TIMEOUT, q).await });
         match result {
-            Ok(Ok(value)) => strings(&value),
+            Ok(Ok(value)) => names(&value),
             _ => Vec::new(),
         }
     }
@@ -245,26 +253,21 @@ impl complete::Names for NodeNames<'_> {
     fn collections(&self) -> Vec<String> {
         self.cached(
             |c| &mut c.collections,
-            || self.fetch("@thingsdb", "collections_info().map(|c| c.name);"),
+            || self.fetch("@thingsdb", "collections_info();"),
         )
     }
 
     fn procedures(&self) -> Vec<String> {
         self.cached(
             |c| &mut c.procedures,
-            || self.fetch(self.scope.as_str(), "procedures_info().map(|p| p.name);"),
+            || self.fetch(self.scope.as_str(), "procedures_info();"),
         )
     }
 
     fn types(&self) -> Vec<String> {
         self.cached(
             |c| &mut c.types,
-            || {
-                self.fetch(
-                    self.scope.as_str(),
-                    "[types_info().map(|t| t.name), enums_info().map(|e| e.name)];",
-                )
-            },
+            || self.fetch(self.scope.as_str(), "[types_info(), enums_info()];"),
         )
     }
 
@@ -647,6 +650,23 @@ mod tests {
         let mut input = Input::new();
         assert_eq!(input.feed("("), Action::More);
         assert_eq!(input.feed("exit"), Action::More);
+    }
+
+    #[test]
+    fn names_from_lists_and_infos() {
+        let thing = |name: &str| {
+            rmpv::Value::Map(vec![
+                (rmpv::Value::from("collection_id"), rmpv::Value::from(2)),
+                (rmpv::Value::from("name"), rmpv::Value::from(name)),
+            ])
+        };
+        let v = rmpv::Value::Array(vec![
+            rmpv::Value::Array(vec![thing("User")]),
+            rmpv::Value::Array(vec![thing("Color"), rmpv::Value::from(3)]),
+            rmpv::Value::from("greeting"),
+        ]);
+        assert_eq!(names(&v), vec!["User", "Color", "greeting"]);
+        assert!(names(&rmpv::Value::Nil).is_empty());
     }
 
     #[test]
