@@ -114,7 +114,7 @@ pub struct Cli {
 /// TLS options for `thingsdbs://` and `wss://` targets.
 #[derive(ClapArgs, Debug, Clone)]
 pub struct TlsArgs {
-    /// Connect with TLS: HOST[:PORT] and thingsdb:// targets become thingsdbs://, ws:// becomes wss://.
+    /// Connect with TLS: HOST:PORT and thingsdb:// targets become thingsdbs://, ws:// becomes wss://.
     #[arg(long, visible_alias = "ssl")]
     pub tls: bool,
 
