@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Read, Write};
 use std::time::Duration;
 
 use rmpv::Value;
-use thingsdb_client::{Auth, Client, Error, RoomEvent, RoomRef, Scope, TlsOptions};
+use thingsdb_client::{Auth, Client, Error, ErrorCode, RoomEvent, RoomRef, Scope, TlsOptions};
 
 use crate::args::{Cli, Command, Secret};
 use crate::error::CliError;
@@ -549,12 +549,32 @@ pub async fn import(
         (Value::from("dump"), Value::Binary(bytes)),
         (Value::from("import_tasks"), Value::from(tasks)),
     ]);
-    client
+    let result = client
         .query("import(dump, {import_tasks: import_tasks});")
         .scope(scope.as_str())
         .vars(&vars)
-        .await?;
-    Ok(())
+        .await;
+    let Err(e) = result else {
+        return Ok(());
+    };
+    if create {
+        // Leave no half-made collection behind, so that the same command
+        // can be run again.
+        let name = scope.collection_name().unwrap_or_default();
+        let vars = Value::Map(vec![(Value::from("name"), Value::from(name))]);
+        if client
+            .query("del_collection(name);")
+            .scope("@thingsdb")
+            .vars(&vars)
+            .await
+            .is_ok()
+        {
+            eprintln!("note: the import failed; collection {name} (made by --create) was removed");
+        }
+    } else if e.code() == Some(ErrorCode::Lookup) {
+        eprintln!("note: --create makes the collection first");
+    }
+    Err(e.into())
 }
 
 fn print_value(value: &Value, format: Format) -> Result<(), CliError> {

@@ -191,7 +191,33 @@ async fn real_export_and_import_round_trip() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains("error: operation (-63)"), "{stderr}");
+
+    // Code is not a dump: the node refuses it, and the collection that
+    // --create made is removed again.
+    let code_file = dir.path().join("src.ti");
+    std::fs::write(&code_file, &code).unwrap();
+    let bad = unique("cli_bad");
+    let _cleanup_bad = Cleanup(&node, vec![bad.clone()]);
+    let args = [
+        "import",
+        &format!("//{bad}"),
+        code_file.to_str().unwrap(),
+        "--create",
+    ];
+    let out = tokio::time::timeout(HANG, thingsdb(&node, &args).output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error: value (-60)"), "{stderr}");
+    assert_eq!(
+        json(&node, "@t", &format!("has_collection('{bad}');"))
+            .await
+            .trim(),
+        "false"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
