@@ -152,8 +152,9 @@ pub enum Command {
         #[arg(long, value_name = "CODE", conflicts_with = "room")]
         code: Option<String>,
     },
-    /// Print a collection as ThingsDB code that builds it again (the node's export()),
-    /// or with --dump in the binary form that `thingsdb import` loads.
+    /// Print a collection's types, enums and procedures as ThingsDB code (the node's
+    /// export()), or with --dump the whole collection, data included, in the binary form
+    /// that `thingsdb import` loads.
     Export {
         /// The collection (//NAME, @:NAME or @collection:NAME); default: --scope.
         collection: Option<String>,
