@@ -1,6 +1,6 @@
 //! Colours for ThingsDB code as it is typed: keywords, constants, strings,
-//! numbers, regular expressions, comments, function names and `.property`
-//! access, with ANSI escape codes (only when the prompt's colours are on:
+//! numbers, regular expressions, comments, function names, type and enum
+//! names (`User{…}`, `Color{RED}`) and `.property` access, with ANSI escape codes (only when the prompt's colours are on:
 //! standard output is a terminal and `NO_COLOR` is not set).
 
 use crate::functions;
@@ -16,6 +16,7 @@ mod sgr {
     pub const COMMENT: &str = "\x1b[90m";
     pub const FUNCTION: &str = "\x1b[36m";
     pub const PROPERTY: &str = "\x1b[34m";
+    pub const TYPE: &str = "\x1b[1;33m";
     pub const HINT: &str = "\x1b[90m";
     pub const RESET: &str = "\x1b[0m";
 }
@@ -39,10 +40,9 @@ fn colour(code: &str, tokens: &[Token], i: usize) -> Option<&'static str> {
             let name = t.text(code);
             let prev = tokens[..i].iter().rev().find(|t| t.significant());
             let after_dot = prev.is_some_and(|p| p.is_punct(code, '.'));
-            let called = tokens[i + 1..]
-                .iter()
-                .find(|t| t.significant())
-                .is_some_and(|n| n.is_punct(code, '('));
+            let next = tokens[i + 1..].iter().find(|t| t.significant());
+            let called = next.is_some_and(|n| n.is_punct(code, '('));
+            let instance = next.is_some_and(|n| n.is_punct(code, '{'));
             if after_dot {
                 Some(if called { sgr::FUNCTION } else { sgr::PROPERTY })
             } else if lexer::KEYWORDS.contains(&name) {
@@ -51,6 +51,8 @@ fn colour(code: &str, tokens: &[Token], i: usize) -> Option<&'static str> {
                 Some(sgr::CONSTANT)
             } else if called && functions::lookup(name).is_some_and(|f| f.place.at_root()) {
                 Some(sgr::FUNCTION)
+            } else if instance {
+                Some(sgr::TYPE)
             } else {
                 None
             }
@@ -168,6 +170,19 @@ mod tests {
         );
         assert!(
             h.contains(&format!("{}/re/{}", sgr::REGEX, sgr::RESET)),
+            "{h:?}"
+        );
+        let h = highlight("", "u = User{name: 'x'}; Color{RED}; if (x) {1} else {2};");
+        assert!(
+            h.contains(&format!("{}User{}", sgr::TYPE, sgr::RESET)),
+            "{h:?}"
+        );
+        assert!(
+            h.contains(&format!("{}Color{}", sgr::TYPE, sgr::RESET)),
+            "{h:?}"
+        );
+        assert!(
+            h.contains(&format!("{}else{}", sgr::KEYWORD, sgr::RESET)),
             "{h:?}"
         );
         // An unknown name called at the start is a variable (a closure).

@@ -148,6 +148,13 @@ async fn tab_completes_scopes_functions_procedures_and_properties() {
     p.send(";").await;
     p.expect("\"hi\"").await;
     p.expect("@:stuff> ").await;
+    // On the second line of a statement too; Ctrl-C drops the statement.
+    p.send("[1,").await;
+    p.expect(".......> ").await;
+    p.keys(".gre\t").await;
+    p.expect(".greeting").await;
+    p.keys("\x03").await;
+    p.expect("@:stuff> ").await;
     // Deeper: the properties of `.users`, and its methods.
     p.keys(".users.cou\t").await;
     p.expect(".users.count").await;
