@@ -356,7 +356,7 @@ fn values_of<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
 
 fn bench_e2e(args: &[String]) -> Step {
     let targets = values_of(args, "--target");
-    let secs = values_of(args, "--secs").last().copied().unwrap_or("5");
+    let secs = values_of(args, "--secs").last().copied().unwrap_or("1.5");
     let example = |extra: &[&str]| {
         let mut c = cargo_with([
             "run",
