@@ -15,6 +15,7 @@
 //! | stream decoding | [`decoder`] |
 //! | request encoders and decoding | [`request`] |
 //! | responses (DATA, ERROR, ...) | [`response`] |
+//! | scopes (`@t`, `//stuff`, ...), parsed as a node does | [`scope`] |
 //! | events (ON_EMIT, NODE_STATUS, ...) | [`event`] |
 //! | error codes | [`error_code`] |
 //! | the MessagePack subset the envelopes use | [`msgpack`] |
@@ -61,6 +62,7 @@ pub mod msgpack;
 pub mod package_type;
 pub mod request;
 pub mod response;
+pub mod scope;
 #[cfg(feature = "std")]
 pub mod value;
 
@@ -73,6 +75,7 @@ pub use header::{Header, DEFAULT_MAX_PAYLOAD, EVENT_ID, HEADER_LEN};
 pub use package_type::{Direction, PackageType};
 pub use request::{Credentials, DecodedRunArgs, Request, Room, RunArgs};
 pub use response::{ErrorReply, Response};
+pub use scope::{ParsedScope, ScopeError};
 #[cfg(feature = "std")]
 pub use value::{decode_validated_value, decode_value, encode_value};
 

@@ -8,7 +8,9 @@ use thingsdb_protocol::{
 };
 
 use crate::reply::{ArgValues, Args, Query, Reply};
-use crate::scope::{is_valid_name, Scope};
+use thingsdb_protocol::scope::is_valid_name;
+
+use crate::reply::{parse_scope, Scope};
 use crate::state::{encode_event, Shared};
 
 const DOC_LISTENING: &str = "; see https://docs.thingsdb.io/v1/listening";
@@ -93,7 +95,7 @@ fn scoped(payload: &[u8]) -> Result<(Vec<Value>, String, Scope), Reply> {
     let Some(scope_str) = items.first().and_then(|v| v.as_str()).map(str::to_string) else {
         return Err(bad());
     };
-    let scope = Scope::parse(&scope_str)?;
+    let scope = parse_scope(&scope_str)?;
     Ok((items, scope_str, scope))
 }
 
@@ -359,7 +361,7 @@ fn join_leave(shared: &Shared, conn: u64, id: u16, payload: &[u8], join: bool) -
         Ok(c) => c,
         Err(r) => return err(r),
     };
-    let scope_name = Scope::Collection(collection.clone()).name();
+    let scope_name = Scope::Collection(collection.clone()).to_string();
     let mut out = Outcome::default();
     let mut result = Vec::with_capacity(items.len().saturating_sub(1));
     let mut failed = None;
@@ -476,7 +478,7 @@ fn emit(shared: &Shared, conn: u64, id: u16, payload: &[u8], peers_only: bool) -
         thingsdb_protocol::encode_value(&mut args, v);
     }
     let ev = Event::Emit(EmitEvent {
-        scope: Some(Scope::Collection(collection).name()),
+        scope: Some(Scope::Collection(collection).to_string()),
         id: rid,
         event: event.to_string(),
         args: args.freeze(),

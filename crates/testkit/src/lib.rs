@@ -69,7 +69,6 @@ mod node;
 pub mod raw;
 pub mod real_node;
 mod reply;
-mod scope;
 mod state;
 mod tls;
 
@@ -78,9 +77,9 @@ pub use node::{
     ConnectionInfo, TestNode, TestNodeBuilder, DEFAULT_RESULT_SIZE_LIMIT, NODE_WS_FRAGMENT,
 };
 pub use raw::RawClient;
-pub use reply::{ArgValues, Args, Query, Reply};
-pub use scope::{is_valid_name, Scope};
+pub use reply::{parse_scope, ArgValues, Args, Query, Reply, Scope};
 pub use state::{Counters, Transport};
+pub use thingsdb_protocol::scope::is_valid_name;
 
 /// Re-exported so that tests can build events and codes without another
 /// dependency line.

@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::conn::{self, BoxIo};
 use crate::faults::Faults;
+use crate::reply::Scope;
 use crate::reply::{Args, Query, Reply};
-use crate::scope::Scope;
 use crate::state::{
     encode_event, Command, Config, ConnEntry, Counters, Room, Shared, State, Transport,
 };
@@ -548,7 +548,7 @@ impl TestNode {
             return false;
         };
         let ev = Event::Delete(RoomEvent {
-            scope: Some(Scope::Collection(room.collection).name()),
+            scope: Some(Scope::Collection(room.collection).to_string()),
             id,
         });
         if let Some(pkg) = encode_event(&ev) {
@@ -583,7 +583,7 @@ impl TestNode {
             thingsdb_protocol::encode_value(&mut a, v);
         }
         let ev = Event::Emit(EmitEvent {
-            scope: Some(Scope::Collection(room.collection.clone()).name()),
+            scope: Some(Scope::Collection(room.collection.clone()).to_string()),
             id,
             event: event.to_string(),
             args: a.freeze(),
