@@ -324,18 +324,57 @@ pub fn encode_emit_peer(
 
 // ---------------------------------------------------------------- decoding
 
-/// How an AUTH request identifies its user.
-#[derive(Clone, PartialEq, Eq)]
+/// How a connection authenticates: what an AUTH request carries.
+///
+/// One type for both sides: the client's `Auth` is this type, and
+/// [`Request::decode`] gives it back on the node's side. `Debug` never
+/// shows the secret.
+///
+/// ```
+/// use thingsdb_protocol::Credentials;
+/// let a = Credentials::password("admin", "pass");
+/// assert_eq!(format!("{a:?}"), r#"Password { user: "admin", password: "<redacted>" }"#);
+/// assert_eq!(format!("{:?}", Credentials::token("secret")), r#"Token("<redacted>")"#);
+///
+/// let mut buf = bytes::BytesMut::new();
+/// a.encode(&mut buf, 0)?;
+/// assert_eq!(&buf[8..], b"\x92\xa5admin\xa4pass");
+/// # Ok::<(), thingsdb_protocol::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Credentials {
-    /// `[user, password]`.
+    /// A user name and password: `[user, password]`.
     Password {
         /// The user name.
         user: String,
         /// The password.
         password: String,
     },
-    /// A token string.
+    /// A token, as made by `new_token()`: the payload is the token string.
     Token(String),
+}
+
+impl Credentials {
+    /// A user name and password.
+    pub fn password(user: impl Into<String>, password: impl Into<String>) -> Credentials {
+        Credentials::Password {
+            user: user.into(),
+            password: password.into(),
+        }
+    }
+
+    /// A token.
+    pub fn token(token: impl Into<String>) -> Credentials {
+        Credentials::Token(token.into())
+    }
+
+    /// Appends the AUTH request that presents these credentials.
+    pub fn encode(&self, buf: &mut BytesMut, id: u16) -> Result<(), Error> {
+        match self {
+            Credentials::Password { user, password } => encode_auth(buf, id, user, password),
+            Credentials::Token(token) => encode_auth_token(buf, id, token),
+        }
+    }
 }
 
 impl core::fmt::Debug for Credentials {
