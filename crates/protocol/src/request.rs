@@ -196,17 +196,62 @@ pub fn encode_query(
     code: &str,
     vars: Option<&[u8]>,
 ) -> Result<(), Error> {
-    if let Some(v) = vars {
-        check_value(v, Kind::Map, "vars")?;
-    }
+    encode_query_with(buf, id, scope, code, vars.map(put_encoded))
+}
+
+/// Appends a QUERY request whose vars map the caller writes straight into
+/// the frame: `write_vars` appends exactly one MessagePack map to the
+/// buffer (a serializer writing into it, say), and can fail with its own
+/// error type. Without `write_vars` the payload is `[scope, code]`.
+///
+/// What `write_vars` wrote is checked to be one whole map; if not, or if
+/// it fails, nothing is left in `buf` of this frame. This is the layout
+/// [`encode_query`] uses too, so a client needs no copy of it:
+///
+/// ```
+/// use bytes::BytesMut;
+/// use thingsdb_protocol::{msgpack, request, Error};
+/// let mut buf = BytesMut::new();
+/// request::encode_query_with(&mut buf, 7, "//stuff", "a * b;", Some(|b: &mut BytesMut| {
+///     msgpack::write_map_len(b, 2);
+///     msgpack::write_str(b, "a");
+///     msgpack::write_int(b, 6);
+///     msgpack::write_str(b, "b");
+///     msgpack::write_int(b, 7);
+///     Ok::<(), Error>(())
+/// }))?;
+/// let mut same = BytesMut::new();
+/// request::encode_query(&mut same, 7, "//stuff", "a * b;", Some(&[0x82, 0xa1, b'a', 6, 0xa1, b'b', 7]))?;
+/// assert_eq!(buf, same);
+///
+/// // Not a map: refused, and the buffer is as it was.
+/// let r = request::encode_query_with(&mut buf, 8, "@t", "x;", Some(|b: &mut BytesMut| {
+///     msgpack::write_array_len(b, 0);
+///     Ok::<(), Error>(())
+/// }));
+/// assert!(r.is_err());
+/// assert_eq!(buf, same);
+/// # Ok::<(), thingsdb_protocol::Error>(())
+/// ```
+pub fn encode_query_with<E, F>(
+    buf: &mut BytesMut,
+    id: u16,
+    scope: &str,
+    code: &str,
+    write_vars: Option<F>,
+) -> Result<(), E>
+where
+    E: From<Error>,
+    F: FnOnce(&mut BytesMut) -> Result<(), E>,
+{
     let start = begin_frame(buf, PackageType::Query, id);
-    msgpack::write_array_len(buf, if vars.is_some() { 3 } else { 2 });
+    msgpack::write_array_len(buf, if write_vars.is_some() { 3 } else { 2 });
     msgpack::write_str(buf, scope);
     msgpack::write_str(buf, code);
-    if let Some(v) = vars {
-        buf.put_slice(v);
+    if let Some(write) = write_vars {
+        write_checked(buf, start, write, &[Kind::Map], "vars")?;
     }
-    finish_frame(buf, start)
+    Ok(finish_frame(buf, start)?)
 }
 
 /// Appends a RUN request: `[scope, procedure]`, `[scope, procedure, [args]]`
@@ -229,14 +274,91 @@ pub fn encode_run(
             Some(a)
         }
     };
+    encode_run_with(buf, id, scope, procedure, args.map(put_encoded))
+}
+
+/// Appends a RUN request whose arguments the caller writes straight into
+/// the frame: `write_args` appends exactly one MessagePack array
+/// (arguments by position) or map (arguments by name). Without it the
+/// payload is `[scope, procedure]`. Checked and undone on failure as in
+/// [`encode_query_with`].
+///
+/// ```
+/// use bytes::BytesMut;
+/// use thingsdb_protocol::{msgpack, request, Error, RunArgs};
+/// let mut buf = BytesMut::new();
+/// request::encode_run_with(&mut buf, 0, "@t", "add_one", Some(|b: &mut BytesMut| {
+///     msgpack::write_array_len(b, 1);
+///     msgpack::write_int(b, 41);
+///     Ok::<(), Error>(())
+/// }))?;
+/// let mut same = BytesMut::new();
+/// request::encode_run(&mut same, 0, "@t", "add_one", RunArgs::Positional(&[0x91, 41]))?;
+/// assert_eq!(buf, same);
+/// # Ok::<(), thingsdb_protocol::Error>(())
+/// ```
+pub fn encode_run_with<E, F>(
+    buf: &mut BytesMut,
+    id: u16,
+    scope: &str,
+    procedure: &str,
+    write_args: Option<F>,
+) -> Result<(), E>
+where
+    E: From<Error>,
+    F: FnOnce(&mut BytesMut) -> Result<(), E>,
+{
     let start = begin_frame(buf, PackageType::Run, id);
-    msgpack::write_array_len(buf, if args.is_some() { 3 } else { 2 });
+    msgpack::write_array_len(buf, if write_args.is_some() { 3 } else { 2 });
     msgpack::write_str(buf, scope);
     msgpack::write_str(buf, procedure);
-    if let Some(a) = args {
-        buf.put_slice(a);
+    if let Some(write) = write_args {
+        write_checked(buf, start, write, &[Kind::Array, Kind::Map], "args")?;
     }
-    finish_frame(buf, start)
+    Ok(finish_frame(buf, start)?)
+}
+
+/// A writer that appends bytes already encoded.
+fn put_encoded(v: &[u8]) -> impl FnOnce(&mut BytesMut) -> Result<(), Error> + '_ {
+    move |b| {
+        b.put_slice(v);
+        Ok(())
+    }
+}
+
+/// Runs `write`, then checks that it appended exactly one value of one of
+/// the `kinds`; on any failure removes the begun frame from `buf`.
+fn write_checked<E, F>(
+    buf: &mut BytesMut,
+    start: FrameStart,
+    write: F,
+    kinds: &[Kind],
+    field: &'static str,
+) -> Result<(), E>
+where
+    E: From<Error>,
+    F: FnOnce(&mut BytesMut) -> Result<(), E>,
+{
+    let at = buf.len();
+    let checked = match write(buf) {
+        Ok(()) => {
+            let written = &buf[at..];
+            let kind = Reader::new(written).peek_kind().ok();
+            match kind.filter(|k| kinds.contains(k)) {
+                Some(k) => check_value(written, k, field).map_err(E::from),
+                None if kinds.len() > 1 => Err(E::from(Error::WrongType {
+                    field,
+                    expected: "one encoded MessagePack array or map",
+                })),
+                None => check_value(written, kinds[0], field).map_err(E::from),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    if checked.is_err() {
+        buf.truncate(start.offset);
+    }
+    checked
 }
 
 fn encode_rooms(
