@@ -35,7 +35,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::Error;
 use crate::frame::Frame;
-use crate::header::{Header, DEFAULT_MAX_PAYLOAD, HEADER_LEN};
+use crate::header::{Header, HEADER_LEN, MAX_PAYLOAD};
 use crate::msgpack::{self, expect_kind, read_id, Kind, Reader};
 use crate::package_type::{Direction, PackageType};
 
@@ -116,13 +116,13 @@ pub fn begin_frame(buf: &mut BytesMut, package_type: PackageType, id: u16) -> Fr
 
 /// Writes the payload length into the header that [`begin_frame`] wrote.
 ///
-/// If the payload is longer than a node accepts ([`DEFAULT_MAX_PAYLOAD`]),
+/// If the payload is longer than a node accepts ([`MAX_PAYLOAD`]),
 /// the begun frame is removed from `buf` and [`Error::EncodeTooLarge`] is
 /// returned.
 pub fn finish_frame(buf: &mut BytesMut, start: FrameStart) -> Result<(), Error> {
     let len = buf.len() - start.offset - HEADER_LEN;
     match u32::try_from(len) {
-        Ok(l) if l <= DEFAULT_MAX_PAYLOAD => {
+        Ok(l) if l <= MAX_PAYLOAD => {
             buf[start.offset..start.offset + 4].copy_from_slice(&l.to_le_bytes());
             Ok(())
         }
@@ -130,7 +130,7 @@ pub fn finish_frame(buf: &mut BytesMut, start: FrameStart) -> Result<(), Error> 
             buf.truncate(start.offset);
             Err(Error::EncodeTooLarge {
                 len,
-                max: DEFAULT_MAX_PAYLOAD,
+                max: MAX_PAYLOAD,
             })
         }
     }
@@ -762,7 +762,7 @@ mod tests {
     use super::*;
 
     fn decode(buf: &BytesMut) -> Request {
-        let f = Frame::parse(Bytes::copy_from_slice(buf), DEFAULT_MAX_PAYLOAD).unwrap();
+        let f = Frame::parse(Bytes::copy_from_slice(buf), MAX_PAYLOAD).unwrap();
         Request::decode(&f).unwrap()
     }
 
@@ -860,7 +860,7 @@ mod tests {
         let mut b = BytesMut::new();
         b.put_slice(b"keep");
         let s = begin_frame(&mut b, PackageType::Query, 0);
-        b.resize(4 + HEADER_LEN + DEFAULT_MAX_PAYLOAD as usize + 1, 0);
+        b.resize(4 + HEADER_LEN + MAX_PAYLOAD as usize + 1, 0);
         assert!(matches!(
             finish_frame(&mut b, s),
             Err(Error::EncodeTooLarge { .. })

@@ -4,7 +4,8 @@
 use bytes::{Bytes, BytesMut};
 use rmpv::Value;
 use thingsdb_protocol::{
-    decode_value, msgpack, EmitEvent, ErrorCode, Event, Frame, PackageType, RoomEvent,
+    decode_value, msgpack, response, EmitEvent, ErrorCode, Event, EventRoom, Frame, PackageType,
+    HEADER_LEN,
 };
 
 use crate::reply::{ArgValues, Args, Query, Reply};
@@ -46,15 +47,15 @@ fn empty(t: PackageType, id: u16) -> Frame {
     Frame::new(t, id, Bytes::new())
 }
 
-/// An ERROR frame.
+/// An ERROR frame, laid out by the protocol crate.
 pub(crate) fn error_frame(id: u16, code: ErrorCode, msg: &str) -> Frame {
-    let mut p = BytesMut::new();
-    msgpack::write_map_len(&mut p, 2);
-    msgpack::write_str(&mut p, "error_code");
-    msgpack::write_int(&mut p, code.code());
-    msgpack::write_str(&mut p, "error_msg");
-    msgpack::write_str(&mut p, msg);
-    Frame::new(PackageType::Error, id, p.freeze())
+    let mut b = BytesMut::new();
+    match response::encode_error(&mut b, id, code, msg) {
+        Ok(()) => Frame::new(PackageType::Error, id, b.split_off(HEADER_LEN).freeze()),
+        // A message over the 1 GiB payload limit: only a handler could
+        // make one; it gets an empty ERROR.
+        Err(_) => Frame::new(PackageType::Error, id, Bytes::new()),
+    }
 }
 
 fn data_frame(id: u16, payload: Bytes) -> Frame {
@@ -262,8 +263,25 @@ fn query(shared: &Shared, conn: u64, payload: &[u8]) -> Result<Reply, Reply> {
     let handler = shared.lock().query_handler.clone();
     Ok(match handler {
         Some(h) => h(&q),
-        None => q.evaluate(),
+        None => no_handler(&q),
     })
+}
+
+/// A query without a handler: evaluated with the `eval` feature, refused
+/// without it.
+#[cfg(feature = "eval")]
+fn no_handler(q: &Query) -> Reply {
+    q.evaluate()
+}
+
+/// A query without a handler: evaluated with the `eval` feature, refused
+/// without it.
+#[cfg(not(feature = "eval"))]
+fn no_handler(_: &Query) -> Reply {
+    Reply::error(
+        ErrorCode::Operation,
+        "the testkit has no query handler: register one with TestNode::on_query, or turn on the testkit's `eval` feature for simple arithmetic",
+    )
 }
 
 fn run(shared: &Shared, conn: u64, payload: &[u8]) -> Result<Reply, Reply> {
@@ -340,7 +358,7 @@ fn mp_type_name(v: &Value) -> &'static str {
 }
 
 fn room_event(join: bool, scope: &str, id: u64) -> Option<Bytes> {
-    let r = RoomEvent {
+    let r = EventRoom {
         scope: Some(scope.to_string()),
         id,
     };

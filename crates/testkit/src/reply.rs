@@ -163,8 +163,10 @@ impl Query {
         self.vars.iter().find(|(k, _)| k == name).map(|(_, v)| v)
     }
 
-    /// What the testkit answers when no handler is registered: the code
-    /// evaluated as simple integer arithmetic (see [`crate::eval`]).
+    /// The code evaluated as simple arithmetic (literals, vars,
+    /// `+ - * / %`, parentheses; `;`-separated statements), with a node's
+    /// errors for overflow, division by zero, unknown variables and syntax;
+    /// what a node without a handler answers when the `eval` feature is on.
     ///
     /// A handler can fall back to it for code it does not recognise:
     ///
@@ -173,6 +175,7 @@ impl Query {
     /// let q = Query { scope_str: "@t".into(), scope: Scope::Thingsdb, code: "6 * 7;".into(), vars: vec![], connection: 1 };
     /// assert_eq!(q.evaluate(), Reply::value(42));
     /// ```
+    #[cfg(feature = "eval")]
     pub fn evaluate(&self) -> Reply {
         crate::eval::evaluate(&self.code, &self.vars)
     }

@@ -16,7 +16,7 @@ use crate::ws;
 
 /// The default receive limit for a package's payload: 64 MiB, well above a
 /// node's default `result_size_limit` of 20 MiB.
-pub const DEFAULT_MAX_PAYLOAD: u32 = 64 * 1024 * 1024;
+pub const DEFAULT_MAX_RECV_PAYLOAD: u32 = 64 * 1024 * 1024;
 
 /// The default connect timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,7 +42,7 @@ pub struct ConnectOptions {
     /// The largest payload accepted from the node, in bytes; a package
     /// announcing more is a protocol error (a stream transport refuses it
     /// from its header, before reserving memory). Default
-    /// [`DEFAULT_MAX_PAYLOAD`] (64 MiB).
+    /// [`DEFAULT_MAX_RECV_PAYLOAD`] (64 MiB).
     pub max_payload: u32,
     /// The largest WebSocket message (and frame) accepted, in bytes.
     /// Default `max_payload` plus the 8-byte header.
@@ -60,8 +60,8 @@ impl Default for ConnectOptions {
         ConnectOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             tls: TlsOptions::default(),
-            max_payload: DEFAULT_MAX_PAYLOAD,
-            ws_max_message: DEFAULT_MAX_PAYLOAD as usize + HEADER_LEN,
+            max_payload: DEFAULT_MAX_RECV_PAYLOAD,
+            ws_max_message: DEFAULT_MAX_RECV_PAYLOAD as usize + HEADER_LEN,
             tcp_quickack: true,
         }
     }

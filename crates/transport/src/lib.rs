@@ -47,7 +47,7 @@ pub mod tls;
 pub mod transport;
 mod ws;
 
-pub use connect::{connect, ConnectOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PAYLOAD};
+pub use connect::{connect, ConnectOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RECV_PAYLOAD};
 pub use error::Error;
 pub use target::{Target, DEFAULT_PORT, DEFAULT_WS_PORT};
 pub use tls::TlsOptions;
