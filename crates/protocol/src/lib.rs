@@ -19,6 +19,7 @@
 //! | events (ON_EMIT, NODE_STATUS, ...) | [`event`] |
 //! | error codes | [`error_code`] |
 //! | the MessagePack subset the envelopes use | [`msgpack`] |
+//! | node <-> module process packages | [`module`] |
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -58,6 +59,7 @@ pub mod error_code;
 pub mod event;
 pub mod frame;
 pub mod header;
+pub mod module;
 pub mod msgpack;
 pub mod package_type;
 pub mod request;
