@@ -224,12 +224,20 @@ async fn tls_handshake(
         .await
         .map_err(|e| {
             // rustls reports certificate and protocol problems as an
-            // `InvalidData` I/O error wrapping its own error.
-            let what = match e.get_ref() {
-                Some(inner) if e.kind() == io::ErrorKind::InvalidData => inner.to_string(),
-                _ => e.to_string(),
-            };
-            Error::Tls(format!("handshake with {target} failed: {what}"))
+            // `InvalidData` I/O error wrapping its own error: keep that one.
+            if e.kind() == io::ErrorKind::InvalidData && e.get_ref().is_some() {
+                if let Some(inner) = e.into_inner() {
+                    return Error::Tls {
+                        message: format!("handshake with {target} failed: {inner}"),
+                        source: Some(inner),
+                    };
+                }
+                return Error::tls_msg(format!("handshake with {target} failed"));
+            }
+            Error::Tls {
+                message: format!("handshake with {target} failed: {e}"),
+                source: Some(Box::new(e)),
+            }
         })
 }
 
