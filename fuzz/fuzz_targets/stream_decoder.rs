@@ -10,7 +10,7 @@
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use thingsdb_protocol::{decode_frame, Decoder, Error, Frame, MAX_PAYLOAD, HEADER_LEN};
+use thingsdb_protocol::{decode_frame, Decoder, Error, Frame, HEADER_LEN, MAX_PAYLOAD};
 
 #[derive(Clone, Copy)]
 enum Feed {

@@ -12,7 +12,7 @@
 //! - QUERY runs a handler registered with [`TestNode::on_query`]; without
 //!   one it is refused with an operation error (-63), unless the `eval`
 //!   feature is on: then simple arithmetic (`1 + 1;`, `a * b;` with vars)
-//!   is evaluated as a node would ([`Query::evaluate`], an opt-in test
+//!   is evaluated as a node would (`Query::evaluate`, an opt-in test
 //!   convenience, not a query language);
 //! - RUN calls procedures registered with [`TestNode::procedure`]; an
 //!   unknown one gets -54, spread arguments get -53;

@@ -478,8 +478,9 @@ impl TestNode {
 
     // --------------------------------------------------- queries, procedures
 
-    /// Answers every QUERY with `f` instead of the default arithmetic
-    /// ([`crate::eval`]); `f` can fall back to it with [`Query::evaluate`].
+    /// Answers every QUERY with `f` (without a handler a QUERY is refused,
+    /// or, with the `eval` feature, evaluated as simple arithmetic; `f`
+    /// can fall back to that with `Query::evaluate`).
     /// Scope, authentication and vars are checked before `f` is called, as
     /// a node checks them.
     pub fn on_query<F>(&self, f: F)

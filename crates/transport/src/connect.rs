@@ -47,11 +47,14 @@ pub struct ConnectOptions {
     /// The largest WebSocket message (and frame) accepted, in bytes.
     /// Default `max_payload` plus the 8-byte header.
     pub ws_max_message: usize,
-    /// On Linux, re-arm `TCP_QUICKACK` after every read from a TCP socket
-    /// (TCP, TLS, WebSocket), so that the node's next small package is not
-    /// held back 40 ms by Nagle's algorithm waiting on our delayed ACK (a
-    /// ThingsDB node does not set `TCP_NODELAY`). It costs one
-    /// `setsockopt` call per read. Default on; ignored elsewhere.
+    /// On Linux, re-arm `TCP_QUICKACK` after every read from a TCP or TLS
+    /// connection, so that the node's next small package is not held back
+    /// 40 ms by Nagle's algorithm waiting on our delayed ACK (a ThingsDB
+    /// node does not set `TCP_NODELAY` on its client port). It costs one
+    /// `setsockopt` call per read (about 1-3 us of CPU per request one at a
+    /// time, measured with `cargo xtask bench-e2e`). WebSocket connections
+    /// do without: a node's WebSocket listener sets `TCP_NODELAY` itself.
+    /// Default on; ignored elsewhere.
     pub tcp_quickack: bool,
 }
 
@@ -161,7 +164,8 @@ async fn connect_now(target: &Target, opts: &ConnectOptions) -> Result<Connectio
         }
         Target::Ws { host, port, .. } => {
             let tcp = connect_tcp(target, host, *port).await?;
-            let tcp = QuickAck::new(tcp, opts.tcp_quickack);
+            // A node's WebSocket listener (libwebsockets) sets TCP_NODELAY.
+            let tcp = QuickAck::new(tcp, false);
             let ws = ws::handshake(tcp, &target.to_string(), opts.ws_max_message).await?;
             let (w, r) = ws::split(ws, TransportKind::Ws, max);
             Ok(Connection::new(
@@ -172,13 +176,7 @@ async fn connect_now(target: &Target, opts: &ConnectOptions) -> Result<Connectio
         }
         Target::Wss { host, port, .. } => {
             let tcp = connect_tcp(target, host, *port).await?;
-            let tls = tls_handshake(
-                target,
-                host,
-                &opts.tls,
-                QuickAck::new(tcp, opts.tcp_quickack),
-            )
-            .await?;
+            let tls = tls_handshake(target, host, &opts.tls, QuickAck::new(tcp, false)).await?;
             // `Display` is already the canonical `wss://host:port/path`.
             let ws = ws::handshake(tls, &target.to_string(), opts.ws_max_message).await?;
             let (w, r) = ws::split(ws, TransportKind::Wss, max);
