@@ -441,6 +441,7 @@ const REAL_NODE_TESTS: &[(&str, &str)] = &[
     ("thingsdb-client", "real_node"),
     ("thingsdb-client", "real_cluster"),
     ("thingsdb-module", "real_node"),
+    ("thingsdb-cli", "real_node"),
 ];
 
 fn real_node(args: &[String]) -> Step {
