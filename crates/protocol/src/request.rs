@@ -630,8 +630,34 @@ impl Request {
     /// (vars, args) share the frame's payload.
     ///
     /// Errors mirror what a node refuses with `bad_data` (-53): for example
-    /// RUN arguments spread instead of given as one array or map.
+    /// RUN arguments spread instead of given as one array or map. Bytes
+    /// after the payload's value are an error; [`Request::decode_lenient`]
+    /// ignores them, as a node does.
     pub fn decode(frame: &Frame) -> Result<Request, Error> {
+        Request::decode_as(frame, true)
+    }
+
+    /// Decodes a request frame as a node reads it: as [`Request::decode`],
+    /// but bytes after the payload's first value are ignored.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use thingsdb_protocol::{Credentials, Frame, PackageType, Request};
+    /// // ["admin", "pass"] and a stray byte after it.
+    /// let p = Bytes::from_static(b"\x92\xa5admin\xa4pass\xc0");
+    /// let f = Frame::new(PackageType::Auth, 0, p);
+    /// assert!(Request::decode(&f).is_err());
+    /// assert_eq!(
+    ///     Request::decode_lenient(&f)?,
+    ///     Request::Auth(Credentials::password("admin", "pass"))
+    /// );
+    /// # Ok::<(), thingsdb_protocol::Error>(())
+    /// ```
+    pub fn decode_lenient(frame: &Frame) -> Result<Request, Error> {
+        Request::decode_as(frame, false)
+    }
+
+    fn decode_as(frame: &Frame, strict: bool) -> Result<Request, Error> {
         let t = frame.package_type()?;
         if t.direction() != Direction::Request {
             return Err(Error::UnexpectedPackageType {
@@ -742,7 +768,7 @@ impl Request {
             }
             _ => unreachable_request(t)?,
         };
-        if !r.is_empty() {
+        if strict && !r.is_empty() {
             return Err(Error::InvalidMsgpack("trailing bytes after the payload"));
         }
         Ok(req)

@@ -4,8 +4,8 @@
 use bytes::{Bytes, BytesMut};
 use rmpv::Value;
 use thingsdb_protocol::{
-    decode_value, msgpack, response, EmitEvent, ErrorCode, Event, EventRoom, Frame, PackageType,
-    HEADER_LEN,
+    decode_value, msgpack, response, Credentials, EmitEvent, ErrorCode, Event, EventRoom, Frame,
+    PackageType, Request, HEADER_LEN,
 };
 
 use crate::reply::{ArgValues, Args, Query, Reply};
@@ -163,7 +163,7 @@ pub(crate) fn handle(shared: &Shared, conn: u64, frame: &Frame) -> Outcome {
         PackageType::DeprecatedWatch | PackageType::DeprecatedUnwatch => {
             Outcome::reply(empty(PackageType::Ok, id))
         }
-        PackageType::Auth => Outcome::reply(auth(shared, conn, id, &frame.payload)),
+        PackageType::Auth => Outcome::reply(auth(shared, conn, id, frame)),
         PackageType::Query => Outcome::reply(match query(shared, conn, &frame.payload) {
             Ok(r) | Err(r) => reply_frame(shared, id, &r),
         }),
@@ -179,23 +179,34 @@ pub(crate) fn handle(shared: &Shared, conn: u64, frame: &Frame) -> Outcome {
     }
 }
 
-fn auth(shared: &Shared, conn: u64, id: u16, payload: &[u8]) -> Frame {
+fn auth(shared: &Shared, conn: u64, id: u16, frame: &Frame) -> Frame {
     let mut st = shared.lock();
-    let user = match first_value(payload) {
-        Some(Value::String(tok)) => match tok.as_str() {
-            Some(tok) => st.tokens.get(tok).cloned().ok_or("invalid token"),
-            None => Err("invalid token"),
-        },
-        Some(Value::Array(a)) if a.len() == 2 && a.iter().all(Value::is_str) => {
-            let (name, pass) = (a[0].as_str(), a[1].as_str());
-            match (name, pass) {
-                (Some(n), Some(p)) if st.users.get(n).is_some_and(|pw| pw == p) => {
-                    Ok(n.to_string())
-                }
-                _ => Err("invalid username or password"),
+    // The protocol crate's decoding, lenient as a node is about bytes after
+    // the value.
+    let user = match Request::decode_lenient(frame) {
+        Ok(Request::Auth(Credentials::Token(tok))) => {
+            st.tokens.get(&tok).cloned().ok_or("invalid token")
+        }
+        Ok(Request::Auth(Credentials::Password { user, password })) => {
+            if st.users.get(&user).is_some_and(|pw| *pw == password) {
+                Ok(user)
+            } else {
+                Err("invalid username or password")
             }
         }
-        _ => {
+        // What the protocol refuses but a node reads as strings (it does
+        // not check UTF-8): such a token or name matches none.
+        Err(_) => match first_value(&frame.payload) {
+            Some(Value::String(_)) => Err("invalid token"),
+            Some(Value::Array(a)) if a.len() == 2 && a.iter().all(Value::is_str) => {
+                Err("invalid username or password")
+            }
+            _ => {
+                st.counters.auth_failed += 1;
+                return error_frame(id, ErrorCode::BadData, "invalid authentication request");
+            }
+        },
+        Ok(_) => {
             st.counters.auth_failed += 1;
             return error_frame(id, ErrorCode::BadData, "invalid authentication request");
         }
