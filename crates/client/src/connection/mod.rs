@@ -1,0 +1,13 @@
+//! The connection: a sans-IO [`session::Session`] holding every piece of
+//! protocol state, driven by a thin tokio loop ([`driver`]) that owns the
+//! sockets, and [`handshake`] for connect + AUTH.
+
+pub(crate) mod driver;
+pub(crate) mod handshake;
+pub(crate) mod session;
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+pub(crate) use driver::{Input, Shared};
+pub(crate) use session::{Command, RoomKey, Subscribe};
