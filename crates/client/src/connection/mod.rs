@@ -7,6 +7,8 @@ pub(crate) mod handshake;
 pub(crate) mod session;
 
 #[cfg(test)]
+mod model;
+#[cfg(test)]
 pub(crate) mod testing;
 
 pub(crate) use driver::{Input, Shared};

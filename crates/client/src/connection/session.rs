@@ -271,6 +271,8 @@ struct Leaver {
     sink: RoomSink,
     ack: Option<oneshot::Sender<()>>,
     conn: ConnId,
+    /// Whether it saw its `Joined`: only then do events reach it.
+    joined: bool,
 }
 
 /// A room moving from a node that shuts down to the next connection.
@@ -297,6 +299,40 @@ struct RoomEntry {
     streams: Vec<Stream>,
     leavers: Vec<Leaver>,
     handover: Option<Handover>,
+    /// After a hand-over: events the old connection delivered that the new
+    /// one may still repeat.
+    repeats: Option<Repeats>,
+    /// Connections the node said (ON_JOIN) the room is joined on, and has
+    /// not left since: a JOIN answered there gets no ON_JOIN of its own.
+    on_node: Vec<ConnId>,
+}
+
+/// The events an old connection delivered last, to drop when the new
+/// connection delivers them again. The new connection's events start
+/// somewhere in this run (or after it); once one of them is found in it,
+/// the rest of the run must follow in order.
+struct Repeats {
+    tail: VecDeque<Emitted>,
+    aligned: bool,
+}
+
+impl Repeats {
+    /// Whether `e` (from the new connection) was delivered already; sets
+    /// `self.tail` empty once the run is over.
+    fn repeated(&mut self, e: &Emitted) -> bool {
+        if self.aligned {
+            if self.tail.front() == Some(e) {
+                self.tail.pop_front();
+                return true;
+            }
+        } else if let Some(p) = self.tail.iter().position(|t| t == e) {
+            self.tail.drain(..=p);
+            self.aligned = true;
+            return true;
+        }
+        self.tail.clear();
+        false
+    }
 }
 
 /// Why the session ended.
@@ -460,6 +496,32 @@ impl Session {
             self.conns.iter().map(|c| c.timed_out).sum(),
             self.deadlines.len(),
         )
+    }
+
+    /// The rooms as text, for test failure messages.
+    #[cfg(test)]
+    pub(crate) fn debug_rooms(&self) -> String {
+        let mut out = String::new();
+        for (k, r) in &self.rooms {
+            out.push_str(&format!(
+                "{}:{} {:?} handover {:?} streams {:?} leavers {:?}\n",
+                k.collection,
+                k.id,
+                r.link,
+                r.handover
+                    .as_ref()
+                    .map(|h| (h.old, h.new, h.new_link, h.old_done, h.leave_sent)),
+                r.streams
+                    .iter()
+                    .map(|s| (s.sink.id, s.join))
+                    .collect::<Vec<_>>(),
+                r.leavers
+                    .iter()
+                    .map(|l| (l.sink.id, l.conn, l.joined))
+                    .collect::<Vec<_>>(),
+            ));
+        }
+        out
     }
 
     /// How many rooms the session tracks.
@@ -882,6 +944,7 @@ impl Session {
         let Some(room) = self.rooms.get_mut(key) else {
             return;
         };
+        room.on_node.retain(|c| *c != conn);
         if let Some(h) = &mut room.handover {
             if h.old == conn {
                 h.old_done = true;
@@ -899,15 +962,19 @@ impl Session {
             return;
         }
         room.link = Link::Unjoined;
+        room.repeats = None;
         if room.streams.is_empty() {
             self.remove_room(key);
             return;
         }
-        // The room is joined again on the next connection.
+        // The room is joined again on the next connection. Streams still
+        // waiting for their first `Joined` wait on.
         let mut deliveries = Vec::new();
         for s in &mut room.streams {
+            if s.join == StreamJoin::Joined {
+                deliveries.push(s.sink.sender());
+            }
             s.join = StreamJoin::Awaiting;
-            deliveries.push(s.sink.sender());
         }
         for tx in deliveries {
             self.park_or_send(tx, RoomEvent::Disconnected);
@@ -1145,6 +1212,7 @@ impl Session {
                             r.link = Link::AwaitingOnJoin(conn);
                         }
                     }
+                    self.data_on_joined(conn, &key);
                 }
                 Err(e) => {
                     warn!(room = key.id, collection = %key.collection, error = %e, "joining a room again failed");
@@ -1158,6 +1226,7 @@ impl Session {
                             h.new_link = Link::AwaitingOnJoin(conn);
                         }
                     }
+                    self.data_on_joined(conn, &key);
                 }
                 Err(e) => {
                     warn!(room = key.id, collection = %key.collection, error = %e, "joining a room on the next node failed");
@@ -1288,7 +1357,14 @@ impl Session {
             streams: Vec::new(),
             leavers: Vec::new(),
             handover: None,
+            repeats: None,
+            on_node: Vec::new(),
         });
+        let serving = self.serving;
+        // A hand-over to start (new, old) once the stream is in.
+        let mut move_to: Option<(ConnId, ConnId)> = None;
+        // Joined on a connection that does not serve the room: leave there.
+        let mut leave_here = false;
         let join = if let Some(h) = room.handover.as_mut().filter(|h| h.new == conn) {
             if h.new_link == Link::Joining(conn) {
                 h.new_link = Link::AwaitingOnJoin(conn);
@@ -1308,9 +1384,41 @@ impl Session {
                 }
                 // The JOIN went out before the LEAVE: joined again after it.
                 Link::AwaitingOnJoin(c) | Link::Leaving(c) if c == conn => StreamJoin::Awaiting,
-                _ => {
-                    room.link = Link::AwaitingOnJoin(conn);
+                // Being left on the serving connection: joined again there
+                // after the LEAVE; not here.
+                Link::Leaving(other) if Some(other) == serving => {
+                    leave_here = true;
                     StreamJoin::Awaiting
+                }
+                Link::Unjoined | Link::Leaving(_) => {
+                    room.link = Link::AwaitingOnJoin(conn);
+                    if let Some(s) = serving.filter(|s| *s != conn) {
+                        // Answered on a connection that is draining.
+                        move_to = Some((s, conn));
+                    }
+                    StreamJoin::Awaiting
+                }
+                Link::Joining(other) | Link::AwaitingOnJoin(other) | Link::Joined(other) => {
+                    let join = match room.link {
+                        Link::Joined(_) => StreamJoin::Joined,
+                        _ => StreamJoin::Awaiting,
+                    };
+                    if Some(conn) == serving && room.handover.is_none() {
+                        // The room was on a draining connection: this JOIN
+                        // moves it here.
+                        room.handover = Some(Handover {
+                            old: other,
+                            new: conn,
+                            new_link: Link::AwaitingOnJoin(conn),
+                            old_done: false,
+                            leave_sent: false,
+                            tail: VecDeque::new(),
+                            fresh: Vec::new(),
+                        });
+                    } else {
+                        leave_here = true;
+                    }
+                    join
                 }
             }
         };
@@ -1338,6 +1446,15 @@ impl Session {
         room.streams.push(Stream { sink, join });
         if join == StreamJoin::Joined {
             self.park_or_send(tx, RoomEvent::Joined);
+        }
+        self.data_on_joined(conn, &key);
+        if let Some((new, old)) = move_to {
+            self.begin_handover(new, old, key.clone());
+        }
+        if leave_here {
+            self.send_room(conn, &key, PackageType::Leave, |key, conn| {
+                Pending::Leave { key, conn }
+            });
         }
     }
 
@@ -1367,15 +1484,20 @@ impl Session {
         let handover = room.handover.take();
         let link = room.link;
         let leave = |key: RoomKey, conn: ConnId| Pending::Leave { key, conn };
+        // Events of an unfinished hand-over, for a leaver on the new side.
+        let mut carry = None;
         let target = match handover {
             Some(h) => {
                 let new_sent = self.send_room(h.new, &key, PackageType::Leave, leave);
                 let old_pending = !h.old_done
                     && (h.leave_sent || self.send_room(h.old, &key, PackageType::Leave, leave));
-                if old_pending {
-                    Some(h.old)
+                // The new connection's LEAVE decides: a JOIN answered there
+                // meanwhile must be sent again after it.
+                if new_sent {
+                    carry = Some((h.new, h.tail, h.fresh));
+                    Some(h.new)
                 } else {
-                    new_sent.then_some(h.new)
+                    old_pending.then_some(h.old)
                 }
             }
             None => match link {
@@ -1397,6 +1519,7 @@ impl Session {
                             sink: stream.sink,
                             ack: Some(ack),
                             conn: c,
+                            joined: stream.join == StreamJoin::Joined,
                         });
                     }
                 }
@@ -1407,6 +1530,19 @@ impl Session {
                     let _ = ack.send(());
                 }
                 self.remove_room(&key);
+            }
+        }
+        // Until the leave is confirmed the leaver hears the new connection,
+        // without what the old one delivered already.
+        if let Some((new, tail, fresh)) = carry {
+            if let Some(r) = self.rooms.get_mut(&key) {
+                r.repeats = (!tail.is_empty()).then_some(Repeats {
+                    tail,
+                    aligned: false,
+                });
+            }
+            for e in fresh {
+                self.on_emit(new, &key, e);
             }
         }
     }
@@ -1462,8 +1598,19 @@ impl Session {
         let ours = room.link.conn() == Some(conn)
             || room.handover.as_ref().is_some_and(|h| h.new == conn);
         if ours {
-            self.deliver_all(key, RoomEvent::Deleted);
-            self.remove_room(key);
+            self.room_deleted(key);
+        }
+    }
+
+    /// The room is gone: every stream (leavers too) ends with `Deleted`.
+    fn room_deleted(&mut self, key: &RoomKey) {
+        self.deliver_all(key, RoomEvent::Deleted);
+        if let Some(room) = self.rooms.remove(key) {
+            for l in room.leavers {
+                if let Some(ack) = l.ack {
+                    let _ = ack.send(());
+                }
+            }
         }
     }
 
@@ -1510,10 +1657,13 @@ impl Session {
             return;
         };
         room.link = Link::Joined(h.new);
-        let skip = overlap(&h.tail, &h.fresh);
+        room.repeats = (!h.tail.is_empty()).then_some(Repeats {
+            tail: h.tail,
+            aligned: false,
+        });
         let old = h.old;
-        for e in h.fresh.into_iter().skip(skip) {
-            self.deliver_room(key, RoomEvent::Emitted(e));
+        for e in h.fresh {
+            self.on_emit(h.new, key, e);
         }
         // Streams still waiting for their `Joined` get it now.
         self.deliver_awaiting_joined(key);
@@ -1560,8 +1710,7 @@ impl Session {
                             || room.leavers.iter().any(|l| l.conn == conn)
                     });
                     if from_room {
-                        self.deliver_all(&key, RoomEvent::Deleted);
-                        self.remove_room(&key);
+                        self.room_deleted(&key);
                     }
                 }
             }
@@ -1610,7 +1759,33 @@ impl Session {
         let Some(room) = self.rooms.get_mut(key) else {
             return;
         };
+        if !room.on_node.contains(&conn) {
+            room.on_node.push(conn);
+        }
+        self.joined_on(conn, key);
+    }
+
+    /// A JOIN was answered on `conn` where the node already has the room
+    /// joined: it sends no ON_JOIN, so act as if it came.
+    fn data_on_joined(&mut self, conn: ConnId, key: &RoomKey) {
+        if self
+            .rooms
+            .get(key)
+            .is_some_and(|r| r.on_node.contains(&conn))
+        {
+            self.joined_on(conn, key);
+        }
+    }
+
+    /// The room is joined on `conn`.
+    fn joined_on(&mut self, conn: ConnId, key: &RoomKey) {
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
         if let Some(h) = room.handover.as_mut().filter(|h| h.new == conn) {
+            if matches!(h.new_link, Link::Joined(_)) {
+                return;
+            }
             h.new_link = Link::Joined(conn);
             let (old, old_done, leave_sent) = (h.old, h.old_done, h.leave_sent);
             if !old_done && !leave_sent {
@@ -1642,6 +1817,7 @@ impl Session {
         let Some(room) = self.rooms.get_mut(key) else {
             return;
         };
+        room.on_node.retain(|c| *c != conn);
         if let Some(h) = room.handover.as_mut().filter(|h| h.old == conn) {
             h.old_done = true;
         }
@@ -1659,6 +1835,20 @@ impl Session {
         let Some(room) = self.rooms.get_mut(key) else {
             return; // nobody listens: dropped, nothing kept
         };
+        let from_link = room.link.conn() == Some(conn)
+            && !room.handover.as_ref().is_some_and(|h| h.new == conn);
+        if from_link {
+            // What a previous connection delivered already is dropped.
+            if let Some(r) = room.repeats.as_mut() {
+                let repeated = r.repeated(&e);
+                if r.tail.is_empty() {
+                    room.repeats = None;
+                }
+                if repeated {
+                    return;
+                }
+            }
+        }
         if let Some(h) = room.handover.as_mut() {
             if h.new == conn {
                 if h.new_link == Link::Joined(conn) {
@@ -1680,9 +1870,7 @@ impl Session {
             }
             return;
         }
-        let from_link = room.link.conn() == Some(conn);
-        let to_leavers = room.leavers.iter().any(|l| l.conn == conn);
-        if from_link || to_leavers {
+        if from_link {
             self.deliver_room_from(key, conn, RoomEvent::Emitted(e));
         }
     }
@@ -1758,9 +1946,12 @@ impl Session {
                 }
             }
         }
-        for l in &mut room.leavers {
-            if conn.is_none_or(|c| c == l.conn) {
-                targets.push(&mut l.sink);
+        // Leavers hear what the streams hear until their leave is done.
+        if streams_too {
+            for l in &mut room.leavers {
+                if all || l.joined {
+                    targets.push(&mut l.sink);
+                }
             }
         }
         let parked = &mut self.parked;
@@ -1781,7 +1972,16 @@ impl Session {
         }
         if !gone.is_empty() {
             room.streams.retain(|s| !gone.contains(&s.sink.id));
-            room.leavers.retain(|l| !gone.contains(&l.sink.id));
+            room.leavers.retain_mut(|l| {
+                if !gone.contains(&l.sink.id) {
+                    return true;
+                }
+                // Nobody reads `Left` any more; the leave is answered.
+                if let Some(ack) = l.ack.take() {
+                    let _ = ack.send(());
+                }
+                false
+            });
             if room.streams.is_empty() && room.leavers.is_empty() {
                 self.stream_gone_last(key);
             }
@@ -2000,21 +2200,6 @@ pub(crate) fn reject(cmd: Command, e: Error) {
         }
         Command::NodeEvents(_) => {}
     }
-}
-
-/// The length of the longest run at the end of `tail` that equals the
-/// start of `fresh`: events both connections delivered.
-fn overlap(tail: &VecDeque<Emitted>, fresh: &[Emitted]) -> usize {
-    let max = tail.len().min(fresh.len());
-    (1..=max)
-        .rev()
-        .find(|&k| {
-            tail.iter()
-                .skip(tail.len() - k)
-                .zip(&fresh[..k])
-                .all(|(a, b)| a == b)
-        })
-        .unwrap_or(0)
 }
 
 /// The room id a JOIN reply carries for its single room.
