@@ -179,13 +179,22 @@ pub(crate) struct EventRx<T> {
     dropped: Arc<AtomicU64>,
 }
 
+/// Slots of an [`Overflow::Lag`] stream kept for items that are never
+/// dropped (joined, disconnected, left, deleted), beyond its capacity for
+/// events.
+pub(crate) const CONTROL_RESERVE: usize = 8;
+
 /// A stream's two ends.
 pub(crate) fn event_channel<T>(
     id: u64,
     capacity: usize,
     overflow: Overflow,
 ) -> (Sink<T>, EventRx<T>) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let reserve = match overflow {
+        Overflow::Lag => CONTROL_RESERVE,
+        Overflow::Wait => 0,
+    };
+    let (tx, rx) = mpsc::channel(capacity.max(1) + reserve);
     let dropped = Arc::new(AtomicU64::new(0));
     (
         Sink {
@@ -224,35 +233,44 @@ pub(crate) enum Offer<T> {
 }
 
 impl<T: LagItem> Sink<T> {
-    /// Offers `item` without waiting.
+    /// Offers an event without waiting. A `Lag` stream takes it only while
+    /// more than [`CONTROL_RESERVE`] slots are free.
     pub(crate) fn offer(&mut self, item: T) -> Offer<T> {
         use mpsc::error::TrySendError;
-        if self.overflow == Overflow::Lag && self.dropped.load(Ordering::Acquire) > 0 {
+        if self.overflow == Overflow::Wait {
+            return match self.tx.try_send(item) {
+                Ok(()) => Offer::Taken,
+                Err(TrySendError::Closed(_)) => Offer::Gone,
+                Err(TrySendError::Full(item)) => Offer::Full(item),
+            };
+        }
+        if self.tx.is_closed() {
+            return Offer::Gone;
+        }
+        if self.dropped.load(Ordering::Acquire) > 0 {
             // A gap the consumer has not been told of: it goes first.
-            match self.tx.try_reserve() {
-                Ok(permit) => {
-                    let n = self.dropped.swap(0, Ordering::AcqRel);
-                    if n > 0 {
-                        permit.send(T::lagged(n));
-                    }
-                }
-                Err(TrySendError::Closed(())) => return Offer::Gone,
-                Err(TrySendError::Full(())) => {
-                    self.count_drop();
-                    return Offer::Taken;
+            if self.tx.capacity() <= CONTROL_RESERVE {
+                self.count_drop();
+                return Offer::Taken;
+            }
+            if let Ok(permit) = self.tx.try_reserve() {
+                let n = self.dropped.swap(0, Ordering::AcqRel);
+                if n > 0 {
+                    permit.send(T::lagged(n));
                 }
             }
+        }
+        if self.tx.capacity() <= CONTROL_RESERVE {
+            self.count_drop();
+            return Offer::Taken;
         }
         match self.tx.try_send(item) {
             Ok(()) => Offer::Taken,
             Err(TrySendError::Closed(_)) => Offer::Gone,
-            Err(TrySendError::Full(item)) => match self.overflow {
-                Overflow::Wait => Offer::Full(item),
-                Overflow::Lag => {
-                    self.count_drop();
-                    Offer::Taken
-                }
-            },
+            Err(TrySendError::Full(_)) => {
+                self.count_drop();
+                Offer::Taken
+            }
         }
     }
 
@@ -261,6 +279,9 @@ impl<T: LagItem> Sink<T> {
         // The consumer may have emptied its buffer and looked at the count
         // just before it grew: then it waits for the next item, so hand it
         // the gap now if there is room.
+        if self.tx.capacity() <= CONTROL_RESERVE {
+            return;
+        }
         if let Ok(permit) = self.tx.try_reserve() {
             let n = self.dropped.swap(0, Ordering::AcqRel);
             if n > 0 {
@@ -274,6 +295,14 @@ impl<T> Sink<T> {
     /// A handle to wait for room in the stream's buffer.
     pub(crate) fn sender(&self) -> mpsc::Sender<T> {
         self.tx.clone()
+    }
+
+    /// A handle to send items that are never dropped, after any gap.
+    pub(crate) fn handle(&self) -> SinkHandle<T> {
+        SinkHandle {
+            tx: self.tx.clone(),
+            lag: (self.overflow == Overflow::Lag).then(|| self.dropped.clone()),
+        }
     }
 
     /// Whether the consumer is gone.
@@ -321,9 +350,58 @@ impl<T: LagItem> EventRx<T> {
     }
 }
 
-/// A delivery that waits for room in a [`Overflow::Wait`] stream.
+/// A stream's sender, and for a `Lag` stream its count of events dropped
+/// and not yet reported (which must come out before the next item).
+pub(crate) struct SinkHandle<T> {
+    pub tx: mpsc::Sender<T>,
+    pub lag: Option<Arc<AtomicU64>>,
+}
+
+impl<T: LagItem> SinkHandle<T> {
+    /// Sends `item` behind any unreported gap; hands it back when the
+    /// buffer has no room (`Err(Some)`), drops it when the consumer is gone
+    /// (`Err(None)`).
+    pub(crate) fn try_send(&self, item: T) -> Result<(), Option<T>> {
+        use mpsc::error::TrySendError;
+        if let Some(lag) = &self.lag {
+            if lag.load(Ordering::Acquire) > 0 {
+                match self.tx.try_reserve() {
+                    Ok(permit) => {
+                        let n = lag.swap(0, Ordering::AcqRel);
+                        if n > 0 {
+                            permit.send(T::lagged(n));
+                        }
+                    }
+                    Err(TrySendError::Full(())) => return Err(Some(item)),
+                    Err(TrySendError::Closed(())) => return Err(None),
+                }
+            }
+        }
+        match self.tx.try_send(item) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(item)) => Err(Some(item)),
+            Err(TrySendError::Closed(_)) => Err(None),
+        }
+    }
+
+    /// Uses a permit of this stream: the unreported gap if there is one
+    /// (`item` comes back to wait for the next permit), else `item`.
+    pub(crate) fn send_with(&self, permit: mpsc::OwnedPermit<T>, item: T) -> Option<T> {
+        if let Some(lag) = &self.lag {
+            let n = lag.swap(0, Ordering::AcqRel);
+            if n > 0 {
+                permit.send(T::lagged(n));
+                return Some(item);
+            }
+        }
+        permit.send(item);
+        None
+    }
+}
+
+/// A delivery that waits for room in a full stream.
 pub(crate) struct Parked {
-    pub tx: mpsc::Sender<RoomEvent>,
+    pub to: SinkHandle<RoomEvent>,
     pub item: RoomEvent,
 }
 
@@ -393,7 +471,10 @@ mod tests {
                 message: String::new(),
             });
         }
-        assert!(matches!(next(&mut rx), Some(NodeEvent::Warn { code: 0, .. })));
+        assert!(matches!(
+            next(&mut rx),
+            Some(NodeEvent::Warn { code: 0, .. })
+        ));
         assert_eq!(next(&mut rx), Some(NodeEvent::Lagged(3)));
     }
 }

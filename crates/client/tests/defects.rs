@@ -186,8 +186,12 @@ async fn shutdown_under_load(cluster: &TestCluster, via: Via) {
     let answered = Arc::new(AtomicU64::new(0));
     let mut queries = Vec::new();
     for t in 0..4 {
-        let (client, stop, failed, answered) =
-            (client.clone(), stop.clone(), failed.clone(), answered.clone());
+        let (client, stop, failed, answered) = (
+            client.clone(),
+            stop.clone(),
+            failed.clone(),
+            answered.clone(),
+        );
         queries.push(tokio::spawn(async move {
             let mut i = 0i64;
             while !stop.load(Ordering::Relaxed) {
@@ -297,7 +301,12 @@ async fn rooms_in_the_default_scope() {
         .connect()
         .await
         .unwrap();
-    let mut events = client.room_in_default("chat").unwrap().join().await.unwrap();
+    let mut events = client
+        .room_in_default("chat")
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
     assert_eq!(events.room_id(), id);
     assert_eq!(within(30, events.next()).await, Some(RoomEvent::Joined));
     let plain = common::connect(&node, Via::Tcp).await;

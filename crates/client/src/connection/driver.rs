@@ -55,8 +55,16 @@ type BoxFut = Pin<Box<dyn Future<Output = Event> + Send>>;
 
 /// What one of the driver's futures finished with.
 enum Event {
-    Read(ConnId, Box<dyn FrameRecv>, Result<Option<Frame>, thingsdb_transport::Error>),
-    Wrote(ConnId, Box<dyn FrameSend>, Result<(), thingsdb_transport::Error>),
+    Read(
+        ConnId,
+        Box<dyn FrameRecv>,
+        Result<Option<Frame>, thingsdb_transport::Error>,
+    ),
+    Wrote(
+        ConnId,
+        Box<dyn FrameSend>,
+        Result<(), thingsdb_transport::Error>,
+    ),
     Connected(ConnId, Result<Established, Error>),
     Closed,
 }
@@ -171,7 +179,16 @@ pub(crate) async fn run(
         if let Some(e) = session.finished() {
             let e = e.clone();
             drop(futs);
-            finish(&mut session, &mut cmd_rx, &shared, e, links, closes, &config).await;
+            finish(
+                &mut session,
+                &mut cmd_rx,
+                &shared,
+                e,
+                links,
+                closes,
+                &config,
+            )
+            .await;
             return;
         }
         for (conn, link) in links.iter_mut() {
@@ -191,9 +208,7 @@ pub(crate) async fn run(
         // Arm the one timer for the session's next deadline.
         let next = session.poll_timeout();
         if next != timer_at {
-            let at = next
-                .map(tokio::time::Instant::from_std)
-                .unwrap_or_else(far);
+            let at = next.map(tokio::time::Instant::from_std).unwrap_or_else(far);
             timer.as_mut().reset(at);
             timer_at = next;
         }

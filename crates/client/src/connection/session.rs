@@ -32,14 +32,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use thingsdb_protocol::{request, Direction, Event, Frame, NodeStatus, PackageType, Response, Room};
+use thingsdb_protocol::{
+    request, Direction, Event, Frame, NodeStatus, PackageType, Response, Room,
+};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 use web_time::Instant;
 
 use crate::config::ReconnectPolicy;
 use crate::error::{ConnectionLost, Error, LostReason, ThingsdbError};
-use crate::events::{Emitted, NodeEvent, NodeSink, Offer, Overflow, Parked, RoomEvent, RoomSink};
+use crate::events::{
+    Emitted, NodeEvent, NodeSink, Offer, Overflow, Parked, RoomEvent, RoomSink, SinkHandle,
+};
 use crate::in_flight::{InFlight, MAX_IN_FLIGHT};
 use crate::scope::Scope;
 
@@ -455,7 +459,7 @@ impl Session {
     /// The stream a parked delivery waits on; when it has room, call
     /// [`Session::handle_capacity`].
     pub(crate) fn parked_sender(&self) -> Option<mpsc::Sender<RoomEvent>> {
-        self.parked.front().map(|p| p.tx.clone())
+        self.parked.front().map(|p| p.to.tx.clone())
     }
 
     /// Why the session ended, once it has: the driver stops and fails any
@@ -733,7 +737,9 @@ impl Session {
             }
         }
         let delay = if c.tries as usize % pool == 0 {
-            self.cfg.reconnect.delay(u32::try_from(round).unwrap_or(u32::MAX))
+            self.cfg
+                .reconnect
+                .delay(u32::try_from(round).unwrap_or(u32::MAX))
         } else {
             Duration::ZERO
         };
@@ -756,7 +762,9 @@ impl Session {
     pub(crate) fn handle_capacity(&mut self, permit: mpsc::OwnedPermit<RoomEvent>) {
         // The permit was reserved on the front delivery's stream.
         if let Some(p) = self.parked.pop_front() {
-            permit.send(p.item);
+            if let Some(item) = p.to.send_with(permit, p.item) {
+                self.parked.push_front(Parked { to: p.to, item });
+            }
         }
     }
 
@@ -789,7 +797,8 @@ impl Session {
             tries,
             moving,
         });
-        self.outputs.push_back(Output::Connect { conn, index, delay });
+        self.outputs
+            .push_back(Output::Connect { conn, index, delay });
     }
 
     fn open(&mut self, now: Instant, conn: ConnId, index: usize) {
@@ -834,8 +843,9 @@ impl Session {
                     .map(|(k, _)| k.clone())
                     .collect();
                 for key in keys {
-                    if self.send_room(conn, &key, PackageType::Join, |key, conn| {
-                        Pending::Rejoin { key, conn }
+                    if self.send_room(conn, &key, PackageType::Join, |key, conn| Pending::Rejoin {
+                        key,
+                        conn,
                     }) {
                         if let Some(r) = self.rooms.get_mut(&key) {
                             r.link = Link::Joining(conn);
@@ -929,7 +939,7 @@ impl Session {
         let mut leavers = Vec::new();
         room.leavers.retain_mut(|l| {
             if l.conn == conn {
-                leavers.push((l.sink.sender(), l.ack.take()));
+                leavers.push((l.sink.handle(), l.ack.take()));
                 false
             } else {
                 true
@@ -972,7 +982,7 @@ impl Session {
         let mut deliveries = Vec::new();
         for s in &mut room.streams {
             if s.join == StreamJoin::Joined {
-                deliveries.push(s.sink.sender());
+                deliveries.push(s.sink.handle());
             }
             s.join = StreamJoin::Awaiting;
         }
@@ -1305,7 +1315,7 @@ impl Session {
                 };
                 if let Some(join) = join {
                     let Subscribe { sink, reply, .. } = *sub;
-                    let tx = sink.sender();
+                    let tx = sink.handle();
                     room.streams.push(Stream { sink, join });
                     if join == StreamJoin::Joined {
                         self.park_or_send(tx, RoomEvent::Joined);
@@ -1422,7 +1432,7 @@ impl Session {
                 }
             }
         };
-        let tx = sink.sender();
+        let tx = sink.handle();
         if reply.send(Ok(key.clone())).is_err() {
             // Nobody waits for this stream (the join timed out or was
             // cancelled): let the room go again if nobody else wants it.
@@ -1452,8 +1462,9 @@ impl Session {
             self.begin_handover(new, old, key.clone());
         }
         if leave_here {
-            self.send_room(conn, &key, PackageType::Leave, |key, conn| {
-                Pending::Leave { key, conn }
+            self.send_room(conn, &key, PackageType::Leave, |key, conn| Pending::Leave {
+                key,
+                conn,
             });
         }
     }
@@ -1475,7 +1486,7 @@ impl Session {
         if !room.streams.is_empty() {
             // Other streams keep the room joined.
             if let Some(ack) = ack {
-                self.park_or_send(stream.sink.sender(), RoomEvent::Left);
+                self.park_or_send(stream.sink.handle(), RoomEvent::Left);
                 let _ = ack.send(());
             }
             return;
@@ -1526,7 +1537,7 @@ impl Session {
             }
             None => {
                 if let Some(ack) = ack {
-                    self.park_or_send(stream.sink.sender(), RoomEvent::Left);
+                    self.park_or_send(stream.sink.handle(), RoomEvent::Left);
                     let _ = ack.send(());
                 }
                 self.remove_room(&key);
@@ -1584,7 +1595,7 @@ impl Session {
     }
 
     fn finish_leaver(&mut self, mut l: Leaver) {
-        self.park_or_send(l.sink.sender(), RoomEvent::Left);
+        self.park_or_send(l.sink.handle(), RoomEvent::Left);
         if let Some(ack) = l.ack.take() {
             let _ = ack.send(());
         }
@@ -1595,8 +1606,8 @@ impl Session {
         let Some(room) = self.rooms.get(key) else {
             return;
         };
-        let ours = room.link.conn() == Some(conn)
-            || room.handover.as_ref().is_some_and(|h| h.new == conn);
+        let ours =
+            room.link.conn() == Some(conn) || room.handover.as_ref().is_some_and(|h| h.new == conn);
         if ours {
             self.room_deleted(key);
         }
@@ -1747,7 +1758,10 @@ impl Session {
                 let mut found = self.rooms.keys().filter(|k| k.id == id);
                 let first = found.next()?.clone();
                 if found.next().is_some() {
-                    warn!(room = id, "event without a scope for a room id that several collections use; dropped");
+                    warn!(
+                        room = id,
+                        "event without a scope for a room id that several collections use; dropped"
+                    );
                     return None;
                 }
                 Some(first)
@@ -1796,8 +1810,7 @@ impl Session {
                     if let Some(h) = self.rooms.get_mut(key).and_then(|r| r.handover.as_mut()) {
                         h.leave_sent = true;
                     }
-                } else if let Some(h) = self.rooms.get_mut(key).and_then(|r| r.handover.as_mut())
-                {
+                } else if let Some(h) = self.rooms.get_mut(key).and_then(|r| r.handover.as_mut()) {
                     h.old_done = true;
                 }
             }
@@ -1926,13 +1939,7 @@ impl Session {
         self.deliver_inner(key, None, item, true);
     }
 
-    fn deliver_inner(
-        &mut self,
-        key: &RoomKey,
-        conn: Option<ConnId>,
-        item: RoomEvent,
-        all: bool,
-    ) {
+    fn deliver_inner(&mut self, key: &RoomKey, conn: Option<ConnId>, item: RoomEvent, all: bool) {
         let Some(room) = self.rooms.get_mut(key) else {
             return;
         };
@@ -1960,11 +1967,7 @@ impl Session {
         let mut gone = Vec::new();
         for (i, sink) in targets.into_iter().enumerate() {
             // The item is cloned for every stream but the last.
-            let this = if i == last {
-                item.take()
-            } else {
-                item.clone()
-            };
+            let this = if i == last { item.take() } else { item.clone() };
             let Some(this) = this else {
                 break;
             };
@@ -2022,7 +2025,7 @@ impl Session {
         for s in &mut room.streams {
             if s.join == StreamJoin::Awaiting {
                 s.join = StreamJoin::Joined;
-                txs.push(s.sink.sender());
+                txs.push(s.sink.handle());
             }
         }
         for tx in txs {
@@ -2030,19 +2033,15 @@ impl Session {
         }
     }
 
-    /// Sends one item to one stream, behind anything parked for it.
-    fn park_or_send(&mut self, tx: mpsc::Sender<RoomEvent>, item: RoomEvent) {
-        if self.parked.iter().any(|p| p.tx.same_channel(&tx)) {
-            self.parked.push_back(Parked { tx, item });
+    /// Sends an item that is never dropped (joined, left, disconnected) to
+    /// one stream, behind anything parked for it and any gap.
+    fn park_or_send(&mut self, to: SinkHandle<RoomEvent>, item: RoomEvent) {
+        if self.parked.iter().any(|p| p.to.tx.same_channel(&to.tx)) {
+            self.parked.push_back(Parked { to, item });
             return;
         }
-        match tx.try_send(item) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-            Err(mpsc::error::TrySendError::Full(item)) => {
-                // Control items (joined, left, ...) are never dropped.
-                self.parked.push_back(Parked { tx, item });
-            }
+        if let Err(Some(item)) = to.try_send(item) {
+            self.parked.push_back(Parked { to, item });
         }
     }
 
@@ -2159,6 +2158,20 @@ fn offer_in_order(
     item: RoomEvent,
     gone: &mut Vec<u64>,
 ) {
+    if !matches!(item, RoomEvent::Emitted(_)) {
+        // Never dropped: behind what is parked for the stream and any gap.
+        let to = sink.handle();
+        if parked.iter().any(|p| p.to.tx.same_channel(&to.tx)) {
+            parked.push_back(Parked { to, item });
+            return;
+        }
+        match to.try_send(item) {
+            Ok(()) => {}
+            Err(Some(item)) => parked.push_back(Parked { to, item }),
+            Err(None) => gone.push(sink.id),
+        }
+        return;
+    }
     // Once something waits, later items for `Wait` streams queue behind it.
     if !parked.is_empty() && sink.overflow() == Overflow::Wait {
         if sink.is_closed() {
@@ -2166,7 +2179,7 @@ fn offer_in_order(
             return;
         }
         parked.push_back(Parked {
-            tx: sink.sender(),
+            to: sink.handle(),
             item,
         });
         return;
@@ -2175,7 +2188,7 @@ fn offer_in_order(
         Offer::Taken => {}
         Offer::Gone => gone.push(sink.id),
         Offer::Full(item) => parked.push_back(Parked {
-            tx: sink.sender(),
+            to: sink.handle(),
             item,
         }),
     }

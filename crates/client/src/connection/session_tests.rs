@@ -49,7 +49,11 @@ fn replies_match_requests_and_late_replies_after_a_timeout_are_dropped() {
     assert!(b.try_recv().is_err());
     h.frame(c, data(b_id, 2));
     assert!(matches!(b.try_recv(), Ok(Ok(f)) if f.id == b_id));
-    assert_eq!(h.s.sizes().2, 0, "timed-out ids are freed by their late reply");
+    assert_eq!(
+        h.s.sizes().2,
+        0,
+        "timed-out ids are freed by their late reply"
+    );
 }
 
 #[test]
@@ -57,7 +61,11 @@ fn lost_connection_fails_in_flight_and_reconnects_with_held_requests() {
     let (mut h, c) = Harness::new(1, None);
     let mut a = h.request(T);
     let _ = h.sent(c);
-    h.s.handle_lost(h.now, c, ConnectionLost::new(LostReason::ClosedByPeer, "bye"));
+    h.s.handle_lost(
+        h.now,
+        c,
+        ConnectionLost::new(LostReason::ClosedByPeer, "bye"),
+    );
     match a.try_recv() {
         Ok(Err(Error::ConnectionLost(l))) => assert_eq!(l.reason(), LostReason::ClosedByPeer),
         other => panic!("{other:?}"),

@@ -173,7 +173,10 @@ impl Harness {
 
     /// What the session wrote on `conn`.
     pub(crate) fn sent(&mut self, conn: ConnId) -> Vec<Sent> {
-        self.s.poll_transmit(conn).map(decode_batch).unwrap_or_default()
+        self.s
+            .poll_transmit(conn)
+            .map(decode_batch)
+            .unwrap_or_default()
     }
 
     /// What the session asks the driver to do.
@@ -187,10 +190,7 @@ impl Harness {
     }
 
     /// A query request; returns its reply channel.
-    pub(crate) fn request(
-        &mut self,
-        timeout: Duration,
-    ) -> oneshot::Receiver<Result<Frame, Error>> {
+    pub(crate) fn request(&mut self, timeout: Duration) -> oneshot::Receiver<Result<Frame, Error>> {
         let (reply, rx): (ReplyTx, _) = oneshot::channel();
         let mut frame = BytesMut::new();
         let _ = request::encode_query(&mut frame, 0, "@t", "1;", None);
