@@ -292,11 +292,6 @@ impl<T: LagItem> Sink<T> {
 }
 
 impl<T> Sink<T> {
-    /// A handle to wait for room in the stream's buffer.
-    pub(crate) fn sender(&self) -> mpsc::Sender<T> {
-        self.tx.clone()
-    }
-
     /// A handle to send items that are never dropped, after any gap.
     pub(crate) fn handle(&self) -> SinkHandle<T> {
         SinkHandle {

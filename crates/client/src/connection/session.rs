@@ -831,7 +831,14 @@ impl Session {
                     .map(|(k, _)| k.clone())
                     .collect();
                 for key in keys {
-                    self.begin_handover(conn, old, key);
+                    if self.rooms.get(&key).map(|r| r.link) == Some(Link::Joined(old)) {
+                        self.begin_handover(conn, old, key);
+                    } else {
+                        // Not joined on the old connection yet: its events
+                        // would start later than the new one's. Join here
+                        // only; what the old connection sends is ignored.
+                        self.rejoin(conn, &key);
+                    }
                 }
                 self.maybe_close_draining(old);
             }
@@ -843,14 +850,7 @@ impl Session {
                     .map(|(k, _)| k.clone())
                     .collect();
                 for key in keys {
-                    if self.send_room(conn, &key, PackageType::Join, |key, conn| Pending::Rejoin {
-                        key,
-                        conn,
-                    }) {
-                        if let Some(r) = self.rooms.get_mut(&key) {
-                            r.link = Link::Joining(conn);
-                        }
-                    }
+                    self.rejoin(conn, &key);
                 }
             }
         }
@@ -864,6 +864,18 @@ impl Session {
                 break;
             };
             self.handle_command(now, cmd);
+        }
+    }
+
+    /// Joins a room with streams on `conn`, which will deliver its events.
+    fn rejoin(&mut self, conn: ConnId, key: &RoomKey) {
+        if self.send_room(conn, key, PackageType::Join, |key, conn| Pending::Rejoin {
+            key,
+            conn,
+        }) {
+            if let Some(r) = self.rooms.get_mut(key) {
+                r.link = Link::Joining(conn);
+            }
         }
     }
 
@@ -1371,8 +1383,9 @@ impl Session {
             on_node: Vec::new(),
         });
         let serving = self.serving;
-        // A hand-over to start (new, old) once the stream is in.
-        let mut move_to: Option<(ConnId, ConnId)> = None;
+        // The serving connection to join the room on instead, once the
+        // stream is in.
+        let mut move_to: Option<ConnId> = None;
         // Joined on a connection that does not serve the room: leave there.
         let mut leave_here = false;
         let join = if let Some(h) = room.handover.as_mut().filter(|h| h.new == conn) {
@@ -1404,7 +1417,7 @@ impl Session {
                     room.link = Link::AwaitingOnJoin(conn);
                     if let Some(s) = serving.filter(|s| *s != conn) {
                         // Answered on a connection that is draining.
-                        move_to = Some((s, conn));
+                        move_to = Some(s);
                     }
                     StreamJoin::Awaiting
                 }
@@ -1413,7 +1426,10 @@ impl Session {
                         Link::Joined(_) => StreamJoin::Joined,
                         _ => StreamJoin::Awaiting,
                     };
-                    if Some(conn) == serving && room.handover.is_none() {
+                    if Some(conn) == serving
+                        && room.handover.is_none()
+                        && room.link == Link::Joined(other)
+                    {
                         // The room was on a draining connection: this JOIN
                         // moves it here.
                         room.handover = Some(Handover {
@@ -1425,6 +1441,10 @@ impl Session {
                             tail: VecDeque::new(),
                             fresh: Vec::new(),
                         });
+                    } else if Some(conn) == serving && room.handover.is_none() {
+                        // Not joined on the draining connection yet: the
+                        // room moves here.
+                        room.link = Link::AwaitingOnJoin(conn);
                     } else {
                         leave_here = true;
                     }
@@ -1458,8 +1478,8 @@ impl Session {
             self.park_or_send(tx, RoomEvent::Joined);
         }
         self.data_on_joined(conn, &key);
-        if let Some((new, old)) = move_to {
-            self.begin_handover(new, old, key.clone());
+        if let Some(serving) = move_to {
+            self.rejoin(serving, &key);
         }
         if leave_here {
             self.send_room(conn, &key, PackageType::Leave, |key, conn| Pending::Leave {
