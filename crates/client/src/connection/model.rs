@@ -109,6 +109,9 @@ struct NodeConn {
     inbox: VecDeque<Sent>,
     outbox: VecDeque<Out>,
     joined: HashSet<(usize, u64)>,
+    /// ON_JOINs not written yet: a node writes them later, from its event
+    /// loop, so events may pass them.
+    deferred: Vec<Out>,
     /// Ids the node received and whose reply has not reached the client:
     /// the client must not give them to another request.
     outstanding: HashSet<u16>,
@@ -159,6 +162,11 @@ struct World {
     log: Vec<String>,
 }
 
+/// `MODEL_TRACE=1` prints every step, delivery and stream item.
+fn trace() -> bool {
+    std::env::var_os("MODEL_TRACE").is_some()
+}
+
 fn key_of(k: &RoomKey) -> Option<(usize, u64)> {
     COLLECTIONS
         .iter()
@@ -176,6 +184,7 @@ impl World {
                 inbox: VecDeque::new(),
                 outbox: VecDeque::new(),
                 joined: HashSet::new(),
+                deferred: Vec::new(),
                 outstanding: HashSet::new(),
             }],
             connecting: None,
@@ -239,6 +248,9 @@ impl World {
             }
             let c = &mut self.conns[i];
             for s in sent {
+                if trace() {
+                    eprintln!("  client -> {:?}: id {} {:?}", c.id, s.id, s.request);
+                }
                 if !c.outstanding.insert(s.id) {
                     return Err(format!("id {} reused while its reply can still come", s.id));
                 }
@@ -319,6 +331,8 @@ impl World {
             return;
         }
         let i = candidates[usize::from(pick) % candidates.len()];
+        let deferred = std::mem::take(&mut self.conns[ci].deferred);
+        self.conns[ci].outbox.extend(deferred);
         let Some(sent) = self.conns[ci].inbox.remove(i) else {
             return;
         };
@@ -344,7 +358,7 @@ impl World {
                 });
                 if let Some(k) = found {
                     if self.conns[ci].joined.insert(k) {
-                        outs.push(Out {
+                        self.conns[ci].deferred.push(Out {
                             frame: on_join(COLLECTIONS[k.0], k.1),
                             answers: None,
                         });
@@ -386,6 +400,15 @@ impl World {
                 c.outstanding.remove(&id);
             }
             let conn = c.id;
+            if trace() {
+                let f = &out.frame;
+                eprintln!(
+                    "  {conn:?} -> client: type {} id {} {:?}",
+                    f.type_byte,
+                    f.id,
+                    thingsdb_protocol::Event::decode(f).ok()
+                );
+            }
             self.h.frame(conn, out.frame);
         }
     }
@@ -403,6 +426,8 @@ impl World {
                     answers: None,
                 });
             }
+            // A deferred ON_JOIN comes behind the event.
+            c.outbox.extend(c.deferred.drain(..));
         }
     }
 
@@ -578,6 +603,7 @@ impl World {
                             inbox: VecDeque::new(),
                             outbox: VecDeque::new(),
                             joined: HashSet::new(),
+                            deferred: Vec::new(),
                             outstanding: HashSet::new(),
                         });
                         let replacing = self.h.s.serving().is_some();
@@ -632,6 +658,9 @@ impl World {
             return Ok(());
         };
         for ev in drain(rx) {
+            if trace() {
+                eprintln!("  stream {i} ({:?}) reads {ev:?}", s.want);
+            }
             let st = s.state;
             s.state = match (&ev, st) {
                 (_, Grammar::Ended) => return Err(format!("stream {i}: {ev:?} after its end")),
@@ -767,6 +796,12 @@ impl World {
                 self.apply(&Op::ConnectResult(true))?;
             }
             for ci in 0..self.conns.len() {
+                if ci >= self.conns.len() {
+                    break;
+                }
+                let deferred = std::mem::take(&mut self.conns[ci].deferred);
+                busy |= !deferred.is_empty();
+                self.conns[ci].outbox.extend(deferred);
                 while ci < self.conns.len() && !self.conns[ci].inbox.is_empty() {
                     busy = true;
                     self.node_step(ci, 0);
@@ -821,9 +856,15 @@ impl World {
 fn run(ops: &[Op]) -> Result<(), String> {
     let mut w = World::new();
     for (step, op) in ops.iter().enumerate() {
+        if trace() {
+            eprintln!("step {step}: {op:?}");
+        }
         w.log.push(format!("{op:?}"));
         w.apply(op)
             .map_err(|e| format!("step {step} ({op:?}): {e}"))?;
+    }
+    if trace() {
+        eprintln!("settling");
     }
     w.settle().map_err(|e| format!("settling: {e}"))
 }
@@ -1249,12 +1290,204 @@ fn found_failures_stay_fixed() {
                 Op::Emit { coll: 1, room: 0 },
             ],
         ),
+        (
+            "a_room_left_on_a_draining_connection_is_joined_again_on_the_serving_one",
+            vec![
+                Op::Join {
+                    coll: 0,
+                    room: 0,
+                    form: 0,
+                    by_name: false,
+                    lag: false,
+                },
+                Op::DropStream(0),
+                Op::DropStream(0),
+                Op::Join {
+                    coll: 0,
+                    room: 0,
+                    form: 0,
+                    by_name: false,
+                    lag: false,
+                },
+                Op::Lose(0),
+                Op::Join {
+                    coll: 1,
+                    room: 1,
+                    form: 0,
+                    by_name: false,
+                    lag: false,
+                },
+                Op::ConnectResult(true),
+                Op::Request { timeout_ms: 1 },
+                Op::ShuttingDown(0),
+                Op::DropStream(0),
+                Op::Join {
+                    coll: 0,
+                    room: 0,
+                    form: 0,
+                    by_name: false,
+                    lag: false,
+                },
+                Op::Join {
+                    coll: 0,
+                    room: 1,
+                    form: 0,
+                    by_name: false,
+                    lag: false,
+                },
+                Op::Deliver { conn: 0, n: 1 },
+                Op::Join {
+                    coll: 1,
+                    room: 0,
+                    form: 0,
+                    by_name: false,
+                    lag: false,
+                },
+                Op::Join {
+                    coll: 1,
+                    room: 1,
+                    form: 0,
+                    by_name: false,
+                    lag: false,
+                },
+                Op::DropStream(9),
+                Op::NodeStep { conn: 0, pick: 0 },
+                Op::NodeStep { conn: 0, pick: 0 },
+                Op::ConnectResult(true),
+                Op::NodeStep { conn: 72, pick: 0 },
+                Op::Request { timeout_ms: 0 },
+                Op::Deliver { conn: 32, n: 4 },
+                Op::NodeStep { conn: 8, pick: 0 },
+                Op::Join {
+                    coll: 1,
+                    room: 1,
+                    form: 0,
+                    by_name: false,
+                    lag: false,
+                },
+                Op::Join {
+                    coll: 0,
+                    room: 0,
+                    form: 0,
+                    by_name: false,
+                    lag: false,
+                },
+                Op::NodeStep { conn: 48, pick: 0 },
+                Op::NodeStep { conn: 104, pick: 0 },
+                Op::NodeStep { conn: 126, pick: 0 },
+                Op::NodeStep { conn: 89, pick: 0 },
+                Op::Deliver { conn: 6, n: 4 },
+                Op::NodeStep { conn: 215, pick: 0 },
+                Op::Deliver { conn: 6, n: 4 },
+                Op::NodeStep { conn: 126, pick: 0 },
+                Op::Emit { coll: 1, room: 1 },
+            ],
+        ),
     ];
     for (name, ops) in cases {
         for _ in 0..32 {
             if let Err(e) = run(&ops) {
                 panic!("{name}: {e}");
             }
+        }
+    }
+}
+
+#[test]
+fn tmp_debug() {
+    let ops: Vec<Op> = vec![
+        Op::Join {
+            coll: 0,
+            room: 0,
+            form: 0,
+            by_name: false,
+            lag: false,
+        },
+        Op::DropStream(0),
+        Op::DropStream(0),
+        Op::Join {
+            coll: 0,
+            room: 0,
+            form: 0,
+            by_name: false,
+            lag: false,
+        },
+        Op::Lose(0),
+        Op::Join {
+            coll: 1,
+            room: 1,
+            form: 0,
+            by_name: false,
+            lag: false,
+        },
+        Op::ConnectResult(true),
+        Op::Request { timeout_ms: 1 },
+        Op::ShuttingDown(0),
+        Op::DropStream(0),
+        Op::Join {
+            coll: 0,
+            room: 0,
+            form: 0,
+            by_name: false,
+            lag: false,
+        },
+        Op::Join {
+            coll: 0,
+            room: 1,
+            form: 0,
+            by_name: false,
+            lag: false,
+        },
+        Op::Deliver { conn: 0, n: 1 },
+        Op::Join {
+            coll: 1,
+            room: 0,
+            form: 0,
+            by_name: false,
+            lag: false,
+        },
+        Op::Join {
+            coll: 1,
+            room: 1,
+            form: 0,
+            by_name: false,
+            lag: false,
+        },
+        Op::DropStream(9),
+        Op::NodeStep { conn: 0, pick: 0 },
+        Op::NodeStep { conn: 0, pick: 0 },
+        Op::ConnectResult(true),
+        Op::NodeStep { conn: 72, pick: 0 },
+        Op::Request { timeout_ms: 0 },
+        Op::Deliver { conn: 32, n: 4 },
+        Op::NodeStep { conn: 8, pick: 0 },
+        Op::Join {
+            coll: 1,
+            room: 1,
+            form: 0,
+            by_name: false,
+            lag: false,
+        },
+        Op::Join {
+            coll: 0,
+            room: 0,
+            form: 0,
+            by_name: false,
+            lag: false,
+        },
+        Op::NodeStep { conn: 48, pick: 0 },
+        Op::NodeStep { conn: 104, pick: 0 },
+        Op::NodeStep { conn: 126, pick: 0 },
+        Op::NodeStep { conn: 89, pick: 0 },
+        Op::Deliver { conn: 6, n: 4 },
+        Op::NodeStep { conn: 215, pick: 0 },
+        Op::Deliver { conn: 6, n: 4 },
+        Op::NodeStep { conn: 126, pick: 0 },
+        Op::Emit { coll: 1, room: 1 },
+    ];
+    for _ in 0..100 {
+        if let Err(e) = run(&ops) {
+            panic!("{e}");
         }
     }
 }

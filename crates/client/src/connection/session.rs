@@ -306,9 +306,6 @@ struct RoomEntry {
     /// After a hand-over: events the old connection delivered that the new
     /// one may still repeat.
     repeats: Option<Repeats>,
-    /// Connections the node said (ON_JOIN) the room is joined on, and has
-    /// not left since: a JOIN answered there gets no ON_JOIN of its own.
-    on_node: Vec<ConnId>,
 }
 
 /// The events an old connection delivered last, to drop when the new
@@ -966,7 +963,6 @@ impl Session {
         let Some(room) = self.rooms.get_mut(key) else {
             return;
         };
-        room.on_node.retain(|c| *c != conn);
         if let Some(h) = &mut room.handover {
             if h.old == conn {
                 h.old_done = true;
@@ -1380,7 +1376,6 @@ impl Session {
             leavers: Vec::new(),
             handover: None,
             repeats: None,
-            on_node: Vec::new(),
         });
         let serving = self.serving;
         // The serving connection to join the room on instead, once the
@@ -1596,18 +1591,15 @@ impl Session {
             self.finish_leaver(l);
         }
         if link == Link::Leaving(conn) {
-            if has_streams && self.conns.iter().any(|c| c.id == conn) {
-                // Streams came back while leaving: join again.
-                if self.send_room(conn, key, PackageType::Join, |key, conn| Pending::Rejoin {
-                    key,
-                    conn,
-                }) {
-                    if let Some(r) = self.rooms.get_mut(key) {
-                        r.link = Link::Joining(conn);
-                    }
-                }
-            } else if !has_streams {
+            if !has_streams {
                 self.remove_room(key);
+            } else if let Some(serving) = self.serving {
+                // Streams came back while leaving: join again, on the
+                // connection that serves now.
+                self.rejoin(serving, key);
+            } else if let Some(r) = self.rooms.get_mut(key) {
+                // Joined again once a connection is up.
+                r.link = Link::Unjoined;
             }
         }
         self.maybe_complete_handover(key);
@@ -1723,11 +1715,8 @@ impl Session {
                 }
             }
             Event::Warn { code, message } => self.deliver_node(NodeEvent::Warn { code, message }),
-            Event::Join(r) => {
-                if let Some(key) = self.room_key(r.scope.as_deref(), r.id) {
-                    self.on_join_event(conn, &key);
-                }
-            }
+            // The JOIN reply counted already (see `data_on_joined`).
+            Event::Join(_) => {}
             Event::Leave(r) => {
                 if let Some(key) = self.room_key(r.scope.as_deref(), r.id) {
                     self.on_leave_event(now, conn, &key);
@@ -1789,26 +1778,12 @@ impl Session {
         }
     }
 
-    fn on_join_event(&mut self, conn: ConnId, key: &RoomKey) {
-        let Some(room) = self.rooms.get_mut(key) else {
-            return;
-        };
-        if !room.on_node.contains(&conn) {
-            room.on_node.push(conn);
-        }
-        self.joined_on(conn, key);
-    }
-
-    /// A JOIN was answered on `conn` where the node already has the room
-    /// joined: it sends no ON_JOIN, so act as if it came.
+    /// A JOIN of the room was answered with its id on `conn`: the node has
+    /// the room joined there from now on, and its events may come before
+    /// the ON_JOIN (which a node sends later, from its event loop, and not
+    /// at all when the room was joined already). The reply is what counts.
     fn data_on_joined(&mut self, conn: ConnId, key: &RoomKey) {
-        if self
-            .rooms
-            .get(key)
-            .is_some_and(|r| r.on_node.contains(&conn))
-        {
-            self.joined_on(conn, key);
-        }
+        self.joined_on(conn, key);
     }
 
     /// The room is joined on `conn`.
@@ -1850,7 +1825,6 @@ impl Session {
         let Some(room) = self.rooms.get_mut(key) else {
             return;
         };
-        room.on_node.retain(|c| *c != conn);
         if let Some(h) = room.handover.as_mut().filter(|h| h.old == conn) {
             h.old_done = true;
         }
