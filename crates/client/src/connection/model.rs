@@ -1383,111 +1383,57 @@ fn found_failures_stay_fixed() {
                 Op::Emit { coll: 1, room: 1 },
             ],
         ),
+        (
+            "a_leaver_does_not_hear_the_connection_its_room_moved_to",
+            vec![
+                Op::Join {
+                    coll: 0,
+                    room: 1,
+                    form: 0,
+                    by_name: false,
+                    lag: false,
+                },
+                Op::NodeStep { conn: 0, pick: 0 },
+                Op::Join {
+                    coll: 0,
+                    room: 0,
+                    form: 0,
+                    by_name: false,
+                    lag: false,
+                },
+                Op::Deliver { conn: 0, n: 1 },
+                Op::ShuttingDown(0),
+                Op::Join {
+                    coll: 0,
+                    room: 0,
+                    form: 0,
+                    by_name: false,
+                    lag: false,
+                },
+                Op::LeaveStream(150),
+                Op::Deliver { conn: 0, n: 1 },
+                Op::Request { timeout_ms: 0 },
+                Op::ConnectResult(true),
+                Op::Join {
+                    coll: 0,
+                    room: 1,
+                    form: 0,
+                    by_name: false,
+                    lag: false,
+                },
+                Op::NodeStep { conn: 65, pick: 0 },
+                Op::Emit { coll: 0, room: 1 },
+                Op::Deliver { conn: 8, n: 1 },
+                Op::Request { timeout_ms: 0 },
+                Op::Deliver { conn: 1, n: 2 },
+            ],
+        ),
     ];
     for (name, ops) in cases {
         for _ in 0..32 {
             if let Err(e) = run(&ops) {
                 panic!("{name}: {e}");
             }
-        }
-    }
-}
-
-#[test]
-fn tmp_debug() {
-    let ops: Vec<Op> = vec![
-        Op::Join {
-            coll: 0,
-            room: 0,
-            form: 0,
-            by_name: false,
-            lag: false,
-        },
-        Op::DropStream(0),
-        Op::DropStream(0),
-        Op::Join {
-            coll: 0,
-            room: 0,
-            form: 0,
-            by_name: false,
-            lag: false,
-        },
-        Op::Lose(0),
-        Op::Join {
-            coll: 1,
-            room: 1,
-            form: 0,
-            by_name: false,
-            lag: false,
-        },
-        Op::ConnectResult(true),
-        Op::Request { timeout_ms: 1 },
-        Op::ShuttingDown(0),
-        Op::DropStream(0),
-        Op::Join {
-            coll: 0,
-            room: 0,
-            form: 0,
-            by_name: false,
-            lag: false,
-        },
-        Op::Join {
-            coll: 0,
-            room: 1,
-            form: 0,
-            by_name: false,
-            lag: false,
-        },
-        Op::Deliver { conn: 0, n: 1 },
-        Op::Join {
-            coll: 1,
-            room: 0,
-            form: 0,
-            by_name: false,
-            lag: false,
-        },
-        Op::Join {
-            coll: 1,
-            room: 1,
-            form: 0,
-            by_name: false,
-            lag: false,
-        },
-        Op::DropStream(9),
-        Op::NodeStep { conn: 0, pick: 0 },
-        Op::NodeStep { conn: 0, pick: 0 },
-        Op::ConnectResult(true),
-        Op::NodeStep { conn: 72, pick: 0 },
-        Op::Request { timeout_ms: 0 },
-        Op::Deliver { conn: 32, n: 4 },
-        Op::NodeStep { conn: 8, pick: 0 },
-        Op::Join {
-            coll: 1,
-            room: 1,
-            form: 0,
-            by_name: false,
-            lag: false,
-        },
-        Op::Join {
-            coll: 0,
-            room: 0,
-            form: 0,
-            by_name: false,
-            lag: false,
-        },
-        Op::NodeStep { conn: 48, pick: 0 },
-        Op::NodeStep { conn: 104, pick: 0 },
-        Op::NodeStep { conn: 126, pick: 0 },
-        Op::NodeStep { conn: 89, pick: 0 },
-        Op::Deliver { conn: 6, n: 4 },
-        Op::NodeStep { conn: 215, pick: 0 },
-        Op::Deliver { conn: 6, n: 4 },
-        Op::NodeStep { conn: 126, pick: 0 },
-        Op::Emit { coll: 1, room: 1 },
-    ];
-    for _ in 0..100 {
-        if let Err(e) = run(&ops) {
-            panic!("{e}");
         }
     }
 }

@@ -1873,7 +1873,7 @@ impl Session {
                     h.tail.pop_front();
                 }
                 h.tail.push_back(e.clone());
-                self.deliver_room(key, RoomEvent::Emitted(e));
+                self.deliver_room_from(key, conn, RoomEvent::Emitted(e));
             }
             return;
         }
@@ -1917,13 +1917,9 @@ impl Session {
 
     // ----------------------------------------------------------- delivery
 
-    /// Delivers to every stream of a room that saw its `Joined`, and to its
-    /// leavers.
-    fn deliver_room(&mut self, key: &RoomKey, item: RoomEvent) {
-        self.deliver_inner(key, None, item, false);
-    }
-
-    /// As `deliver_room`, to leavers on `conn` only.
+    /// Delivers an event from `conn` (the room's source) to every stream
+    /// that saw its `Joined`, and to the leavers waiting on `conn` (a
+    /// leaver hears no other connection: it might repeat what it had).
     fn deliver_room_from(&mut self, key: &RoomKey, conn: ConnId, item: RoomEvent) {
         self.deliver_inner(key, Some(conn), item, false);
     }
@@ -1947,12 +1943,9 @@ impl Session {
                 }
             }
         }
-        // Leavers hear what the streams hear until their leave is done.
-        if streams_too {
-            for l in &mut room.leavers {
-                if all || l.joined {
-                    targets.push(&mut l.sink);
-                }
+        for l in &mut room.leavers {
+            if all || (streams_too && l.joined && conn == Some(l.conn)) {
+                targets.push(&mut l.sink);
             }
         }
         let parked = &mut self.parked;
