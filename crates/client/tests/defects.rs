@@ -315,3 +315,37 @@ async fn rooms_in_the_default_scope() {
         Err(Error::BadArgument(_))
     ));
 }
+
+/// The pool grows at run time: a node added later is where the client
+/// moves when its node shuts down.
+#[tokio::test]
+async fn targets_added_at_run_time_are_used() {
+    let cluster = TestNode::builder().start_cluster(2).await.unwrap();
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let id = a.create_room("stuff", None);
+    let client = builder(a, Via::Tcp)
+        .reconnect(ReconnectPolicy {
+            initial_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(200),
+            ..ReconnectPolicy::default()
+        })
+        .connect()
+        .await
+        .unwrap();
+    let mut events = common::joined_first(&client, id).await;
+    client
+        .add_targets(vec![b.tcp_target().parse().unwrap()])
+        .await
+        .unwrap();
+    a.shutdown_gracefully(Duration::from_millis(300)).await;
+    assert_eq!(
+        within(60, client.query("1 + 1;")).await.unwrap(),
+        Value::from(2)
+    );
+    assert_eq!(b.connections().len(), 1);
+    b.emit(id, "on-b", &[]);
+    match within(60, events.next()).await {
+        Some(RoomEvent::Emitted(e)) => assert_eq!(e.event, "on-b"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -145,10 +145,7 @@ impl TestNodeBuilder {
         })
     }
 
-    async fn start_sharing(
-        self,
-        state: Option<Arc<Mutex<State>>>,
-    ) -> std::io::Result<TestNode> {
+    async fn start_sharing(self, state: Option<Arc<Mutex<State>>>) -> std::io::Result<TestNode> {
         let tls = match &self.tls {
             Some((c, k)) => Some(crate::tls::acceptor(c, k)?),
             None => None,

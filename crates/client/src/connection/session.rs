@@ -21,10 +21,22 @@
 //! authenticated; then new requests go to the new one, requests in flight
 //! on the old one finish there, and each room is joined on the new
 //! connection and left on the old one. Events of a room keep coming from
-//! the old connection until the room is joined on the new one and left on
-//! the old; what both connections delivered in that window is matched (the
-//! longest run of the old connection's last events that equals the new
-//! connection's first ones is delivered once).
+//! the old connection until the room is joined on the new one (its JOIN
+//! answered) and left on the old (its LEAVE answered, or the old connection
+//! closed); the new connection's events are held meanwhile. Both connections
+//! deliver the events emitted between the two, in the same order (a cluster
+//! emits in one order everywhere), so the new connection's events are
+//! matched against the old one's last events (up to [`HANDOVER_CAP`]): the
+//! first new event found among them, and the ones that follow it in the same
+//! order, are dropped as repeats; everything after is delivered. Events
+//! carry no sequence number, so two identical events (same name and
+//! arguments) inside that window can be taken for one another: the only
+//! window this leaves on the client's side.
+//!
+//! A room still joining on the old connection when the new one is up is
+//! simply joined on the new one (nothing was delivered from the old one);
+//! a JOIN reply, not the later ON_JOIN (which a node writes from its event
+//! loop, after events that may already have come), marks a room joined.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -238,7 +250,8 @@ enum Link {
     Unjoined,
     /// JOIN sent on the connection, no answer yet.
     Joining(ConnId),
-    /// JOIN answered; its ON_JOIN has not come yet.
+    /// JOIN answered, while the answer is being handled (a JOIN reply
+    /// marks the room joined at once; see `data_on_joined`).
     AwaitingOnJoin(ConnId),
     /// Joined: events come from this connection.
     Joined(ConnId),
@@ -1842,8 +1855,8 @@ impl Session {
         let Some(room) = self.rooms.get_mut(key) else {
             return; // nobody listens: dropped, nothing kept
         };
-        let from_link = room.link.conn() == Some(conn)
-            && !room.handover.as_ref().is_some_and(|h| h.new == conn);
+        let from_link =
+            room.link.conn() == Some(conn) && room.handover.as_ref().is_none_or(|h| h.new != conn);
         if from_link {
             // What a previous connection delivered already is dropped.
             if let Some(r) = room.repeats.as_mut() {
