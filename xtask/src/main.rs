@@ -465,6 +465,8 @@ const REAL_NODE_TESTS: &[(&str, &str)] = &[
     ("thingsdb-transport", "real_node"),
     ("thingsdb-client", "real_node"),
     ("thingsdb-client", "real_cluster"),
+    ("thingsdb-module", "real_node"),
+    ("thingsdb-cli", "real_node"),
 ];
 
 fn real_node(args: &[String]) -> Step {

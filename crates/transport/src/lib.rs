@@ -1,8 +1,11 @@
 //! Frame transports for ThingsDB.
 //!
-//! One trait, [`Transport`], over every way into a node: TCP, TLS over TCP,
-//! WebSocket, secure WebSocket and Unix sockets. A transport moves whole
-//! packages ([`thingsdb_protocol::Frame`]) and knows nothing of queries.
+//! One [`Connection`] type over every way into a node: TCP, TLS over TCP,
+//! WebSocket, secure WebSocket and Unix sockets, or a byte stream of your
+//! own ([`Connection::from_stream`]). It splits into a [`FrameWriter`] and a
+//! [`FrameReader`], concrete types with `async` and poll methods (no boxed
+//! future per frame). A transport moves whole packages
+//! ([`thingsdb_protocol::Frame`]) and knows nothing of queries.
 //!
 //! ```no_run
 //! use bytes::BytesMut;
@@ -24,20 +27,21 @@
 //! | [`target`] | [`Target`]: `host:port`, `thingsdb://`, `thingsdbs://`, `ws://`, `wss://`, `unix:` |
 //! | [`connect`](mod@connect) | [`connect`](fn@connect) and [`ConnectOptions`] |
 //! | [`tls`] | [`TlsOptions`]: which certificates to trust |
-//! | [`transport`] | the [`Transport`] trait and its halves |
-//! | [`stream`] | [`from_stream`]: the same framing over any byte stream |
+//! | [`transport`] | [`Connection`], [`FrameReader`], [`FrameWriter`], [`TransportKind`] |
 //!
 //! Sending takes a [`bytes::Bytes`] of one or more whole packages: a
 //! caller with several queued passes them at once, and a stream transport
 //! writes them with one system call. Receiving reuses one buffer and hands
 //! out frames whose payloads share it. `TCP_NODELAY` is set, so a lone
-//! request is never held back.
+//! request is never held back; on Linux `TCP_QUICKACK` is re-armed after
+//! each read, so the node's second small package is not held back either
+//! (see [`ConnectOptions::tcp_quickack`]).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod connect;
 pub mod error;
 mod frames;
-pub mod stream;
+mod stream;
 pub mod target;
 pub mod tls;
 pub mod transport;
@@ -45,7 +49,6 @@ mod ws;
 
 pub use connect::{connect, ConnectOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PAYLOAD};
 pub use error::Error;
-pub use stream::from_stream;
 pub use target::{Target, DEFAULT_PORT, DEFAULT_WS_PORT};
 pub use tls::TlsOptions;
-pub use transport::{Connection, FrameRecv, FrameSend, Transport, TransportKind};
+pub use transport::{Connection, FrameReader, FrameWriter, TransportKind};

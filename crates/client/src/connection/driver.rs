@@ -7,26 +7,25 @@
 //! (after the session's backoff delay), and passes commands from client
 //! handles. It keeps no protocol state.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use thingsdb_protocol::Frame;
-use thingsdb_transport::{FrameRecv, FrameSend, Target};
+use thingsdb_transport::{FrameReader, FrameWriter, Target};
 use tokio::sync::mpsc;
 use tracing::info;
 
 use super::handshake::{connect_one, Established};
 use super::session::{reject, Command, ConnId, Output, Session, SessionConfig};
 use crate::config::Config;
-use crate::error::{ConnectionLost, Error};
+use crate::error::{ConnectionLost, Error, LostReason};
 
 /// How many queued commands one wake-up takes at most, so that replies and
 /// events keep flowing under a flood of requests.
@@ -51,54 +50,84 @@ pub(crate) struct Shared {
     pub connections: AtomicU64,
 }
 
-type BoxFut = Pin<Box<dyn Future<Output = Event> + Send>>;
-
-/// What one of the driver's futures finished with.
-enum Event {
-    Read(
-        ConnId,
-        Box<dyn FrameRecv>,
-        Result<Option<Frame>, thingsdb_transport::Error>,
-    ),
-    Wrote(
-        ConnId,
-        Box<dyn FrameSend>,
-        Result<(), thingsdb_transport::Error>,
-    ),
-    Connected(ConnId, Result<Established, Error>),
-    Closed,
-}
-
-fn read(conn: ConnId, mut rx: Box<dyn FrameRecv>) -> BoxFut {
-    Box::pin(async move {
-        let r = rx.recv().await;
-        Event::Read(conn, rx, r)
-    })
-}
-
-fn write(conn: ConnId, mut tx: Box<dyn FrameSend>, batch: Bytes) -> BoxFut {
-    Box::pin(async move {
-        let r = tx.send(batch).await;
-        Event::Wrote(conn, tx, r)
-    })
-}
-
-fn close(mut tx: Box<dyn FrameSend>, rest: Option<Bytes>) -> BoxFut {
-    Box::pin(async move {
-        if let Some(rest) = rest {
-            let _ = tx.send(rest).await;
-        }
-        let _ = tx.close().await;
-        Event::Closed
-    })
-}
+type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// The driver's side of one open connection.
 struct Link {
-    /// The writer when no write is in progress.
-    idle_tx: Option<Box<dyn FrameSend>>,
-    /// The session let go of it: close once the current write is done.
-    closing: bool,
+    conn: ConnId,
+    reader: FrameReader,
+    writer: FrameWriter,
+    /// A batch is queued on the writer and not flushed yet.
+    writing: bool,
+}
+
+/// What one of the open connections did.
+enum LinkEvent {
+    Frame(ConnId, Frame),
+    Lost(ConnId, ConnectionLost),
+    Flushed,
+}
+
+/// Polls every open connection: reads (unless paused) and flushes. Each
+/// poll starts at a different connection, so none starves the others.
+fn poll_links(
+    links: &mut [Link],
+    reading: bool,
+    start: &mut usize,
+    cx: &mut Context<'_>,
+) -> Poll<LinkEvent> {
+    let n = links.len();
+    *start = start.wrapping_add(1);
+    for k in 0..n {
+        let link = &mut links[(*start + k) % n];
+        if link.writing {
+            match link.writer.poll_flush(cx) {
+                Poll::Ready(Ok(())) => {
+                    link.writing = false;
+                    return Poll::Ready(LinkEvent::Flushed);
+                }
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(LinkEvent::Lost(
+                        link.conn,
+                        ConnectionLost::from_transport(e),
+                    ))
+                }
+                Poll::Pending => {}
+            }
+        }
+        if reading {
+            match link.reader.poll_recv(cx) {
+                Poll::Ready(Ok(Some(frame))) => {
+                    return Poll::Ready(LinkEvent::Frame(link.conn, frame))
+                }
+                Poll::Ready(Ok(None)) => {
+                    return Poll::Ready(LinkEvent::Lost(
+                        link.conn,
+                        ConnectionLost::new(
+                            LostReason::ClosedByPeer,
+                            "the node closed the connection",
+                        ),
+                    ))
+                }
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(LinkEvent::Lost(
+                        link.conn,
+                        ConnectionLost::from_transport(e),
+                    ))
+                }
+                Poll::Pending => {}
+            }
+        }
+    }
+    Poll::Pending
+}
+
+/// Closes a writer the session let go of: what is queued is written first.
+fn close(mut writer: FrameWriter) -> BoxFut<()> {
+    Box::pin(async move {
+        let _ = writer.flush().await;
+        let _ = writer.close().await;
+    })
 }
 
 /// The time as the session sees it (tokio's clock, so that paused time in
@@ -121,22 +150,20 @@ pub(crate) async fn run(
         reconnect: config.reconnect.clone(),
         pool_len: targets.len(),
     });
-    let mut links: HashMap<ConnId, Link> = HashMap::new();
-    let mut futs: FuturesUnordered<BoxFut> = FuturesUnordered::new();
-    let mut paused: Vec<(ConnId, Box<dyn FrameRecv>)> = Vec::new();
-    // Graceful closes (a last write, then close), apart from `futs` so
-    // that finishing can wait for them alone.
-    let mut closes: FuturesUnordered<BoxFut> = FuturesUnordered::new();
+    let mut links: Vec<Link> = Vec::with_capacity(2);
+    // Connection attempts (rare), and graceful closes.
+    let mut connecting: FuturesUnordered<BoxFut<(ConnId, Result<Established, Error>)>> =
+        FuturesUnordered::new();
+    let mut closes: FuturesUnordered<BoxFut<()>> = FuturesUnordered::new();
+    let mut start = 0usize;
 
     let conn = session.adopt(now(), first_index);
-    links.insert(
+    links.push(Link {
         conn,
-        Link {
-            idle_tx: Some(first.tx),
-            closing: false,
-        },
-    );
-    futs.push(read(conn, first.rx));
+        reader: first.rx,
+        writer: first.tx,
+        writing: false,
+    });
 
     let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
     let timer = tokio::time::sleep_until(far());
@@ -149,26 +176,23 @@ pub(crate) async fn run(
                 Output::Connect { conn, index, delay } => {
                     let config = config.clone();
                     let target = targets.get(index).cloned();
-                    futs.push(Box::pin(async move {
+                    connecting.push(Box::pin(async move {
                         tokio::time::sleep(delay).await;
                         let r = match target {
                             Some(t) => connect_one(&config, &t).await,
                             None => Err(Error::BadArgument("no such pool entry".into())),
                         };
-                        Event::Connected(conn, r)
+                        (conn, r)
                     }));
                 }
                 Output::Close { conn } => {
-                    if let Some(link) = links.get_mut(&conn) {
-                        match link.idle_tx.take() {
-                            Some(tx) => {
-                                closes.push(close(tx, session.poll_transmit(conn)));
-                                links.remove(&conn);
-                            }
-                            None => link.closing = true,
+                    if let Some(pos) = links.iter().position(|l| l.conn == conn) {
+                        let mut link = links.swap_remove(pos);
+                        if let Some(batch) = session.poll_transmit(conn) {
+                            let _ = link.writer.queue(batch);
                         }
+                        closes.push(close(link.writer));
                     }
-                    paused.retain(|(c, _)| *c != conn);
                 }
             }
         }
@@ -178,7 +202,7 @@ pub(crate) async fn run(
         shared.in_flight.store(session.in_flight(), Relaxed);
         if let Some(e) = session.finished() {
             let e = e.clone();
-            drop(futs);
+            drop(connecting);
             finish(
                 &mut session,
                 &mut cmd_rx,
@@ -191,19 +215,21 @@ pub(crate) async fn run(
             .await;
             return;
         }
-        for (conn, link) in links.iter_mut() {
-            if link.idle_tx.is_some() {
-                if let Some(batch) = session.poll_transmit(*conn) {
-                    if let Some(tx) = link.idle_tx.take() {
-                        futs.push(write(*conn, tx, batch));
-                    }
+        // Write what the session queued, one batch per connection while the
+        // previous one is still being written.
+        let mut lost = None;
+        for link in links.iter_mut().filter(|l| !l.writing) {
+            if let Some(batch) = session.poll_transmit(link.conn) {
+                match link.writer.queue(batch) {
+                    Ok(()) => link.writing = true,
+                    Err(e) => lost = Some((link.conn, ConnectionLost::from_transport(e))),
                 }
             }
         }
-        if session.wants_read() {
-            for (conn, rx) in paused.drain(..) {
-                futs.push(read(conn, rx));
-            }
+        if let Some((conn, l)) = lost {
+            links.retain(|x| x.conn != conn);
+            session.handle_lost(now(), conn, l);
+            continue;
         }
         // Arm the one timer for the session's next deadline.
         let next = session.poll_timeout();
@@ -212,6 +238,7 @@ pub(crate) async fn run(
             timer.as_mut().reset(at);
             timer_at = next;
         }
+        let reading = session.wants_read();
         let parked = session.parked_sender();
         let accepting = session.wants_commands();
         // Biased: frames already received are handled first, so that
@@ -219,67 +246,24 @@ pub(crate) async fn run(
         // write rather than one write per request.
         tokio::select! {
             biased;
-            Some(ev) = futs.next(), if !futs.is_empty() => match ev {
-                Event::Read(conn, rx, r) => {
-                    if !links.contains_key(&conn) {
-                        continue;
-                    }
-                    match r {
-                        Ok(Some(frame)) => {
-                            session.handle_frame(now(), conn, frame);
-                            if links.contains_key(&conn) {
-                                if session.wants_read() {
-                                    futs.push(read(conn, rx));
-                                } else {
-                                    paused.push((conn, rx));
-                                }
-                            }
-                        }
-                        Ok(None) => {
-                            links.remove(&conn);
-                            session.handle_lost(
-                                now(),
-                                conn,
-                                ConnectionLost::new(
-                                    crate::error::LostReason::ClosedByPeer,
-                                    "the node closed the connection",
-                                ),
-                            );
-                        }
-                        Err(e) => {
-                            links.remove(&conn);
-                            session.handle_lost(now(), conn, ConnectionLost::from_transport(e));
-                        }
-                    }
+            ev = std::future::poll_fn(|cx| poll_links(&mut links, reading, &mut start, cx)),
+                if !links.is_empty() => match ev {
+                LinkEvent::Frame(conn, frame) => session.handle_frame(now(), conn, frame),
+                LinkEvent::Flushed => {}
+                LinkEvent::Lost(conn, l) => {
+                    links.retain(|x| x.conn != conn);
+                    session.handle_lost(now(), conn, l);
                 }
-                Event::Wrote(conn, tx, r) => {
-                    let Some(link) = links.get_mut(&conn) else {
-                        continue;
-                    };
-                    match r {
-                        Ok(()) if link.closing => {
-                            closes.push(close(tx, session.poll_transmit(conn)));
-                            links.remove(&conn);
-                        }
-                        Ok(()) => link.idle_tx = Some(tx),
-                        Err(e) => {
-                            links.remove(&conn);
-                            session.handle_lost(now(), conn, ConnectionLost::from_transport(e));
-                        }
-                    }
-                }
-                Event::Connected(conn, r) => match r {
-                    Ok(est) => {
-                        info!(conn = conn.0, "connected");
-                        links.insert(conn, Link { idle_tx: Some(est.tx), closing: false });
-                        futs.push(read(conn, est.rx));
-                        session.handle_connected(now(), conn);
-                    }
-                    Err(e) => session.handle_connect_failed(now(), conn, &e),
-                },
-                Event::Closed => {}
             },
-            Some(_) = closes.next(), if !closes.is_empty() => {}
+            Some((conn, r)) = connecting.next(), if !connecting.is_empty() => match r {
+                Ok(est) => {
+                    info!(conn = conn.0, "connected");
+                    links.push(Link { conn, reader: est.rx, writer: est.tx, writing: false });
+                    session.handle_connected(now(), conn);
+                }
+                Err(e) => session.handle_connect_failed(now(), conn, &e),
+            },
+            Some(()) = closes.next(), if !closes.is_empty() => {}
             permit = async {
                 match &parked {
                     Some(tx) => tx.clone().reserve_owned().await,
@@ -335,8 +319,8 @@ async fn finish(
     cmd_rx: &mut mpsc::Receiver<Input>,
     shared: &Shared,
     e: Error,
-    links: HashMap<ConnId, Link>,
-    mut closes: FuturesUnordered<BoxFut>,
+    links: Vec<Link>,
+    mut closes: FuturesUnordered<BoxFut<()>>,
     config: &Config,
 ) {
     let _ = shared.dead.set(e.clone());
@@ -347,10 +331,8 @@ async fn finish(
             reject(cmd, e.clone());
         }
     }
-    for (_, link) in links {
-        if let Some(tx) = link.idle_tx {
-            closes.push(close(tx, None));
-        }
+    for link in links {
+        closes.push(close(link.writer));
     }
     // A peer that does not take the close is not waited for longer than a
     // connect.

@@ -2,7 +2,7 @@
 
 use bytes::BytesMut;
 use thingsdb_protocol::{request, Direction, Response};
-use thingsdb_transport::{FrameRecv, FrameSend, Target};
+use thingsdb_transport::{FrameReader, FrameWriter, Target};
 use tracing::debug;
 
 use crate::config::{Auth, Config};
@@ -10,15 +10,15 @@ use crate::error::{ConnectionLost, Error, LostReason};
 
 /// The two halves of an authenticated connection.
 pub(crate) struct Established {
-    pub tx: Box<dyn FrameSend>,
-    pub rx: Box<dyn FrameRecv>,
+    pub tx: FrameWriter,
+    pub rx: FrameReader,
 }
 
 /// Connects to one target and authenticates, within the connect timeout.
 pub(crate) async fn connect_one(config: &Config, target: &Target) -> Result<Established, Error> {
     let conn = thingsdb_transport::connect(target, &config.connect).await?;
     let (mut tx, mut rx) = conn.split();
-    let handshake = authenticate(&mut *tx, &mut *rx, &config.auth);
+    let handshake = authenticate(&mut tx, &mut rx, &config.auth);
     match tokio::time::timeout(config.connect.connect_timeout, handshake).await {
         Ok(Ok(())) => Ok(Established { tx, rx }),
         Ok(Err(e)) => Err(e),
@@ -60,8 +60,8 @@ pub(crate) async fn connect_pool(
 
 /// Sends AUTH on a fresh connection and waits for its answer (id 0).
 async fn authenticate(
-    tx: &mut dyn FrameSend,
-    rx: &mut dyn FrameRecv,
+    tx: &mut FrameWriter,
+    rx: &mut FrameReader,
     auth: &Auth,
 ) -> Result<(), Error> {
     let mut buf = BytesMut::new();

@@ -640,7 +640,7 @@ impl Session {
         match PackageType::try_from(frame.type_byte).map(PackageType::direction) {
             Ok(Direction::Response) => self.on_response(now, conn, frame),
             Ok(Direction::Event) => self.on_event(now, conn, frame),
-            Ok(Direction::Request) | Err(_) => {
+            Ok(Direction::Request | Direction::ToModule | Direction::FromModule) | Err(_) => {
                 let err = match frame.package_type() {
                     Ok(t) => thingsdb_protocol::Error::UnexpectedPackageType {
                         expected: "a response or an event",
@@ -1461,7 +1461,10 @@ impl Session {
             }
         };
         let tx = sink.handle();
-        if reply.send(Ok(key.clone())).is_err() {
+        let delivered = reply.send(Ok(key.clone())).is_ok();
+        if delivered {
+            room.streams.push(Stream { sink, join });
+        } else {
             // Nobody waits for this stream (the join timed out or was
             // cancelled): let the room go again if nobody else wants it.
             if room.streams.is_empty() && room.leavers.is_empty() {
@@ -1478,13 +1481,13 @@ impl Session {
                 } else {
                     self.remove_room(&key);
                 }
+                return;
             }
-            return;
         }
-        room.streams.push(Stream { sink, join });
-        if join == StreamJoin::Joined {
+        if delivered && join == StreamJoin::Joined {
             self.park_or_send(tx, RoomEvent::Joined);
         }
+        // Joined on `conn` whatever became of the stream.
         self.data_on_joined(conn, &key);
         if let Some(serving) = move_to {
             self.rejoin(serving, &key);
