@@ -204,8 +204,8 @@ impl ConnectionLost {
         use thingsdb_transport::Error as T;
         let reason = match &e {
             T::Io { .. } | T::Connect { .. } | T::ConnectTimeout { .. } => LostReason::Io,
-            T::Tls(_) => LostReason::Tls,
-            T::WebSocket(_) | T::TextMessage => LostReason::WebSocket,
+            T::Tls { .. } => LostReason::Tls,
+            T::WebSocket { .. } | T::TextMessage => LostReason::WebSocket,
             T::Protocol(_) | T::NotWholeFrames(_) => LostReason::ProtocolViolation,
             T::Closed | T::ClosedMidFrame { .. } => LostReason::ClosedByPeer,
             _ => LostReason::Other,

@@ -47,8 +47,8 @@ pub mod tls;
 pub mod transport;
 mod ws;
 
-pub use connect::{connect, ConnectOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PAYLOAD};
-pub use error::Error;
+pub use connect::{connect, ConnectOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RECV_PAYLOAD};
+pub use error::{BoxError, Error};
 pub use target::{Target, DEFAULT_PORT, DEFAULT_WS_PORT};
 pub use tls::TlsOptions;
 pub use transport::{Connection, FrameReader, FrameWriter, TransportKind};

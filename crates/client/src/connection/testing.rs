@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use thingsdb_protocol::{
-    msgpack, request::Request, EmitEvent, Event, Frame, PackageType, Room, RoomEvent as WireRoom,
+    msgpack, request::Request, EmitEvent, Event, EventRoom as WireRoom, Frame, PackageType, Room,
     HEADER_LEN,
 };
 use tokio::sync::oneshot;
