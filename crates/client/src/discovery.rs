@@ -2,7 +2,9 @@
 //!
 //! With [`ClientBuilder::discover_nodes`], the client reads the cluster
 //! from the node it connected to and adds every other node to its pool,
-//! after the targets it was given, so failover needs one seed address.
+//! after the targets it was given, so failover needs one seed address. It
+//! reads it again after every NODE_STATUS event and every reconnect, so
+//! nodes added later join the pool too.
 //!
 //! What a node tells: `nodes_info()` (in `@node`) lists the cluster's node
 //! ids, names and node-to-node ports, not client ports; so each other
@@ -31,18 +33,21 @@
 //!     .auth(Auth::password("admin", "pass"))
 //!     .connect()
 //!     .await?;
-//! println!("{:?}", client.config().targets); // node0 first, then the others
+//! // If node0 goes away, the client moves to another node of its cluster.
 //! # Ok(()) }
 //! ```
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use thingsdb_transport::Target;
 
 use crate::client::Client;
 use crate::config::{ClientBuilder, Config};
 use crate::error::Error;
+use crate::events::NodeEvent;
 use crate::management::NodeInfo;
+use crate::node_events::NodeEvents;
 
 impl ClientBuilder {
     /// Learns the cluster when connecting: the nodes of the cluster the
@@ -153,9 +158,10 @@ fn key(t: &Target) -> Target {
 }
 
 /// The pool for `client`'s cluster: [`read_cluster`] then
-/// [`pool_targets`] with `given` and `seed`. This is what the connection
-/// code calls after connecting (and again after a reconnect or a
-/// NODE_STATUS event) when [`Config::discover_nodes`] is on.
+/// [`pool_targets`] with `given` and `seed`. The client runs it after
+/// connecting, and again after a reconnect or a NODE_STATUS event, when
+/// [`Config::discover_nodes`] is on, and adds the result with
+/// [`Client::add_targets`].
 pub async fn discover(
     client: &Client,
     given: &[Target],
@@ -165,31 +171,73 @@ pub async fn discover(
     Ok(pool_targets(given, seed, &cluster))
 }
 
+/// How often the refresh task checks whether the client reconnected.
+const RECONNECT_CHECK: Duration = Duration::from_secs(2);
+
 /// Connects as [`ClientBuilder::connect`] does; with discovery on, learns
-/// the cluster through a first connection and then connects with the
-/// whole pool (the seed, which answered, stays first). Until the
-/// connection task can change its pool while it runs, the pool is learnt
-/// once, here.
+/// the cluster through the new connection, adds it to the pool, and keeps
+/// learning in the background (see [`spawn_refresh`]).
 pub(crate) async fn connect(config: Config) -> Result<Client, Error> {
-    if !config.discover_nodes {
-        return Client::connect_with(config).await;
+    let on = config.discover_nodes;
+    let given = config.targets.clone();
+    let client = Client::connect_with(config).await?;
+    if let (true, Some(seed)) = (on, given.first().cloned()) {
+        // Listen first, so that no status change after the first
+        // discovery goes unnoticed.
+        let events = client.node_events().await;
+        learn(&client, &given, &seed).await;
+        match events {
+            Ok(events) => spawn_refresh(&client, given, seed, events),
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster discovery: no node events; not refreshed")
+            }
+        }
     }
-    let probe = Client::connect_with(config.clone()).await?;
-    // The probe connected to the first target that answered; which one is
-    // not exposed, so discovery follows the first given target's
-    // transport (the pool's transports are normally all alike).
-    let found = match config.targets.first() {
-        Some(seed) => discover(&probe, &config.targets, seed).await,
-        None => Ok(config.targets.clone()),
-    };
-    probe.close().await?;
-    let mut config = config;
-    match found {
-        Ok(pool) => config.targets = pool,
-        // Discovery is an extra; a user without @node access still connects.
-        Err(e) => tracing::warn!(error = %e, "cluster discovery failed; using the given targets"),
+    Ok(client)
+}
+
+/// Discovers and adds what it found to the pool; a failure is logged, not
+/// returned (discovery is an extra: a user without `@node` access still
+/// connects).
+async fn learn(client: &Client, given: &[Target], seed: &Target) {
+    match discover(client, given, seed).await {
+        Ok(pool) => {
+            if let Err(e) = client.add_targets(pool).await {
+                tracing::debug!(error = %e, "cluster discovery: pool not updated");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cluster discovery failed; the pool is unchanged"),
     }
-    Client::connect_with(config).await
+}
+
+/// Learns the cluster again after every NODE_STATUS event and after every
+/// reconnect, for as long as the client lives. The task holds no strong
+/// handle between rounds, so it does not keep the connection open; it ends
+/// when the client is gone. Nodes are only ever added to the pool (a
+/// removed node is skipped as unreachable).
+fn spawn_refresh(client: &Client, given: Vec<Target>, seed: Target, mut events: NodeEvents) {
+    let weak = client.downgrade();
+    let mut connections = client.connections_made();
+    tokio::spawn(async move {
+        loop {
+            let status_changed = match tokio::time::timeout(RECONNECT_CHECK, events.recv()).await {
+                Ok(None) => return, // the client is gone
+                Ok(Some(NodeEvent::Status { .. })) => true,
+                Ok(Some(_)) | Err(_) => false,
+            };
+            let Some(client) = weak.upgrade() else {
+                return;
+            };
+            if client.closed_reason().is_some() {
+                return;
+            }
+            let made = client.connections_made();
+            if status_changed || made != connections {
+                connections = made;
+                learn(&client, &given, &seed).await;
+            }
+        }
+    });
 }
 
 #[cfg(test)]

@@ -688,23 +688,44 @@ async fn failover_with_one_seed(kill: bool) {
     } else {
         cluster.nodes[0].terminate().unwrap();
     }
-    wait_event(&mut events, RoomEvent::Disconnected).await;
-    wait_event(&mut events, RoomEvent::Joined).await;
+    // The client moves to node 1: after a SIGKILL the connection breaks
+    // and the room is joined again (Disconnected, then Joined); on a
+    // graceful stop the node says SHUTTING_DOWN and the client moves
+    // before it lets go of node 0 (make-before-break: the room stays
+    // joined, no events in between).
+    if kill {
+        wait_event(&mut events, RoomEvent::Joined).await;
+    }
+    within(180, async {
+        loop {
+            if let Ok(info) = client.node().node_info().await {
+                if info.node_id == 1 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
     assert!(client.connections_made() >= 2);
-    // Every event emitted after the re-join arrives, in order.
+    // Every event emitted after the move arrives, once and in order.
     for i in 0..50u32 {
         room_b.emit("n", &(i,)).await.unwrap();
     }
-    for i in 0..50u32 {
-        let e = within(60, events.next()).await.expect("stream open");
-        match e {
-            RoomEvent::Emitted(e) => {
-                assert_eq!(e.event, "n");
-                assert_eq!(e.decode::<(u32,)>().unwrap(), (i,));
+    let mut next = 0u32;
+    within(120, async {
+        while next < 50 {
+            match events.next().await {
+                Some(RoomEvent::Emitted(e)) if e.event == "n" => {
+                    assert_eq!(e.decode::<(u32,)>().unwrap(), (next,));
+                    next += 1;
+                }
+                Some(_) => {}
+                None => panic!("the stream ended"),
             }
-            other => panic!("expected event {i}, got {other:?}"),
         }
-    }
+    })
+    .await;
     let v: i64 = within(60, client.query("1 + 1;").decode()).await.unwrap();
     assert_eq!(v, 2);
     let node = within(60, client.node().node_info()).await.unwrap();
@@ -803,4 +824,91 @@ async fn real_lock() {
     assert!(!short.release().await.unwrap(), "already expired");
     assert!(next.release().await.unwrap());
     assert!(!locks.is_locked(name).await.unwrap());
+}
+
+/// Discovery keeps learning: a node added to the cluster after the client
+/// connected joins its pool (through the refresh on NODE_STATUS events or
+/// reconnects), so the client can move to it when the seed is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_discovery_learns_a_node_added_later() {
+    use common::{joined, wait_event};
+    use futures::StreamExt;
+    use thingsdb_client::{ReconnectPolicy, RoomEvent};
+
+    let Some(mut cluster) = RealCluster::from_env(1).await.unwrap() else {
+        skipped("real discovery test skipped: set THINGSDB_BIN to a ThingsDB binary");
+        return;
+    };
+    let bin = std::env::var("THINGSDB_BIN").unwrap();
+    let a = cluster.nodes[0].tcp_target().unwrap().to_string();
+    let client = Client::builder()
+        .target(&a)
+        .unwrap()
+        .discover_nodes(true)
+        .default_scope("//stuff")
+        .unwrap()
+        .keepalive(Some(Duration::from_secs(2)))
+        .reconnect(ReconnectPolicy {
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            ..ReconnectPolicy::default()
+        })
+        .request_timeout(Duration::from_secs(60))
+        .connect()
+        .await
+        .unwrap();
+    let room_id: u64 = client
+        .query(".later = room(); .later.id();")
+        .decode()
+        .await
+        .unwrap();
+    let mut events = joined(&client, room_id).await;
+    let mut status = client.node_events().await.unwrap();
+
+    let second = RealNode::start_with_secret(Path::new(&bin), false, "later")
+        .await
+        .unwrap();
+    client
+        .thingsdb()
+        .new_node("later", "127.0.0.1", second.node_port())
+        .await
+        .unwrap();
+    cluster.nodes.push(second);
+    within(180, async {
+        loop {
+            let nodes = client.node().nodes_info().await.unwrap();
+            if nodes.len() == 2 && nodes.iter().all(|n| n.status == "READY") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .await;
+    let mut seen = Vec::new();
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_millis(100), status.next()).await {
+        seen.push(format!("{ev:?}"));
+    }
+    eprintln!("node events while node 1 joined: {seen:?}");
+    assert!(!seen.is_empty(), "node 0 said nothing while node 1 joined");
+    // The refresh those events started sent its queries before these, on
+    // the same connection: once these are answered, so are its.
+    let seed = thingsdb_client::Target::parse(&a).unwrap();
+    let pool = thingsdb_client::discovery::discover(&client, std::slice::from_ref(&seed), &seed)
+        .await
+        .unwrap();
+    assert_eq!(pool.len(), 2);
+    drop(cluster.nodes.remove(0)); // SIGKILL the seed
+    wait_event(&mut events, RoomEvent::Disconnected).await;
+    within(180, async {
+        loop {
+            match events.next().await {
+                Some(RoomEvent::Joined) => return,
+                Some(_) => {}
+                None => panic!("the stream ended"),
+            }
+        }
+    })
+    .await;
+    let info = within(60, client.node().node_info()).await.unwrap();
+    assert_eq!(info.node_id, 1);
 }
