@@ -38,11 +38,13 @@ const COMMAND_QUEUE: usize = 4096;
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// The settings of this handle: every handle of one connection shares
+    /// them, except the default scope ([`Client::with_default_scope`]).
+    config: Arc<Config>,
 }
 
 struct Inner {
     cmd_tx: mpsc::Sender<Input>,
-    config: Arc<Config>,
     shared: Arc<Shared>,
     next_stream_id: std::sync::atomic::AtomicU64,
 }
@@ -50,9 +52,9 @@ struct Inner {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("targets", &self.inner.config.targets)
-            .field("auth", &self.inner.config.auth)
-            .field("default_scope", &self.inner.config.default_scope)
+            .field("targets", &self.config.targets)
+            .field("auth", &self.config.auth)
+            .field("default_scope", &self.config.default_scope)
             .finish_non_exhaustive()
     }
 }
@@ -75,10 +77,16 @@ impl Client {
     }
 
     pub(crate) async fn connect_with(config: Config) -> Result<Client, Error> {
-        let (index, first) = handshake::connect_pool(&config, 0).await?;
+        let n = config.targets.len();
+        let start = if config.random_start && n > 1 {
+            rand::random_range(0..n)
+        } else {
+            0
+        };
+        let (index, first) = handshake::connect_pool(&config, start).await?;
+        let shared = Arc::new(Shared::new(index, config.targets.get(index).cloned()));
         let config = Arc::new(config);
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
-        let shared = Arc::new(Shared::default());
         tokio::spawn(driver::run(
             config.clone(),
             cmd_rx,
@@ -89,21 +97,97 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 cmd_tx,
-                config,
                 shared,
                 next_stream_id: std::sync::atomic::AtomicU64::new(1),
             }),
+            config,
         })
     }
 
     /// The settings the client runs with.
     pub fn config(&self) -> &Config {
-        &self.inner.config
+        &self.config
     }
 
     /// The default scope.
     pub fn default_scope(&self) -> &Scope {
-        &self.inner.config.default_scope
+        &self.config.default_scope
+    }
+
+    /// A handle on the same connection whose default scope is `scope`.
+    ///
+    /// The new handle shares everything with this one (the connection,
+    /// requests in flight, rooms, [`Client::close`]) except the scope used
+    /// by requests and rooms that name none; this handle keeps its own. It
+    /// keeps the connection open like any clone.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), thingsdb_client::Error> {
+    /// use thingsdb_client::{Auth, Client};
+    /// let client = Client::connect("thingsdb://localhost:9200", Auth::password("admin", "pass")).await?;
+    /// let stuff = client.with_default_scope("//stuff")?;
+    /// // `client` still queries `@thingsdb`; `stuff` queries `//stuff`.
+    /// let id: u64 = stuff.query(".id();").decode().await?;
+    /// let n: usize = client.query("collections_info().len();").decode().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadArgument`] when `scope` is not a scope.
+    pub fn with_default_scope(&self, scope: &str) -> Result<Client, Error> {
+        let mut config = Config::clone(&self.config);
+        config.default_scope = Scope::parse(scope)?;
+        Ok(Client {
+            inner: self.inner.clone(),
+            config: Arc::new(config),
+        })
+    }
+
+    /// Whether the client is connected to a node now: false while it
+    /// reconnects and once it has stopped. A snapshot: the connection may
+    /// go the next moment, and requests made while reconnecting wait for
+    /// the next connection (within their timeout) rather than fail.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), thingsdb_client::Error> {
+    /// use thingsdb_client::{Auth, Client};
+    /// let client = Client::connect("thingsdb://localhost:9200", Auth::password("admin", "pass")).await?;
+    /// assert!(client.is_connected());
+    /// client.close().await?;
+    /// assert!(!client.is_connected());
+    /// # Ok(()) }
+    /// ```
+    pub fn is_connected(&self) -> bool {
+        self.inner.shared.dead.get().is_none() && self.inner.shared.serving_index().is_some()
+    }
+
+    /// The pool entry the client is connected to now: one of the targets
+    /// given to the builder, or one added later
+    /// ([`Client::add_targets`], cluster discovery); `None` while it
+    /// reconnects and once it has stopped. Like [`Client::is_connected`],
+    /// a snapshot.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), thingsdb_client::Error> {
+    /// use thingsdb_client::{Auth, Client};
+    /// let client = Client::builder()
+    ///     .target("thingsdb://node1.local")?
+    ///     .target("thingsdb://node2.local")?
+    ///     .auth(Auth::password("admin", "pass"))
+    ///     .random_start(true)
+    ///     .connect()
+    ///     .await?;
+    /// if let Some(node) = client.connection_info() {
+    ///     println!("connected to {node}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn connection_info(&self) -> Option<Target> {
+        if self.inner.shared.dead.get().is_some() {
+            return None;
+        }
+        self.inner.shared.serving_target()
     }
 
     /// Starts a query on the default scope; set a scope, vars and a timeout
@@ -134,7 +218,7 @@ impl Client {
     /// the node refuses them, and the error is returned.
     pub async fn authenticate(&self) -> Result<(), Error> {
         let mut frame = BytesMut::new();
-        self.inner.config.auth.encode(&mut frame, 0)?;
+        self.config.auth.encode(&mut frame, 0)?;
         expect_ok(&self.call(frame, None).await?)
     }
 
@@ -162,11 +246,43 @@ impl Client {
     pub async fn node_events(&self) -> Result<crate::node_events::NodeEvents, Error> {
         let (sink, rx) = event_channel(
             self.next_stream_id(),
-            self.inner.config.event_buffer,
+            self.config.event_buffer,
             Overflow::Lag,
         );
         self.command(Command::NodeEvents(Box::new(sink))).await?;
         Ok(crate::node_events::NodeEvents::new(rx))
+    }
+
+    /// The rooms this client has a live stream on, as (collection name,
+    /// room id) pairs sorted by both: every room joined through
+    /// [`Room::join`](crate::Room::join) whose streams are not all dropped
+    /// or left. A room is listed while it is being joined, and while the
+    /// client reconnects (it is joined again on the new connection). Room
+    /// ids are unique only within a collection, hence the pair.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), thingsdb_client::Error> {
+    /// use thingsdb_client::{Auth, Client};
+    /// let client = Client::connect("thingsdb://localhost:9200", Auth::password("admin", "pass")).await?;
+    /// let chat = client.room("//stuff", "chat")?.join().await?;
+    /// assert_eq!(client.rooms().await?, [("stuff".to_string(), chat.room_id())]);
+    /// for (collection, id) in client.rooms().await? {
+    ///     println!("{collection}: room {id}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The reason the client stopped, once it has.
+    pub async fn rooms(&self) -> Result<Vec<(String, u64)>, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.command(Command::Rooms(reply)).await?;
+        let keys = rx.await.map_err(|_| self.gone())?;
+        Ok(keys
+            .into_iter()
+            .map(|k| (k.collection.to_string(), k.id))
+            .collect())
     }
 
     /// How many requests are sent and not yet answered (keep-alive pings
@@ -251,7 +367,7 @@ impl Client {
         frame: BytesMut,
         timeout: Option<Duration>,
     ) -> Result<Frame, Error> {
-        let timeout = timeout.unwrap_or(self.inner.config.request_timeout);
+        let timeout = timeout.unwrap_or(self.config.request_timeout);
         let now = tokio::time::Instant::now();
         // A timeout too large to add is as good as none (a year).
         let deadline = now
@@ -316,18 +432,21 @@ pub(crate) fn expect_data(frame: Frame) -> Result<Bytes, Error> {
 /// A handle that does not keep the connection open, for background work
 /// on the client's behalf (cluster discovery's refresh).
 #[derive(Clone)]
-pub(crate) struct WeakClient(std::sync::Weak<Inner>);
+pub(crate) struct WeakClient(std::sync::Weak<Inner>, Arc<Config>);
 
 impl WeakClient {
     /// The client, while any handle of it is alive.
     pub(crate) fn upgrade(&self) -> Option<Client> {
-        self.0.upgrade().map(|inner| Client { inner })
+        self.0.upgrade().map(|inner| Client {
+            inner,
+            config: self.1.clone(),
+        })
     }
 }
 
 impl Client {
     /// A handle that does not keep the connection open.
     pub(crate) fn downgrade(&self) -> WeakClient {
-        WeakClient(Arc::downgrade(&self.inner))
+        WeakClient(Arc::downgrade(&self.inner), self.config.clone())
     }
 }

@@ -97,6 +97,9 @@ pub struct Config {
     /// Whether to add the cluster's other nodes to the pool
     /// ([`ClientBuilder::discover_nodes`], [`crate::discovery`]).
     pub discover_nodes: bool,
+    /// Whether the first connection starts at a random node of the pool
+    /// rather than the first ([`ClientBuilder::random_start`]).
+    pub random_start: bool,
 }
 
 /// Builds a [`Client`](crate::Client).
@@ -133,6 +136,7 @@ impl Default for ClientBuilder {
                 reconnect: ReconnectPolicy::default(),
                 event_buffer: 1024,
                 discover_nodes: false,
+                random_start: false,
             },
         }
     }
@@ -220,6 +224,36 @@ impl ClientBuilder {
     /// or drop and report the count.
     pub fn event_buffer(mut self, capacity: usize) -> Self {
         self.config.event_buffer = capacity.clamp(1, 1 << 20);
+        self
+    }
+
+    /// Whether the first connection tries the pool from a random node
+    /// rather than from the first target (default: off). The others are
+    /// then tried in pool order, wrapping around, until one answers. Many
+    /// clients given the same pool spread over the cluster's nodes instead
+    /// of all using the first.
+    ///
+    /// Reconnects are unchanged: they go on from the node that was lost.
+    /// With [cluster discovery](ClientBuilder::discover_nodes) on, the
+    /// node reached is the seed that the other nodes' entries are made
+    /// after.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), thingsdb_client::Error> {
+    /// use thingsdb_client::{Auth, Client};
+    /// let client = Client::builder()
+    ///     .target("thingsdb://node1.local")?
+    ///     .target("thingsdb://node2.local")?
+    ///     .target("thingsdb://node3.local")?
+    ///     .auth(Auth::password("admin", "pass"))
+    ///     .random_start(true)
+    ///     .connect()
+    ///     .await?;
+    /// println!("connected to {:?}", client.connection_info());
+    /// # Ok(()) }
+    /// ```
+    pub fn random_start(mut self, on: bool) -> Self {
+        self.config.random_start = on;
         self
     }
 

@@ -180,8 +180,15 @@ const RECONNECT_CHECK: Duration = Duration::from_secs(2);
 pub(crate) async fn connect(config: Config) -> Result<Client, Error> {
     let on = config.discover_nodes;
     let given = config.targets.clone();
+    let random_start = config.random_start;
     let client = Client::connect_with(config).await?;
-    if let (true, Some(seed)) = (on, given.first().cloned()) {
+    // Started at a random node: the seed is the node reached.
+    let seed = if random_start {
+        client.connection_info().or_else(|| given.first().cloned())
+    } else {
+        given.first().cloned()
+    };
+    if let (true, Some(seed)) = (on, seed) {
         // Listen first, so that no status change after the first
         // discovery goes unnoticed.
         let events = client.node_events().await;

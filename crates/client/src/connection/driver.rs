@@ -11,7 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -40,7 +40,7 @@ pub(crate) enum Input {
 }
 
 /// State shared between the driver and the handles, for diagnostics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Shared {
     /// Why the client stopped for good, once it has.
     pub dead: OnceLock<Error>,
@@ -48,6 +48,53 @@ pub(crate) struct Shared {
     pub in_flight: AtomicUsize,
     /// Connections made so far (the first included).
     pub connections: AtomicU64,
+    /// Pool index of the serving connection; [`NOT_SERVING`] when none.
+    serving: AtomicUsize,
+    /// The pool entry at `serving`, written only when it changes.
+    serving_target: Mutex<Option<Target>>,
+}
+
+/// [`Shared::serving`] when no connection serves.
+const NOT_SERVING: usize = usize::MAX;
+
+impl Shared {
+    /// State for a client whose first connection is to pool entry `index`.
+    pub(crate) fn new(index: usize, target: Option<Target>) -> Shared {
+        Shared {
+            dead: OnceLock::new(),
+            in_flight: AtomicUsize::new(0),
+            connections: AtomicU64::new(0),
+            serving: AtomicUsize::new(index),
+            serving_target: Mutex::new(target),
+        }
+    }
+
+    /// The pool index of the serving connection, if one serves.
+    pub(crate) fn serving_index(&self) -> Option<usize> {
+        Some(self.serving.load(Relaxed)).filter(|i| *i != NOT_SERVING)
+    }
+
+    /// The pool entry of the serving connection, if one serves.
+    pub(crate) fn serving_target(&self) -> Option<Target> {
+        self.serving_target
+            .lock()
+            .map_or_else(|p| p.into_inner().clone(), |t| t.clone())
+    }
+
+    /// Publishes the serving connection's pool index (a load and compare
+    /// when it did not change).
+    fn publish_serving(&self, index: Option<usize>, targets: &[Target]) {
+        let new = index.unwrap_or(NOT_SERVING);
+        if self.serving.load(Relaxed) == new {
+            return;
+        }
+        let target = index.and_then(|i| targets.get(i).cloned());
+        match self.serving_target.lock() {
+            Ok(mut t) => *t = target,
+            Err(p) => *p.into_inner() = target,
+        }
+        self.serving.store(new, Relaxed);
+    }
 }
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -225,6 +272,7 @@ pub(crate) async fn run(
             .connections
             .store(session.connections_made(), Relaxed);
         shared.in_flight.store(session.in_flight(), Relaxed);
+        shared.publish_serving(session.serving_index(), &targets);
         if let Some(e) = session.finished() {
             let e = e.clone();
             drop(connecting);
@@ -351,6 +399,7 @@ async fn finish(
 ) {
     let _ = shared.dead.set(e.clone());
     shared.in_flight.store(0, Relaxed);
+    shared.publish_serving(None, &[]);
     cmd_rx.close();
     while let Ok(input) = cmd_rx.try_recv() {
         if let Input::Cmd(cmd) = input {

@@ -112,6 +112,8 @@ pub(crate) enum Command {
     NodeEvents(Box<NodeSink>),
     /// Finish what is in flight, then close.
     Close(oneshot::Sender<()>),
+    /// List the rooms that have a live stream.
+    Rooms(oneshot::Sender<Vec<RoomKey>>),
 }
 
 /// A room stream asking to join.
@@ -495,6 +497,12 @@ impl Session {
         self.connections_made
     }
 
+    /// The pool index of the connection new requests go to; `None` while
+    /// none serves (connecting, reconnecting, finished).
+    pub(crate) fn serving_index(&self) -> Option<usize> {
+        self.serving_conn().map(|c| c.index)
+    }
+
     /// The open connections.
     #[cfg(test)]
     pub(crate) fn open_conns(&self) -> Vec<ConnId> {
@@ -573,6 +581,10 @@ impl Session {
             reject(cmd, e);
             return;
         }
+        if let Command::Rooms(reply) = cmd {
+            let _ = reply.send(self.live_rooms());
+            return;
+        }
         if matches!(self.closing, Closing::Requested(_)) {
             match cmd {
                 Command::Close(ack) => self.add_close_ack(ack),
@@ -627,7 +639,23 @@ impl Session {
                 self.closing = Closing::Requested(vec![ack]);
                 self.check_closed();
             }
+            Command::Rooms(reply) => {
+                let _ = reply.send(self.live_rooms());
+            }
         }
+    }
+
+    /// The rooms with at least one stream that has not asked to leave,
+    /// sorted; joined now or to be joined (again) once connected.
+    fn live_rooms(&self) -> Vec<RoomKey> {
+        let mut keys: Vec<RoomKey> = self
+            .rooms
+            .iter()
+            .filter(|(_, r)| !r.streams.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort_by(|a, b| (&a.collection, a.id).cmp(&(&b.collection, b.id)));
+        keys
     }
 
     /// Every client handle is gone: finish what is in flight, then close.
@@ -2222,6 +2250,10 @@ pub(crate) fn reject(cmd: Command, e: Error) {
             }
         }
         Command::NodeEvents(_) => {}
+        // Nothing is live any more.
+        Command::Rooms(reply) => {
+            let _ = reply.send(Vec::new());
+        }
     }
 }
 
