@@ -256,8 +256,9 @@ impl Client {
     /// The rooms this client has a live stream on, as (collection name,
     /// room id) pairs sorted by both: every room joined through
     /// [`Room::join`](crate::Room::join) whose streams are not all dropped
-    /// or left. A room is listed while it is being joined, and while the
-    /// client reconnects (it is joined again on the new connection). Room
+    /// or left. A room is listed once the node answered its first join,
+    /// and stays listed while the client reconnects (it is joined again on
+    /// the new connection). Room
     /// ids are unique only within a collection, hence the pair.
     ///
     /// ```no_run

@@ -222,10 +222,20 @@ async fn rooms_lists_the_rooms_with_live_streams() {
     let client = builder(&node, Via::Tcp).connect().await.unwrap();
     assert!(client.rooms().await.unwrap().is_empty());
 
-    let mut chat_1 = client.room("//stuff", "chat").unwrap().join().await.unwrap();
+    let mut chat_1 = client
+        .room("//stuff", "chat")
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
     let chat_2 = client.room("//stuff", chat).unwrap().join().await.unwrap();
     let news_1 = client.room("//stuff", news).unwrap().join().await.unwrap();
-    let mut misc_1 = client.room("//other", "misc").unwrap().join().await.unwrap();
+    let mut misc_1 = client
+        .room("//other", "misc")
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
     let mut want = vec![
         ("stuff".to_string(), chat),
         ("stuff".to_string(), news),

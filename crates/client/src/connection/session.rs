@@ -646,7 +646,8 @@ impl Session {
     }
 
     /// The rooms with at least one stream that has not asked to leave,
-    /// sorted; joined now or to be joined (again) once connected.
+    /// sorted: joined (a first join counts once the node answered it), or
+    /// to be joined again once reconnected.
     fn live_rooms(&self) -> Vec<RoomKey> {
         let mut keys: Vec<RoomKey> = self
             .rooms

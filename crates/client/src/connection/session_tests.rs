@@ -303,3 +303,53 @@ fn deleted_room_ends_its_streams() {
     assert_eq!(drain(&mut s), [RoomEvent::Joined, RoomEvent::Deleted]);
     assert_eq!(h.s.rooms_len(), 0);
 }
+
+#[test]
+fn serving_index_follows_the_serving_connection() {
+    let (mut h, old) = Harness::new(2, None);
+    assert_eq!(h.s.serving_index(), Some(0));
+    h.frame(old, shutting_down());
+    let new = connect_output(&mut h);
+    // The old connection serves until the new one is up.
+    assert_eq!(h.s.serving_index(), Some(0));
+    h.s.handle_connected(h.now, new);
+    assert_eq!(h.s.serving_index(), Some(1));
+    h.s.handle_lost(
+        h.now,
+        new,
+        ConnectionLost::new(LostReason::ClosedByPeer, "gone"),
+    );
+    assert_eq!(h.s.serving_index(), None, "reconnecting");
+    let next = connect_output(&mut h);
+    h.s.handle_connected(h.now, next);
+    assert!(h.s.serving_index().is_some());
+}
+
+#[test]
+fn rooms_lists_rooms_with_streams_until_the_session_ends() {
+    let (mut h, c) = Harness::new(1, None);
+    let rooms = |h: &mut Harness| {
+        let (tx, mut rx) = oneshot::channel();
+        h.s.handle_command(h.now, Command::Rooms(tx));
+        rx.try_recv().unwrap()
+    };
+    assert!(rooms(&mut h).is_empty());
+    let (_rx, _id, _answer) = h.join("//stuff", Room::Id(3), Overflow::Wait, 8);
+    let jid = join_id(&h.sent(c));
+    // Listed once the node answered the first join.
+    assert!(rooms(&mut h).is_empty());
+    let key = RoomKey {
+        collection: "stuff".into(),
+        id: 3,
+    };
+    h.frame(c, room_reply(jid, Some(3)));
+    assert_eq!(rooms(&mut h), vec![key]);
+    let (ack, _done) = oneshot::channel();
+    h.s.handle_command(h.now, Command::Close(ack));
+    // Nothing was in flight: closed at once, and the streams ended.
+    assert!(h.s.finished().is_some());
+    assert!(rooms(&mut h).is_empty());
+    let (tx, mut rx) = oneshot::channel();
+    reject(Command::Rooms(tx), Error::Closed);
+    assert_eq!(rx.try_recv().unwrap(), Vec::<RoomKey>::new());
+}
