@@ -34,18 +34,28 @@
 //! request is never held back.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// In a browser (wasm32) the only way in is the page's WebSocket.
+#[cfg(target_arch = "wasm32")]
+pub mod browser;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod connect;
 pub mod error;
 mod frames;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod stream;
 pub mod target;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod tls;
 pub mod transport;
+#[cfg(not(target_arch = "wasm32"))]
 mod ws;
 
+#[cfg(not(target_arch = "wasm32"))]
 pub use connect::{connect, ConnectOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PAYLOAD};
 pub use error::Error;
+#[cfg(not(target_arch = "wasm32"))]
 pub use stream::from_stream;
 pub use target::{Target, DEFAULT_PORT, DEFAULT_WS_PORT};
+#[cfg(not(target_arch = "wasm32"))]
 pub use tls::TlsOptions;
 pub use transport::{Connection, FrameRecv, FrameSend, Transport, TransportKind};
