@@ -39,8 +39,11 @@ impl Live {
 #[wasm_bindgen(start)]
 pub fn start() -> Result<(), JsValue> {
     let doc = document()?;
-    let params = web_sys::UrlSearchParams::new_with_str(&doc.location().ok_or("no location")?.search()?)?;
-    let ws = params.get("ws").unwrap_or_else(|| "ws://127.0.0.1:9270".into());
+    let params =
+        web_sys::UrlSearchParams::new_with_str(&doc.location().ok_or("no location")?.search()?)?;
+    let ws = params
+        .get("ws")
+        .unwrap_or_else(|| "ws://127.0.0.1:9270".into());
     let name = params.get("name").unwrap_or_else(|| "anonymous".into());
     let live = Rc::new(Live::default());
 

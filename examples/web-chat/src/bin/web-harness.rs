@@ -50,11 +50,7 @@ mod native {
 
     pub fn main() -> Result<(), Error> {
         let args: Vec<String> = std::env::args().skip(1).collect();
-        let flag = |name: &str| {
-            args.windows(2)
-                .find(|w| w[0] == name)
-                .map(|w| w[1].clone())
-        };
+        let flag = |name: &str| args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone());
         let rt = tokio::runtime::Runtime::new()?;
         let node = rt.block_on(start_node())?;
         let http = match flag("--dir") {
@@ -283,7 +279,13 @@ mod native {
         }
     }
 
-    fn chat(ws: &str, http: &str, out: &Path, driver: &str, chromium: Option<&str>) -> Result<(), Error> {
+    fn chat(
+        ws: &str,
+        http: &str,
+        out: &Path,
+        driver: &str,
+        chromium: Option<&str>,
+    ) -> Result<(), Error> {
         std::fs::create_dir_all(out)?;
         let profile = out.join("chromium-profile");
         let _ = std::fs::remove_dir_all(&profile);
@@ -292,7 +294,11 @@ mod native {
         let page = |name: &str| format!("{http}index.html?ws={ws}&name={name}");
 
         d.post("url", json!({"url": page("alice")}))?;
-        let alice = d.get("window")?.as_str().ok_or("no window handle")?.to_owned();
+        let alice = d
+            .get("window")?
+            .as_str()
+            .ok_or("no window handle")?
+            .to_owned();
         let bob = d.post("window/new", json!({"type": "tab"}))?["handle"]
             .as_str()
             .ok_or("no new window")?
@@ -326,10 +332,18 @@ mod native {
             )
         };
         d.switch_to(&alice)?;
-        d.wait_for(&shows("bob: hi alice, bob here"), limit, "bob's message on alice's page")?;
+        d.wait_for(
+            &shows("bob: hi alice, bob here"),
+            limit,
+            "bob's message on alice's page",
+        )?;
         d.screenshot(&out.join("alice.png"))?;
         d.switch_to(&bob)?;
-        d.wait_for(&shows("alice: hello from alice"), limit, "alice's message on bob's page")?;
+        d.wait_for(
+            &shows("alice: hello from alice"),
+            limit,
+            "alice's message on bob's page",
+        )?;
         d.screenshot(&out.join("bob.png"))?;
         let timings = d.script("return document.getElementById('timings').textContent;")?;
         let timings = timings.as_str().unwrap_or_default().to_owned();
