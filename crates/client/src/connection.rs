@@ -11,18 +11,16 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures::future::OptionFuture;
 use thingsdb_protocol::{
     request, Direction, Event, Frame, NodeStatus, PackageType, Response, Room,
 };
-use thingsdb_transport::{FrameRecv, FrameSend};
+use thingsdb_transport::{FrameReader, FrameWriter};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
@@ -108,24 +106,6 @@ struct Deadline {
     id: u16,
 }
 
-type SendFut = Pin<Box<dyn Future<Output = (Box<dyn FrameSend>, Result<(), Error>)> + Send>>;
-type RecvFut =
-    Pin<Box<dyn Future<Output = (Box<dyn FrameRecv>, Result<Option<Frame>, Error>)> + Send>>;
-
-fn recv_next(mut rx: Box<dyn FrameRecv>) -> RecvFut {
-    Box::pin(async move {
-        let r = rx.recv().await.map_err(Error::from);
-        (rx, r)
-    })
-}
-
-fn send_batch(mut tx: Box<dyn FrameSend>, batch: Bytes) -> SendFut {
-    Box::pin(async move {
-        let r = tx.send(batch).await.map_err(Error::from);
-        (tx, r)
-    })
-}
-
 /// Why [`Task::serve`] returned.
 enum Exit {
     /// Closed on purpose (by `close()` or because every handle is gone).
@@ -138,8 +118,8 @@ enum Exit {
 
 /// The two halves of an authenticated connection, and which pool entry.
 pub(crate) struct Established {
-    pub tx: Box<dyn FrameSend>,
-    pub rx: Box<dyn FrameRecv>,
+    pub tx: FrameWriter,
+    pub rx: FrameReader,
     pub target_index: usize,
 }
 
@@ -463,10 +443,11 @@ impl Task {
             .collect();
     }
 
-    async fn serve(&mut self, tx: Box<dyn FrameSend>, rx: Box<dyn FrameRecv>) -> Exit {
-        let mut reader = recv_next(rx);
-        let mut idle_tx = Some(tx);
-        let mut writing: Option<SendFut> = None;
+    async fn serve(&mut self, mut tx: FrameWriter, mut rx: FrameReader) -> Exit {
+        // Both halves are cancel-safe: `rx.recv()` and `tx.flush()` are
+        // made afresh in each round, and a flush cut short keeps what it
+        // has not written for the next.
+        let mut writing = false;
         let mut out = BytesMut::new();
         self.shared.connections.fetch_add(1, Relaxed);
         self.heard_from_peer = true;
@@ -503,18 +484,17 @@ impl Task {
             for (room_id, scope) in std::mem::take(&mut self.hub.emptied) {
                 self.send_leave(room_id, &scope, &mut out);
             }
-            if writing.is_none() && !out.is_empty() {
-                if let Some(tx) = idle_tx.take() {
-                    writing = Some(send_batch(tx, out.split().freeze()));
+            if !writing && !out.is_empty() {
+                if let Err(e) = tx.queue(out.split().freeze()) {
+                    return Exit::Lost(e.to_string());
                 }
+                writing = true;
             }
             if let Some(ack) = self.closing.as_mut() {
                 let waiting =
                     self.in_flight.len() - self.timed_out - usize::from(self.ping_outstanding);
-                if waiting == 0 && out.is_empty() && writing.is_none() {
-                    if let Some(mut tx) = idle_tx.take() {
-                        let _ = tx.close().await;
-                    }
+                if waiting == 0 && out.is_empty() && !writing {
+                    let _ = tx.close().await;
                     if let Some(ack) = ack.take() {
                         let _ = ack.send(());
                     }
@@ -537,13 +517,12 @@ impl Task {
             // one batch rather than one write per request.
             tokio::select! {
                 biased;
-                (rx, res) = &mut reader, if reading => match res {
+                res = rx.recv(), if reading => match res {
                     Ok(Some(frame)) => {
                         self.heard_from_peer = true;
                         if let Some(exit) = self.on_frame(frame) {
                             return exit;
                         }
-                        reader = recv_next(rx);
                     }
                     Ok(None) => return Exit::Lost("the node closed the connection".into()),
                     Err(e) => return Exit::Lost(e.to_string()),
@@ -555,12 +534,11 @@ impl Task {
                         }
                     }
                 }
-                Some((tx, res)) = OptionFuture::from(writing.as_mut()), if writing.is_some() => {
-                    writing = None;
+                res = tx.flush(), if writing => {
+                    writing = false;
                     if let Err(e) = res {
                         return Exit::Lost(e.to_string());
                     }
-                    idle_tx = Some(tx);
                 }
                 cmd = self.cmd_rx.recv(), if accepting => match cmd {
                     Some(cmd) => {
@@ -840,7 +818,7 @@ pub(crate) async fn connect_one(config: &Config, index: usize) -> Result<Establi
     let target = &config.targets[index];
     let conn = thingsdb_transport::connect(target, &config.connect).await?;
     let (mut tx, mut rx) = conn.split();
-    let handshake = authenticate(&mut *tx, &mut *rx, &config.auth);
+    let handshake = authenticate(&mut tx, &mut rx, &config.auth);
     match tokio::time::timeout(config.connect.connect_timeout, handshake).await {
         Ok(Ok(())) => Ok(Established {
             tx,
@@ -883,8 +861,8 @@ pub(crate) async fn connect_pool(config: &Config, start: usize) -> Result<Establ
 
 /// Sends AUTH on a fresh connection and waits for its answer (id 0).
 async fn authenticate(
-    tx: &mut dyn FrameSend,
-    rx: &mut dyn FrameRecv,
+    tx: &mut FrameWriter,
+    rx: &mut FrameReader,
     auth: &Auth,
 ) -> Result<(), Error> {
     let mut buf = BytesMut::new();

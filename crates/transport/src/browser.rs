@@ -1,27 +1,30 @@
-//! Packages over the browser's own WebSocket (`wasm32` only).
+//! The transport in a browser (`wasm32`): packages over the page's own
+//! WebSocket.
 //!
-//! In a browser there are no sockets: the only way to a node is the
-//! page's `WebSocket` object, for `ws://` and `wss://` targets (TLS is the
-//! browser's, with the browser's trust store). TCP, TLS-over-TCP and Unix
-//! targets are refused with [`Error::InvalidTarget`].
+//! On wasm32 this file is the crate's `transport` module: the same
+//! [`connect`], [`Connection`], [`FrameWriter`] and [`FrameReader`] as on
+//! other targets, so code above it is the same. What differs:
+//!
+//! - Only `ws://` and `wss://` targets: a browser has no TCP, TLS or Unix
+//!   sockets, and such targets are [`Error::InvalidTarget`]. TLS is the
+//!   browser's, with its trust store; [`ConnectOptions`] has no TLS part.
+//! - Nothing is `Send`: everything runs on the page's event loop. The
+//!   socket's callbacks push what arrives into a channel that
+//!   [`FrameReader::recv`] reads, and [`FrameWriter::queue`] hands each
+//!   package to `WebSocket.send` at once (the browser buffers it), so a
+//!   flush has nothing left to wait for.
 //!
 //! Exactly one package per binary message, both ways; the browser
-//! reassembles fragmented messages and answers pings. Everything runs on
-//! the page's event loop: the socket's callbacks push what arrives into a
-//! channel that [`BrowserReceiver::recv`] reads, and
-//! [`BrowserSender::send`] hands each package to `WebSocket.send`, which
-//! queues it in the browser without waiting.
+//! reassembles fragmented messages and answers pings.
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), thingsdb_transport::Error> {
-//! use std::time::Duration;
 //! use bytes::BytesMut;
 //! use thingsdb_protocol::request;
-//! use thingsdb_transport::{browser, Target};
+//! use thingsdb_transport::{connect, ConnectOptions, Target};
 //!
 //! let target: Target = "ws://localhost:9270".parse()?;
-//! let conn = browser::connect(&target, Duration::from_secs(10), 64 << 20).await?;
-//! let (mut tx, mut rx) = conn.split();
+//! let (mut tx, mut rx) = connect(&target, &ConnectOptions::default()).await?.split();
 //! let mut out = BytesMut::new();
 //! request::encode_query(&mut out, 1, "@t", "1 + 1;", None)?;
 //! tx.send(out.freeze()).await?;
@@ -31,27 +34,74 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::future::poll_fn;
 use std::io;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::channel::mpsc;
 use futures::future::{select, Either};
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use js_sys::{ArrayBuffer, Uint8Array};
 use thingsdb_protocol::Frame;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
+pub use crate::common::TransportKind;
+use crate::common::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PAYLOAD};
 use crate::error::Error;
 use crate::frames::{count_whole_frames, split_next};
 use crate::target::Target;
-use crate::transport::TransportKind;
 
 /// The close code of a normal closure (RFC 6455, 7.4.1).
 const NORMAL_CLOSURE: u16 = 1000;
+
+/// How to connect from a browser.
+///
+/// ```
+/// use std::time::Duration;
+/// use thingsdb_transport::ConnectOptions;
+/// let opts = ConnectOptions::default()
+///     .with_connect_timeout(Duration::from_secs(3))
+///     .with_max_payload(32 << 20);
+/// assert_eq!(opts.max_payload, 32 << 20);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// How long [`connect`] waits for the socket to open. Default 10 s.
+    pub connect_timeout: Duration,
+    /// The largest payload accepted from the node, in bytes; a package
+    /// announcing more is a protocol error. Default
+    /// [`DEFAULT_MAX_PAYLOAD`](crate::DEFAULT_MAX_PAYLOAD) (64 MiB).
+    pub max_payload: u32,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+        }
+    }
+}
+
+impl ConnectOptions {
+    /// Sets [`ConnectOptions::connect_timeout`].
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ConnectOptions::max_payload`].
+    pub fn with_max_payload(mut self, max_payload: u32) -> Self {
+        self.max_payload = max_payload;
+        self
+    }
+}
 
 /// What the socket's callbacks report, in the order the browser fires them.
 enum SocketEvent {
@@ -86,41 +136,29 @@ impl Drop for Shared {
     }
 }
 
-impl Shared {
-    fn close(&self) -> Result<(), Error> {
-        if self.close_sent.replace(true) {
-            return Ok(());
-        }
-        self.ws
-            .close_with_code(NORMAL_CLOSURE)
-            .map_err(|e| Error::WebSocket(format!("close failed: {}", js_text(&e))))
-    }
-}
-
 /// A connection through the browser's WebSocket, as [`connect`] returns it.
 ///
-/// Split it with [`BrowserConnection::split`]; the socket closes when both
-/// halves are dropped or [`BrowserSender::close`] is called.
-pub struct BrowserConnection {
-    kind: TransportKind,
+/// [`split`](Connection::split) it into its halves; the socket closes when
+/// both are dropped or [`FrameWriter::close`] is called.
+pub struct Connection {
+    writer: FrameWriter,
+    reader: FrameReader,
     peer: String,
-    send: BrowserSender,
-    recv: BrowserReceiver,
 }
 
-impl fmt::Debug for BrowserConnection {
+impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BrowserConnection")
-            .field("kind", &self.kind)
+        f.debug_struct("Connection")
+            .field("kind", &self.kind())
             .field("peer", &self.peer)
             .finish_non_exhaustive()
     }
 }
 
-impl BrowserConnection {
+impl Connection {
     /// [`TransportKind::Ws`] or [`TransportKind::Wss`].
     pub fn kind(&self) -> TransportKind {
-        self.kind
+        self.reader.kind
     }
 
     /// The URL the socket was opened with.
@@ -129,25 +167,19 @@ impl BrowserConnection {
     }
 
     /// The two halves: send and receive.
-    pub fn split(self) -> (BrowserSender, BrowserReceiver) {
-        (self.send, self.recv)
+    pub fn split(self) -> (FrameWriter, FrameReader) {
+        (self.writer, self.reader)
     }
 }
 
 /// Opens a WebSocket to a `ws://` or `wss://` target from the page and
-/// waits until it is open, at most `connect_timeout`. `max_payload` is
-/// the largest payload accepted from the node; a package announcing more
-/// is a protocol error.
+/// waits until it is open, at most `opts.connect_timeout`.
 ///
 /// Other kinds of target are [`Error::InvalidTarget`]: a browser has no
 /// TCP, TLS or Unix sockets. A browser does not tell a page why a socket
 /// failed to open (refused, a bad certificate, a proxy): that is one
 /// [`Error::Connect`] for all of them.
-pub async fn connect(
-    target: &Target,
-    connect_timeout: Duration,
-    max_payload: u32,
-) -> Result<BrowserConnection, Error> {
+pub async fn connect(target: &Target, opts: &ConnectOptions) -> Result<Connection, Error> {
     let kind = target.kind();
     if !matches!(kind, TransportKind::Ws | TransportKind::Wss) {
         return Err(Error::InvalidTarget {
@@ -175,8 +207,7 @@ pub async fn connect(
     let on_message = {
         let tx = tx.clone();
         Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
-            let data = e.data();
-            let event = match data.dyn_into::<ArrayBuffer>() {
+            let event = match e.data().dyn_into::<ArrayBuffer>() {
                 Ok(buf) => SocketEvent::Binary(Uint8Array::new(&buf).to_vec()),
                 Err(_) => SocketEvent::Text,
             };
@@ -212,7 +243,7 @@ pub async fn connect(
         target: url.clone(),
         source: io::Error::new(io::ErrorKind::ConnectionRefused, what),
     };
-    let ms = u32::try_from(connect_timeout.as_millis()).unwrap_or(u32::MAX);
+    let ms = u32::try_from(opts.connect_timeout.as_millis()).unwrap_or(u32::MAX);
     let opened = async {
         loop {
             match events.next().await {
@@ -242,51 +273,58 @@ pub async fn connect(
             })
         }
     }
-    Ok(BrowserConnection {
-        kind,
-        peer: url,
-        send: BrowserSender {
+    Ok(Connection {
+        writer: FrameWriter {
             shared: shared.clone(),
+            kind,
             closed: false,
         },
-        recv: BrowserReceiver {
+        reader: FrameReader {
             shared,
+            kind,
             events,
-            max_payload,
+            max_payload: opts.max_payload,
             ended: false,
         },
+        peer: url,
     })
 }
 
-/// The sending half of a [`BrowserConnection`].
-pub struct BrowserSender {
+/// The sending half of a browser [`Connection`].
+///
+/// [`queue`](FrameWriter::queue) hands each package to the browser at
+/// once (`WebSocket.send`, one binary message each), which sends them in
+/// order without the page waiting; so [`flush`](FrameWriter::flush) has
+/// nothing left to do, and [`buffered_amount`](FrameWriter::buffered_amount)
+/// tells how much the browser still holds.
+pub struct FrameWriter {
     shared: Rc<Shared>,
+    kind: TransportKind,
     closed: bool,
 }
 
-impl fmt::Debug for BrowserSender {
+impl fmt::Debug for FrameWriter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BrowserSender")
+        f.debug_struct("FrameWriter")
+            .field("kind", &self.kind)
             .field("closed", &self.closed)
             .finish_non_exhaustive()
     }
 }
 
-impl BrowserSender {
+impl FrameWriter {
+    /// [`TransportKind::Ws`] or [`TransportKind::Wss`].
+    pub fn kind(&self) -> TransportKind {
+        self.kind
+    }
+
     /// Sends one or more whole packages laid back to back in `frames`,
-    /// each as its own binary message. The browser queues them and sends
-    /// them in order; this does not wait for the network.
+    /// each as its own binary message: the browser takes them at once.
     ///
     /// Bytes that are not whole packages are [`Error::NotWholeFrames`] and
     /// nothing is sent; a socket that is closing or closed is
     /// [`Error::Closed`].
-    pub async fn send(&mut self, frames: Bytes) -> Result<(), Error> {
-        self.send_now(frames)
-    }
-
-    /// [`send`](Self::send) without the `async`: sending never waits in a
-    /// browser, so an event-loop driver may call this from a callback.
-    pub fn send_now(&mut self, mut frames: Bytes) -> Result<(), Error> {
+    pub fn queue(&mut self, mut frames: Bytes) -> Result<(), Error> {
         if self.closed || self.shared.ws.ready_state() != WebSocket::OPEN {
             return Err(Error::Closed);
         }
@@ -300,70 +338,131 @@ impl BrowserSender {
         Ok(())
     }
 
+    /// Always true: [`queue`](FrameWriter::queue) hands everything to the
+    /// browser at once.
+    pub fn is_flushed(&self) -> bool {
+        true
+    }
+
+    /// Ready at once; see [`is_flushed`](FrameWriter::is_flushed).
+    pub fn poll_flush(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Returns at once; see [`is_flushed`](FrameWriter::is_flushed).
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// [`queue`](FrameWriter::queue), as an `async` call like on other
+    /// targets.
+    pub async fn send(&mut self, frames: Bytes) -> Result<(), Error> {
+        self.queue(frames)
+    }
+
     /// Bytes handed to the browser and not yet on the network
-    /// (`WebSocket.bufferedAmount`): a sender may wait while it is high.
+    /// (`WebSocket.bufferedAmount`): a sender may hold back while it is
+    /// high.
     pub fn buffered_amount(&self) -> u32 {
         self.shared.ws.buffered_amount()
     }
 
-    /// Starts the WebSocket close handshake; the receiving half sees the
-    /// end of the stream once the node answers. Sending after this is
-    /// [`Error::Closed`].
+    /// Starts the WebSocket close handshake (code 1000); the reading half
+    /// sees the end of the stream once it is done. Queuing after this is
+    /// [`Error::Closed`]; closing again does nothing.
+    pub fn poll_close(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(self.close_now())
+    }
+
+    /// Starts the WebSocket close handshake; see
+    /// [`poll_close`](FrameWriter::poll_close).
     pub async fn close(&mut self) -> Result<(), Error> {
+        self.close_now()
+    }
+
+    fn close_now(&mut self) -> Result<(), Error> {
         self.closed = true;
-        self.shared.close()
+        if self.shared.close_sent.replace(true) {
+            return Ok(());
+        }
+        self.shared
+            .ws
+            .close_with_code(NORMAL_CLOSURE)
+            .map_err(|e| Error::WebSocket(format!("close failed: {}", js_text(&e))))
     }
 }
 
-/// The receiving half of a [`BrowserConnection`].
-pub struct BrowserReceiver {
+/// The receiving half of a browser [`Connection`].
+pub struct FrameReader {
     shared: Rc<Shared>,
+    kind: TransportKind,
     events: mpsc::UnboundedReceiver<SocketEvent>,
     max_payload: u32,
     ended: bool,
 }
 
-impl fmt::Debug for BrowserReceiver {
+impl fmt::Debug for FrameReader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BrowserReceiver")
-            .field("max_payload", &self.max_payload)
+        f.debug_struct("FrameReader")
+            .field("kind", &self.kind)
             .field("ended", &self.ended)
             .finish_non_exhaustive()
     }
 }
 
-impl BrowserReceiver {
-    /// The next whole package, `Ok(None)` when the connection closed
-    /// normally (the node's or our own close handshake), or an error: a
-    /// connection lost without a close handshake is [`Error::WebSocket`],
-    /// a text message [`Error::TextMessage`], a malformed package
-    /// [`Error::Protocol`].
-    ///
-    /// Cancel-safe: a message is either returned or still queued.
-    pub async fn recv(&mut self) -> Result<Option<Frame>, Error> {
+impl FrameReader {
+    /// [`TransportKind::Ws`] or [`TransportKind::Wss`].
+    pub fn kind(&self) -> TransportKind {
+        self.kind
+    }
+
+    /// Polls for the next whole package: `Ok(Some(frame))`, `Ok(None)`
+    /// when the connection closed normally (the node's or our own close
+    /// handshake), or an error: a connection lost without a close
+    /// handshake is [`Error::WebSocket`], a text message
+    /// [`Error::TextMessage`], a malformed package [`Error::Protocol`].
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Frame>, Error>> {
         while !self.ended {
-            let Some(event) = self.events.next().await else {
+            let Some(event) = std::task::ready!(self.events.poll_next_unpin(cx)) else {
                 break;
             };
             match event {
                 SocketEvent::Binary(v) => {
-                    return Ok(Some(Frame::parse(Bytes::from(v), self.max_payload)?))
+                    return Poll::Ready(
+                        Frame::parse(Bytes::from(v), self.max_payload)
+                            .map(Some)
+                            .map_err(Error::from),
+                    )
                 }
-                SocketEvent::Text => return Err(Error::TextMessage),
+                SocketEvent::Text => return Poll::Ready(Err(Error::TextMessage)),
                 SocketEvent::Open | SocketEvent::Error => {}
                 SocketEvent::Close { code, reason } => {
                     self.ended = true;
                     if code != NORMAL_CLOSURE && !self.shared.close_sent.get() {
-                        return Err(Error::WebSocket(close_text(
+                        return Poll::Ready(Err(Error::WebSocket(close_text(
                             "the connection was lost",
                             code,
                             &reason,
-                        )));
+                        ))));
                     }
                 }
             }
         }
-        Ok(None)
+        Poll::Ready(Ok(None))
+    }
+
+    /// The next whole package; see [`poll_recv`](FrameReader::poll_recv).
+    /// Cancel-safe: a message is either returned or still queued.
+    pub async fn recv(&mut self) -> Result<Option<Frame>, Error> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+}
+
+impl Stream for FrameReader {
+    type Item = Result<Frame, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx).map(Result::transpose)
     }
 }
 

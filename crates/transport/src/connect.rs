@@ -8,18 +8,13 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::error::Error;
-use crate::stream::{from_halves, from_stream};
+use crate::stream::{QuickAck, StreamReader, StreamWriter, TlsStream};
 use crate::target::Target;
 use crate::tls::TlsOptions;
-use crate::transport::{Connection, TransportKind};
+use crate::transport::{Connection, Reader, TransportKind, Writer};
 use crate::ws;
 
-/// The default receive limit for a package's payload: 64 MiB, well above a
-/// node's default `result_size_limit` of 20 MiB.
-pub const DEFAULT_MAX_PAYLOAD: u32 = 64 * 1024 * 1024;
-
-/// The default connect timeout.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::common::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PAYLOAD};
 
 /// How to connect.
 ///
@@ -47,6 +42,12 @@ pub struct ConnectOptions {
     /// The largest WebSocket message (and frame) accepted, in bytes.
     /// Default `max_payload` plus the 8-byte header.
     pub ws_max_message: usize,
+    /// On Linux, re-arm `TCP_QUICKACK` after every read from a TCP socket
+    /// (TCP, TLS, WebSocket), so that the node's next small package is not
+    /// held back 40 ms by Nagle's algorithm waiting on our delayed ACK (a
+    /// ThingsDB node does not set `TCP_NODELAY`). It costs one
+    /// `setsockopt` call per read. Default on; ignored elsewhere.
+    pub tcp_quickack: bool,
 }
 
 impl Default for ConnectOptions {
@@ -56,6 +57,7 @@ impl Default for ConnectOptions {
             tls: TlsOptions::default(),
             max_payload: DEFAULT_MAX_PAYLOAD,
             ws_max_message: DEFAULT_MAX_PAYLOAD as usize + HEADER_LEN,
+            tcp_quickack: true,
         }
     }
 }
@@ -78,6 +80,12 @@ impl ConnectOptions {
     pub fn with_max_payload(mut self, max_payload: u32) -> Self {
         self.max_payload = max_payload;
         self.ws_max_message = max_payload as usize + HEADER_LEN;
+        self
+    }
+
+    /// Sets [`ConnectOptions::tcp_quickack`].
+    pub fn with_tcp_quickack(mut self, on: bool) -> Self {
+        self.tcp_quickack = on;
         self
     }
 
@@ -110,76 +118,102 @@ pub async fn connect(target: &Target, opts: &ConnectOptions) -> Result<Connectio
 }
 
 async fn connect_now(target: &Target, opts: &ConnectOptions) -> Result<Connection, Error> {
-    let kind = target.kind();
-    match kind {
-        TransportKind::Unix => connect_unix(target, opts).await,
-        TransportKind::Tcp | TransportKind::Tls | TransportKind::Ws | TransportKind::Wss => {
-            let tcp = connect_tcp(target).await?;
-            let peer_addr = tcp
-                .peer_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_else(|_| format!("{}:{}", target.host_for_uri(), target.port()));
-            match kind {
-                TransportKind::Tcp => {
-                    let (r, w) = tcp.into_split();
-                    Ok(from_halves(r, w, kind, peer_addr, opts.max_payload))
-                }
-                TransportKind::Tls => {
-                    let tls = tls_handshake(target, &opts.tls, tcp).await?;
-                    Ok(from_stream(tls, kind, peer_addr, opts.max_payload))
-                }
-                TransportKind::Ws => {
-                    let ws = ws::handshake(tcp, &ws_uri(target), opts.ws_max_message).await?;
-                    Ok(ws::from_websocket(
-                        ws,
-                        kind,
-                        target.to_string(),
-                        opts.max_payload,
-                    ))
-                }
-                _ => {
-                    let tls = tls_handshake(target, &opts.tls, tcp).await?;
-                    let ws = ws::handshake(tls, &ws_uri(target), opts.ws_max_message).await?;
-                    Ok(ws::from_websocket(
-                        ws,
-                        kind,
-                        target.to_string(),
-                        opts.max_payload,
-                    ))
-                }
-            }
+    let max = opts.max_payload;
+    match target {
+        Target::Unix(path) => connect_unix(target, path, opts).await,
+        Target::Tcp { host, port } => {
+            let tcp = connect_tcp(target, host, *port).await?;
+            let peer = peer_of(&tcp, host, *port);
+            let (r, w) = tcp.into_split();
+            let kind = TransportKind::Tcp;
+            Ok(Connection::new(
+                Writer::Tcp(StreamWriter::new(w, kind)),
+                Reader::Tcp(StreamReader::new(
+                    QuickAck::new(r, opts.tcp_quickack),
+                    kind,
+                    max,
+                )),
+                peer,
+            ))
         }
-        _ => Err(Error::InvalidTarget {
-            target: target.to_string(),
-            reason: format!("no built-in way to connect to a {kind} target"),
-        }),
+        Target::Tls { host, port } => {
+            let tcp = connect_tcp(target, host, *port).await?;
+            let peer = peer_of(&tcp, host, *port);
+            let tls = tls_handshake(
+                target,
+                host,
+                &opts.tls,
+                QuickAck::new(tcp, opts.tcp_quickack),
+            )
+            .await?;
+            let (r, w) = tokio::io::split(tls);
+            let kind = TransportKind::Tls;
+            Ok(Connection::new(
+                Writer::Tls(StreamWriter::new(w, kind)),
+                Reader::Tls(StreamReader::new(r, kind, max)),
+                peer,
+            ))
+        }
+        Target::Ws { host, port, .. } => {
+            let tcp = connect_tcp(target, host, *port).await?;
+            let tcp = QuickAck::new(tcp, opts.tcp_quickack);
+            let ws = ws::handshake(tcp, &target.to_string(), opts.ws_max_message).await?;
+            let (w, r) = ws::split(ws, TransportKind::Ws, max);
+            Ok(Connection::new(
+                Writer::Ws(w),
+                Reader::Ws(r),
+                target.to_string(),
+            ))
+        }
+        Target::Wss { host, port, .. } => {
+            let tcp = connect_tcp(target, host, *port).await?;
+            let tls = tls_handshake(
+                target,
+                host,
+                &opts.tls,
+                QuickAck::new(tcp, opts.tcp_quickack),
+            )
+            .await?;
+            // `Display` is already the canonical `wss://host:port/path`.
+            let ws = ws::handshake(tls, &target.to_string(), opts.ws_max_message).await?;
+            let (w, r) = ws::split(ws, TransportKind::Wss, max);
+            Ok(Connection::new(
+                Writer::Wss(w),
+                Reader::Wss(r),
+                target.to_string(),
+            ))
+        }
     }
 }
 
-fn ws_uri(target: &Target) -> String {
-    // `Display` is already the canonical `ws[s]://host:port/path`.
-    target.to_string()
+fn peer_of(tcp: &TcpStream, host: &str, port: u16) -> String {
+    tcp.peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| format!("{}:{port}", Target::host_for_uri(host)))
 }
 
-async fn connect_tcp(target: &Target) -> Result<TcpStream, Error> {
+async fn connect_tcp(target: &Target, host: &str, port: u16) -> Result<TcpStream, Error> {
     let failed = |source| Error::Connect {
         target: target.to_string(),
         source,
     };
-    let tcp = TcpStream::connect((target.host(), target.port()))
-        .await
-        .map_err(failed)?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let tcp = TcpStream::connect((host, port)).await.map_err(failed)?;
     tcp.set_nodelay(true).map_err(failed)?;
     Ok(tcp)
 }
 
 async fn tls_handshake(
     target: &Target,
+    host: &str,
     tls: &TlsOptions,
-    tcp: TcpStream,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Error> {
+    tcp: QuickAck<TcpStream>,
+) -> Result<TlsStream, Error> {
     let config = tls.client_config()?;
-    let name = tls.name_for(target.host())?;
+    let name = tls.name_for(host)?;
     TlsConnector::from(config)
         .connect(name, tcp)
         .await
@@ -195,25 +229,32 @@ async fn tls_handshake(
 }
 
 #[cfg(unix)]
-async fn connect_unix(target: &Target, opts: &ConnectOptions) -> Result<Connection, Error> {
-    let s = tokio::net::UnixStream::connect(target.path())
+async fn connect_unix(
+    target: &Target,
+    path: &std::path::Path,
+    opts: &ConnectOptions,
+) -> Result<Connection, Error> {
+    let s = tokio::net::UnixStream::connect(path)
         .await
         .map_err(|source| Error::Connect {
             target: target.to_string(),
             source,
         })?;
     let (r, w) = s.into_split();
-    Ok(from_halves(
-        r,
-        w,
-        TransportKind::Unix,
-        target.path().to_owned(),
-        opts.max_payload,
+    let kind = TransportKind::Unix;
+    Ok(Connection::new(
+        Writer::Unix(StreamWriter::new(w, kind)),
+        Reader::Unix(StreamReader::new(r, kind, opts.max_payload)),
+        path.display().to_string(),
     ))
 }
 
 #[cfg(not(unix))]
-async fn connect_unix(target: &Target, _opts: &ConnectOptions) -> Result<Connection, Error> {
+async fn connect_unix(
+    target: &Target,
+    _path: &std::path::Path,
+    _opts: &ConnectOptions,
+) -> Result<Connection, Error> {
     Err(Error::Connect {
         target: target.to_string(),
         source: io::Error::new(

@@ -1,8 +1,11 @@
 //! Frame transports for ThingsDB.
 //!
-//! One trait, [`Transport`], over every way into a node: TCP, TLS over TCP,
-//! WebSocket, secure WebSocket and Unix sockets. A transport moves whole
-//! packages ([`thingsdb_protocol::Frame`]) and knows nothing of queries.
+//! One [`Connection`] type over every way into a node: TCP, TLS over TCP,
+//! WebSocket, secure WebSocket and Unix sockets, or a byte stream of your
+//! own ([`Connection::from_stream`]). It splits into a [`FrameWriter`] and a
+//! [`FrameReader`], concrete types with `async` and poll methods (no boxed
+//! future per frame). A transport moves whole packages
+//! ([`thingsdb_protocol::Frame`]) and knows nothing of queries.
 //!
 //! ```no_run
 //! use bytes::BytesMut;
@@ -24,38 +27,45 @@
 //! | [`target`] | [`Target`]: `host:port`, `thingsdb://`, `thingsdbs://`, `ws://`, `wss://`, `unix:` |
 //! | [`connect`](mod@connect) | [`connect`](fn@connect) and [`ConnectOptions`] |
 //! | [`tls`] | [`TlsOptions`]: which certificates to trust |
-//! | [`transport`] | the [`Transport`] trait and its halves |
-//! | [`stream`] | [`from_stream`]: the same framing over any byte stream |
+//! | [`transport`] | [`Connection`], [`FrameReader`], [`FrameWriter`], [`TransportKind`] |
 //!
 //! Sending takes a [`bytes::Bytes`] of one or more whole packages: a
 //! caller with several queued passes them at once, and a stream transport
 //! writes them with one system call. Receiving reuses one buffer and hands
 //! out frames whose payloads share it. `TCP_NODELAY` is set, so a lone
-//! request is never held back.
+//! request is never held back; on Linux `TCP_QUICKACK` is re-armed after
+//! each read, so the node's second small package is not held back either
+//! (see [`ConnectOptions::tcp_quickack`]).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-// In a browser (wasm32) the only way in is the page's WebSocket.
-#[cfg(target_arch = "wasm32")]
-pub mod browser;
+mod common;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod connect;
 pub mod error;
 mod frames;
 #[cfg(not(target_arch = "wasm32"))]
-pub mod stream;
+mod stream;
 pub mod target;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod tls;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod transport;
 #[cfg(not(target_arch = "wasm32"))]
 mod ws;
 
+// In a browser (wasm32) the only way in is the page's WebSocket: the same
+// `connect`, `Connection`, `FrameReader` and `FrameWriter`, over it.
+#[cfg(target_arch = "wasm32")]
+#[path = "browser.rs"]
+pub mod transport;
+#[cfg(target_arch = "wasm32")]
+pub use transport::{connect, ConnectOptions};
+
+pub use common::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PAYLOAD};
 #[cfg(not(target_arch = "wasm32"))]
-pub use connect::{connect, ConnectOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PAYLOAD};
+pub use connect::{connect, ConnectOptions};
 pub use error::Error;
-#[cfg(not(target_arch = "wasm32"))]
-pub use stream::from_stream;
 pub use target::{Target, DEFAULT_PORT, DEFAULT_WS_PORT};
 #[cfg(not(target_arch = "wasm32"))]
 pub use tls::TlsOptions;
-pub use transport::{Connection, FrameRecv, FrameSend, Transport, TransportKind};
+pub use transport::{Connection, FrameReader, FrameWriter, TransportKind};

@@ -1,164 +1,166 @@
 //! Packages over a byte stream: TCP, TLS over TCP, Unix sockets, or any
-//! [`AsyncRead`] + [`AsyncWrite`] a caller brings.
+//! [`AsyncRead`] + [`AsyncWrite`] given to
+//! [`Connection::from_stream`](crate::Connection::from_stream).
 //!
 //! Receiving reads straight into one reused [`BytesMut`] and cuts whole
 //! packages off its front with [`thingsdb_protocol::decode_frame`]; a
 //! package's payload shares that buffer, so it is never copied after the
-//! read. Sending writes a batch of packages with one `write_all`, which is
-//! one system call when the socket takes it all.
+//! read. Sending writes the queued batches as they are, which is one
+//! system call per batch when the socket takes it all.
+//!
+//! ## Quick ACKs
+//!
+//! A ThingsDB node (1.9.2) does not set `TCP_NODELAY` on its client
+//! sockets, so when it writes two small packages back to back (a JOIN's
+//! reply and its ON_JOIN, two events, an event and a reply) Nagle's
+//! algorithm holds the second until the first is acknowledged, and Linux
+//! delays that acknowledgement by up to 40 ms. On Linux every TCP
+//! connection here therefore re-arms `TCP_QUICKACK` after each read that
+//! returned data (the flag is not sticky); the call also sends at once an
+//! ACK the kernel was holding back. See
+//! [`ConnectOptions::tcp_quickack`](crate::ConnectOptions::tcp_quickack).
 
+use std::collections::VecDeque;
 use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
-use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use thingsdb_protocol::{decode_frame, Frame, Header, HEADER_LEN};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 
 use crate::error::Error;
 use crate::frames::count_whole_frames;
-use crate::transport::{Connection, FrameRecv, FrameSend, Transport, TransportKind};
+use crate::transport::TransportKind;
 
 /// Reserve this much when the receive buffer runs low.
 const READ_CHUNK: usize = 64 * 1024;
 /// Spare room below which the receive buffer is topped up before a read.
 const MIN_SPARE: usize = 4 * 1024;
 
-/// A connection over any byte stream, with the same framing as TCP.
-///
-/// `kind` is what [`Transport::kind`] reports (use
-/// [`TransportKind::Custom`] for a stream of your own), `peer` what
-/// [`Transport::peer`] reports, and `max_payload` the largest payload
-/// accepted from the peer: a header announcing more is a protocol error
-/// before any room is reserved for it.
-///
-/// The stream is split with [`tokio::io::split`], so sending and receiving
-/// can go on in different tasks.
-///
-/// ```
-/// use bytes::Bytes;
-/// use thingsdb_protocol::{Frame, PackageType};
-/// use thingsdb_transport::{from_stream, TransportKind};
-///
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// let (a, b) = tokio::io::duplex(1024);
-/// let (mut tx, _) = from_stream(a, TransportKind::Custom, "a", 1 << 20).split();
-/// let (_, mut rx) = from_stream(b, TransportKind::Custom, "b", 1 << 20).split();
-/// tx.send(Frame::new(PackageType::Ping, 7, Bytes::new()).to_bytes()).await?;
-/// assert_eq!(rx.recv().await?.unwrap().id, 7);
-/// # Ok::<(), thingsdb_transport::Error>(())
-/// # }).unwrap();
-/// ```
-pub fn from_stream<S>(
-    stream: S,
-    kind: TransportKind,
-    peer: impl Into<String>,
-    max_payload: u32,
-) -> Connection
-where
-    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-{
-    let (r, w) = tokio::io::split(stream);
-    from_halves(r, w, kind, peer.into(), max_payload)
+/// The TLS stream every TLS and secure WebSocket connection runs over.
+pub(crate) type TlsStream = tokio_rustls::client::TlsStream<QuickAck<TcpStream>>;
+pub(crate) type TcpReader = QuickAck<tokio::net::tcp::OwnedReadHalf>;
+pub(crate) type TcpWriter = tokio::net::tcp::OwnedWriteHalf;
+pub(crate) type TlsReader = tokio::io::ReadHalf<TlsStream>;
+pub(crate) type TlsWriter = tokio::io::WriteHalf<TlsStream>;
+#[cfg(unix)]
+pub(crate) type UnixReader = tokio::net::unix::OwnedReadHalf;
+#[cfg(unix)]
+pub(crate) type UnixWriter = tokio::net::unix::OwnedWriteHalf;
+
+/// Something that is (or reads from) a TCP socket.
+pub(crate) trait TcpSocket {
+    /// The socket.
+    fn socket(&self) -> &TcpStream;
 }
 
-/// A connection from the two halves of a stream that splits without a
-/// lock (`TcpStream::into_split`, `UnixStream::into_split`).
-pub(crate) fn from_halves<R, W>(
-    r: R,
-    w: W,
-    kind: TransportKind,
-    peer: String,
-    max_payload: u32,
-) -> Connection
-where
-    R: AsyncRead + Send + Unpin + 'static,
-    W: AsyncWrite + Send + Unpin + 'static,
-{
-    Box::new(Halves {
-        kind,
-        peer,
-        send: Box::new(StreamSend {
-            w,
-            kind,
-            closed: false,
-        }),
-        recv: Box::new(StreamRecv {
-            r,
-            buf: BytesMut::with_capacity(READ_CHUNK),
-            max_payload,
-            kind,
-        }),
-    })
-}
-
-/// A connection already made of its two boxed halves.
-pub(crate) struct Halves {
-    pub(crate) kind: TransportKind,
-    pub(crate) peer: String,
-    pub(crate) send: Box<dyn FrameSend>,
-    pub(crate) recv: Box<dyn FrameRecv>,
-}
-
-impl Transport for Halves {
-    fn kind(&self) -> TransportKind {
-        self.kind
-    }
-
-    fn peer(&self) -> String {
-        self.peer.clone()
-    }
-
-    fn split(self: Box<Self>) -> (Box<dyn FrameSend>, Box<dyn FrameRecv>) {
-        (self.send, self.recv)
+impl TcpSocket for TcpStream {
+    fn socket(&self) -> &TcpStream {
+        self
     }
 }
 
-struct StreamSend<W> {
-    w: W,
-    kind: TransportKind,
-    closed: bool,
+impl TcpSocket for tokio::net::tcp::OwnedReadHalf {
+    fn socket(&self) -> &TcpStream {
+        self.as_ref()
+    }
 }
 
-#[async_trait]
-impl<W: AsyncWrite + Send + Unpin + 'static> FrameSend for StreamSend<W> {
-    async fn send(&mut self, frames: Bytes) -> Result<(), Error> {
-        if self.closed {
-            return Err(Error::Closed);
+/// A TCP stream (or its read half) that re-arms `TCP_QUICKACK` after each
+/// read that returned data, when `on` (Linux only; elsewhere a plain
+/// pass-through).
+#[derive(Debug)]
+pub(crate) struct QuickAck<T> {
+    io: T,
+    on: bool,
+}
+
+impl<T: TcpSocket> QuickAck<T> {
+    pub(crate) fn new(io: T, on: bool) -> Self {
+        QuickAck {
+            io,
+            on: on && cfg!(target_os = "linux"),
         }
-        if count_whole_frames(&frames)? == 0 {
-            return Ok(());
-        }
-        let kind = self.kind;
-        self.w
-            .write_all(&frames)
-            .await
-            .map_err(|e| Error::io(kind, e))?;
-        // A no-op for sockets; TLS and buffered streams need it.
-        self.w.flush().await.map_err(|e| Error::io(kind, e))
     }
 
-    async fn close(&mut self) -> Result<(), Error> {
-        if self.closed {
-            return Ok(());
-        }
-        self.closed = true;
-        match self.w.shutdown().await {
-            Ok(()) => Ok(()),
-            // The peer went first: nothing left to end.
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
-            Err(e) => Err(Error::io(self.kind, e)),
+    fn rearm(&mut self) {
+        #[cfg(target_os = "linux")]
+        if socket2::SockRef::from(self.io.socket())
+            .set_tcp_quickack(true)
+            .is_err()
+        {
+            // Not a TCP socket after all, or refused: stop asking.
+            self.on = false;
         }
     }
 }
 
-struct StreamRecv<R> {
+impl<T: TcpSocket + AsyncRead + Unpin> AsyncRead for QuickAck<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.io).poll_read(cx, buf);
+        if this.on && matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.rearm();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for QuickAck<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// The receiving side of a byte stream.
+pub(crate) struct StreamReader<R> {
     r: R,
     buf: BytesMut,
     max_payload: u32,
     kind: TransportKind,
 }
 
-impl<R> StreamRecv<R> {
+impl<R: AsyncRead + Unpin> StreamReader<R> {
+    pub(crate) fn new(r: R, kind: TransportKind, max_payload: u32) -> Self {
+        StreamReader {
+            r,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            max_payload,
+            kind,
+        }
+    }
+
     /// What ending the stream now means: a clean end between packages, or
     /// a package cut short.
     fn at_eof(&self) -> Result<Option<Frame>, Error> {
@@ -174,32 +176,121 @@ impl<R> StreamRecv<R> {
             needed,
         })
     }
-}
 
-#[async_trait]
-impl<R: AsyncRead + Send + Unpin + 'static> FrameRecv for StreamRecv<R> {
-    async fn recv(&mut self) -> Result<Option<Frame>, Error> {
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Frame>, Error>> {
         loop {
             // A protocol error leaves the bad header in the buffer, so every
             // later call reports it again: the stream is out of sync.
             if let Some(f) = decode_frame(&mut self.buf, self.max_payload)? {
-                return Ok(Some(f));
+                return Poll::Ready(Ok(Some(f)));
             }
             if self.buf.capacity() - self.buf.len() < MIN_SPARE {
                 // Reclaims the buffer when the frames cut from it are gone.
                 self.buf.reserve(READ_CHUNK);
             }
-            // `read_buf` is cancel-safe: dropped before it completes, it has
-            // read nothing.
-            match self.r.read_buf(&mut self.buf).await {
-                Ok(0) => return self.at_eof(),
+            // Reads into the spare capacity; Pending means nothing was read.
+            match ready!(tokio_util::io::poll_read_buf(
+                Pin::new(&mut self.r),
+                cx,
+                &mut self.buf
+            )) {
+                Ok(0) => return Poll::Ready(self.at_eof()),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // A TLS peer that closes without close_notify: an end like
                 // any other, since packages delimit themselves.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return self.at_eof(),
-                Err(e) => return Err(Error::io(self.kind, e)),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Poll::Ready(self.at_eof())
+                }
+                Err(e) => return Poll::Ready(Err(Error::io(self.kind, e))),
             }
         }
+    }
+}
+
+/// The sending side of a byte stream.
+pub(crate) struct StreamWriter<W> {
+    w: W,
+    /// Batches queued and not yet written; the front one may be part
+    /// written.
+    queued: VecDeque<Bytes>,
+    /// Whether the last write needs a flush (TLS, buffered streams).
+    unflushed: bool,
+    /// No more queuing: [`StreamWriter::poll_close`] began.
+    closed: bool,
+    /// The shutdown went through.
+    shut: bool,
+    kind: TransportKind,
+}
+
+impl<W: AsyncWrite + Unpin> StreamWriter<W> {
+    pub(crate) fn new(w: W, kind: TransportKind) -> Self {
+        StreamWriter {
+            w,
+            queued: VecDeque::new(),
+            unflushed: false,
+            closed: false,
+            shut: false,
+            kind,
+        }
+    }
+
+    pub(crate) fn queue(&mut self, frames: Bytes) -> Result<(), Error> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        if count_whole_frames(&frames)? > 0 {
+            self.queued.push_back(frames);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn is_flushed(&self) -> bool {
+        self.queued.is_empty() && !self.unflushed
+    }
+
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let kind = self.kind;
+        while let Some(front) = self.queued.front_mut() {
+            match ready!(Pin::new(&mut self.w).poll_write(cx, front)) {
+                Ok(0) => {
+                    return Poll::Ready(Err(Error::io(
+                        kind,
+                        io::Error::from(io::ErrorKind::WriteZero),
+                    )))
+                }
+                Ok(n) => {
+                    self.unflushed = true;
+                    front.advance(n);
+                    if front.is_empty() {
+                        self.queued.pop_front();
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready(Err(Error::io(kind, e))),
+            }
+        }
+        if self.unflushed {
+            // A no-op for sockets; TLS and buffered streams need it.
+            ready!(Pin::new(&mut self.w).poll_flush(cx)).map_err(|e| Error::io(kind, e))?;
+            self.unflushed = false;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    pub(crate) fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.shut {
+            return Poll::Ready(Ok(()));
+        }
+        self.closed = true;
+        ready!(self.poll_flush(cx))?;
+        let r = match ready!(Pin::new(&mut self.w).poll_shutdown(cx)) {
+            Ok(()) => Ok(()),
+            // The peer went first: nothing left to end.
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+            Err(e) => Err(Error::io(self.kind, e)),
+        };
+        self.shut = true;
+        Poll::Ready(r)
     }
 }

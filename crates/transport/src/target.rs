@@ -18,13 +18,14 @@
 //! ```
 //! use thingsdb_transport::{Target, TransportKind};
 //! let t: Target = "wss://db.example.com/ws".parse()?;
-//! assert_eq!(t.kind(), TransportKind::Wss);
-//! assert_eq!((t.host(), t.port(), t.path()), ("db.example.com", 9270, "/ws"));
+//! assert_eq!(t, Target::wss("db.example.com", 9270, "/ws"));
 //! assert_eq!(t.to_string(), "wss://db.example.com:9270/ws");
 //!
 //! let t = Target::parse("[::1]:9201")?;
-//! assert_eq!((t.kind(), t.host(), t.port()), (TransportKind::Tcp, "::1", 9201));
+//! assert_eq!((t.kind(), t.host(), t.port()), (TransportKind::Tcp, Some("::1"), Some(9201)));
 //! assert_eq!(t.to_string(), "thingsdb://[::1]:9201");
+//!
+//! assert_eq!(Target::parse("unix:///run/ti.sock")?, Target::Unix("/run/ti.sock".into()));
 //!
 //! let e = Target::parse("http://localhost").unwrap_err();
 //! assert!(e.to_string().contains("unknown scheme \"http\""));
@@ -33,6 +34,7 @@
 
 use std::fmt;
 use std::net::Ipv6Addr;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::error::Error;
@@ -48,18 +50,57 @@ pub const DEFAULT_WS_PORT: u16 = 9270;
 ///
 /// Parse one with [`Target::parse`] or [`str::parse`], or build one with
 /// [`Target::tcp`], [`Target::tls`], [`Target::ws`], [`Target::wss`] or
-/// [`Target::unix`]. [`Display`](fmt::Display) gives the canonical URI form,
-/// which parses back to the same target.
+/// [`Target::unix`] (which normalise the host and path as the parser does).
+/// [`Display`](fmt::Display) gives the canonical URI form, which parses
+/// back to the same target.
+///
+/// ```
+/// use thingsdb_transport::Target;
+/// match "wss://db.example.com/ws".parse::<Target>()? {
+///     Target::Wss { host, port, path } => assert_eq!((&*host, port, &*path), ("db.example.com", 9270, "/ws")),
+///     other => panic!("{other}"),
+/// }
+/// # Ok::<(), thingsdb_transport::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Target {
-    kind: TransportKind,
-    /// Host name or IP address, IPv6 without brackets; empty for Unix.
-    host: String,
-    /// 0 for Unix.
-    port: u16,
-    /// WebSocket request path (starting with `/`), Unix socket path, or
-    /// empty for TCP and TLS.
-    path: String,
+#[non_exhaustive]
+pub enum Target {
+    /// Plain TCP (`host:port`, `thingsdb://host:port`).
+    Tcp {
+        /// Host name or IP address (IPv6 without brackets).
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
+    /// TLS over TCP (`thingsdbs://host:port`).
+    Tls {
+        /// Host name or IP address (IPv6 without brackets); also the name
+        /// the certificate is checked against unless
+        /// [`TlsOptions::server_name`](crate::TlsOptions::server_name) says otherwise.
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
+    /// WebSocket (`ws://host:port/path`).
+    Ws {
+        /// Host name or IP address (IPv6 without brackets).
+        host: String,
+        /// TCP port.
+        port: u16,
+        /// Request path, starting with `/` (a query string is part of it).
+        path: String,
+    },
+    /// Secure WebSocket (`wss://host:port/path`).
+    Wss {
+        /// Host name or IP address (IPv6 without brackets).
+        host: String,
+        /// TCP port.
+        port: u16,
+        /// Request path, starting with `/`.
+        path: String,
+    },
+    /// A Unix domain socket (`unix:/path`).
+    Unix(PathBuf),
 }
 
 /// `s` with any `user:password@` part of its authority replaced, so that an
@@ -76,6 +117,14 @@ fn redact_userinfo(s: &str) -> String {
     }
 }
 
+/// An IPv6 host given in brackets, without them.
+fn bare_host(host: String) -> String {
+    match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(inner) => inner.to_owned(),
+        None => host,
+    }
+}
+
 impl Target {
     /// Parses a target string (see the [module documentation](self) for
     /// the accepted forms). The error names what is wrong.
@@ -87,83 +136,91 @@ impl Target {
     }
 
     /// Plain TCP to `host:port`. The host is not checked; an IPv6 address
-    /// is given without brackets.
+    /// may be given with or without brackets.
     pub fn tcp(host: impl Into<String>, port: u16) -> Target {
-        Target::net(TransportKind::Tcp, host.into(), port, String::new())
+        Target::Tcp {
+            host: bare_host(host.into()),
+            port,
+        }
     }
 
     /// TLS over TCP to `host:port`.
     pub fn tls(host: impl Into<String>, port: u16) -> Target {
-        Target::net(TransportKind::Tls, host.into(), port, String::new())
+        Target::Tls {
+            host: bare_host(host.into()),
+            port,
+        }
     }
 
     /// WebSocket to `ws://host:port/path`; an empty path means `/`, and a
     /// path without a leading `/` gets one.
     pub fn ws(host: impl Into<String>, port: u16, path: impl Into<String>) -> Target {
-        Target::net(TransportKind::Ws, host.into(), port, ws_path(path.into()))
+        Target::Ws {
+            host: bare_host(host.into()),
+            port,
+            path: ws_path(path.into()),
+        }
     }
 
     /// Secure WebSocket to `wss://host:port/path`.
     pub fn wss(host: impl Into<String>, port: u16, path: impl Into<String>) -> Target {
-        Target::net(TransportKind::Wss, host.into(), port, ws_path(path.into()))
+        Target::Wss {
+            host: bare_host(host.into()),
+            port,
+            path: ws_path(path.into()),
+        }
     }
 
     /// A Unix domain socket at `path`.
-    pub fn unix(path: impl Into<String>) -> Target {
-        Target {
-            kind: TransportKind::Unix,
-            host: String::new(),
-            port: 0,
-            path: path.into(),
-        }
-    }
-
-    fn net(kind: TransportKind, host: String, port: u16, path: String) -> Target {
-        let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            Some(inner) => inner.to_owned(),
-            None => host,
-        };
-        Target {
-            kind,
-            host,
-            port,
-            path,
-        }
+    pub fn unix(path: impl Into<PathBuf>) -> Target {
+        Target::Unix(path.into())
     }
 
     /// Which transport the target uses.
     pub fn kind(&self) -> TransportKind {
-        self.kind
+        match self {
+            Target::Tcp { .. } => TransportKind::Tcp,
+            Target::Tls { .. } => TransportKind::Tls,
+            Target::Ws { .. } => TransportKind::Ws,
+            Target::Wss { .. } => TransportKind::Wss,
+            Target::Unix(_) => TransportKind::Unix,
+        }
     }
 
     /// The host name or IP address (an IPv6 address without brackets);
-    /// empty for a Unix socket.
-    pub fn host(&self) -> &str {
-        &self.host
+    /// `None` for a Unix socket.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Target::Tcp { host, .. }
+            | Target::Tls { host, .. }
+            | Target::Ws { host, .. }
+            | Target::Wss { host, .. } => Some(host),
+            Target::Unix(_) => None,
+        }
     }
 
-    /// The TCP port; 0 for a Unix socket.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The WebSocket request path (at least `/`), the Unix socket's path,
-    /// or empty for TCP and TLS.
-    pub fn path(&self) -> &str {
-        &self.path
+    /// The TCP port; `None` for a Unix socket.
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            Target::Tcp { port, .. }
+            | Target::Tls { port, .. }
+            | Target::Ws { port, .. }
+            | Target::Wss { port, .. } => Some(*port),
+            Target::Unix(_) => None,
+        }
     }
 
     /// Whether the transport is encrypted (TLS or secure WebSocket).
     pub fn is_secure(&self) -> bool {
-        matches!(self.kind, TransportKind::Tls | TransportKind::Wss)
+        matches!(self, Target::Tls { .. } | Target::Wss { .. })
     }
 
     /// The host as it goes in a URI or `host:port`: IPv6 in brackets.
-    pub(crate) fn host_for_uri(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]", self.host)
+    pub(crate) fn host_for_uri(host: &str) -> String {
+        if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
         } else {
-            self.host.clone()
+            host.to_owned()
         }
     }
 }
@@ -186,14 +243,20 @@ impl FromStr for Target {
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let host = self.host_for_uri();
-        match self.kind {
-            TransportKind::Tcp => write!(f, "thingsdb://{host}:{}", self.port),
-            TransportKind::Tls => write!(f, "thingsdbs://{host}:{}", self.port),
-            TransportKind::Ws => write!(f, "ws://{host}:{}{}", self.port, self.path),
-            TransportKind::Wss => write!(f, "wss://{host}:{}{}", self.port, self.path),
-            TransportKind::Unix => write!(f, "unix:{}", self.path),
-            TransportKind::Custom => write!(f, "custom:{}", self.path),
+        match self {
+            Target::Tcp { host, port } => {
+                write!(f, "thingsdb://{}:{port}", Target::host_for_uri(host))
+            }
+            Target::Tls { host, port } => {
+                write!(f, "thingsdbs://{}:{port}", Target::host_for_uri(host))
+            }
+            Target::Ws { host, port, path } => {
+                write!(f, "ws://{}:{port}{path}", Target::host_for_uri(host))
+            }
+            Target::Wss { host, port, path } => {
+                write!(f, "wss://{}:{port}{path}", Target::host_for_uri(host))
+            }
+            Target::Unix(path) => write!(f, "unix:{}", path.display()),
         }
     }
 }
@@ -216,7 +279,7 @@ fn parse(s: &str) -> Result<Target, String> {
         }
         // Bare `host[:port]`: TCP.
         let (host, port) = parse_authority(s, DEFAULT_PORT)?;
-        return Ok(Target::net(TransportKind::Tcp, host, port, String::new()));
+        return Ok(Target::Tcp { host, port });
     };
     let kind = match scheme.to_ascii_lowercase().as_str() {
         "thingsdb" | "tcp" => TransportKind::Tcp,
@@ -240,16 +303,18 @@ fn parse(s: &str) -> Result<Target, String> {
     let is_ws = matches!(kind, TransportKind::Ws | TransportKind::Wss);
     let default_port = if is_ws { DEFAULT_WS_PORT } else { DEFAULT_PORT };
     let (host, port) = parse_authority(authority, default_port)?;
-    let path = if is_ws {
-        ws_path(path.to_owned())
-    } else if path.is_empty() || path == "/" {
-        String::new()
-    } else {
+    if !(is_ws || path.is_empty() || path == "/") {
         return Err(format!(
             "a path (\"{path}\") is only allowed for ws:// and wss:// targets"
         ));
-    };
-    Ok(Target::net(kind, host, port, path))
+    }
+    let path = ws_path(path.to_owned());
+    Ok(match kind {
+        TransportKind::Tls => Target::Tls { host, port },
+        TransportKind::Ws => Target::Ws { host, port, path },
+        TransportKind::Wss => Target::Wss { host, port, path },
+        _ => Target::Tcp { host, port },
+    })
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -501,8 +566,18 @@ mod tests {
         ];
         for (s, kind, host, port, path, shown) in cases {
             let t = ok(s);
+            let got_path = match &t {
+                Target::Ws { path, .. } | Target::Wss { path, .. } => path.clone(),
+                Target::Unix(p) => p.display().to_string(),
+                _ => String::new(),
+            };
             assert_eq!(
-                (t.kind(), t.host(), t.port(), t.path()),
+                (
+                    t.kind(),
+                    t.host().unwrap_or(""),
+                    t.port().unwrap_or(0),
+                    &*got_path
+                ),
                 (*kind, *host, *port, *path),
                 "{s}"
             );
@@ -548,7 +623,8 @@ mod tests {
     fn constructors() {
         assert_eq!(Target::ws("h", 1, "x").to_string(), "ws://h:1/x");
         assert_eq!(Target::wss("[::1]", 1, "").to_string(), "wss://[::1]:1/");
-        assert_eq!(Target::tcp("::1", 2).host(), "::1");
+        assert_eq!(Target::tcp("::1", 2).host(), Some("::1"));
+        assert_eq!(Target::tcp("[::1]", 2).host(), Some("::1"));
         assert!(Target::tls("h", 3).is_secure());
         assert_eq!(Target::unix("/s").kind(), TransportKind::Unix);
     }

@@ -26,6 +26,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::error::Error;
@@ -224,8 +225,7 @@ fn native_store() -> Result<RootCertStore, Error> {
 fn pem_store(pem: &[u8]) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), Error> {
     let mut store = RootCertStore::empty();
     let mut pinned = Vec::new();
-    let mut reader = pem;
-    for cert in rustls_pemfile::certs(&mut reader) {
+    for cert in CertificateDer::pem_slice_iter(pem) {
         let cert = cert.map_err(|e| Error::Tls(format!("reading the CA PEM: {e}")))?;
         store
             .add(cert.clone())

@@ -11,13 +11,14 @@
 //! itself on its next read (and by any send), so they go out even on a
 //! connection where nothing is sent.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{SplitSink, SplitStream};
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{SinkExt, StreamExt};
 use thingsdb_protocol::Frame;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
@@ -27,8 +28,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::error::Error;
 use crate::frames::{count_whole_frames, split_next};
-use crate::stream::Halves;
-use crate::transport::{Connection, FrameRecv, FrameSend, TransportKind};
+use crate::transport::TransportKind;
 
 /// The tungstenite configuration for a message limit of `max_message`
 /// bytes (header included).
@@ -60,35 +60,34 @@ where
     Ok(ws)
 }
 
-/// A connection over an established WebSocket.
-pub(crate) fn from_websocket<S>(
+/// The two halves over an established WebSocket.
+pub(crate) fn split<S>(
     ws: WebSocketStream<S>,
     kind: TransportKind,
-    peer: String,
     max_payload: u32,
-) -> Connection
+) -> (WsWriter<S>, WsReader<S>)
 where
-    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     let (sink, stream) = ws.split();
     let close_sent = Arc::new(AtomicBool::new(false));
-    Box::new(Halves {
-        kind,
-        peer,
-        send: Box::new(WsSend {
+    (
+        WsWriter {
             sink,
             kind,
+            queued: VecDeque::new(),
+            unflushed: false,
             closed: false,
             close_sent: close_sent.clone(),
-        }),
-        recv: Box::new(WsRecv {
+        },
+        WsReader {
             stream,
             kind,
             max_payload,
             ended: false,
             close_sent,
-        }),
-    })
+        },
+    )
 }
 
 fn ws_error(kind: TransportKind, e: WsError) -> Error {
@@ -102,50 +101,70 @@ fn ws_error(kind: TransportKind, e: WsError) -> Error {
     }
 }
 
-struct WsSend<S> {
+/// The sending side of a WebSocket.
+pub(crate) struct WsWriter<S> {
     sink: SplitSink<WebSocketStream<S>, Message>,
     kind: TransportKind,
+    /// Packages queued and not yet given to tungstenite.
+    queued: VecDeque<Bytes>,
+    /// Whether tungstenite holds messages not yet flushed.
+    unflushed: bool,
     closed: bool,
     /// Set once our Close frame is on its way.
     close_sent: Arc<AtomicBool>,
 }
 
-#[async_trait]
-impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> FrameSend for WsSend<S> {
-    async fn send(&mut self, mut frames: Bytes) -> Result<(), Error> {
+impl<S: AsyncRead + AsyncWrite + Unpin> WsWriter<S> {
+    pub(crate) fn queue(&mut self, mut frames: Bytes) -> Result<(), Error> {
         if self.closed {
             return Err(Error::Closed);
         }
-        if count_whole_frames(&frames)? == 0 {
-            return Ok(());
-        }
-        // `feed` only queues into tungstenite's write buffer (written out
-        // when it fills); the one `flush` writes the rest.
+        count_whole_frames(&frames)?;
         while let Some(pkg) = split_next(&mut frames) {
-            self.sink
-                .feed(Message::Binary(pkg))
-                .await
-                .map_err(|e| ws_error(self.kind, e))?;
+            self.queued.push_back(pkg);
         }
-        self.sink.flush().await.map_err(|e| ws_error(self.kind, e))
+        Ok(())
     }
 
-    async fn close(&mut self) -> Result<(), Error> {
-        if self.closed {
-            return Ok(());
+    pub(crate) fn is_flushed(&self) -> bool {
+        self.queued.is_empty() && !self.unflushed
+    }
+
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let kind = self.kind;
+        while !self.queued.is_empty() {
+            // `poll_ready` writes tungstenite's buffer out only when it is
+            // full; `start_send` just appends to it.
+            ready!(self.sink.poll_ready_unpin(cx)).map_err(|e| ws_error(kind, e))?;
+            if let Some(pkg) = self.queued.pop_front() {
+                self.sink
+                    .start_send_unpin(Message::Binary(pkg))
+                    .map_err(|e| ws_error(kind, e))?;
+                self.unflushed = true;
+            }
         }
+        if self.unflushed {
+            ready!(self.sink.poll_flush_unpin(cx)).map_err(|e| ws_error(kind, e))?;
+            self.unflushed = false;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    pub(crate) fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.closed = true;
+        ready!(self.poll_flush(cx))?;
         self.close_sent.store(true, Ordering::Release);
         // Sends a Close frame and flushes; the receiving half sees the
         // peer's answer as the end of the stream.
-        match self.sink.close().await {
-            Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Ok(()),
-            Err(e) => Err(ws_error(self.kind, e)),
+        match ready!(self.sink.poll_close_unpin(cx)) {
+            Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Poll::Ready(Ok(())),
+            Err(e) => Poll::Ready(Err(ws_error(self.kind, e))),
         }
     }
 }
 
-struct WsRecv<S> {
+/// The receiving side of a WebSocket.
+pub(crate) struct WsReader<S> {
     stream: SplitStream<WebSocketStream<S>>,
     kind: TransportKind,
     max_payload: u32,
@@ -156,13 +175,11 @@ struct WsRecv<S> {
     close_sent: Arc<AtomicBool>,
 }
 
-#[async_trait]
-impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> FrameRecv for WsRecv<S> {
-    async fn recv(&mut self) -> Result<Option<Frame>, Error> {
+impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Frame>, Error>> {
         while !self.ended {
-            // `next` is cancel-safe: a message is either returned or still
-            // inside tungstenite.
-            let msg = match self.stream.next().await {
+            // A message is either returned or still inside tungstenite.
+            let msg = match ready!(self.stream.poll_next_unpin(cx)) {
                 None => break,
                 Some(Ok(m)) => m,
                 Some(Err(e)) => {
@@ -170,22 +187,24 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> FrameRecv for WsRecv<S>
                     if self.close_sent.load(Ordering::Acquire) {
                         break;
                     }
-                    return Err(ws_error(self.kind, e));
+                    return Poll::Ready(Err(ws_error(self.kind, e)));
                 }
             };
             match msg {
-                Message::Binary(b) => return Ok(Some(Frame::parse(b, self.max_payload)?)),
-                Message::Text(_) => return Err(Error::TextMessage),
+                Message::Binary(b) => {
+                    return Poll::Ready(Ok(Some(Frame::parse(b, self.max_payload)?)))
+                }
+                Message::Text(_) => return Poll::Ready(Err(Error::TextMessage)),
                 // tungstenite queued the pong; the next read writes it.
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                 Message::Close(_) => {
                     // tungstenite queued the close reply; one more poll
                     // writes it without waiting for anything to arrive.
                     self.ended = true;
-                    let _ = self.stream.next().now_or_never();
+                    let _ = self.stream.poll_next_unpin(cx);
                 }
             }
         }
-        Ok(None)
+        Poll::Ready(Ok(None))
     }
 }

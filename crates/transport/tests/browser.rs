@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use thingsdb_protocol::{msgpack, request, ErrorCode, PackageType, Response};
-use thingsdb_transport::browser::{self, BrowserReceiver, BrowserSender};
-use thingsdb_transport::{Error, Target};
+use thingsdb_transport::{connect, ConnectOptions, Error, FrameReader, FrameWriter, Target};
 use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-const MAX_PAYLOAD: u32 = 64 << 20;
-const TIMEOUT: Duration = Duration::from_secs(10);
+fn opts() -> ConnectOptions {
+    ConnectOptions::default().with_connect_timeout(Duration::from_secs(30))
+}
 
 fn node() -> Option<Target> {
     match option_env!("THINGSDB_WASM_WS") {
@@ -29,10 +29,8 @@ fn node() -> Option<Target> {
     }
 }
 
-async fn authed(target: &Target) -> (BrowserSender, BrowserReceiver) {
-    let conn = browser::connect(target, TIMEOUT, MAX_PAYLOAD)
-        .await
-        .expect("connect");
+async fn authed(target: &Target) -> (FrameWriter, FrameReader) {
+    let conn = connect(target, &opts()).await.expect("connect");
     assert_eq!(conn.peer(), target.to_string());
     let (mut tx, mut rx) = conn.split();
     let mut out = BytesMut::new();
@@ -63,7 +61,10 @@ async fn query_round_trip_with_vars() {
     let reply = rx.recv().await.unwrap().expect("a reply");
     assert_eq!(reply.id, 7);
     // 42 as a positive fixint.
-    assert_eq!(Response::decode(&reply).unwrap(), Response::Data(vec![42u8].into()));
+    assert_eq!(
+        Response::decode(&reply).unwrap(),
+        Response::Data(vec![42u8].into())
+    );
     tx.close().await.unwrap();
     assert!(rx.recv().await.unwrap().is_none(), "closed after our close");
     assert!(matches!(tx.send(out_ping()).await, Err(Error::Closed)));
@@ -99,8 +100,14 @@ async fn ten_thousand_pipelined_frames() {
     while sent < N {
         let mut out = BytesMut::new();
         for id in sent..(sent + 500).min(N) {
-            request::encode_query(&mut out, id, "//stuff", "a + b;", Some(&vars_a_b(id.into(), 1)))
-                .unwrap();
+            request::encode_query(
+                &mut out,
+                id,
+                "//stuff",
+                "a + b;",
+                Some(&vars_a_b(id.into(), 1)),
+            )
+            .unwrap();
         }
         sent = (sent + 500).min(N);
         tx.send(out.freeze()).await.unwrap();
@@ -123,11 +130,13 @@ async fn ten_thousand_pipelined_frames() {
 
 #[wasm_bindgen_test]
 async fn only_websocket_targets_in_a_browser() {
-    for t in ["127.0.0.1:9200", "thingsdbs://localhost", "unix:/tmp/x.sock"] {
+    for t in [
+        "127.0.0.1:9200",
+        "thingsdbs://localhost",
+        "unix:/tmp/x.sock",
+    ] {
         let target: Target = t.parse().unwrap();
-        let e = browser::connect(&target, TIMEOUT, MAX_PAYLOAD)
-            .await
-            .unwrap_err();
+        let e = connect(&target, &opts()).await.unwrap_err();
         assert!(matches!(e, Error::InvalidTarget { .. }), "{t}: {e}");
         assert!(e.to_string().contains("ws:// and wss://"), "{e}");
     }
@@ -141,7 +150,7 @@ async fn refused_connection_is_a_connect_error() {
         return;
     };
     let target: Target = closed.parse().unwrap();
-    match browser::connect(&target, TIMEOUT, MAX_PAYLOAD).await {
+    match connect(&target, &opts()).await {
         Err(Error::Connect { .. } | Error::ConnectTimeout { .. }) => {}
         other => panic!("expected a connect error, got {other:?}"),
     }

@@ -12,7 +12,7 @@ use common::*;
 use futures::{SinkExt, StreamExt};
 use thingsdb_protocol::{Frame, Header, PackageType, HEADER_LEN};
 use thingsdb_transport::{
-    connect, from_stream, ConnectOptions, Error, Target, TlsOptions, TransportKind,
+    connect, ConnectOptions, Connection, Error, Target, TlsOptions, TransportKind,
 };
 use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -428,9 +428,9 @@ async fn tls_trust_is_checked() {
         assert!(matches!(&e, Error::Tls(_)), "{kind}: {e}");
         // By IP address (the certificate names 127.0.0.1 too).
         let by_ip = if kind == TransportKind::Tls {
-            Target::tls("127.0.0.1", peer.target.port())
+            Target::tls("127.0.0.1", peer.target.port().unwrap())
         } else {
-            Target::wss("127.0.0.1", peer.target.port(), "/")
+            Target::wss("127.0.0.1", peer.target.port().unwrap(), "/")
         };
         let (mut tx, mut rx) = guard("connect", connect(&by_ip, &peer.opts))
             .await
@@ -536,8 +536,8 @@ async fn connect_failures_are_reported() {
 #[tokio::test]
 async fn from_stream_over_an_in_memory_duplex() {
     let (a, b) = tokio::io::duplex(64);
-    let (mut atx, mut arx) = from_stream(a, TransportKind::Custom, "a", 1 << 20).split();
-    let (mut btx, mut brx) = from_stream(b, TransportKind::Custom, "b", 1 << 20).split();
+    let (mut atx, mut arx) = Connection::from_stream(a, "a", 1 << 20).split();
+    let (mut btx, mut brx) = Connection::from_stream(b, "b", 1 << 20).split();
     let frames: Vec<Frame> = (0..100).map(|i| frame(i, usize::from(i))).collect();
     let w = wire(&frames);
     let sender = tokio::spawn(async move {
@@ -613,7 +613,7 @@ async fn a_batch_is_one_write() {
         inner: a,
         writes: writes.clone(),
     };
-    let (mut tx, _rx) = from_stream(counted, TransportKind::Custom, "a", 1 << 20).split();
+    let (mut tx, _rx) = Connection::from_stream(counted, "a", 1 << 20).split();
     let frames: Vec<Frame> = (0..500).map(|i| frame(i, 20)).collect();
     let w = wire(&frames);
     tx.send(w.clone()).await.unwrap();
@@ -625,4 +625,43 @@ async fn a_batch_is_one_write() {
     let mut got = vec![0u8; w.len()];
     b.read_exact(&mut got).await.unwrap();
     assert_eq!(&got[..], &w[..]);
+}
+
+/// A flush dropped half way (the peer's buffer full) keeps what it has not
+/// written; the next flush goes on from there, so the peer gets every
+/// byte once, in order. Over a stream and over a WebSocket.
+#[tokio::test]
+async fn a_flush_cut_short_loses_nothing() {
+    // Over an in-memory stream whose buffer holds far less than the batch.
+    let (a, b) = tokio::io::duplex(256);
+    let (mut tx, _) = Connection::from_stream(a, "a", 1 << 20).split();
+    let (_, mut rx) = Connection::from_stream(b, "b", 1 << 20).split();
+    let frames: Vec<Frame> = (0..200).map(|i| frame(i, 50)).collect();
+    tx.queue(wire(&frames[..100])).unwrap();
+    tx.queue(wire(&frames[100..])).unwrap();
+    assert!(!tx.is_flushed());
+    // Cut the flush short, again and again, while the reader drains.
+    let mut got = Vec::new();
+    while got.len() < frames.len() {
+        let _ = tokio::time::timeout(Duration::from_millis(1), tx.flush()).await;
+        while let Ok(Some(f)) = tokio::time::timeout(Duration::from_millis(1), rx.recv())
+            .await
+            .map(|r| r.unwrap())
+        {
+            got.push(f);
+        }
+    }
+    assert_eq!(got, frames);
+    tx.flush().await.unwrap();
+    assert!(tx.is_flushed());
+
+    // Over a WebSocket to a local peer that echoes.
+    let peer = echo_peer(TransportKind::Ws, PeerOpts::default()).await;
+    let (mut tx, mut rx) = connect(&peer.target, &peer.opts).await.unwrap().split();
+    tx.queue(wire(&frames)).unwrap();
+    let _ = tokio::time::timeout(Duration::from_micros(1), tx.flush()).await;
+    tx.flush().await.unwrap();
+    for f in &frames {
+        assert_eq!(&rx.recv().await.unwrap().unwrap(), f);
+    }
 }

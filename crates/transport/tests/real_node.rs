@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use thingsdb_protocol::{request, Response};
 use thingsdb_testkit::real_node::{RealNode, SKIP_MESSAGE};
-use thingsdb_transport::{connect, ConnectOptions, FrameRecv, FrameSend, Target};
+use thingsdb_transport::{connect, ConnectOptions, FrameReader, FrameWriter, Target};
 
 const GUARD: Duration = Duration::from_secs(120);
 
@@ -49,7 +49,7 @@ fn targets(node: &RealNode) -> Vec<Target> {
     v
 }
 
-async fn open(node: &RealNode, t: &Target) -> (Box<dyn FrameSend>, Box<dyn FrameRecv>) {
+async fn open(node: &RealNode, t: &Target) -> (FrameWriter, FrameReader) {
     let opts = ConnectOptions::default().with_connect_timeout(Duration::from_secs(30));
     let (mut tx, mut rx) = guard("connect", connect(t, &opts))
         .await
@@ -63,12 +63,7 @@ async fn open(node: &RealNode, t: &Target) -> (Box<dyn FrameSend>, Box<dyn Frame
     (tx, rx)
 }
 
-async fn query(
-    tx: &mut Box<dyn FrameSend>,
-    rx: &mut Box<dyn FrameRecv>,
-    id: u16,
-    code: &str,
-) -> rmpv::Value {
+async fn query(tx: &mut FrameWriter, rx: &mut FrameReader, id: u16, code: &str) -> rmpv::Value {
     let mut out = BytesMut::new();
     request::encode_query(&mut out, id, "@t", code, None).unwrap();
     tx.send(out.freeze()).await.unwrap();

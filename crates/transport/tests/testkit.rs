@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use thingsdb_protocol::{request, Response};
 use thingsdb_testkit::{Reply, TestNode};
 use thingsdb_transport::{
-    connect, ConnectOptions, FrameRecv, FrameSend, Target, TlsOptions, TransportKind,
+    connect, ConnectOptions, FrameReader, FrameWriter, Target, TlsOptions, TransportKind,
 };
 
 const GUARD: Duration = Duration::from_secs(120);
@@ -58,7 +58,7 @@ impl Node {
     }
 }
 
-async fn open(t: &Target, opts: &ConnectOptions) -> (Box<dyn FrameSend>, Box<dyn FrameRecv>) {
+async fn open(t: &Target, opts: &ConnectOptions) -> (FrameWriter, FrameReader) {
     let conn = guard("connect", connect(t, opts))
         .await
         .unwrap_or_else(|e| panic!("{t}: {e}"));
@@ -66,7 +66,7 @@ async fn open(t: &Target, opts: &ConnectOptions) -> (Box<dyn FrameSend>, Box<dyn
     conn.split()
 }
 
-async fn auth(tx: &mut Box<dyn FrameSend>, rx: &mut Box<dyn FrameRecv>) {
+async fn auth(tx: &mut FrameWriter, rx: &mut FrameReader) {
     let mut out = BytesMut::new();
     request::encode_auth(&mut out, 1, "admin", "pass").unwrap();
     tx.send(out.freeze()).await.unwrap();

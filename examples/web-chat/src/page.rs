@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use thingsdb_protocol::{msgpack, request, Direction, Event, Response};
-use thingsdb_transport::browser::{self, BrowserSender};
-use thingsdb_transport::Target;
+use thingsdb_transport::{connect, ConnectOptions, FrameWriter, Target};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{Document, HtmlInputElement};
@@ -22,7 +21,7 @@ const MAX_PAYLOAD: u32 = 1 << 20;
 /// joined room's id.
 #[derive(Default)]
 struct Live {
-    sender: RefCell<Option<BrowserSender>>,
+    sender: RefCell<Option<FrameWriter>>,
     room: Cell<Option<u64>>,
     next_id: Cell<u16>,
 }
@@ -120,7 +119,7 @@ fn send_line(live: &Live, name: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let mut sender = live.sender.borrow_mut();
     let tx = sender.as_mut().ok_or("not connected")?;
-    tx.send_now(out.freeze()).map_err(|e| e.to_string())?;
+    tx.queue(out.freeze()).map_err(|e| e.to_string())?;
     input.set_value("");
     Ok(())
 }
@@ -156,9 +155,10 @@ async fn run(ws: String, live: Rc<Live>) {
 /// Returns `Ok` on a clean close, `Err` with a message otherwise.
 async fn session(target: &Target, live: &Live) -> Result<(), String> {
     let started = now_ms();
-    let conn = browser::connect(target, CONNECT_TIMEOUT, MAX_PAYLOAD)
-        .await
-        .map_err(|e| e.to_string())?;
+    let opts = ConnectOptions::default()
+        .with_connect_timeout(CONNECT_TIMEOUT)
+        .with_max_payload(MAX_PAYLOAD);
+    let conn = connect(target, &opts).await.map_err(|e| e.to_string())?;
     let connected = now_ms() - started;
     let (mut tx, mut rx) = conn.split();
     let mut out = BytesMut::new();
