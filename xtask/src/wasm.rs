@@ -17,6 +17,13 @@
 //!    screenshots and timings land in `target/web-chat/`.
 //!
 //! Installs already done are skipped, so a second run only builds and tests.
+//!
+//! `--real-node BIN` runs steps 4 and 5 against a real ThingsDB node
+//! started from `BIN` with its WebSocket port, inside a private network
+//! namespace with loopback only (`unshare -n`), since a node binds its
+//! WebSocket port on every interface. `--serve` serves the example page
+//! and a testkit node instead of testing (the page takes any node's
+//! address in its `?ws=` parameter).
 
 use std::env;
 use std::fs;
@@ -77,9 +84,40 @@ fn wasm_target_dir() -> PathBuf {
 }
 
 pub(crate) fn wasm(args: &[String]) -> Step {
-    let serve = args.iter().any(|a| a == "--serve");
-    if let Some(a) = args.iter().find(|a| *a != "--serve") {
-        return Err(Failure(format!("unknown option `{a}` (wasm [--serve])")));
+    let mut serve = false;
+    let mut in_netns = false;
+    let mut real_node: Option<String> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--serve" => serve = true,
+            "--in-netns" => in_netns = true,
+            "--real-node" => {
+                real_node = Some(
+                    it.next()
+                        .ok_or_else(|| Failure("--real-node needs a path".into()))?
+                        .clone(),
+                )
+            }
+            a => {
+                return Err(Failure(format!(
+                    "unknown option `{a}` (wasm [--serve] [--real-node BIN])"
+                )))
+            }
+        }
+    }
+    if serve && real_node.is_some() {
+        return Err(Failure(
+            "--serve and --real-node do not go together (a page served in a private \
+             network namespace cannot be reached); serve with --serve and open the page \
+             with ?ws=ws://YOUR-NODE:9270"
+                .into(),
+        ));
+    }
+    if let Some(bin) = &real_node {
+        if !Path::new(bin).is_file() {
+            return Err(Failure(format!("no ThingsDB binary at {bin}")));
+        }
     }
     let toolchain = toolchain()?;
     let bindgen = wasm_bindgen_cli()?;
@@ -111,7 +149,28 @@ pub(crate) fn wasm(args: &[String]) -> Step {
         return run(c);
     }
 
-    let node = Harness::start(&harness)?;
+    if let (Some(bin), false) = (&real_node, in_netns) {
+        // Everything is built: run the rest again in a namespace of its own.
+        let me = env::current_exe().map_err(|e| Failure(format!("current_exe: {e}")))?;
+        let mut c = Command::new("unshare");
+        c.args([
+            "-n",
+            "--",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" \"$@\"",
+        ])
+        .arg(me)
+        .args(["wasm", "--in-netns", "--real-node", bin])
+        .env("CARGO_NET_OFFLINE", "true");
+        if serve {
+            c.arg("--serve");
+        }
+        return run(c);
+    }
+    let real = real_node.as_deref();
+
+    let node = Harness::start(&harness, real)?;
     let webdriver_json = write_webdriver_json(&chromium)?;
     for (package, test) in BROWSER_TESTS {
         let mut c = toolchain.cargo(&["test", "-p", package, "--test", test]);
@@ -139,13 +198,21 @@ pub(crate) fn wasm(args: &[String]) -> Step {
     if let Some(c) = &chromium {
         chat.arg("--chromium").arg(c);
     }
+    if let Some(bin) = real {
+        chat.args(["--real-node", bin]);
+    }
     run(chat)?;
 
     let wasm = site.join("pkg").join("thingsdb_web_chat_bg.wasm");
     let size = fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0);
     println!(
-        "\nxtask wasm: browser tests and the two-page chat passed; \
+        "\nxtask wasm: browser tests and the two-page chat passed{}; \
          the chat page's wasm is {size} bytes ({} KiB); screenshots in {}",
+        if real.is_some() {
+            " against a real node"
+        } else {
+            ""
+        },
         size / 1024,
         out.display()
     );
@@ -430,9 +497,13 @@ struct Harness {
 }
 
 impl Harness {
-    fn start(bin: &Path) -> Result<Harness, Failure> {
-        let mut child = Command::new(bin)
-            .arg("serve")
+    fn start(bin: &Path, real_node: Option<&str>) -> Result<Harness, Failure> {
+        let mut c = Command::new(bin);
+        c.arg("serve");
+        if let Some(node) = real_node {
+            c.args(["--real-node", node]);
+        }
+        let mut child = c
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -461,7 +532,12 @@ impl Harness {
                 return Err(e);
             }
         };
-        println!("xtask wasm: testkit node at {ws}");
+        let what = if real_node.is_some() {
+            "real ThingsDB node"
+        } else {
+            "testkit node"
+        };
+        println!("xtask wasm: {what} at {ws}");
         Ok(Harness { child, ws, closed })
     }
 }

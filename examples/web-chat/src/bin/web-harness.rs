@@ -13,6 +13,13 @@
 //!     other's message, and saves screenshots and timings in --out.
 //! ```
 //!
+//! With `--real-node BIN` either mode starts a real ThingsDB node from
+//! `BIN` with its WebSocket port instead of the testkit node, and sets it
+//! up the same way (collection `other`, a room named `chat` in both
+//! collections, procedure `add_one`). A node binds its WebSocket port on
+//! every interface, so this is refused unless the harness runs in a
+//! network namespace whose only interface is loopback (`unshare -n`).
+//!
 //! The node has collections `stuff` and `other`, a room named `chat` in
 //! each, user `admin`/`pass`, the procedure `add_one`, and two queries of
 //! its own for tests: `drop_connections();` (every connection is closed
@@ -43,8 +50,9 @@ mod native {
 
     use base64::Engine;
     use serde_json::{json, Value as Json};
-    use thingsdb_testkit::thingsdb_protocol::ErrorCode;
-    use thingsdb_testkit::{Reply, TestNode};
+    use thingsdb_testkit::real_node::RealNode;
+    use thingsdb_testkit::thingsdb_protocol::{request, ErrorCode, Frame, Response};
+    use thingsdb_testkit::{RawClient, Reply, TestNode};
 
     type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -52,7 +60,10 @@ mod native {
         let args: Vec<String> = std::env::args().skip(1).collect();
         let flag = |name: &str| args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone());
         let rt = tokio::runtime::Runtime::new()?;
-        let node = rt.block_on(start_node())?;
+        let node = match flag("--real-node") {
+            Some(bin) => Node::Real(rt.block_on(start_real_node(Path::new(&bin)))?),
+            None => Node::Kit(rt.block_on(start_node())?),
+        };
         let http = match flag("--dir") {
             Some(dir) => Some(serve_dir(PathBuf::from(dir))?),
             None => None,
@@ -77,6 +88,71 @@ mod native {
                 chat(&node.ws_url(), &http, &out, &driver, chromium.as_deref())
             }
             _ => Err("usage: web-harness serve [--dir DIR] | chat --dir DIR --out DIR".into()),
+        }
+    }
+
+    /// The node the pages talk to.
+    enum Node {
+        Kit(Arc<TestNode>),
+        Real(RealNode),
+    }
+
+    impl Node {
+        fn ws_url(&self) -> String {
+            match self {
+                Node::Kit(n) => n.ws_url(),
+                Node::Real(n) => n.ws_url().unwrap_or_default().to_owned(),
+            }
+        }
+    }
+
+    /// Whether this process's network namespace has no interface but
+    /// loopback (`/proc/net/dev` lists the namespace's own interfaces,
+    /// after two heading lines).
+    fn loopback_only() -> bool {
+        match std::fs::read_to_string("/proc/net/dev") {
+            Ok(text) => text
+                .lines()
+                .skip(2)
+                .filter_map(|l| l.split(':').next())
+                .all(|name| name.trim() == "lo"),
+            Err(_) => false,
+        }
+    }
+
+    async fn start_real_node(bin: &Path) -> Result<RealNode, Error> {
+        if !loopback_only() {
+            return Err(
+                "--real-node only runs in a network namespace with loopback alone \
+                        (a node binds its WebSocket port on every interface): \
+                        unshare -n sh -c 'ip link set lo up; ...'"
+                    .into(),
+            );
+        }
+        let node = RealNode::start(bin, true).await?;
+        let ws = node
+            .ws_url()
+            .ok_or("the node has no WebSocket port")?
+            .to_owned();
+        let mut c = RawClient::ws(&ws).await?;
+        expect_ok(c.auth(node.user(), node.password()).await?)?;
+        for (scope, code) in [
+            ("@thingsdb", "new_collection('other');"),
+            ("//stuff", "new_procedure('add_one', |x| x + 1);"),
+            ("//stuff", ".chat = room(); .chat.set_name('chat');"),
+            ("//other", ".chat = room(); .chat.set_name('chat');"),
+        ] {
+            let mut b = bytes::BytesMut::new();
+            request::encode_query(&mut b, 1, scope, code, None)?;
+            expect_ok(c.request(&b).await?)?;
+        }
+        Ok(node)
+    }
+
+    fn expect_ok(f: Frame) -> Result<(), Error> {
+        match Response::decode(&f)? {
+            Response::Error(e) => Err(format!("node: {}: {}", e.code, e.message).into()),
+            _ => Ok(()),
         }
     }
 
