@@ -16,10 +16,11 @@
 //! - `cargo xtask real-node [--bin PATH]`: every real-node test against a
 //!   node started from `PATH` (or `THINGSDB_BIN`), in a private network
 //!   namespace when one can be made, so WebSocket is tested too.
-//! - `cargo xtask wasm [--serve]`: the browser route (see `wasm.rs`):
-//!   installs what is missing, builds for wasm32, runs the browser tests and
-//!   the two-page chat in headless Chromium; `--serve` serves the example
-//!   page instead.
+//! - `cargo xtask wasm [--release] [--serve] [--real-node BIN]`: the
+//!   browser route (see `wasm.rs`): installs what is missing, builds for
+//!   wasm32, runs the browser tests and the two-page chat in headless
+//!   Chromium (against a real node in a private network namespace with
+//!   `--real-node`); `--serve` serves the example page instead.
 //!
 //! Each step prints the command it runs and the first failing step stops
 //! the run with a non-zero exit code.
@@ -77,7 +78,7 @@ fn print_usage() {
            bench-e2e [--target URI].. [--secs N] [--python]  client vs raw floor, and in-flight memory\n  \
            soak [--requests N]        the reconnect soak test (default 2 000 000 requests)\n  \
            real-node [--bin PATH]     every real-node test (THINGSDB_BIN), WS in a private netns\n  \
-           wasm [--serve]             browser build and tests in headless Chromium (installs what is missing)"
+           wasm [--release] [--serve] [--real-node BIN]  browser build and tests in headless Chromium"
     );
 }
 

@@ -14,7 +14,8 @@
 //!    127.0.0.1 with WebSocket) and runs the wasm-bindgen tests in headless
 //!    Chromium with its address built in (`THINGSDB_WASM_WS`).
 //! 5. Runs the example chat with two pages (`web-harness chat`); the
-//!    screenshots and timings land in `target/web-chat/`.
+//!    screenshots and timings land in `target/web-chat/`. The page is a
+//!    debug build unless `--release` is given.
 //!
 //! Installs already done are skipped, so a second run only builds and tests.
 //!
@@ -85,12 +86,14 @@ fn wasm_target_dir() -> PathBuf {
 
 pub(crate) fn wasm(args: &[String]) -> Step {
     let mut serve = false;
+    let mut release = false;
     let mut in_netns = false;
     let mut real_node: Option<String> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--serve" => serve = true,
+            "--release" => release = true,
             "--in-netns" => in_netns = true,
             "--real-node" => {
                 real_node = Some(
@@ -101,7 +104,7 @@ pub(crate) fn wasm(args: &[String]) -> Step {
             }
             a => {
                 return Err(Failure(format!(
-                    "unknown option `{a}` (wasm [--serve] [--real-node BIN])"
+                    "unknown option `{a}` (wasm [--release] [--serve] [--real-node BIN])"
                 )))
             }
         }
@@ -127,7 +130,7 @@ pub(crate) fn wasm(args: &[String]) -> Step {
         run(toolchain.cargo(&["build", "-p", package]))?;
     }
     run(toolchain.cargo(&["build", "-p", "thingsdb-protocol", "--no-default-features"]))?;
-    let site = build_site(&toolchain, &bindgen.wasm_bindgen)?;
+    let site = build_site(&toolchain, &bindgen.wasm_bindgen, release)?;
 
     // The native harness, built with the usual toolchain.
     run(cargo_with([
@@ -465,13 +468,28 @@ fn json_string(s: &str) -> String {
 
 // ------------------------------------------------------------------- site
 
-/// Builds the example page (release) and lays out the site to serve:
-/// `index.html` and `pkg/` from wasm-bindgen. Returns its directory.
-fn build_site(toolchain: &Toolchain, wasm_bindgen: &Path) -> Result<PathBuf, Failure> {
-    run(toolchain.cargo(&["build", "--release", "-p", "thingsdb-web-chat", "--lib"]))?;
+/// Builds the example page and lays out the site to serve: `index.html`
+/// and `pkg/` from wasm-bindgen. Returns its directory.
+///
+/// Without `release` the page is a debug build: it shares the standard
+/// library build of the tests, which keeps CI short; the size figure of
+/// the README is from `--release`.
+fn build_site(
+    toolchain: &Toolchain,
+    wasm_bindgen: &Path,
+    release: bool,
+) -> Result<PathBuf, Failure> {
+    let mut args = vec!["build", "-p", "thingsdb-web-chat", "--lib"];
+    if release {
+        args.push("--release");
+    }
+    let mut build = toolchain.cargo(&args);
+    // Debug info would only be stripped again by wasm-bindgen.
+    build.env("CARGO_PROFILE_RELEASE_DEBUG", "false");
+    run(build)?;
     let wasm = wasm_target_dir()
         .join(WASM_TARGET)
-        .join("release")
+        .join(if release { "release" } else { "debug" })
         .join("thingsdb_web_chat.wasm");
     let site = root().join("target").join("web-chat").join("site");
     let mut bindgen = Command::new(wasm_bindgen);
