@@ -165,10 +165,8 @@ pub(crate) fn wasm(args: &[String]) -> Step {
         ])
         .arg(me)
         .args(["wasm", "--in-netns", "--real-node", bin])
+        .args(release.then_some("--release"))
         .env("CARGO_NET_OFFLINE", "true");
-        if serve {
-            c.arg("--serve");
-        }
         return run(c);
     }
     let real = real_node.as_deref();
@@ -177,6 +175,8 @@ pub(crate) fn wasm(args: &[String]) -> Step {
     let webdriver_json = write_webdriver_json(&chromium)?;
     for (package, test) in BROWSER_TESTS {
         let mut c = toolchain.cargo(&["test", "-p", package, "--test", test]);
+        // The figures tests print their numbers.
+        c.args(["--", "--nocapture"]);
         c.env(
             "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
             &bindgen.test_runner,

@@ -155,3 +155,48 @@ async fn refused_connection_is_a_connect_error() {
         other => panic!("expected a connect error, got {other:?}"),
     }
 }
+
+/// Prints how long opening a WebSocket, authenticating and getting the
+/// first event (the ON_JOIN after joining the room `chat` of `//stuff`,
+/// which the harness made) take from the page: medians of 20. Speed is not
+/// asserted; the numbers are the README's figures.
+#[wasm_bindgen_test]
+async fn figures_connect_auth_first_event() {
+    let Some(target) = node() else { return };
+    const N: usize = 20;
+    let (mut open_ms, mut auth_ms, mut event_ms) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..N {
+        let t0 = js_sys::Date::now();
+        let conn = connect(&target, &opts()).await.expect("connect");
+        open_ms.push(js_sys::Date::now() - t0);
+        let (mut tx, mut rx) = conn.split();
+        let mut out = BytesMut::new();
+        request::encode_auth(&mut out, 0, "admin", "pass").unwrap();
+        tx.send(out.split().freeze()).await.unwrap();
+        let reply = rx.recv().await.unwrap().expect("an AUTH reply");
+        assert_eq!(reply.package_type().unwrap(), PackageType::Ok);
+        auth_ms.push(js_sys::Date::now() - t0);
+        request::encode_join(&mut out, 1, "//stuff", &["chat".to_string().into()]).unwrap();
+        tx.send(out.freeze()).await.unwrap();
+        loop {
+            let f = rx.recv().await.unwrap().expect("JOIN reply and ON_JOIN");
+            if f.package_type().unwrap() == PackageType::OnJoin {
+                break;
+            }
+            assert_eq!(f.package_type().unwrap(), PackageType::Data, "JOIN reply");
+        }
+        event_ms.push(js_sys::Date::now() - t0);
+        tx.close().await.unwrap();
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    console_log!(
+        "figures: {N} connections to {target}, medians from the start: WebSocket open {} ms, \
+         authenticated {} ms, first event (ON_JOIN) {} ms",
+        median(&mut open_ms),
+        median(&mut auth_ms),
+        median(&mut event_ms)
+    );
+}
