@@ -2,7 +2,7 @@
 //!
 //! The page (`www/index.html`) is opened with `?ws=ws://HOST:PORT&name=NAME`.
 //! It connects to the node through the browser's WebSocket
-//! ([`thingsdb_transport::browser`]), authenticates as `admin`, joins the
+//! (`thingsdb_transport::connect` on wasm32), authenticates as `admin`, joins the
 //! room named `chat` in `//stuff`, shows every `msg` event of that room as
 //! `NAME: TEXT` and emits one for each line typed. When the connection is
 //! lost it says so, reconnects with backoff and joins again.
