@@ -24,6 +24,9 @@ struct Live {
     sender: RefCell<Option<FrameWriter>>,
     room: Cell<Option<u64>>,
     next_id: Cell<u16>,
+    /// How many times the room was joined (the status element's
+    /// `data-joins`, which tests watch to see a reconnect).
+    joins: Cell<u32>,
 }
 
 impl Live {
@@ -198,7 +201,11 @@ async fn session(target: &Target, live: &Live) -> Result<(), String> {
                         first_event = false;
                         set_timings(connected, now_ms() - started);
                     }
+                    live.joins.set(live.joins.get() + 1);
                     status("joined", &format!("in the room, via {target}"));
+                    if let Ok(el) = document().and_then(|d| element(&d, "status")) {
+                        let _ = el.set_attribute("data-joins", &live.joins.get().to_string());
+                    }
                 }
                 Event::Emit(e) if e.event == EVENT => {
                     let args = e.arg_values().map_err(|e| e.to_string())?;

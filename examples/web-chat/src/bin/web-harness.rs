@@ -85,7 +85,21 @@ mod native {
                 let out = PathBuf::from(flag("--out").ok_or("chat needs --out")?);
                 let driver = flag("--chromedriver").unwrap_or_else(|| "chromedriver".into());
                 let chromium = flag("--chromium");
-                chat(&node.ws_url(), &http, &out, &driver, chromium.as_deref())
+                let restart = || match &node {
+                    Node::Kit(n) => {
+                        rt.block_on(n.restart_with_downtime(Duration::from_millis(500)));
+                        true
+                    }
+                    Node::Real(_) => false,
+                };
+                chat(
+                    &node.ws_url(),
+                    &http,
+                    &out,
+                    &driver,
+                    chromium.as_deref(),
+                    restart,
+                )
             }
             _ => Err("usage: web-harness serve [--dir DIR] | chat --dir DIR --out DIR".into()),
         }
@@ -355,12 +369,16 @@ mod native {
         }
     }
 
+    /// The two-page chat; `restart` drops every connection of the node
+    /// (false when it cannot), after which both pages must join again and
+    /// chat on.
     fn chat(
         ws: &str,
         http: &str,
         out: &Path,
         driver: &str,
         chromium: Option<&str>,
+        restart: impl Fn() -> bool,
     ) -> Result<(), Error> {
         std::fs::create_dir_all(out)?;
         let profile = out.join("chromium-profile");
@@ -422,6 +440,30 @@ mod native {
         )?;
         d.screenshot(&out.join("bob.png"))?;
         let timings = d.script("return document.getElementById('timings').textContent;")?;
+
+        // The node drops every connection: both pages reconnect, join
+        // again and chat on.
+        if restart() {
+            for (who, handle) in [("alice", &alice), ("bob", &bob)] {
+                d.switch_to(handle)?;
+                d.wait_for(
+                    "document.getElementById('status').dataset.joins === '2'",
+                    limit,
+                    &format!("{who} joined again after the node restart"),
+                )?;
+            }
+            say(&alice, "alice is back")?;
+            d.switch_to(&bob)?;
+            d.wait_for(
+                &shows("alice: alice is back"),
+                limit,
+                "after the restart, on bob's page",
+            )?;
+            d.screenshot(&out.join("bob-after-restart.png"))?;
+            println!("web-chat: both pages joined again after the node dropped them, and chat on");
+        } else {
+            println!("web-chat: restart leg skipped (it needs the testkit node)");
+        }
         let timings = timings.as_str().unwrap_or_default().to_owned();
         std::fs::write(out.join("timings.txt"), format!("{timings}\n"))?;
         println!("web-chat: each page shows the other's message; {timings}");
