@@ -449,6 +449,7 @@ const REAL_NODE_TESTS: &[(&str, &str)] = &[
     ("thingsdb-transport", "real_node"),
     ("thingsdb-client", "real_node"),
     ("thingsdb-client", "real_cluster"),
+    ("thingsdb-module", "real_node"),
 ];
 
 fn real_node(args: &[String]) -> Step {

@@ -672,7 +672,7 @@ impl Task {
         match PackageType::try_from(frame.type_byte).map(PackageType::direction) {
             Ok(Direction::Response) => self.on_response(frame),
             Ok(Direction::Event) => return self.on_event(frame),
-            Ok(Direction::Request) | Err(_) => {
+            Ok(Direction::Request | Direction::ToModule | Direction::FromModule) | Err(_) => {
                 let err = match frame.package_type() {
                     Ok(t) => thingsdb_protocol::Error::UnexpectedPackageType {
                         expected: "a response or an event",

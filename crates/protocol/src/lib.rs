@@ -18,6 +18,7 @@
 //! | events (ON_EMIT, NODE_STATUS, ...) | [`event`] |
 //! | error codes | [`error_code`] |
 //! | the MessagePack subset the envelopes use | [`msgpack`] |
+//! | node <-> module process packages | [`module`] |
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -57,6 +58,7 @@ pub mod error_code;
 pub mod event;
 pub mod frame;
 pub mod header;
+pub mod module;
 pub mod msgpack;
 pub mod package_type;
 pub mod request;

@@ -11,9 +11,17 @@ pub enum Direction {
     Response,
     /// Sent by a node unasked, with id 65535.
     Event,
+    /// Sent by a node to a module process it runs (MODULE_CONF and
+    /// MODULE_REQ, protocol.md section 9).
+    ToModule,
+    /// Sent by a module process to its node (MODULE_CONF_OK,
+    /// MODULE_CONF_ERR, MODULE_RES and MODULE_ERR).
+    FromModule,
 }
 
-/// Every package type of the client protocol (protocol.md section 4).
+/// Every package type of the client protocol (protocol.md section 4) and
+/// of the module protocol between a node and the module processes it runs
+/// (section 9, see [`module`](crate::module)).
 ///
 /// The deprecated request types 35 and 36 are known, so that a node or a
 /// test peer can recognise them, but clients never send them.
@@ -69,11 +77,24 @@ pub enum PackageType {
     Emit = 40,
     /// Request 41: emit an event to every joiner but the sender.
     EmitPeer = 41,
+    /// Node to module 64: the module's configuration (any value).
+    ModuleConf = 64,
+    /// Module to node 65: the configuration was accepted; no payload.
+    ModuleConfOk = 65,
+    /// Module to node 66: the configuration was refused; no payload.
+    ModuleConfErr = 66,
+    /// Node to module 80: a request (the `future` argument, a map).
+    ModuleReq = 80,
+    /// Module to node 81: the answer to the request with the same id.
+    ModuleRes = 81,
+    /// Module to node 82: `[error_code, error_msg]` for the request with
+    /// the same id.
+    ModuleErr = 82,
 }
 
 impl PackageType {
     /// Every known type, in numeric order.
-    pub const ALL: [PackageType; 20] = [
+    pub const ALL: [PackageType; 26] = [
         PackageType::NodeStatus,
         PackageType::Warn,
         PackageType::OnJoin,
@@ -94,6 +115,12 @@ impl PackageType {
         PackageType::Leave,
         PackageType::Emit,
         PackageType::EmitPeer,
+        PackageType::ModuleConf,
+        PackageType::ModuleConfOk,
+        PackageType::ModuleConfErr,
+        PackageType::ModuleReq,
+        PackageType::ModuleRes,
+        PackageType::ModuleErr,
     ];
 
     /// The type byte.
@@ -106,12 +133,21 @@ impl PackageType {
         !(self as u8)
     }
 
-    /// Whether this is a request, a response or an event.
+    /// Whether this is a request, a response or an event of the client
+    /// protocol, or a package of the module protocol (and which way it
+    /// goes).
     pub const fn direction(self) -> Direction {
-        match self as u8 {
-            0..=15 => Direction::Event,
-            16..=31 => Direction::Response,
-            _ => Direction::Request,
+        match self {
+            PackageType::ModuleConf | PackageType::ModuleReq => Direction::ToModule,
+            PackageType::ModuleConfOk
+            | PackageType::ModuleConfErr
+            | PackageType::ModuleRes
+            | PackageType::ModuleErr => Direction::FromModule,
+            _ => match self as u8 {
+                0..=15 => Direction::Event,
+                16..=31 => Direction::Response,
+                _ => Direction::Request,
+            },
         }
     }
 
@@ -138,6 +174,12 @@ impl PackageType {
             PackageType::Leave => "LEAVE",
             PackageType::Emit => "EMIT",
             PackageType::EmitPeer => "EMIT_PEER",
+            PackageType::ModuleConf => "MODULE_CONF",
+            PackageType::ModuleConfOk => "MODULE_CONF_OK",
+            PackageType::ModuleConfErr => "MODULE_CONF_ERR",
+            PackageType::ModuleReq => "MODULE_REQ",
+            PackageType::ModuleRes => "MODULE_RES",
+            PackageType::ModuleErr => "MODULE_ERR",
         }
     }
 }
@@ -167,6 +209,12 @@ impl TryFrom<u8> for PackageType {
             39 => PackageType::Leave,
             40 => PackageType::Emit,
             41 => PackageType::EmitPeer,
+            64 => PackageType::ModuleConf,
+            65 => PackageType::ModuleConfOk,
+            66 => PackageType::ModuleConfErr,
+            80 => PackageType::ModuleReq,
+            81 => PackageType::ModuleRes,
+            82 => PackageType::ModuleErr,
             other => return Err(Error::UnknownPackageType(other)),
         })
     }
@@ -212,5 +260,28 @@ mod tests {
         // The corrected check bytes of protocol.md section 4.
         assert_eq!(PackageType::Leave.check(), 0xd8);
         assert_eq!(PackageType::OnLeave.check(), 0xf8);
+    }
+
+    #[test]
+    fn module_types_have_their_own_directions() {
+        // inc/ti/proto.t.h of ThingsDB 1.9.2.
+        for (b, d) in [
+            (64, Direction::ToModule),
+            (65, Direction::FromModule),
+            (66, Direction::FromModule),
+            (80, Direction::ToModule),
+            (81, Direction::FromModule),
+            (82, Direction::FromModule),
+        ] {
+            let t = PackageType::try_from(b).unwrap();
+            assert_eq!(t.direction(), d, "{t}");
+            assert!(t.name().starts_with("MODULE_"));
+        }
+        assert_eq!(PackageType::ModuleReq.check(), 0xaf);
+        let others = PackageType::ALL
+            .iter()
+            .filter(|t| !matches!(t.direction(), Direction::ToModule | Direction::FromModule))
+            .count();
+        assert_eq!(others, 20);
     }
 }

@@ -225,6 +225,13 @@ impl RealNode {
         self.node_port
     }
 
+    /// The node's `modules_path` (started nodes only): a module `NAME`
+    /// installed with `new_module('NAME', 'FILE')` runs
+    /// `<modules_path>/NAME/FILE`.
+    pub fn modules_path(&self) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.path().join("modules"))
+    }
+
     /// The process id (started nodes only).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
