@@ -52,8 +52,13 @@ const WASM_PACKAGES: &[&str] = &["thingsdb-protocol", "thingsdb-transport"];
 enum Toolchain {
     /// rustup's cargo, with the target installed.
     Rustup,
-    /// Debian's `cargo-web` and `rustc-web`, building std from source.
-    Debian { cargo: PathBuf, rustc: PathBuf },
+    /// Debian's `cargo-web`, `rustc-web` and its rustdoc, building std
+    /// from source.
+    Debian {
+        cargo: PathBuf,
+        rustc: PathBuf,
+        rustdoc: PathBuf,
+    },
 }
 
 impl Toolchain {
@@ -61,16 +66,26 @@ impl Toolchain {
     fn cargo(&self, args: &[&str]) -> Command {
         let mut c = match self {
             Toolchain::Rustup => cargo_with(args),
-            Toolchain::Debian { cargo, rustc } => {
+            Toolchain::Debian {
+                cargo,
+                rustc,
+                rustdoc,
+            } => {
                 let mut c = Command::new(cargo);
                 c.current_dir(root()).args(args);
-                for var in ["RUSTUP_TOOLCHAIN", "RUSTDOC", "CARGO"] {
+                for var in ["RUSTUP_TOOLCHAIN", "CARGO"] {
                     c.env_remove(var);
                 }
-                c.env("RUSTC", rustc).env("RUSTC_BOOTSTRAP", "1");
+                c.env("RUSTC", rustc)
+                    .env("RUSTDOC", rustdoc)
+                    .env("RUSTC_BOOTSTRAP", "1");
                 c
             }
         };
+        // Our crates' warnings are errors on this target too (dependencies
+        // and std are built with their lints capped, as always).
+        c.env("RUSTFLAGS", "-D warnings")
+            .env("RUSTDOCFLAGS", "-D warnings");
         c.args(["--target", WASM_TARGET]);
         if let Toolchain::Debian { .. } = self {
             c.args(["-Z", "build-std=std,panic_abort"]);
@@ -130,6 +145,12 @@ pub(crate) fn wasm(args: &[String]) -> Step {
         run(toolchain.cargo(&["build", "-p", package]))?;
     }
     run(toolchain.cargo(&["build", "-p", "thingsdb-protocol", "--no-default-features"]))?;
+    // The wasm32-only docs (the browser transport) have their links checked.
+    let mut doc = vec!["doc", "--no-deps"];
+    for package in WASM_PACKAGES {
+        doc.extend(["-p", package]);
+    }
+    run(toolchain.cargo(&doc))?;
     let site = build_site(&toolchain, &bindgen.wasm_bindgen, release)?;
 
     // The native harness, built with the usual toolchain.
@@ -185,7 +206,8 @@ pub(crate) fn wasm(args: &[String]) -> Step {
         .env("WASM_BINDGEN_TEST_WEBDRIVER_JSON", &webdriver_json)
         .env("WASM_BINDGEN_TEST_TIMEOUT", "300")
         .env("THINGSDB_WASM_WS", &node.ws)
-        .env("THINGSDB_WASM_CLOSED", &node.closed);
+        .env("THINGSDB_WASM_CLOSED", &node.closed)
+        .env("THINGSDB_WASM_REAL", if real.is_some() { "1" } else { "0" });
         run(c)?;
     }
     drop(node);
@@ -262,6 +284,7 @@ fn toolchain() -> Result<Toolchain, Failure> {
     Ok(Toolchain::Debian {
         cargo: find("cargo")?,
         rustc: find("rustc")?,
+        rustdoc: find("rustdoc")?,
     })
 }
 
@@ -484,8 +507,13 @@ fn build_site(
         args.push("--release");
     }
     let mut build = toolchain.cargo(&args);
-    // Debug info would only be stripped again by wasm-bindgen.
-    build.env("CARGO_PROFILE_RELEASE_DEBUG", "false");
+    // What a page wants: small code. Debug info would only be stripped
+    // again by wasm-bindgen.
+    build
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "s")
+        .env("CARGO_PROFILE_RELEASE_LTO", "true")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1");
     run(build)?;
     let wasm = wasm_target_dir()
         .join(WASM_TARGET)

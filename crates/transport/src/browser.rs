@@ -76,7 +76,7 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// The largest payload accepted from the node, in bytes; a package
     /// announcing more is a protocol error. Default
-    /// [`DEFAULT_MAX_PAYLOAD`](crate::DEFAULT_MAX_PAYLOAD) (64 MiB).
+    /// [`DEFAULT_MAX_PAYLOAD`] (64 MiB).
     pub max_payload: u32,
 }
 

@@ -22,8 +22,8 @@
 //!
 //! The node has collections `stuff` and `other`, a room named `chat` in
 //! each, user `admin`/`pass`, the procedure `add_one`, and two queries of
-//! its own for tests: `drop_connections();` (every connection is closed
-//! just after the reply) and `stall(ms);` (this connection's replies are
+//! its own for tests: `drop_connections();` (every connection is cut just
+//! after the reply, as a node restart does) and `stall(ms);` (this connection's replies are
 //! held back for `ms` from now on).
 
 #[cfg(target_arch = "wasm32")]
@@ -181,15 +181,18 @@ mod native {
             },
             None => Reply::error(ErrorCode::NumArguments, "add_one takes 1 argument"),
         });
-        let faults = node.faults();
         let weak = Arc::downgrade(&node);
         node.on_query(move |q| {
             let code = q.code.trim();
             if code == "drop_connections();" {
-                let f = faults.clone();
+                // As a node that goes away: every connection is cut at
+                // once (stalled ones too), without a close handshake.
+                let weak = weak.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_millis(20)).await;
-                    f.close_now();
+                    if let Some(node) = weak.upgrade() {
+                        node.restart().await;
+                    }
                 });
                 return Reply::nil();
             }
