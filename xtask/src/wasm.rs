@@ -371,12 +371,18 @@ fn cargo_bin_dir() -> PathBuf {
         .join("bin")
 }
 
-/// `name` on PATH or in cargo's bin directory.
-fn find_program(name: &str) -> Option<PathBuf> {
+/// Every `name` on PATH and in cargo's bin directory, in that order.
+fn programs(name: &str) -> Vec<PathBuf> {
     env::split_paths(&env::var_os("PATH").unwrap_or_default())
         .chain([cargo_bin_dir()])
         .map(|d| d.join(name))
-        .find(|p| p.is_file())
+        .filter(|p| p.is_file())
+        .collect()
+}
+
+/// The first `name` on PATH or in cargo's bin directory.
+fn find_program(name: &str) -> Option<PathBuf> {
+    programs(name).into_iter().next()
 }
 
 fn wasm_bindgen_cli() -> Result<Bindgen, Failure> {
@@ -388,7 +394,9 @@ fn wasm_bindgen_cli() -> Result<Bindgen, Failure> {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim() == format!("wasm-bindgen {version}"))
             .unwrap_or(false)
     };
-    let found = find_program("wasm-bindgen").filter(|p| have(p));
+    // Any other version on PATH does not do: its output must match the
+    // `wasm-bindgen` crate the code is built with.
+    let found = programs("wasm-bindgen").into_iter().find(|p| have(p));
     let wasm_bindgen = match found {
         Some(p) => p,
         None => {
@@ -400,8 +408,9 @@ fn wasm_bindgen_cli() -> Result<Bindgen, Failure> {
                 "--version",
                 &version,
             ]))?;
-            find_program("wasm-bindgen")
-                .filter(|p| have(p))
+            programs("wasm-bindgen")
+                .into_iter()
+                .find(|p| have(p))
                 .ok_or_else(|| Failure(format!("wasm-bindgen {version} not found after install")))?
         }
     };
