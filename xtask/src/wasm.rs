@@ -90,7 +90,10 @@ impl Toolchain {
         if let Toolchain::Debian { .. } = self {
             c.args(["-Z", "build-std=std,panic_abort"]);
         }
-        c.env("CARGO_TARGET_DIR", wasm_target_dir());
+        // Our crates are small here; incremental state would only take
+        // disk space.
+        c.env("CARGO_TARGET_DIR", wasm_target_dir())
+            .env("CARGO_INCREMENTAL", "0");
         c
     }
 }
