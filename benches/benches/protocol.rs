@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use thingsdb_benches::{large_frames, query_vars, small_frames};
 use thingsdb_protocol::request;
-use thingsdb_protocol::{decode_frame, Decoder, Header, PackageType, DEFAULT_MAX_PAYLOAD};
+use thingsdb_protocol::{decode_frame, Decoder, Header, PackageType, MAX_PAYLOAD};
 
 /// Size of one simulated socket read.
 const READ: usize = 64 * 1024;
@@ -21,7 +21,7 @@ fn header(c: &mut Criterion) {
     g.bench_function("encode", |b| b.iter(|| black_box(black_box(h).encode())));
     let bytes = h.encode();
     g.bench_function("decode", |b| {
-        b.iter(|| Header::decode(black_box(&bytes), DEFAULT_MAX_PAYLOAD).unwrap())
+        b.iter(|| Header::decode(black_box(&bytes), MAX_PAYLOAD).unwrap())
     });
     g.finish();
 }
@@ -91,7 +91,7 @@ fn decode_group(c: &mut Criterion, name: &str, wire: &Bytes, frames: usize, t: T
         b.iter(|| {
             src.extend_from_slice(wire);
             let mut n = 0;
-            while let Some(f) = decode_frame(&mut src, DEFAULT_MAX_PAYLOAD).unwrap() {
+            while let Some(f) = decode_frame(&mut src, MAX_PAYLOAD).unwrap() {
                 black_box(&f);
                 n += 1;
             }

@@ -2,7 +2,10 @@
 
 `1+1;` in @t against a node, pipelined (256 requests in flight, as
 asyncio tasks over one connection) and one at a time, for N seconds each,
-over TCP and/or WebSocket. Prints Markdown rows.
+over TCP and/or WebSocket, with this process's CPU time per request; then
+the latency from a JOIN's reply to its ON_JOIN (5 fresh connections) and
+from the first to the last event of a burst of 10 (5 bursts), in ms,
+median / max. Prints Markdown rows.
 
     pip install python-thingsdb websockets
     python benches/compare/python_thingsdb.py --tcp 127.0.0.1:9200 --ws ws://127.0.0.1:9270 --secs 5
@@ -12,6 +15,16 @@ import asyncio
 import time
 
 from thingsdb.client import Client
+from thingsdb.room import Room, event
+
+SAMPLES = 5
+BURST = 10
+COLLECTION = "//stuff"
+ROOM_CODE = (
+    "if (!.has('bench_e2e_room')) .bench_e2e_room = room(); "
+    ".bench_e2e_room.id();"
+)
+BURST_CODE = "".join(f".bench_e2e_room.emit('b', {i});" for i in range(BURST))
 
 
 async def connect(tcp=None, ws=None, user="admin", password="pass"):
@@ -25,19 +38,25 @@ async def connect(tcp=None, ws=None, user="admin", password="pass"):
     return client
 
 
+def measured(done, t0, cpu0):
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    return done / wall, cpu * 1e6 / max(done, 1)
+
+
 async def one_at_a_time(client, secs):
     done, end = 0, time.perf_counter() + secs
-    start = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     while time.perf_counter() < end:
         assert await client.query("1+1;", scope="@t") == 2
         done += 1
-    return done / (time.perf_counter() - start)
+    return measured(done, t0, cpu0)
 
 
 async def pipelined(client, secs, window):
     done = 0
     end = time.perf_counter() + secs
-    start = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
 
     async def worker():
         nonlocal done
@@ -46,7 +65,59 @@ async def pipelined(client, secs, window):
             done += 1
 
     await asyncio.gather(*(worker() for _ in range(window)))
-    return done / (time.perf_counter() - start)
+    return measured(done, t0, cpu0)
+
+
+class BenchRoom(Room):
+    """Records when its ON_JOIN and its events arrive."""
+
+    def on_init(self):
+        self.joined_at = None
+        self.events = []
+
+    async def on_join(self):
+        self.joined_at = time.perf_counter()
+
+    @event("b")
+    def on_b(self, *args):
+        self.events.append(time.perf_counter())
+
+
+def med_max(v):
+    v = sorted(v)
+    return f"{v[len(v) // 2] * 1e3:.1f} / {v[-1] * 1e3:.1f}"
+
+
+async def latency(open_client):
+    client = await open_client()
+    room_id = await client.query(ROOM_CODE, scope=COLLECTION)
+    client.close()
+    await client.wait_closed()
+    joins, bursts = [], []
+    for sample in range(SAMPLES):
+        client = await open_client()
+        room = BenchRoom(room_id, scope=COLLECTION)
+        replied = []
+        orig = client._join
+
+        async def timed_join(*args, **kwargs):
+            res = await orig(*args, **kwargs)
+            replied.append(time.perf_counter())
+            return res
+
+        client._join = timed_join
+        await room.join(client, wait=5)
+        joins.append(room.joined_at - replied[0])
+        if sample == 0:
+            for _ in range(SAMPLES):
+                room.events = []
+                await client.query(BURST_CODE, scope=COLLECTION)
+                while len(room.events) < BURST:
+                    await asyncio.sleep(0.001)
+                bursts.append(room.events[-1] - room.events[0])
+        client.close()
+        await client.wait_closed()
+    return joins, bursts
 
 
 async def main():
@@ -56,19 +127,31 @@ async def main():
     p.add_argument("--secs", type=float, default=5)
     p.add_argument("--window", type=int, default=256)
     a = p.parse_args()
-    print("| transport | mode | python-thingsdb (req/s) |")
-    print("|---|---|---:|")
+    print("| transport | mode | python-thingsdb (req/s) | python-thingsdb CPU (us/req) |")
+    print("|---|---|---:|---:|")
+    lat = []
     for kind, target in (("TCP", a.tcp), ("WS", a.ws)):
         if not target:
             continue
-        client = await (connect(ws=target) if kind == "WS" else connect(tcp=target))
+
+        def open_client(kind=kind, target=target):
+            return connect(ws=target) if kind == "WS" else connect(tcp=target)
+
+        client = await open_client()
         await one_at_a_time(client, 0.5)  # warm up
-        rate = await pipelined(client, a.secs, a.window)
-        print(f"| {kind} | pipelined | {rate:.0f} |")
-        rate = await one_at_a_time(client, a.secs)
-        print(f"| {kind} | one at a time | {rate:.0f} |")
+        rate, cpu = await pipelined(client, a.secs, a.window)
+        print(f"| {kind} | pipelined | {rate:.0f} | {cpu:.1f} |")
+        rate, cpu = await one_at_a_time(client, a.secs)
+        print(f"| {kind} | one at a time | {rate:.0f} | {cpu:.1f} |")
         client.close()
         await client.wait_closed()
+        lat.append((kind, await latency(open_client)))
+    print()
+    print(f"| transport | measure (ms, median / max) | python-thingsdb |")
+    print("|---|---|---:|")
+    for kind, (joins, bursts) in lat:
+        print(f"| {kind} | JOIN reply -> ON_JOIN | {med_max(joins)} |")
+        print(f"| {kind} | burst of {BURST} events | {med_max(bursts)} |")
 
 
 asyncio.run(main())

@@ -12,11 +12,11 @@ use thingsdb_protocol::request::{self, RunArgs};
 use thingsdb_protocol::response;
 use thingsdb_protocol::{
     decode_value, msgpack, Credentials, DecodedRunArgs, Event, Frame, PackageType, Request,
-    Response, DEFAULT_MAX_PAYLOAD,
+    Response, MAX_PAYLOAD,
 };
 
 fn reparse(b: BytesMut) -> Frame {
-    Frame::parse(b.freeze(), DEFAULT_MAX_PAYLOAD).expect("an encoded frame parses")
+    Frame::parse(b.freeze(), MAX_PAYLOAD).expect("an encoded frame parses")
 }
 
 fn check_response(f: &Frame) {

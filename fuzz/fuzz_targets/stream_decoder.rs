@@ -10,7 +10,7 @@
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use thingsdb_protocol::{decode_frame, Decoder, Error, Frame, DEFAULT_MAX_PAYLOAD, HEADER_LEN};
+use thingsdb_protocol::{decode_frame, Decoder, Error, Frame, HEADER_LEN, MAX_PAYLOAD};
 
 #[derive(Clone, Copy)]
 enum Feed {
@@ -55,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let max = match data[0] % 4 {
-        0 => DEFAULT_MAX_PAYLOAD,
+        0 => MAX_PAYLOAD,
         1 => u32::MAX,
         2 => 0,
         _ => u32::from(data[0]) * 4,

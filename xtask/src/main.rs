@@ -9,9 +9,10 @@
 //!   toolchain; installs cargo-fuzz first if it is missing.
 //! - `cargo xtask bench [-- CRITERION ARGS]`: the criterion benchmarks.
 //! - `cargo xtask bench-e2e [--target URI].. [--secs N] [--python]`: the
-//!   client against a node (or the testkit) next to a raw-socket floor,
-//!   and the memory of 10 000 requests in flight; `--python` adds the
-//!   official Python connector on the same node.
+//!   client against a node (or the testkit) next to the node's ceiling,
+//!   with CPU time and allocations per request, JOIN and event-burst
+//!   latency, and the memory of 10 000 requests in flight; `--python`
+//!   adds the official Python connector on the same node.
 //! - `cargo xtask soak [--requests N]`: the reconnect soak test, longer.
 //! - `cargo xtask real-node [--bin PATH]`: every real-node test against a
 //!   node started from `PATH` (or `THINGSDB_BIN`), in a private network
@@ -366,7 +367,7 @@ fn values_of<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
 
 fn bench_e2e(args: &[String]) -> Step {
     let targets = values_of(args, "--target");
-    let secs = values_of(args, "--secs").last().copied().unwrap_or("5");
+    let secs = values_of(args, "--secs").last().copied().unwrap_or("1.5");
     let example = |extra: &[&str]| {
         let mut c = cargo_with([
             "run",
@@ -450,6 +451,7 @@ const REAL_NODE_TESTS: &[(&str, &str)] = &[
     ("thingsdb-client", "real_node"),
     ("thingsdb-client", "real_cluster"),
     ("thingsdb-module", "real_node"),
+    ("thingsdb-cli", "real_node"),
 ];
 
 fn real_node(args: &[String]) -> Step {

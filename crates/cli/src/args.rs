@@ -22,9 +22,12 @@ users of the machine.
 Results are printed as JSON: things with their \"#\" id, bytes as base64 \
 strings, NaN and infinities as \"nan\", \"inf\", \"-inf\".
 
-The prompt keeps its history in $XDG_DATA_HOME/thingsdb/history or \
-~/.thingsdb_history (lines that begin with a space are not kept). RUST_LOG sets \
-the level of log messages on standard error (default: warn).
+The prompt colours code as it is typed (not when standard output is not a \
+terminal, or with NO_COLOR set), completes scopes, functions, procedures and \
+properties on Tab, and keeps its history in the user's data directory \
+($XDG_DATA_HOME/thingsdb/history, by default ~/.local/share/thingsdb/history; \
+lines that begin with a space are not kept; --no-history keeps none). \
+RUST_LOG sets the level of log messages on standard error (default: warn).
 
 Exit status:
   0  success (for watch: stopped with Ctrl-C, or the room was deleted)
@@ -38,7 +41,10 @@ Examples:
   thingsdb -s //stuff --var a=6 --var b=7 -q 'a * b;'
   thingsdb -s //stuff run add_one '[41]'
   thingsdb -s //stuff watch chat
-  echo '.keys();' | thingsdb -s //stuff --json";
+  echo '.keys();' | thingsdb -s //stuff --json
+  thingsdb export //stuff > stuff.ti
+  thingsdb export //stuff --dump -o stuff.dump
+  thingsdb import //copy stuff.dump --create";
 
 /// A command-line client for ThingsDB.
 #[derive(Parser)]
@@ -96,6 +102,10 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Keep no history of the prompt across sessions (neither read nor write the file).
+    #[arg(long)]
+    pub no_history: bool,
+
     /// What to do instead of a query.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -104,6 +114,10 @@ pub struct Cli {
 /// TLS options for `thingsdbs://` and `wss://` targets.
 #[derive(ClapArgs, Debug, Clone)]
 pub struct TlsArgs {
+    /// Connect with TLS: HOST:PORT and thingsdb:// targets become thingsdbs://, ws:// becomes wss://.
+    #[arg(long, visible_alias = "ssl")]
+    pub tls: bool,
+
     /// Trust only the CA certificate(s) in this PEM file (for thingsdbs:// and wss://).
     #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
     pub tls_ca: Option<PathBuf>,
@@ -137,6 +151,33 @@ pub enum Command {
         /// Find the room by running this code, which returns the room's id (e.g. '.chat.id();').
         #[arg(long, value_name = "CODE", conflicts_with = "room")]
         code: Option<String>,
+    },
+    /// Print a collection's types, enums and procedures as ThingsDB code (the node's
+    /// export()), or with --dump the whole collection, data included, in the binary form
+    /// that `thingsdb import` loads.
+    Export {
+        /// The collection (//NAME, @:NAME or @collection:NAME); default: --scope.
+        collection: Option<String>,
+        /// The binary dump (export({dump: true})) instead of code.
+        #[arg(long)]
+        dump: bool,
+        /// Write to this file instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Load a dump made by `export --dump` into an empty collection (the node's import()).
+    /// Code made by `export` without --dump is loaded with `thingsdb -s //NAME -f FILE`.
+    Import {
+        /// The collection to load into (//NAME, @:NAME or @collection:NAME).
+        collection: String,
+        /// The dump ("-" reads standard input).
+        file: PathBuf,
+        /// Import the collection's tasks too (import_tasks: true); the tasks then belong to this user.
+        #[arg(long)]
+        tasks: bool,
+        /// Create the collection first (new_collection() in @thingsdb).
+        #[arg(long)]
+        create: bool,
     },
 }
 
@@ -183,6 +224,7 @@ impl fmt::Debug for Cli {
             .field("file", &self.file)
             .field("vars", &self.vars)
             .field("json", &self.json)
+            .field("no_history", &self.no_history)
             .field("command", &self.command)
             .finish()
     }
@@ -284,6 +326,54 @@ mod tests {
             })
         ));
         assert!(parse(&["watch"]).is_err());
+    }
+
+    #[test]
+    fn export_and_import() {
+        let c = parse(&["export", "//stuff", "--dump", "-o", "s.dump"]).unwrap();
+        match c.command {
+            Some(Command::Export {
+                collection,
+                dump,
+                output,
+            }) => {
+                assert_eq!(collection.as_deref(), Some("//stuff"));
+                assert!(dump);
+                assert_eq!(output, Some(PathBuf::from("s.dump")));
+            }
+            other => panic!("{other:?}"),
+        }
+        let c = parse(&["-s", "//stuff", "export"]).unwrap();
+        assert!(matches!(
+            c.command,
+            Some(Command::Export {
+                collection: None,
+                dump: false,
+                ..
+            })
+        ));
+        let c = parse(&["import", "//copy", "s.dump", "--tasks", "--create"]).unwrap();
+        match c.command {
+            Some(Command::Import {
+                collection,
+                file,
+                tasks,
+                create,
+            }) => {
+                assert_eq!(collection, "//copy");
+                assert_eq!(file, PathBuf::from("s.dump"));
+                assert!(tasks && create);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["import", "//copy"]).is_err());
+    }
+
+    #[test]
+    fn prompt_flags() {
+        let c = parse(&["--no-history", "--ssl", "--token", "t"]).unwrap();
+        assert!(c.no_history && c.tls.tls);
+        assert!(parse(&["--tls"]).unwrap().tls.tls);
     }
 
     #[test]

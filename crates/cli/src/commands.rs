@@ -6,10 +6,11 @@ use std::io::{IsTerminal, Read, Write};
 use std::time::Duration;
 
 use rmpv::Value;
-use thingsdb_client::{Auth, Client, Error, RoomEvent, RoomRef, Scope, TlsOptions};
+use thingsdb_client::{Auth, Client, Error, ErrorCode, RoomEvent, RoomRef, Scope, TlsOptions};
 
 use crate::args::{Cli, Command, Secret};
 use crate::error::CliError;
+use crate::highlight;
 use crate::output::{self, Format};
 use crate::repl;
 
@@ -26,6 +27,26 @@ enum Task {
     },
     /// Watch a room.
     Watch(RoomSpec),
+    /// Export a collection.
+    Export {
+        /// The collection's scope.
+        scope: Scope,
+        /// The binary dump instead of code.
+        dump: bool,
+        /// Where to write; standard output when `None`.
+        output: Option<std::path::PathBuf>,
+    },
+    /// Import a dump into a collection.
+    Import {
+        /// The collection's scope.
+        scope: Scope,
+        /// The dump.
+        bytes: Vec<u8>,
+        /// Import the tasks too.
+        tasks: bool,
+        /// Create the collection first.
+        create: bool,
+    },
     /// The interactive prompt.
     Repl,
 }
@@ -86,8 +107,33 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
             let mut out = std::io::stdout();
             watch(&client, scope.as_str(), &room, format, &mut out).await
         }),
-        Task::Repl => repl::run(&rt, &client, scope, &vars, format)
-            .map_err(|e| CliError::Io(format!("terminal: {e}"))),
+        Task::Export {
+            scope,
+            dump,
+            output,
+        } => rt.block_on(export(&client, &scope, dump, output.as_deref())),
+        Task::Import {
+            scope,
+            bytes,
+            tasks,
+            create,
+        } => rt.block_on(import(&client, &scope, bytes, tasks, create)),
+        Task::Repl => {
+            let options = repl::Options {
+                history: if cli.no_history {
+                    None
+                } else {
+                    repl::history_path()
+                },
+                colours: highlight::colours_wanted(
+                    std::io::stdout().is_terminal(),
+                    std::env::var_os("NO_COLOR").as_deref(),
+                ),
+                format,
+            };
+            repl::run(&rt, &client, scope, &vars, &options)
+                .map_err(|e| CliError::Io(format!("terminal: {e}")))
+        }
     };
     rt.block_on(async {
         let _ = client.close().await;
@@ -133,6 +179,50 @@ fn task(cli: &Cli) -> Result<Task, CliError> {
                 (None, None) => return Err(CliError::Usage("watch needs a ROOM or --code".into())),
             }))
         }
+        Some(Command::Export {
+            collection,
+            dump,
+            output,
+        }) => {
+            let scope = collection_scope(collection.as_deref().unwrap_or(&cli.scope), "export")?;
+            if *dump && output.is_none() && std::io::stdout().is_terminal() {
+                return Err(CliError::Usage(
+                    "export --dump writes binary data: redirect standard output to a file or use -o FILE".into(),
+                ));
+            }
+            Ok(Task::Export {
+                scope,
+                dump: *dump,
+                output: output.clone(),
+            })
+        }
+        Some(Command::Import {
+            collection,
+            file,
+            tasks,
+            create,
+        }) => {
+            let scope = collection_scope(collection, "import")?;
+            let bytes = if file.as_os_str() == "-" {
+                let mut bytes = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| CliError::Io(format!("cannot read standard input: {e}")))?;
+                bytes
+            } else {
+                std::fs::read(file)
+                    .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?
+            };
+            if bytes.is_empty() {
+                return Err(CliError::Usage(format!("{} is empty", file.display())));
+            }
+            Ok(Task::Import {
+                scope,
+                bytes,
+                tasks: *tasks,
+                create: *create,
+            })
+        }
         None if std::io::stdin().is_terminal() => Ok(Task::Repl),
         None => {
             let code = read_stdin()?;
@@ -145,6 +235,18 @@ fn task(cli: &Cli) -> Result<Task, CliError> {
             Ok(Task::Query(code))
         }
     }
+}
+
+/// The scope of the collection named by `text` (a collection scope, as
+/// in `//stuff`), for `command`.
+fn collection_scope(text: &str, command: &str) -> Result<Scope, CliError> {
+    let scope = Scope::parse(text).map_err(|e| CliError::Usage(error_text(&e)))?;
+    if scope.collection_name().is_none() {
+        return Err(CliError::Usage(format!(
+            "{command} works on a collection: give one as in `thingsdb {command} //stuff` (not {text})"
+        )));
+    }
+    Ok(scope)
 }
 
 fn scope_is_not_collection(scope: &str) -> bool {
@@ -255,14 +357,35 @@ fn prompt_password(prompt: &str) -> std::io::Result<String> {
     rpassword::prompt_password(prompt)
 }
 
-/// The targets in `--uri`, comma-separated.
-fn targets(uri: &str) -> Result<Vec<String>, CliError> {
+/// A target with TLS (`--tls`): `HOST[:PORT]` and `thingsdb://` become
+/// `thingsdbs://`, `ws://` becomes `wss://`; TLS targets stay as they are.
+fn with_tls(target: &str) -> Result<String, CliError> {
+    let Some((scheme, rest)) = target.split_once("://") else {
+        if target.to_ascii_lowercase().starts_with("unix:") {
+            return Err(CliError::Usage(format!(
+                "--tls: a Unix socket ({target}) has no TLS"
+            )));
+        }
+        return Ok(format!("thingsdbs://{target}"));
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "thingsdb" => Ok(format!("thingsdbs://{rest}")),
+        "ws" => Ok(format!("wss://{rest}")),
+        "unix" => Err(CliError::Usage(format!(
+            "--tls: a Unix socket ({target}) has no TLS"
+        ))),
+        _ => Ok(target.to_string()),
+    }
+}
+
+/// The targets in `--uri`, comma-separated, with TLS when `tls`.
+fn targets(uri: &str, tls: bool) -> Result<Vec<String>, CliError> {
     let targets: Vec<String> = uri
         .split(',')
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .map(str::to_string)
-        .collect();
+        .map(|t| if tls { with_tls(t) } else { Ok(t.to_string()) })
+        .collect::<Result<_, _>>()?;
     if targets.is_empty() {
         return Err(CliError::Usage("--uri: no target given".into()));
     }
@@ -282,7 +405,7 @@ fn targets(uri: &str) -> Result<Vec<String>, CliError> {
 
 /// Connects and authenticates with the settings of the command line.
 pub async fn connect(cli: &Cli, auth: Auth) -> Result<Client, CliError> {
-    let targets = targets(&cli.uri)?;
+    let targets = targets(&cli.uri, cli.tls.tls)?;
     let mut builder = Client::builder();
     for t in &targets {
         builder = builder
@@ -355,6 +478,103 @@ pub async fn run(
         None => r.await?,
     };
     Ok(value)
+}
+
+/// Exports the collection of `scope`: as ThingsDB code (text, with a line
+/// end added when it has none), or with `dump` as the binary dump; to
+/// `output`, or standard output.
+pub async fn export(
+    client: &Client,
+    scope: &Scope,
+    dump: bool,
+    output: Option<&std::path::Path>,
+) -> Result<(), CliError> {
+    let code = if dump {
+        "export({dump: true});"
+    } else {
+        "export();"
+    };
+    let value = client.query(code).scope(scope.as_str()).await?;
+    let bytes = match value {
+        Value::Binary(b) if dump => b,
+        Value::String(s) if !dump => {
+            let mut text = s.into_bytes();
+            if !text.ends_with(b"\n") {
+                text.push(b'\n');
+            }
+            text
+        }
+        other => {
+            return Err(CliError::Io(format!(
+                "export() returned {} instead of {}",
+                output::compact(&other),
+                if dump { "bytes" } else { "a string" }
+            )))
+        }
+    };
+    match output {
+        Some(path) => std::fs::write(path, &bytes)
+            .map_err(|e| CliError::Io(format!("cannot write {}: {e}", path.display()))),
+        None => {
+            let mut out = std::io::stdout().lock();
+            match out.write_all(&bytes).and_then(|()| out.flush()) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                Err(e) => Err(CliError::Io(format!("cannot write the export: {e}"))),
+            }
+        }
+    }
+}
+
+/// Loads the dump `bytes` into the (empty) collection of `scope` with the
+/// node's `import()`; with `tasks` its tasks too, with `create` after
+/// creating the collection.
+pub async fn import(
+    client: &Client,
+    scope: &Scope,
+    bytes: Vec<u8>,
+    tasks: bool,
+    create: bool,
+) -> Result<(), CliError> {
+    if create {
+        let name = scope.collection_name().unwrap_or_default();
+        let vars = Value::Map(vec![(Value::from("name"), Value::from(name))]);
+        client
+            .query("new_collection(name);")
+            .scope("@thingsdb")
+            .vars(&vars)
+            .await?;
+    }
+    let vars = Value::Map(vec![
+        (Value::from("dump"), Value::Binary(bytes)),
+        (Value::from("import_tasks"), Value::from(tasks)),
+    ]);
+    let result = client
+        .query("import(dump, {import_tasks: import_tasks});")
+        .scope(scope.as_str())
+        .vars(&vars)
+        .await;
+    let Err(e) = result else {
+        return Ok(());
+    };
+    if create {
+        // Leave no half-made collection behind, so that the same command
+        // can be run again.
+        let name = scope.collection_name().unwrap_or_default();
+        let vars = Value::Map(vec![(Value::from("name"), Value::from(name))]);
+        if client
+            .query("del_collection(name);")
+            .scope("@thingsdb")
+            .vars(&vars)
+            .await
+            .is_ok()
+        {
+            eprintln!("note: the import failed; collection {name} (made by --create) was removed");
+        }
+    } else if e.code() == Some(ErrorCode::Lookup) {
+        eprintln!("note: --create makes the collection first");
+    }
+    Err(e.into())
 }
 
 fn print_value(value: &Value, format: Format) -> Result<(), CliError> {
@@ -525,14 +745,44 @@ mod tests {
     #[test]
     fn targets_are_split_and_credentials_refused() {
         assert_eq!(
-            targets("a:1, ws://b:2 ,").unwrap(),
+            targets("a:1, ws://b:2 ,", false).unwrap(),
             vec!["a:1".to_string(), "ws://b:2".to_string()]
         );
-        assert!(targets(" , ").is_err());
-        let e = targets("thingsdb://admin:s3cret@host").unwrap_err();
+        assert!(targets(" , ", false).is_err());
+        let e = targets("thingsdb://admin:s3cret@host", false).unwrap_err();
         assert!(!e.to_string().contains("s3cret"), "{e}");
-        assert!(targets("unix:/tmp/a@b.sock").is_ok());
-        assert!(targets("ws://host/path@x").is_ok());
+        assert!(targets("unix:/tmp/a@b.sock", false).is_ok());
+        assert!(targets("ws://host/path@x", false).is_ok());
+    }
+
+    #[test]
+    fn tls_turns_targets_into_tls_ones() {
+        assert_eq!(
+            targets("h:9200,thingsdb://a,ws://b:1/p,wss://c,thingsdbs://d", true).unwrap(),
+            vec![
+                "thingsdbs://h:9200",
+                "thingsdbs://a",
+                "wss://b:1/p",
+                "wss://c",
+                "thingsdbs://d"
+            ]
+        );
+        assert!(targets("unix:/tmp/s", true).is_err());
+        assert!(targets("thingsdb://admin:s3cret@host", true).is_err());
+    }
+
+    #[test]
+    fn export_and_import_need_a_collection() {
+        assert_eq!(
+            collection_scope("//stuff", "export").unwrap().as_str(),
+            "//stuff"
+        );
+        let e = collection_scope("@t", "import").unwrap_err();
+        assert!(
+            e.to_string().contains("import works on a collection"),
+            "{e}"
+        );
+        assert!(collection_scope("stuff", "export").is_err());
     }
 
     #[test]

@@ -2,13 +2,18 @@
 //!
 //! See `thingsdb --help`. The work is split so that it can be tested:
 //! [`args`] is the command line, [`commands`] what each invocation does,
-//! [`repl`] the interactive prompt, [`output`] how values are printed as
-//! JSON, and [`error`] how failures are reported and which exit status
-//! they give.
+//! [`repl`] the interactive prompt (with [`lexer`], [`highlight`],
+//! [`complete`] and the [`functions`] table for colours and Tab
+//! completion), [`output`] how values are printed as JSON, and [`error`]
+//! how failures are reported and which exit status they give.
 
 mod args;
 mod commands;
+mod complete;
 mod error;
+mod functions;
+mod highlight;
+mod lexer;
 mod output;
 mod repl;
 

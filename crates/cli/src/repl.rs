@@ -7,19 +7,37 @@
 //! prints help; `exit`, `quit` or Ctrl-D leaves; Ctrl-C clears the input
 //! (and interrupts a running query).
 //!
+//! Code is coloured as it is typed ([`highlight`]), Tab completes scopes,
+//! prompt commands, functions, procedures and properties ([`complete`],
+//! with names fetched from the node and cached until the scope changes or
+//! a statement runs), and the history is kept across sessions in the
+//! user's data directory ([`history_path`]).
+//!
 //! The line logic ([`Input`]) is separate from the terminal so that it can
 //! be tested.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
+use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
-use rustyline::history::DefaultHistory;
-use rustyline::{Config, Editor};
+use rustyline::highlight::{CmdKind, Highlighter};
+use rustyline::hint::{Hinter, HistoryHinter};
+use rustyline::history::FileHistory;
+use rustyline::validate::Validator;
+use rustyline::{ColorMode, CompletionType, Config, Editor, Helper};
 use thingsdb_client::{Client, Scope};
 use tokio::runtime::Runtime;
 
 use crate::commands;
+use crate::complete;
+use crate::functions::ScopeKind;
+use crate::highlight;
+use crate::lexer;
 use crate::output::{self, Format};
 
 /// Text shown for `?` and `help`.
@@ -33,6 +51,8 @@ while a bracket, string or comment is open, or when a line ends with \\.
   ? or help             this help
   exit, quit, Ctrl-D    leave
   Ctrl-C                clear the input, or interrupt a running query
+  Tab                   complete a scope, function, procedure or property
+  Up, Down, Ctrl-R      earlier statements; Ctrl-R searches them
 
 Results are printed as JSON (things with their \"#\" id, bytes as base64).
 Lines that begin with a space are not saved in the history.";
@@ -73,6 +93,16 @@ impl Input {
         self.text.is_empty()
     }
 
+    /// The lines of the statement in progress, each ending with a line
+    /// end (empty when none is in progress).
+    pub fn pending(&self) -> String {
+        if self.text.is_empty() {
+            String::new()
+        } else {
+            format!("{}\n", self.text)
+        }
+    }
+
     /// Forgets the statement in progress (Ctrl-C).
     pub fn clear(&mut self) {
         self.text.clear();
@@ -96,7 +126,7 @@ impl Input {
             self.text.push('\n');
         }
         self.text.push_str(line);
-        let scan = scan(&self.text);
+        let scan = lexer::scan(&self.text);
         if scan.at_top_level() && self.text.trim_end().ends_with('\\') {
             // An explicit continuation: drop the backslash.
             let keep = self.text.trim_end().len() - 1;
@@ -134,82 +164,227 @@ fn scope_switch(word: &str) -> Option<Action> {
     None
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Code,
-    Str(char),
-    LineComment,
-    BlockComment,
+/// The history file: `thingsdb/history` in the user's data directory
+/// (`$XDG_DATA_HOME`, else `~/.local/share` on Linux; `~/Library/Application
+/// Support` on macOS; `%APPDATA%` on Windows); none when there is no such
+/// directory.
+pub fn history_path() -> Option<PathBuf> {
+    dirs::data_dir().map(|d| d.join("thingsdb").join("history"))
 }
 
-/// Where a scan of the code ended.
-#[derive(Debug, Clone, Copy)]
-struct Scan {
-    state: State,
-    depth: i64,
+/// How long Tab waits for the node to say which names it knows.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What the node knows that completion needs, fetched when first needed
+/// and kept until the scope changes or a statement runs (which may have
+/// changed it).
+struct NodeNames<'a> {
+    rt: &'a Runtime,
+    client: &'a Client,
+    scope: Scope,
+    cache: RefCell<Cache>,
 }
 
-impl Scan {
-    /// Outside strings and comments.
-    fn at_top_level(self) -> bool {
-        matches!(self.state, State::Code | State::LineComment)
-    }
-
-    /// Nothing left open. (Too many closing brackets count as complete:
-    /// the node reports the syntax error.)
-    fn is_complete(self) -> bool {
-        self.at_top_level() && self.depth <= 0
-    }
+#[derive(Default)]
+struct Cache {
+    collections: Option<Vec<String>>,
+    procedures: Option<Vec<String>>,
+    types: Option<Vec<String>>,
+    properties: HashMap<Vec<String>, Vec<String>>,
 }
 
-/// Follows brackets, strings (`'..'`, `".."`, template strings `` `..` ``,
-/// a quote doubled inside its string being part of it) and comments
-/// (`// ..` to the end of the line, `/* .. */`).
-fn scan(code: &str) -> Scan {
-    let mut state = State::Code;
-    let mut depth: i64 = 0;
-    let mut chars = code.chars().peekable();
-    while let Some(c) = chars.next() {
-        match state {
-            State::Code => match c {
-                '\'' | '"' | '`' => state = State::Str(c),
-                '(' | '[' | '{' => depth += 1,
-                ')' | ']' | '}' => depth -= 1,
-                '/' if chars.peek() == Some(&'/') => {
-                    chars.next();
-                    state = State::LineComment;
-                }
-                '/' if chars.peek() == Some(&'*') => {
-                    chars.next();
-                    state = State::BlockComment;
-                }
+/// The names in `value`: the strings of an array and the `name` of each
+/// thing in it (as `*_info()` gives them), looking into nested arrays.
+fn names(value: &rmpv::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if let rmpv::Value::Array(items) = value {
+        for item in items {
+            match item {
+                rmpv::Value::String(s) => out.extend(s.as_str().map(str::to_string)),
+                rmpv::Value::Array(_) => out.extend(names(item)),
+                rmpv::Value::Map(pairs) => out.extend(
+                    pairs
+                        .iter()
+                        .find(|(k, _)| k.as_str() == Some("name"))
+                        .and_then(|(_, v)| v.as_str())
+                        .map(str::to_string),
+                ),
                 _ => {}
-            },
-            // A doubled quote leaves the string and enters it again at
-            // once, which keeps the balance right without a special case.
-            State::Str(q) if c == q => state = State::Code,
-            State::Str(_) => {}
-            State::LineComment if c == '\n' => state = State::Code,
-            State::LineComment => {}
-            State::BlockComment if c == '*' && chars.peek() == Some(&'/') => {
-                chars.next();
-                state = State::Code;
             }
-            State::BlockComment => {}
         }
     }
-    Scan { state, depth }
+    out
 }
 
-/// The history file: `$XDG_DATA_HOME/thingsdb/history` when that variable
-/// is set, else `~/.thingsdb_history`; none without a home directory.
-pub fn history_path() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(d).join("thingsdb").join("history"));
+impl NodeNames<'_> {
+    /// Runs `code` in `scope` for names; none on any error or when the
+    /// node is slow.
+    fn fetch(&self, scope: &str, code: &str) -> Vec<String> {
+        let q = self.client.query(code).scope(scope).timeout(FETCH_TIMEOUT);
+        let result = self
+            .rt
+            .block_on(async { tokio::time::timeout(FETCH_TIMEOUT, q).await });
+        match result {
+            Ok(Ok(value)) => names(&value),
+            _ => Vec::new(),
+        }
     }
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(|h| PathBuf::from(h).join(".thingsdb_history"))
+
+    fn cached(
+        &self,
+        slot: impl Fn(&mut Cache) -> &mut Option<Vec<String>>,
+        fetch: impl FnOnce() -> Vec<String>,
+    ) -> Vec<String> {
+        if let Some(v) = slot(&mut self.cache.borrow_mut()) {
+            return v.clone();
+        }
+        let v = fetch();
+        *slot(&mut self.cache.borrow_mut()) = Some(v.clone());
+        v
+    }
+
+    /// Forgets what was fetched.
+    fn forget(&self) {
+        *self.cache.borrow_mut() = Cache::default();
+    }
+}
+
+impl complete::Names for NodeNames<'_> {
+    fn collections(&self) -> Vec<String> {
+        self.cached(
+            |c| &mut c.collections,
+            || self.fetch("@thingsdb", "collections_info();"),
+        )
+    }
+
+    fn procedures(&self) -> Vec<String> {
+        self.cached(
+            |c| &mut c.procedures,
+            || self.fetch(self.scope.as_str(), "procedures_info();"),
+        )
+    }
+
+    fn types(&self) -> Vec<String> {
+        self.cached(
+            |c| &mut c.types,
+            || self.fetch(self.scope.as_str(), "[types_info(), enums_info()];"),
+        )
+    }
+
+    fn properties(&self, path: &[String]) -> Vec<String> {
+        if let Some(v) = self.cache.borrow().properties.get(path) {
+            return v.clone();
+        }
+        // The path holds names only (the lexer's), so this is a plain
+        // property lookup, without side effects.
+        let code = path.iter().fold(String::new(), |code, p| code + "." + p) + ".keys();";
+        let v = self.fetch(self.scope.as_str(), &code);
+        self.cache
+            .borrow_mut()
+            .properties
+            .insert(path.to_vec(), v.clone());
+        v
+    }
+}
+
+/// The prompt's rustyline helper: colours, Tab completion and hints from
+/// the history.
+struct PromptHelper<'a> {
+    colours: bool,
+    /// The lines of the statement typed so far (see [`Input::pending`]).
+    pending: String,
+    kind: ScopeKind,
+    names: NodeNames<'a>,
+    hinter: HistoryHinter,
+}
+
+impl PromptHelper<'_> {
+    fn set_scope(&mut self, scope: &Scope) {
+        self.kind = ScopeKind::of(scope);
+        self.names.scope = scope.clone();
+        self.names.forget();
+    }
+}
+
+impl Completer for PromptHelper<'_> {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let before = format!("{}{}", self.pending, line.get(..pos).unwrap_or(line));
+        let (start, context) = complete::context(&before);
+        // A word that began on an earlier line cannot be replaced.
+        let Some(start_in_line) = start.checked_sub(self.pending.len()) else {
+            return Ok((pos, Vec::new()));
+        };
+        let word = &before[start..];
+        let found = complete::candidates(&context, word, self.kind, &self.names);
+        Ok((
+            start_in_line,
+            found
+                .into_iter()
+                .map(|c| Pair {
+                    display: c.display,
+                    replacement: c.replacement,
+                })
+                .collect(),
+        ))
+    }
+}
+
+impl Hinter for PromptHelper<'_> {
+    type Hint = String;
+
+    fn hint(&self, line: &str, pos: usize, ctx: &rustyline::Context<'_>) -> Option<String> {
+        if !self.colours {
+            return None;
+        }
+        let hint = self.hinter.hint(line, pos, ctx)?;
+        // Of a statement over several lines, the rest of this line.
+        let hint = hint.split('\n').next().unwrap_or_default().to_string();
+        (!hint.is_empty()).then_some(hint)
+    }
+}
+
+impl Highlighter for PromptHelper<'_> {
+    fn highlight<'l>(&self, line: &'l str, _pos: usize) -> Cow<'l, str> {
+        if self.colours {
+            Cow::Owned(highlight::highlight(&self.pending, line))
+        } else {
+            Cow::Borrowed(line)
+        }
+    }
+
+    fn highlight_hint<'h>(&self, hint: &'h str) -> Cow<'h, str> {
+        if self.colours {
+            Cow::Owned(highlight::hint(hint))
+        } else {
+            Cow::Borrowed(hint)
+        }
+    }
+
+    fn highlight_char(&self, _line: &str, _pos: usize, kind: CmdKind) -> bool {
+        self.colours && kind != CmdKind::MoveCursor
+    }
+}
+
+impl Validator for PromptHelper<'_> {}
+
+impl Helper for PromptHelper<'_> {}
+
+/// How the prompt behaves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The history file; `None` keeps no history across sessions.
+    pub history: Option<PathBuf>,
+    /// Colour the code as it is typed.
+    pub colours: bool,
+    /// How results are printed.
+    pub format: Format,
 }
 
 /// Runs the prompt until the user leaves. Queries run on `rt`, where the
@@ -219,19 +394,41 @@ pub fn run(
     client: &Client,
     scope: Scope,
     vars: &rmpv::Value,
-    format: Format,
-) -> Result<(), rustyline::error::ReadlineError> {
+    options: &Options,
+) -> Result<(), ReadlineError> {
     let config = Config::builder()
         .auto_add_history(false)
         .history_ignore_space(true)
         .max_history_size(10_000)?
+        .completion_type(CompletionType::List)
+        .color_mode(if options.colours {
+            ColorMode::Enabled
+        } else {
+            ColorMode::Disabled
+        })
         .build();
-    let mut editor: Editor<(), DefaultHistory> = Editor::with_config(config)?;
-    let history = history_path();
-    if let Some(path) = &history {
+    let mut editor: Editor<PromptHelper<'_>, FileHistory> = Editor::with_config(config)?;
+    editor.set_helper(Some(PromptHelper {
+        colours: options.colours,
+        pending: String::new(),
+        kind: ScopeKind::of(&scope),
+        names: NodeNames {
+            rt,
+            client,
+            scope: scope.clone(),
+            cache: RefCell::new(Cache::default()),
+        },
+        hinter: HistoryHinter::new(),
+    }));
+    let history = options.history.as_deref();
+    if let Some(path) = history {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
         // A missing or unreadable history is not worth a complaint.
         let _ = editor.load_history(path);
     }
+    let mut history_warned = false;
     let mut scope = scope;
     let mut input = Input::new();
     eprintln!("Connected; scope {scope}. Type ? for help, exit or Ctrl-D to leave.");
@@ -241,6 +438,9 @@ pub fn run(
         } else {
             format!("{}> ", ".".repeat(scope.as_str().len()))
         };
+        if let Some(h) = editor.helper_mut() {
+            h.pending = input.pending();
+        }
         let line = match editor.readline(&prompt) {
             Ok(line) => line,
             Err(ReadlineError::Interrupted) => {
@@ -250,30 +450,50 @@ pub fn run(
             Err(ReadlineError::Eof) => break,
             Err(e) => return Err(e),
         };
-        match input.feed(&line) {
-            Action::More | Action::Nothing => {}
-            Action::Help => println!("{HELP}"),
+        let entry = match input.feed(&line) {
+            Action::More | Action::Nothing => None,
+            Action::Help => {
+                println!("{HELP}");
+                None
+            }
             Action::Exit => break,
-            Action::BadScope(why) => eprintln!("error: {why}"),
+            Action::BadScope(why) => {
+                eprintln!("error: {why}");
+                None
+            }
             Action::SwitchScope(s) => {
-                let _ = editor.add_history_entry(line.as_str());
+                if let Some(h) = editor.helper_mut() {
+                    h.set_scope(&s);
+                }
                 scope = s;
+                Some(line)
             }
             Action::Run(code) => {
-                let _ = editor.add_history_entry(code.as_str());
-                run_one(rt, client, &scope, &code, vars, format);
+                run_one(rt, client, &scope, &code, vars, options.format);
+                // The statement may have changed what there is to complete.
+                if let Some(h) = editor.helper() {
+                    h.names.forget();
+                }
+                Some(code)
             }
-        }
-    }
-    if let Some(path) = &history {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        if let Err(e) = editor.save_history(path) {
-            eprintln!(
-                "warning: cannot save the history to {}: {e}",
-                path.display()
-            );
+        };
+        if let Some(entry) = entry {
+            // Lines that begin with a space are not kept (rustyline's
+            // history_ignore_space).
+            let added = editor.add_history_entry(entry.as_str()).unwrap_or(false);
+            if let (true, Some(path)) = (added, history) {
+                // Saved at once, so that a session that is killed keeps
+                // its history and parallel sessions add to one file.
+                if let Err(e) = editor.append_history(path) {
+                    if !history_warned {
+                        eprintln!(
+                            "warning: cannot save the history to {}: {e}",
+                            path.display()
+                        );
+                        history_warned = true;
+                    }
+                }
+            }
         }
     }
     Ok(())
@@ -430,6 +650,23 @@ mod tests {
         let mut input = Input::new();
         assert_eq!(input.feed("("), Action::More);
         assert_eq!(input.feed("exit"), Action::More);
+    }
+
+    #[test]
+    fn names_from_lists_and_infos() {
+        let thing = |name: &str| {
+            rmpv::Value::Map(vec![
+                (rmpv::Value::from("collection_id"), rmpv::Value::from(2)),
+                (rmpv::Value::from("name"), rmpv::Value::from(name)),
+            ])
+        };
+        let v = rmpv::Value::Array(vec![
+            rmpv::Value::Array(vec![thing("User")]),
+            rmpv::Value::Array(vec![thing("Color"), rmpv::Value::from(3)]),
+            rmpv::Value::from("greeting"),
+        ]);
+        assert_eq!(names(&v), vec!["User", "Color", "greeting"]);
+        assert!(names(&rmpv::Value::Nil).is_empty());
     }
 
     #[test]

@@ -649,3 +649,127 @@ async fn watch_a_room_found_by_code_over_a_unix_socket() {
     w.child.start_kill().unwrap();
     let _ = w.wait().await;
 }
+
+/// A test node whose `export()` gives code or a dump, and whose
+/// `import()` keeps what it was sent (by collection).
+fn exporting_node(node: &TestNode) -> std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>> {
+    let imported = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = imported.clone();
+    node.add_collection("copy");
+    node.add_collection("other");
+    let stuff = |q: &thingsdb_testkit::Query| matches!(q.scope_str.as_str(), "//stuff" | "@:stuff");
+    node.on_query(move |q| match q.code.as_str() {
+        "export();" if stuff(q) => Reply::value("new_type('User');"),
+        "export({dump: true});" if stuff(q) => {
+            Reply::value(Value::Binary(vec![0x93, 0x01, 0xff, 0x00, b'\n']))
+        }
+        "export();" | "export({dump: true});" => Reply::error(
+            ErrorCode::Lookup,
+            "function `export` is undefined in the `@thingsdb` scope",
+        ),
+        "new_collection(name);" => Reply::value(Value::Nil),
+        "import(dump, {import_tasks: import_tasks});" => {
+            let vars: Value = Value::Map(
+                q.vars
+                    .iter()
+                    .map(|(k, v)| (Value::from(k.as_str()), v.clone()))
+                    .collect(),
+            );
+            seen.lock().unwrap().push((q.scope_str.clone(), vars));
+            Reply::value(Value::Nil)
+        }
+        _ => q.evaluate(),
+    });
+    imported
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_prints_code_or_writes_the_dump() {
+    let node = TestNode::start().await.unwrap();
+    let _imported = exporting_node(&node);
+    let mut cmd = admin(&node.tcp_target());
+    cmd.args(["export", "//stuff"]);
+    let out = output(cmd).await;
+    assert_ok(&out);
+    assert_eq!(out.stdout, "new_type('User');\n");
+
+    // The collection may come from --scope; the dump's bytes go out as they are.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stuff.dump");
+    let mut cmd = admin(&node.tcp_target());
+    cmd.args(["-s", "//stuff", "export", "--dump", "-o"])
+        .arg(&file);
+    let out = output(cmd).await;
+    assert_ok(&out);
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        [0x93, 0x01, 0xff, 0x00, b'\n']
+    );
+    let mut cmd = admin(&node.tcp_target());
+    cmd.args(["export", "@:stuff", "--dump"]);
+    let raw = cmd.output().await.unwrap();
+    assert!(raw.status.success());
+    assert_eq!(raw.stdout, [0x93, 0x01, 0xff, 0x00, b'\n']);
+
+    // Not a collection: a usage error before connecting.
+    let mut cmd = admin(&node.tcp_target());
+    cmd.args(["export", "@thingsdb"]);
+    let out = output(cmd).await;
+    assert_eq!(out.code(), Some(2));
+    assert!(
+        out.stderr.contains("export works on a collection"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_sends_the_dump_with_its_options() {
+    let node = TestNode::start().await.unwrap();
+    let imported = exporting_node(&node);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stuff.dump");
+    std::fs::write(&file, [0x93, 0x01, 0xff]).unwrap();
+
+    let mut cmd = admin(&node.tcp_target());
+    cmd.args(["import", "//copy"]).arg(&file);
+    assert_ok(&output(cmd).await);
+    let mut cmd = admin(&node.tcp_target());
+    cmd.args(["import", "@:other", "-", "--tasks", "--create"]);
+    assert_ok(&output_with_stdin(cmd, "\u{1}dump").await);
+
+    let got = imported.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "{got:?}");
+    let var = |v: &Value, name: &str| {
+        v.as_map()
+            .and_then(|m| m.iter().find(|(k, _)| k.as_str() == Some(name)))
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(got[0].0, "//copy");
+    assert_eq!(
+        var(&got[0].1, "dump"),
+        Some(Value::Binary(vec![0x93, 0x01, 0xff]))
+    );
+    assert_eq!(var(&got[0].1, "import_tasks"), Some(Value::from(false)));
+    assert_eq!(got[1].0, "@:other");
+    assert_eq!(
+        var(&got[1].1, "dump"),
+        Some(Value::Binary(b"\x01dump".to_vec()))
+    );
+    assert_eq!(var(&got[1].1, "import_tasks"), Some(Value::from(true)));
+
+    // A missing or empty file is a usage error.
+    let mut cmd = admin(&node.tcp_target());
+    cmd.args(["import", "//copy"])
+        .arg(dir.path().join("missing.dump"));
+    let out = output(cmd).await;
+    assert_eq!(out.code(), Some(2));
+    assert!(out.stderr.contains("cannot read"), "{}", out.stderr);
+    let empty = dir.path().join("empty.dump");
+    std::fs::write(&empty, b"").unwrap();
+    let mut cmd = admin(&node.tcp_target());
+    cmd.args(["import", "//copy"]).arg(&empty);
+    let out = output(cmd).await;
+    assert_eq!(out.code(), Some(2));
+    assert!(out.stderr.contains("is empty"), "{}", out.stderr);
+}

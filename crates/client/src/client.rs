@@ -128,12 +128,7 @@ impl Client {
     /// the node refuses them, and the error is returned.
     pub async fn authenticate(&self) -> Result<(), Error> {
         let mut frame = BytesMut::new();
-        match &self.inner.config.auth {
-            Auth::Password { user, password } => {
-                request::encode_auth(&mut frame, 0, user, password)?
-            }
-            Auth::Token(token) => request::encode_auth_token(&mut frame, 0, token)?,
-        }
+        self.inner.config.auth.encode(&mut frame, 0)?;
         expect_ok(&self.call(frame, None).await?)
     }
 

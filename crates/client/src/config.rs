@@ -1,6 +1,5 @@
 //! Connection settings: targets, credentials, timeouts, reconnect policy.
 
-use std::fmt;
 use std::time::Duration;
 
 use thingsdb_transport::{ConnectOptions, Target, TlsOptions};
@@ -8,7 +7,11 @@ use thingsdb_transport::{ConnectOptions, Target, TlsOptions};
 use crate::error::Error;
 use crate::scope::Scope;
 
-/// How the client authenticates. `Debug` never shows the secret.
+/// How the client authenticates: a user name and password, or a token.
+/// `Debug` never shows the secret.
+///
+/// This is the protocol crate's [`Credentials`](thingsdb_protocol::Credentials),
+/// the one type for what an AUTH request carries.
 ///
 /// ```
 /// use thingsdb_client::Auth;
@@ -16,46 +19,7 @@ use crate::scope::Scope;
 /// assert_eq!(format!("{a:?}"), r#"Password { user: "admin", password: "<redacted>" }"#);
 /// assert_eq!(format!("{:?}", Auth::token("secret")), r#"Token("<redacted>")"#);
 /// ```
-#[derive(Clone, PartialEq, Eq)]
-pub enum Auth {
-    /// A user name and password.
-    Password {
-        /// The user name.
-        user: String,
-        /// The password.
-        password: String,
-    },
-    /// A token, as made by `new_token()`.
-    Token(String),
-}
-
-impl Auth {
-    /// Authenticate with a user name and password.
-    pub fn password(user: impl Into<String>, password: impl Into<String>) -> Auth {
-        Auth::Password {
-            user: user.into(),
-            password: password.into(),
-        }
-    }
-
-    /// Authenticate with a token.
-    pub fn token(token: impl Into<String>) -> Auth {
-        Auth::Token(token.into())
-    }
-}
-
-impl fmt::Debug for Auth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Auth::Password { user, .. } => f
-                .debug_struct("Password")
-                .field("user", user)
-                .field("password", &"<redacted>")
-                .finish(),
-            Auth::Token(_) => f.debug_tuple("Token").field(&"<redacted>").finish(),
-        }
-    }
-}
+pub type Auth = thingsdb_protocol::Credentials;
 
 /// How the client reconnects after losing its connection: exponential
 /// backoff with jitter, between `initial_delay` and `max_delay`, for at most

@@ -866,10 +866,7 @@ async fn authenticate(
     auth: &Auth,
 ) -> Result<(), Error> {
     let mut buf = BytesMut::new();
-    match auth {
-        Auth::Password { user, password } => request::encode_auth(&mut buf, 0, user, password)?,
-        Auth::Token(token) => request::encode_auth_token(&mut buf, 0, token)?,
-    }
+    auth.encode(&mut buf, 0)?;
     tx.send(buf.freeze()).await?;
     loop {
         let Some(frame) = rx.recv().await? else {

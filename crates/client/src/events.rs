@@ -397,7 +397,7 @@ impl EventHub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use thingsdb_protocol::RoomEvent as WireRoom;
+    use thingsdb_protocol::EventRoom as WireRoom;
 
     fn emit(id: u64, n: u8) -> Event {
         Event::Emit(EmitEvent {

@@ -1,23 +1,27 @@
 //! Query and procedure-call builders.
 //!
-//! Both serialize their values with serde straight into the request frame
-//! (MessagePack, structs as maps), so no value tree is built in between.
+//! Both share one core and lay their frames out with the protocol crate's
+//! encoders (`encode_query_with`, `encode_run_with`), serializing the
+//! user's values with serde straight into the request frame (MessagePack,
+//! structs as maps), so no value tree is built in between.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use thingsdb_protocol::msgpack::{self, Kind, Reader};
-use thingsdb_protocol::{request, PackageType};
+use thingsdb_protocol::request;
 
 use crate::client::{expect_data, Client};
 use crate::error::Error;
 use crate::scope::Scope;
 
-/// A boxed future, as the builders' `IntoFuture` returns.
+/// A boxed future, as the builders' [`decode`](Query::decode) and
+/// [`raw`](Query::raw) return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Writes `value` as MessagePack (structs as maps) at the end of `buf`;
@@ -63,22 +67,94 @@ impl Items {
     }
 }
 
-/// Common parts of both builders.
-struct Common<'a> {
-    client: &'a Client,
-    scope: Option<Scope>,
-    timeout: Option<Duration>,
-    /// The first error met while building; reported when awaited.
-    error: Option<Error>,
+/// The third element of a QUERY (`vars`) or RUN (`args`) payload, as the
+/// user gave it: nothing, one value serialized when the request is sent,
+/// or items added one at a time (by name, or by position).
+enum Third<'a, V: ?Sized> {
+    None,
+    Value(&'a V),
+    Named(Items),
+    Positional(Items),
 }
 
-impl<'a> Common<'a> {
-    fn new(client: &'a Client) -> Self {
-        Common {
+impl<V: Serialize + ?Sized> Third<'_, V> {
+    fn is_none(&self) -> bool {
+        matches!(self, Third::None)
+    }
+
+    /// Appends the element: what the protocol's encoders call back.
+    fn write(&self, buf: &mut BytesMut) -> Result<(), Error> {
+        match self {
+            Third::None => Ok(()),
+            Third::Value(v) => serialize_into(buf, *v).map(drop),
+            Third::Named(items) => {
+                msgpack::write_map_len(buf, items.count);
+                buf.put_slice(&items.buf);
+                Ok(())
+            }
+            Third::Positional(items) => {
+                msgpack::write_array_len(buf, items.count);
+                buf.put_slice(&items.buf);
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds an item, named or positional; mixing the ways is an error.
+    fn push<T: Serialize + ?Sized>(
+        &mut self,
+        name: Option<&str>,
+        value: &T,
+        mixed: &'static str,
+    ) -> Result<(), Error> {
+        if self.is_none() {
+            *self = match name {
+                Some(_) => Third::Named(Items::default()),
+                None => Third::Positional(Items::default()),
+            };
+        }
+        match (self, name) {
+            (Third::Named(items), Some(name)) => items.push_named(name, value),
+            (Third::Positional(items), None) => items.push(value),
+            _ => Err(Error::BadArgument(mixed.into())),
+        }
+    }
+}
+
+/// What kind of request a builder makes.
+#[derive(Clone, Copy)]
+enum Kind2 {
+    Query,
+    Run,
+}
+
+/// The one builder core of [`Query`] and [`Run`]: the scope, the code or
+/// procedure, the third payload element, the timeout, the first error met
+/// while building, and, once polled, the request in flight.
+struct Core<'a, V: ?Sized> {
+    client: &'a Client,
+    kind: Kind2,
+    scope: Option<Scope>,
+    /// The code of a query, the procedure of a run.
+    text: &'a str,
+    third: Third<'a, V>,
+    timeout: Option<Duration>,
+    error: Option<Error>,
+    /// Set when the builder is polled as a future.
+    sending: Option<BoxFuture<'a, Result<rmpv::Value, Error>>>,
+}
+
+impl<'a, V: Serialize + ?Sized> Core<'a, V> {
+    fn new(client: &'a Client, kind: Kind2, text: &'a str) -> Self {
+        Core {
             client,
+            kind,
             scope: None,
+            text,
+            third: Third::None,
             timeout: None,
             error: None,
+            sending: None,
         }
     }
 
@@ -95,31 +171,91 @@ impl<'a> Common<'a> {
         }
     }
 
-    fn scope(&self) -> &Scope {
-        self.scope
-            .as_ref()
-            .unwrap_or_else(|| self.client.default_scope())
+    fn push<T: Serialize + ?Sized>(&mut self, name: Option<&str>, value: &T) {
+        if let Err(e) = self.third.push(name, value, self.mixed()) {
+            self.fail(e);
+        }
     }
 
-    /// Sends `frame` (or the first building error) and turns the DATA
-    /// payload into the caller's type with `decode`; one allocation.
-    fn finish<T: 'a>(
-        self,
-        frame: Result<BytesMut, Error>,
+    /// The same builder holding a value of another type (which replaces
+    /// an earlier one; items added one at a time do not mix with it).
+    fn with_value<W: Serialize + ?Sized>(mut self, value: &'a W) -> Core<'a, W> {
+        if matches!(self.third, Third::Named(_) | Third::Positional(_)) {
+            self.fail(Error::BadArgument(self.mixed().into()));
+        }
+        Core {
+            client: self.client,
+            kind: self.kind,
+            scope: self.scope,
+            text: self.text,
+            third: Third::Value(value),
+            timeout: self.timeout,
+            error: self.error,
+            sending: None,
+        }
+    }
+
+    fn mixed(&self) -> &'static str {
+        match self.kind {
+            Kind2::Query => "use either vars() or var(), not both",
+            Kind2::Run => "use one of args(), arg() or named() for a procedure call",
+        }
+    }
+
+    /// The request frame, laid out by the protocol crate's encoders with
+    /// the third element serialized straight into it.
+    fn encode(&self) -> Result<BytesMut, Error> {
+        let scope = self
+            .scope
+            .as_ref()
+            .unwrap_or_else(|| self.client.default_scope())
+            .as_str();
+        let mut buf = BytesMut::with_capacity(32 + scope.len() + self.text.len());
+        let third = (!self.third.is_none()).then_some(|b: &mut BytesMut| self.third.write(b));
+        let r = match self.kind {
+            Kind2::Query => request::encode_query_with(&mut buf, 0, scope, self.text, third),
+            Kind2::Run => request::encode_run_with(&mut buf, 0, scope, self.text, third),
+        };
+        match r {
+            Ok(()) => Ok(buf),
+            // The protocol refused what was serialized: the caller's value
+            // is of the wrong shape.
+            Err(Error::Protocol(thingsdb_protocol::Error::WrongType { .. })) => {
+                Err(Error::BadArgument(match self.kind {
+                    Kind2::Query => "query vars must serialize to a map (a struct or a map)".into(),
+                    Kind2::Run => {
+                        "procedure args must serialize to an array (positional) or a map (named)"
+                            .into()
+                    }
+                }))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends the request (or reports the first building error) and turns
+    /// the DATA payload into the caller's type with `decode`; one
+    /// allocation.
+    fn send<T: 'a>(
+        &mut self,
         decode: fn(Bytes) -> Result<T, Error>,
     ) -> BoxFuture<'a, Result<T, Error>> {
-        let Common {
-            client,
-            timeout,
-            error,
-            ..
-        } = self;
-        Box::pin(async move {
-            if let Some(e) = error {
-                return Err(e);
-            }
-            decode(expect_data(client.call(frame?, timeout).await?)?)
-        })
+        let frame = match self.error.take() {
+            Some(e) => Err(e),
+            None => self.encode(),
+        };
+        let (client, timeout) = (self.client, self.timeout);
+        Box::pin(async move { decode(expect_data(client.call(frame?, timeout).await?)?) })
+    }
+
+    fn poll_value(&mut self, cx: &mut Context<'_>) -> Poll<Result<rmpv::Value, Error>> {
+        if self.sending.is_none() {
+            self.sending = Some(self.send(as_value));
+        }
+        match self.sending.as_mut() {
+            Some(f) => f.as_mut().poll(cx),
+            None => Poll::Ready(Err(Error::BadArgument("request already sent".into()))),
+        }
     }
 }
 
@@ -156,21 +292,59 @@ fn as_type<T: DeserializeOwned>(data: Bytes) -> Result<T, Error> {
 /// assert_eq!(v, 42);
 /// # Ok(()) }
 /// ```
+///
+/// # As a future
+///
+/// A `Query` is itself a [`Future`] (for an [`rmpv::Value`]): it is sent
+/// when first polled. So it goes straight into `join_all`, `select!` and
+/// `tokio::time::timeout`; [`decode`](Query::decode) and
+/// [`raw`](Query::raw) return futures too. Each request is pipelined on
+/// the one connection: many in flight cost one write.
+///
+/// ```no_run
+/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// use std::time::Duration;
+/// let all = futures::future::join_all((0..10).map(|i| client.query("x * 2;").var("x", &i))).await;
+/// assert_eq!(all.len(), 10);
+///
+/// let late = tokio::time::timeout(Duration::from_secs(1), client.query("1 + 1;")).await;
+///
+/// tokio::select! {
+///     v = client.query("1;") => println!("first: {:?}", v?),
+///     v = client.run("add_one").arg(&1) => println!("first: {:?}", v?),
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// # Nested things
+///
+/// A node packs a result only `deep` levels into things (default 1):
+/// a thing inside the returned thing comes back as an empty map `{}`, so
+/// decoding a nested struct fails with `missing field`. Ask for more depth
+/// in the code, with `return VALUE, DEEP;`:
+///
+/// ```no_run
+/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// #[derive(serde::Deserialize)]
+/// struct Address { city: String }
+/// #[derive(serde::Deserialize)]
+/// struct Person { name: String, address: Address }
+/// let p: Person = client
+///     .query("p = {name: 'Iris', address: {city: 'Ghent'}}; return p, 2;")
+///     .scope("//stuff")
+///     .decode()
+///     .await?;
+/// # Ok(()) }
+/// ```
 #[must_use = "a query does nothing until it is awaited"]
 pub struct Query<'a, V: ?Sized = ()> {
-    common: Common<'a>,
-    code: &'a str,
-    vars: Option<&'a V>,
-    pairs: Option<Items>,
+    core: Core<'a, V>,
 }
 
 impl<'a> Query<'a, ()> {
     pub(crate) fn new(client: &'a Client, code: &'a str) -> Self {
         Query {
-            common: Common::new(client),
-            code,
-            vars: None,
-            pairs: None,
+            core: Core::new(client, Kind2::Query, code),
         }
     }
 }
@@ -178,7 +352,7 @@ impl<'a> Query<'a, ()> {
 impl<'a, V: Serialize + ?Sized> Query<'a, V> {
     /// Runs the query in this scope instead of the default one.
     pub fn scope(mut self, scope: &str) -> Self {
-        self.common.set_scope(scope);
+        self.core.set_scope(scope);
         self
     }
 
@@ -187,82 +361,38 @@ impl<'a, V: Serialize + ?Sized> Query<'a, V> {
     /// straight into the request frame when the query is sent.
     pub fn vars<W: Serialize + ?Sized>(self, vars: &'a W) -> Query<'a, W> {
         Query {
-            common: self.common,
-            code: self.code,
-            vars: Some(vars),
-            pairs: self.pairs,
+            core: self.core.with_value(vars),
         }
     }
 
     /// Adds one variable. Cannot be combined with [`Query::vars`].
     pub fn var<T: Serialize + ?Sized>(mut self, name: &str, value: &T) -> Self {
-        let r = self
-            .pairs
-            .get_or_insert_with(Items::default)
-            .push_named(name, value);
-        if let Err(e) = r {
-            self.common.fail(e);
-        }
+        self.core.push(Some(name), value);
         self
     }
 
     /// Sets this request's timeout (instead of the client's).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.common.timeout = Some(timeout);
+        self.core.timeout = Some(timeout);
         self
     }
 
-    fn encode(&self) -> Result<BytesMut, Error> {
-        let scope = self.common.scope();
-        let mut buf = BytesMut::with_capacity(32 + scope.as_str().len() + self.code.len());
-        let start = request::begin_frame(&mut buf, PackageType::Query, 0);
-        let with_vars = self.vars.is_some() || self.pairs.is_some();
-        msgpack::write_array_len(&mut buf, 2 + u32::from(with_vars));
-        msgpack::write_str(&mut buf, scope.as_str());
-        msgpack::write_str(&mut buf, self.code);
-        match (self.vars, &self.pairs) {
-            (Some(_), Some(_)) => {
-                return Err(Error::BadArgument(
-                    "use either vars() or var(), not both".into(),
-                ))
-            }
-            (Some(vars), None) => {
-                if serialize_into(&mut buf, vars)? != Kind::Map {
-                    return Err(Error::BadArgument(
-                        "query vars must serialize to a map (a struct or a map)".into(),
-                    ));
-                }
-            }
-            (None, Some(items)) => {
-                msgpack::write_map_len(&mut buf, items.count);
-                buf.put_slice(&items.buf);
-            }
-            (None, None) => {}
-        }
-        request::finish_frame(&mut buf, start)?;
-        Ok(buf)
-    }
-
     /// Sends the query; the result as its MessagePack bytes, undecoded.
-    pub fn raw(self) -> BoxFuture<'a, Result<Bytes, Error>> {
-        let frame = self.encode();
-        self.common.finish(frame, as_raw)
+    pub fn raw(mut self) -> BoxFuture<'a, Result<Bytes, Error>> {
+        self.core.send(as_raw)
     }
 
     /// Sends the query; the result deserialized into `T`.
-    pub fn decode<T: DeserializeOwned + 'a>(self) -> BoxFuture<'a, Result<T, Error>> {
-        let frame = self.encode();
-        self.common.finish(frame, as_type::<T>)
+    pub fn decode<T: DeserializeOwned + 'a>(mut self) -> BoxFuture<'a, Result<T, Error>> {
+        self.core.send(as_type::<T>)
     }
 }
 
-impl<'a, V: Serialize + ?Sized> IntoFuture for Query<'a, V> {
+impl<V: Serialize + ?Sized> Future for Query<'_, V> {
     type Output = Result<rmpv::Value, Error>;
-    type IntoFuture = BoxFuture<'a, Self::Output>;
 
-    fn into_future(self) -> Self::IntoFuture {
-        let frame = self.encode();
-        self.common.finish(frame, as_value)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().core.poll_value(cx)
     }
 }
 
@@ -270,7 +400,8 @@ impl<'a, V: Serialize + ?Sized> IntoFuture for Query<'a, V> {
 /// position ([`args`](Run::args) with a tuple, slice or `Vec`;
 /// [`arg`](Run::arg) one at a time) or by name ([`args`](Run::args) with a
 /// struct or map; [`named`](Run::named) one at a time), then `.await`,
-/// [`decode`](Run::decode) or [`raw`](Run::raw).
+/// [`decode`](Run::decode) or [`raw`](Run::raw). Like [`Query`], a `Run`
+/// is a [`Future`] itself, sent when first polled.
 ///
 /// ```no_run
 /// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
@@ -281,21 +412,13 @@ impl<'a, V: Serialize + ?Sized> IntoFuture for Query<'a, V> {
 /// ```
 #[must_use = "a procedure call does nothing until it is awaited"]
 pub struct Run<'a, V: ?Sized = ()> {
-    common: Common<'a>,
-    procedure: &'a str,
-    args: Option<&'a V>,
-    positional: Option<Items>,
-    named: Option<Items>,
+    core: Core<'a, V>,
 }
 
 impl<'a> Run<'a, ()> {
     pub(crate) fn new(client: &'a Client, procedure: &'a str) -> Self {
         Run {
-            common: Common::new(client),
-            procedure,
-            args: None,
-            positional: None,
-            named: None,
+            core: Core::new(client, Kind2::Run, procedure),
         }
     }
 }
@@ -303,7 +426,7 @@ impl<'a> Run<'a, ()> {
 impl<'a, V: Serialize + ?Sized> Run<'a, V> {
     /// Runs the procedure in this scope instead of the default one.
     pub fn scope(mut self, scope: &str) -> Self {
-        self.common.set_scope(scope);
+        self.core.set_scope(scope);
         self
     }
 
@@ -312,100 +435,44 @@ impl<'a, V: Serialize + ?Sized> Run<'a, V> {
     /// request frame when the call is sent.
     pub fn args<W: Serialize + ?Sized>(self, args: &'a W) -> Run<'a, W> {
         Run {
-            common: self.common,
-            procedure: self.procedure,
-            args: Some(args),
-            positional: self.positional,
-            named: self.named,
+            core: self.core.with_value(args),
         }
     }
 
     /// Adds the next positional argument.
     pub fn arg<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
-        let r = self
-            .positional
-            .get_or_insert_with(Items::default)
-            .push(value);
-        if let Err(e) = r {
-            self.common.fail(e);
-        }
+        self.core.push(None, value);
         self
     }
 
     /// Adds an argument by name.
     pub fn named<T: Serialize + ?Sized>(mut self, name: &str, value: &T) -> Self {
-        let r = self
-            .named
-            .get_or_insert_with(Items::default)
-            .push_named(name, value);
-        if let Err(e) = r {
-            self.common.fail(e);
-        }
+        self.core.push(Some(name), value);
         self
     }
 
     /// Sets this request's timeout (instead of the client's).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.common.timeout = Some(timeout);
+        self.core.timeout = Some(timeout);
         self
     }
 
-    fn encode(&self) -> Result<BytesMut, Error> {
-        let scope = self.common.scope();
-        let mut buf = BytesMut::with_capacity(32 + scope.as_str().len() + self.procedure.len());
-        let start = request::begin_frame(&mut buf, PackageType::Run, 0);
-        let given = usize::from(self.args.is_some())
-            + usize::from(self.positional.is_some())
-            + usize::from(self.named.is_some());
-        if given > 1 {
-            return Err(Error::BadArgument(
-                "use one of args(), arg() or named() for a procedure call".into(),
-            ));
-        }
-        msgpack::write_array_len(&mut buf, 2 + u32::from(given == 1));
-        msgpack::write_str(&mut buf, scope.as_str());
-        msgpack::write_str(&mut buf, self.procedure);
-        if let Some(args) = self.args {
-            let kind = serialize_into(&mut buf, args)?;
-            if kind != Kind::Array && kind != Kind::Map {
-                return Err(Error::BadArgument(
-                    "procedure args must serialize to an array (positional) or a map (named)"
-                        .into(),
-                ));
-            }
-        }
-        if let Some(items) = &self.positional {
-            msgpack::write_array_len(&mut buf, items.count);
-            buf.put_slice(&items.buf);
-        }
-        if let Some(items) = &self.named {
-            msgpack::write_map_len(&mut buf, items.count);
-            buf.put_slice(&items.buf);
-        }
-        request::finish_frame(&mut buf, start)?;
-        Ok(buf)
-    }
-
     /// Sends the call; the result as its MessagePack bytes, undecoded.
-    pub fn raw(self) -> BoxFuture<'a, Result<Bytes, Error>> {
-        let frame = self.encode();
-        self.common.finish(frame, as_raw)
+    pub fn raw(mut self) -> BoxFuture<'a, Result<Bytes, Error>> {
+        self.core.send(as_raw)
     }
 
     /// Sends the call; the result deserialized into `T`.
-    pub fn decode<T: DeserializeOwned + 'a>(self) -> BoxFuture<'a, Result<T, Error>> {
-        let frame = self.encode();
-        self.common.finish(frame, as_type::<T>)
+    pub fn decode<T: DeserializeOwned + 'a>(mut self) -> BoxFuture<'a, Result<T, Error>> {
+        self.core.send(as_type::<T>)
     }
 }
 
-impl<'a, V: Serialize + ?Sized> IntoFuture for Run<'a, V> {
+impl<V: Serialize + ?Sized> Future for Run<'_, V> {
     type Output = Result<rmpv::Value, Error>;
-    type IntoFuture = BoxFuture<'a, Self::Output>;
 
-    fn into_future(self) -> Self::IntoFuture {
-        let frame = self.encode();
-        self.common.finish(frame, as_value)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().core.poll_value(cx)
     }
 }
 

@@ -4,14 +4,20 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use thingsdb_protocol::ParsedScope;
+
 use crate::error::Error;
 
 /// Where a request runs: the thingsdb scope, a node, or a collection.
 ///
-/// Every form a node accepts parses (`@t`, `@thingsdb`, `@n`, `@node`,
-/// `@node:3`, `@n:3`, `@:stuff`, `@collection:stuff`, `//stuff`); other strings
-/// are refused with an error that says why. The string is kept as given
-/// and sent as it is, so a scope costs nothing per request.
+/// A scope parses exactly as a node parses it (the one parser is
+/// [`thingsdb_protocol::scope`]): `@t`, `@thingsdb`, `@n`, `@node`,
+/// `@node:3`, `@n:3`, `@:stuff`, `@collection:stuff`, `//stuff`, and the
+/// node's other spellings (`@c:stuff`, `/thingsdb`, `/node/3`,
+/// `/collection/stuff`, any abbreviation of `thingsdb`, `node` or
+/// `collection`). Other strings are refused with an error that says why.
+/// The string is kept as given and sent as it is, so a scope costs nothing
+/// per request.
 ///
 /// ```
 /// use thingsdb_client::Scope;
@@ -31,53 +37,19 @@ pub struct Scope {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Kind {
     Thingsdb,
-    Node(Option<u32>),
+    Node(Option<u8>),
     Collection(Arc<str>),
-}
-
-fn valid_collection_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= 255
 }
 
 impl Scope {
     /// Parses a scope string.
     pub fn parse(s: &str) -> Result<Scope, Error> {
-        let bad = |why: &str| Error::BadArgument(format!("invalid scope {s:?}: {why}"));
-        let kind = if let Some(name) = s.strip_prefix("//") {
-            Kind::Collection(name.into())
-        } else if let Some(rest) = s.strip_prefix('@') {
-            let (head, tail) = match rest.split_once(':') {
-                Some((h, t)) => (h, Some(t)),
-                None => (rest, None),
-            };
-            match (head, tail) {
-                ("t" | "thingsdb", None) => Kind::Thingsdb,
-                ("n" | "node", None) => Kind::Node(None),
-                ("n" | "node", Some(id)) => Kind::Node(Some(
-                    id.parse()
-                        .map_err(|_| bad("a node id must be a non-negative integer"))?,
-                )),
-                ("" | "c" | "collection", Some(name)) => Kind::Collection(name.into()),
-                ("t" | "thingsdb", Some(_)) => return Err(bad("the thingsdb scope takes no name")),
-                _ => {
-                    return Err(bad(
-                        "expected @thingsdb, @t, @node, @n, @node:ID, @collection:NAME, @:NAME or //NAME",
-                    ))
-                }
-            }
-        } else {
-            return Err(bad("a scope starts with '@' or '//'"));
+        let kind = match ParsedScope::parse(s) {
+            Ok(ParsedScope::Thingsdb) => Kind::Thingsdb,
+            Ok(ParsedScope::Node(id)) => Kind::Node(id),
+            Ok(ParsedScope::Collection(name)) => Kind::Collection(name.into()),
+            Err(e) => return Err(Error::BadArgument(format!("invalid scope {s:?}: {e}"))),
         };
-        if let Kind::Collection(name) = &kind {
-            if !valid_collection_name(name) {
-                return Err(bad(
-                    "a collection name starts with a letter or '_' and holds only letters, digits and '_'",
-                ));
-            }
-        }
         Ok(Scope {
             text: s.into(),
             kind,
@@ -119,7 +91,7 @@ impl Scope {
     /// `Some(Some(id))` for a given node; `None` for other scopes.
     pub fn node_id(&self) -> Option<Option<u32>> {
         match self.kind {
-            Kind::Node(id) => Some(id),
+            Kind::Node(id) => Some(id.map(u32::from)),
             _ => None,
         }
     }
@@ -186,12 +158,19 @@ mod tests {
 
     #[test]
     fn every_documented_form_parses() {
-        for s in ["@t", "@thingsdb", "@n", "@node"] {
+        for s in ["@t", "@thingsdb", "@n", "@node", "/t", "@thin", "/node"] {
             assert!(Scope::parse(s).is_ok(), "{s}");
         }
         assert_eq!(Scope::parse("@node:3").unwrap().node_id(), Some(Some(3)));
         assert_eq!(Scope::parse("@n:0").unwrap().node_id(), Some(Some(0)));
-        for s in ["@:stuff", "//stuff", "@collection:stuff", "@c:stuff"] {
+        assert_eq!(Scope::parse("/node/2").unwrap().node_id(), Some(Some(2)));
+        for s in [
+            "@:stuff",
+            "//stuff",
+            "@collection:stuff",
+            "@c:stuff",
+            "/collection/stuff",
+        ] {
             assert_eq!(
                 Scope::parse(s).unwrap().collection_name(),
                 Some("stuff"),
@@ -216,6 +195,7 @@ mod tests {
             "@t:x",
             "//a b",
             "@collection:",
+            "@node:64",
         ] {
             let e = Scope::parse(s).unwrap_err();
             assert!(e.to_string().contains("invalid scope"), "{s}: {e}");

@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::future::IntoFuture;
 use std::time::Duration;
 
 use common::{builder, connect, within, Via, ALL};
@@ -305,7 +304,7 @@ async fn dropping_a_request_future_cancels_it_cleanly() {
     let client = connect(&node, Via::Tcp).await;
     node.faults().delay_replies(Duration::from_millis(300));
     {
-        let fut = client.query("1 + 1;").into_future();
+        let fut = client.query("1 + 1;");
         // Poll it once so it is queued, then drop it.
         let _ = tokio::time::timeout(Duration::from_millis(10), fut).await;
     }
@@ -363,4 +362,36 @@ async fn all_ids_in_flight_makes_the_next_request_wait() {
         }
     })
     .await;
+}
+
+/// Queries and procedure calls are futures themselves: `join_all`,
+/// `select!` and `timeout` take them as they are.
+#[tokio::test]
+async fn builders_are_futures() {
+    let node = TestNode::start().await.unwrap();
+    node.procedure("add_one", |a| {
+        match a.param(0, "x").and_then(Value::as_i64) {
+            Some(x) => Reply::value(x + 1),
+            None => Reply::error(ErrorCode::Type, "expecting an int"),
+        }
+    });
+    let client = connect(&node, Via::Tcp).await;
+    let all = within(
+        30,
+        futures::future::join_all((0..20i64).map(|i| client.query("x * 2;").var("x", &i))),
+    )
+    .await;
+    let got: Vec<Value> = all.into_iter().map(Result::unwrap).collect();
+    let want: Vec<Value> = (0..20i64).map(|i| Value::from(i * 2)).collect();
+    assert_eq!(got, want);
+    let v = tokio::time::timeout(Duration::from_secs(30), client.run("add_one").arg(&41))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v, Value::from(42));
+    let v = tokio::select! {
+        v = client.query("6 * 7;") => v.unwrap(),
+        () = tokio::time::sleep(Duration::from_secs(30)) => panic!("no answer"),
+    };
+    assert_eq!(v, Value::from(42));
 }

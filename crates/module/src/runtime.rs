@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use thingsdb_protocol::module::{self, ToModule};
-use thingsdb_protocol::{Decoder, Frame, PackageType, DEFAULT_MAX_PAYLOAD};
+use thingsdb_protocol::{Decoder, Frame, PackageType, MAX_PAYLOAD};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -117,7 +117,7 @@ impl<H: Handler> Module<H> {
             handler: Arc::new(handler),
             timeout: DEFAULT_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
-            max_payload: DEFAULT_MAX_PAYLOAD,
+            max_payload: MAX_PAYLOAD,
         }
     }
 

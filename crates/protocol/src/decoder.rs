@@ -4,7 +4,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::Error;
 use crate::frame::Frame;
-use crate::header::{Header, DEFAULT_MAX_PAYLOAD, HEADER_LEN};
+use crate::header::{Header, HEADER_LEN, MAX_PAYLOAD};
 
 /// Room reserved at least when a frame is incomplete.
 const MIN_RESERVE: usize = 8 * 1024;
@@ -22,11 +22,11 @@ const MIN_RESERVE: usize = 8 * 1024;
 ///
 /// ```
 /// use bytes::BytesMut;
-/// use thingsdb_protocol::{decode_frame, PackageType, DEFAULT_MAX_PAYLOAD};
+/// use thingsdb_protocol::{decode_frame, PackageType, MAX_PAYLOAD};
 /// let mut src = BytesMut::from(&[1, 0, 0, 0, 0, 0, 0x12, 0xed][..]);
-/// assert_eq!(decode_frame(&mut src, DEFAULT_MAX_PAYLOAD).unwrap(), None);
+/// assert_eq!(decode_frame(&mut src, MAX_PAYLOAD).unwrap(), None);
 /// src.extend_from_slice(&[0x02]);
-/// let f = decode_frame(&mut src, DEFAULT_MAX_PAYLOAD).unwrap().unwrap();
+/// let f = decode_frame(&mut src, MAX_PAYLOAD).unwrap().unwrap();
 /// assert_eq!(f.package_type().unwrap(), PackageType::Data);
 /// assert_eq!(&f.payload[..], &[0x02]);
 /// assert!(src.is_empty());
@@ -100,9 +100,9 @@ impl Default for Decoder {
 }
 
 impl Decoder {
-    /// A decoder with the node's own payload limit, [`DEFAULT_MAX_PAYLOAD`].
+    /// A decoder with the node's own payload limit, [`MAX_PAYLOAD`].
     pub fn new() -> Self {
-        Decoder::with_max_payload(DEFAULT_MAX_PAYLOAD)
+        Decoder::with_max_payload(MAX_PAYLOAD)
     }
 
     /// A decoder refusing payloads longer than `max_payload` bytes.
@@ -307,7 +307,7 @@ mod tests {
     fn a_huge_claimed_length_does_not_reserve_memory() {
         let mut src = BytesMut::new();
         src.extend_from_slice(&Header::new(PackageType::Data, 0, 1 << 30).encode());
-        assert_eq!(decode_frame(&mut src, DEFAULT_MAX_PAYLOAD).unwrap(), None);
+        assert_eq!(decode_frame(&mut src, MAX_PAYLOAD).unwrap(), None);
         assert!(src.capacity() < 64 * 1024, "{}", src.capacity());
     }
 

@@ -64,7 +64,7 @@ impl core::fmt::Display for NodeStatus {
 
 /// ON_JOIN, ON_LEAVE and ON_DELETE: which room, in which scope.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RoomEvent {
+pub struct EventRoom {
     /// The scope as the node names it (`@collection:stuff`); a node always
     /// sends it, the public docs do not show it.
     pub scope: Option<String>,
@@ -117,11 +117,11 @@ pub enum Event {
         message: String,
     },
     /// ON_JOIN.
-    Join(RoomEvent),
+    Join(EventRoom),
     /// ON_LEAVE.
-    Leave(RoomEvent),
+    Leave(EventRoom),
     /// ON_DELETE.
-    Delete(RoomEvent),
+    Delete(EventRoom),
     /// ON_EMIT.
     Emit(EmitEvent),
 }
@@ -188,8 +188,8 @@ impl<'a> Fields<'a> {
         self.id.ok_or(Error::MissingKey("id"))
     }
 
-    fn room(&self) -> Result<RoomEvent, Error> {
-        Ok(RoomEvent {
+    fn room(&self) -> Result<EventRoom, Error> {
+        Ok(EventRoom {
             scope: self.scope.map(ToString::to_string),
             id: self.room_id()?,
         })
@@ -202,9 +202,9 @@ impl Event {
     ///
     /// ```
     /// use bytes::Bytes;
-    /// use thingsdb_protocol::{Event, Frame, PackageType, RoomEvent};
+    /// use thingsdb_protocol::{Event, Frame, PackageType, EventRoom};
     /// let f = Frame::new(PackageType::OnJoin, 0xffff, Bytes::from_static(&[0x81, 0xa2, b'i', b'd', 0x11]));
-    /// assert_eq!(Event::decode(&f)?, Event::Join(RoomEvent { scope: None, id: 17 }));
+    /// assert_eq!(Event::decode(&f)?, Event::Join(EventRoom { scope: None, id: 17 }));
     /// # Ok::<(), thingsdb_protocol::Error>(())
     /// ```
     pub fn decode(frame: &Frame) -> Result<Event, Error> {
@@ -309,12 +309,12 @@ fn write_scope(buf: &mut BytesMut, scope: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Decoder, DEFAULT_MAX_PAYLOAD};
+    use crate::{Decoder, MAX_PAYLOAD};
 
     fn roundtrip(e: Event) {
         let mut b = BytesMut::new();
         e.encode(&mut b).unwrap();
-        let f = Frame::parse(b.freeze(), DEFAULT_MAX_PAYLOAD).unwrap();
+        let f = Frame::parse(b.freeze(), MAX_PAYLOAD).unwrap();
         assert_eq!(f.id, EVENT_ID);
         assert_eq!(Event::decode(&f).unwrap(), e);
     }
@@ -329,11 +329,11 @@ mod tests {
             code: 2,
             message: "hi".into(),
         });
-        roundtrip(Event::Join(RoomEvent {
+        roundtrip(Event::Join(EventRoom {
             scope: Some("@collection:stuff".into()),
             id: 17,
         }));
-        roundtrip(Event::Delete(RoomEvent { scope: None, id: 1 }));
+        roundtrip(Event::Delete(EventRoom { scope: None, id: 1 }));
         roundtrip(Event::Emit(EmitEvent {
             scope: Some("@collection:stuff".into()),
             id: 9,

@@ -13,11 +13,11 @@ use crate::package_type::PackageType;
 ///
 /// ```
 /// use bytes::Bytes;
-/// use thingsdb_protocol::{Frame, PackageType, DEFAULT_MAX_PAYLOAD};
+/// use thingsdb_protocol::{Frame, PackageType, MAX_PAYLOAD};
 /// let f = Frame::new(PackageType::Data, 0, Bytes::from_static(&[0x02]));
 /// let wire = f.to_bytes();
 /// assert_eq!(&wire[..], &[1, 0, 0, 0, 0, 0, 0x12, 0xed, 0x02]);
-/// assert_eq!(Frame::parse(wire, DEFAULT_MAX_PAYLOAD).unwrap(), f);
+/// assert_eq!(Frame::parse(wire, MAX_PAYLOAD).unwrap(), f);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Frame {

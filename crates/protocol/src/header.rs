@@ -8,7 +8,7 @@ pub const HEADER_LEN: usize = 8;
 
 /// The largest payload a node accepts: 1 GiB. Clients should configure a
 /// much lower limit for what they receive.
-pub const DEFAULT_MAX_PAYLOAD: u32 = 1 << 30;
+pub const MAX_PAYLOAD: u32 = 1 << 30;
 
 /// The id the node puts on every event package.
 pub const EVENT_ID: u16 = 0xffff;
@@ -117,7 +117,7 @@ mod tests {
         assert_eq!(b[7], 0xd8);
         b[7] = 0xd9; // the public docs' wrong value
         assert_eq!(
-            Header::decode(&b, DEFAULT_MAX_PAYLOAD),
+            Header::decode(&b, MAX_PAYLOAD),
             Err(Error::BadCheckByte {
                 package_type: 39,
                 check: 0xd9
@@ -127,12 +127,12 @@ mod tests {
 
     #[test]
     fn oversized_length_is_refused_from_the_header() {
-        let b = Header::new(PackageType::Data, 1, DEFAULT_MAX_PAYLOAD + 1).encode();
+        let b = Header::new(PackageType::Data, 1, MAX_PAYLOAD + 1).encode();
         assert_eq!(
-            Header::decode(&b, DEFAULT_MAX_PAYLOAD),
+            Header::decode(&b, MAX_PAYLOAD),
             Err(Error::PayloadTooLarge {
-                len: DEFAULT_MAX_PAYLOAD + 1,
-                max: DEFAULT_MAX_PAYLOAD
+                len: MAX_PAYLOAD + 1,
+                max: MAX_PAYLOAD
             })
         );
         assert!(Header::decode(&b, u32::MAX).is_ok());

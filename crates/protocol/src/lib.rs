@@ -15,6 +15,7 @@
 //! | stream decoding | [`decoder`] |
 //! | request encoders and decoding | [`request`] |
 //! | responses (DATA, ERROR, ...) | [`response`] |
+//! | scopes (`@t`, `//stuff`, ...), parsed as a node does | [`scope`] |
 //! | events (ON_EMIT, NODE_STATUS, ...) | [`event`] |
 //! | error codes | [`error_code`] |
 //! | the MessagePack subset the envelopes use | [`msgpack`] |
@@ -63,18 +64,20 @@ pub mod msgpack;
 pub mod package_type;
 pub mod request;
 pub mod response;
+pub mod scope;
 #[cfg(feature = "std")]
 pub mod value;
 
 pub use decoder::{decode_frame, Decoder};
 pub use error::Error;
 pub use error_code::ErrorCode;
-pub use event::{EmitEvent, Event, NodeStatus, RoomEvent};
+pub use event::{EmitEvent, Event, EventRoom, NodeStatus};
 pub use frame::Frame;
-pub use header::{Header, DEFAULT_MAX_PAYLOAD, EVENT_ID, HEADER_LEN};
+pub use header::{Header, EVENT_ID, HEADER_LEN, MAX_PAYLOAD};
 pub use package_type::{Direction, PackageType};
 pub use request::{Credentials, DecodedRunArgs, Request, Room, RunArgs};
 pub use response::{ErrorReply, Response};
+pub use scope::{ParsedScope, ScopeError};
 #[cfg(feature = "std")]
 pub use value::{decode_validated_value, decode_value, encode_value};
 

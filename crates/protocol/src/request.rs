@@ -35,7 +35,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::Error;
 use crate::frame::Frame;
-use crate::header::{Header, DEFAULT_MAX_PAYLOAD, HEADER_LEN};
+use crate::header::{Header, HEADER_LEN, MAX_PAYLOAD};
 use crate::msgpack::{self, expect_kind, read_id, Kind, Reader};
 use crate::package_type::{Direction, PackageType};
 
@@ -116,13 +116,13 @@ pub fn begin_frame(buf: &mut BytesMut, package_type: PackageType, id: u16) -> Fr
 
 /// Writes the payload length into the header that [`begin_frame`] wrote.
 ///
-/// If the payload is longer than a node accepts ([`DEFAULT_MAX_PAYLOAD`]),
+/// If the payload is longer than a node accepts ([`MAX_PAYLOAD`]),
 /// the begun frame is removed from `buf` and [`Error::EncodeTooLarge`] is
 /// returned.
 pub fn finish_frame(buf: &mut BytesMut, start: FrameStart) -> Result<(), Error> {
     let len = buf.len() - start.offset - HEADER_LEN;
     match u32::try_from(len) {
-        Ok(l) if l <= DEFAULT_MAX_PAYLOAD => {
+        Ok(l) if l <= MAX_PAYLOAD => {
             buf[start.offset..start.offset + 4].copy_from_slice(&l.to_le_bytes());
             Ok(())
         }
@@ -130,7 +130,7 @@ pub fn finish_frame(buf: &mut BytesMut, start: FrameStart) -> Result<(), Error> 
             buf.truncate(start.offset);
             Err(Error::EncodeTooLarge {
                 len,
-                max: DEFAULT_MAX_PAYLOAD,
+                max: MAX_PAYLOAD,
             })
         }
     }
@@ -196,17 +196,62 @@ pub fn encode_query(
     code: &str,
     vars: Option<&[u8]>,
 ) -> Result<(), Error> {
-    if let Some(v) = vars {
-        check_value(v, Kind::Map, "vars")?;
-    }
+    encode_query_with(buf, id, scope, code, vars.map(put_encoded))
+}
+
+/// Appends a QUERY request whose vars map the caller writes straight into
+/// the frame: `write_vars` appends exactly one MessagePack map to the
+/// buffer (a serializer writing into it, say), and can fail with its own
+/// error type. Without `write_vars` the payload is `[scope, code]`.
+///
+/// What `write_vars` wrote is checked to be one whole map; if not, or if
+/// it fails, nothing is left in `buf` of this frame. This is the layout
+/// [`encode_query`] uses too, so a client needs no copy of it:
+///
+/// ```
+/// use bytes::BytesMut;
+/// use thingsdb_protocol::{msgpack, request, Error};
+/// let mut buf = BytesMut::new();
+/// request::encode_query_with(&mut buf, 7, "//stuff", "a * b;", Some(|b: &mut BytesMut| {
+///     msgpack::write_map_len(b, 2);
+///     msgpack::write_str(b, "a");
+///     msgpack::write_int(b, 6);
+///     msgpack::write_str(b, "b");
+///     msgpack::write_int(b, 7);
+///     Ok::<(), Error>(())
+/// }))?;
+/// let mut same = BytesMut::new();
+/// request::encode_query(&mut same, 7, "//stuff", "a * b;", Some(&[0x82, 0xa1, b'a', 6, 0xa1, b'b', 7]))?;
+/// assert_eq!(buf, same);
+///
+/// // Not a map: refused, and the buffer is as it was.
+/// let r = request::encode_query_with(&mut buf, 8, "@t", "x;", Some(|b: &mut BytesMut| {
+///     msgpack::write_array_len(b, 0);
+///     Ok::<(), Error>(())
+/// }));
+/// assert!(r.is_err());
+/// assert_eq!(buf, same);
+/// # Ok::<(), thingsdb_protocol::Error>(())
+/// ```
+pub fn encode_query_with<E, F>(
+    buf: &mut BytesMut,
+    id: u16,
+    scope: &str,
+    code: &str,
+    write_vars: Option<F>,
+) -> Result<(), E>
+where
+    E: From<Error>,
+    F: FnOnce(&mut BytesMut) -> Result<(), E>,
+{
     let start = begin_frame(buf, PackageType::Query, id);
-    msgpack::write_array_len(buf, if vars.is_some() { 3 } else { 2 });
+    msgpack::write_array_len(buf, if write_vars.is_some() { 3 } else { 2 });
     msgpack::write_str(buf, scope);
     msgpack::write_str(buf, code);
-    if let Some(v) = vars {
-        buf.put_slice(v);
+    if let Some(write) = write_vars {
+        write_checked(buf, start, write, &[Kind::Map], "vars")?;
     }
-    finish_frame(buf, start)
+    Ok(finish_frame(buf, start)?)
 }
 
 /// Appends a RUN request: `[scope, procedure]`, `[scope, procedure, [args]]`
@@ -229,14 +274,91 @@ pub fn encode_run(
             Some(a)
         }
     };
+    encode_run_with(buf, id, scope, procedure, args.map(put_encoded))
+}
+
+/// Appends a RUN request whose arguments the caller writes straight into
+/// the frame: `write_args` appends exactly one MessagePack array
+/// (arguments by position) or map (arguments by name). Without it the
+/// payload is `[scope, procedure]`. Checked and undone on failure as in
+/// [`encode_query_with`].
+///
+/// ```
+/// use bytes::BytesMut;
+/// use thingsdb_protocol::{msgpack, request, Error, RunArgs};
+/// let mut buf = BytesMut::new();
+/// request::encode_run_with(&mut buf, 0, "@t", "add_one", Some(|b: &mut BytesMut| {
+///     msgpack::write_array_len(b, 1);
+///     msgpack::write_int(b, 41);
+///     Ok::<(), Error>(())
+/// }))?;
+/// let mut same = BytesMut::new();
+/// request::encode_run(&mut same, 0, "@t", "add_one", RunArgs::Positional(&[0x91, 41]))?;
+/// assert_eq!(buf, same);
+/// # Ok::<(), thingsdb_protocol::Error>(())
+/// ```
+pub fn encode_run_with<E, F>(
+    buf: &mut BytesMut,
+    id: u16,
+    scope: &str,
+    procedure: &str,
+    write_args: Option<F>,
+) -> Result<(), E>
+where
+    E: From<Error>,
+    F: FnOnce(&mut BytesMut) -> Result<(), E>,
+{
     let start = begin_frame(buf, PackageType::Run, id);
-    msgpack::write_array_len(buf, if args.is_some() { 3 } else { 2 });
+    msgpack::write_array_len(buf, if write_args.is_some() { 3 } else { 2 });
     msgpack::write_str(buf, scope);
     msgpack::write_str(buf, procedure);
-    if let Some(a) = args {
-        buf.put_slice(a);
+    if let Some(write) = write_args {
+        write_checked(buf, start, write, &[Kind::Array, Kind::Map], "args")?;
     }
-    finish_frame(buf, start)
+    Ok(finish_frame(buf, start)?)
+}
+
+/// A writer that appends bytes already encoded.
+fn put_encoded(v: &[u8]) -> impl FnOnce(&mut BytesMut) -> Result<(), Error> + '_ {
+    move |b| {
+        b.put_slice(v);
+        Ok(())
+    }
+}
+
+/// Runs `write`, then checks that it appended exactly one value of one of
+/// the `kinds`; on any failure removes the begun frame from `buf`.
+fn write_checked<E, F>(
+    buf: &mut BytesMut,
+    start: FrameStart,
+    write: F,
+    kinds: &[Kind],
+    field: &'static str,
+) -> Result<(), E>
+where
+    E: From<Error>,
+    F: FnOnce(&mut BytesMut) -> Result<(), E>,
+{
+    let at = buf.len();
+    let checked = match write(buf) {
+        Ok(()) => {
+            let written = &buf[at..];
+            let kind = Reader::new(written).peek_kind().ok();
+            match kind.filter(|k| kinds.contains(k)) {
+                Some(k) => check_value(written, k, field).map_err(E::from),
+                None if kinds.len() > 1 => Err(E::from(Error::WrongType {
+                    field,
+                    expected: "one encoded MessagePack array or map",
+                })),
+                None => check_value(written, kinds[0], field).map_err(E::from),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    if checked.is_err() {
+        buf.truncate(start.offset);
+    }
+    checked
 }
 
 fn encode_rooms(
@@ -324,18 +446,57 @@ pub fn encode_emit_peer(
 
 // ---------------------------------------------------------------- decoding
 
-/// How an AUTH request identifies its user.
-#[derive(Clone, PartialEq, Eq)]
+/// How a connection authenticates: what an AUTH request carries.
+///
+/// One type for both sides: the client's `Auth` is this type, and
+/// [`Request::decode`] gives it back on the node's side. `Debug` never
+/// shows the secret.
+///
+/// ```
+/// use thingsdb_protocol::Credentials;
+/// let a = Credentials::password("admin", "pass");
+/// assert_eq!(format!("{a:?}"), r#"Password { user: "admin", password: "<redacted>" }"#);
+/// assert_eq!(format!("{:?}", Credentials::token("secret")), r#"Token("<redacted>")"#);
+///
+/// let mut buf = bytes::BytesMut::new();
+/// a.encode(&mut buf, 0)?;
+/// assert_eq!(&buf[8..], b"\x92\xa5admin\xa4pass");
+/// # Ok::<(), thingsdb_protocol::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Credentials {
-    /// `[user, password]`.
+    /// A user name and password: `[user, password]`.
     Password {
         /// The user name.
         user: String,
         /// The password.
         password: String,
     },
-    /// A token string.
+    /// A token, as made by `new_token()`: the payload is the token string.
     Token(String),
+}
+
+impl Credentials {
+    /// A user name and password.
+    pub fn password(user: impl Into<String>, password: impl Into<String>) -> Credentials {
+        Credentials::Password {
+            user: user.into(),
+            password: password.into(),
+        }
+    }
+
+    /// A token.
+    pub fn token(token: impl Into<String>) -> Credentials {
+        Credentials::Token(token.into())
+    }
+
+    /// Appends the AUTH request that presents these credentials.
+    pub fn encode(&self, buf: &mut BytesMut, id: u16) -> Result<(), Error> {
+        match self {
+            Credentials::Password { user, password } => encode_auth(buf, id, user, password),
+            Credentials::Token(token) => encode_auth_token(buf, id, token),
+        }
+    }
 }
 
 impl core::fmt::Debug for Credentials {
@@ -469,8 +630,34 @@ impl Request {
     /// (vars, args) share the frame's payload.
     ///
     /// Errors mirror what a node refuses with `bad_data` (-53): for example
-    /// RUN arguments spread instead of given as one array or map.
+    /// RUN arguments spread instead of given as one array or map. Bytes
+    /// after the payload's value are an error; [`Request::decode_lenient`]
+    /// ignores them, as a node does.
     pub fn decode(frame: &Frame) -> Result<Request, Error> {
+        Request::decode_as(frame, true)
+    }
+
+    /// Decodes a request frame as a node reads it: as [`Request::decode`],
+    /// but bytes after the payload's first value are ignored.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use thingsdb_protocol::{Credentials, Frame, PackageType, Request};
+    /// // ["admin", "pass"] and a stray byte after it.
+    /// let p = Bytes::from_static(b"\x92\xa5admin\xa4pass\xc0");
+    /// let f = Frame::new(PackageType::Auth, 0, p);
+    /// assert!(Request::decode(&f).is_err());
+    /// assert_eq!(
+    ///     Request::decode_lenient(&f)?,
+    ///     Request::Auth(Credentials::password("admin", "pass"))
+    /// );
+    /// # Ok::<(), thingsdb_protocol::Error>(())
+    /// ```
+    pub fn decode_lenient(frame: &Frame) -> Result<Request, Error> {
+        Request::decode_as(frame, false)
+    }
+
+    fn decode_as(frame: &Frame, strict: bool) -> Result<Request, Error> {
         let t = frame.package_type()?;
         if t.direction() != Direction::Request {
             return Err(Error::UnexpectedPackageType {
@@ -581,7 +768,7 @@ impl Request {
             }
             _ => unreachable_request(t)?,
         };
-        if !r.is_empty() {
+        if strict && !r.is_empty() {
             return Err(Error::InvalidMsgpack("trailing bytes after the payload"));
         }
         Ok(req)
@@ -601,7 +788,7 @@ mod tests {
     use super::*;
 
     fn decode(buf: &BytesMut) -> Request {
-        let f = Frame::parse(Bytes::copy_from_slice(buf), DEFAULT_MAX_PAYLOAD).unwrap();
+        let f = Frame::parse(Bytes::copy_from_slice(buf), MAX_PAYLOAD).unwrap();
         Request::decode(&f).unwrap()
     }
 
@@ -699,7 +886,7 @@ mod tests {
         let mut b = BytesMut::new();
         b.put_slice(b"keep");
         let s = begin_frame(&mut b, PackageType::Query, 0);
-        b.resize(4 + HEADER_LEN + DEFAULT_MAX_PAYLOAD as usize + 1, 0);
+        b.resize(4 + HEADER_LEN + MAX_PAYLOAD as usize + 1, 0);
         assert!(matches!(
             finish_frame(&mut b, s),
             Err(Error::EncodeTooLarge { .. })

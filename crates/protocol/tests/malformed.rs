@@ -5,7 +5,7 @@
 use bytes::{Bytes, BytesMut};
 use thingsdb_protocol::{
     decode_frame, decode_value, msgpack, Decoder, Error, Event, Frame, Header, PackageType,
-    Request, Response, DEFAULT_MAX_PAYLOAD, EVENT_ID, HEADER_LEN,
+    Request, Response, EVENT_ID, HEADER_LEN, MAX_PAYLOAD,
 };
 
 fn header(t: u8, check: u8, id: u16, len: u32) -> [u8; HEADER_LEN] {
@@ -62,7 +62,7 @@ fn bad_check_byte() {
     // The public docs' wrong check byte for LEAVE.
     let mut wire = header(39, 0xd9, 0, 0).to_vec();
     assert_eq!(
-        stream_error(&wire, DEFAULT_MAX_PAYLOAD),
+        stream_error(&wire, MAX_PAYLOAD),
         Error::BadCheckByte {
             package_type: 39,
             check: 0xd9
@@ -72,7 +72,7 @@ fn bad_check_byte() {
     wire = header(7, 0xf9, EVENT_ID, 5).to_vec();
     wire.extend_from_slice(&[0x81, 0xa2, b'i', b'd', 0x11]);
     assert_eq!(
-        stream_error(&wire, DEFAULT_MAX_PAYLOAD),
+        stream_error(&wire, MAX_PAYLOAD),
         Error::BadCheckByte {
             package_type: 7,
             check: 0xf9
@@ -80,14 +80,14 @@ fn bad_check_byte() {
     );
     // A zero check byte, and an unknown type with a wrong check byte.
     assert_eq!(
-        Header::decode(&header(32, 0, 0, 0), DEFAULT_MAX_PAYLOAD),
+        Header::decode(&header(32, 0, 0, 0), MAX_PAYLOAD),
         Err(Error::BadCheckByte {
             package_type: 32,
             check: 0
         })
     );
     assert_eq!(
-        stream_error(&header(200, 200, 1, 0), DEFAULT_MAX_PAYLOAD),
+        stream_error(&header(200, 200, 1, 0), MAX_PAYLOAD),
         Error::BadCheckByte {
             package_type: 200,
             check: 200
@@ -121,20 +121,17 @@ fn bad_check_byte_after_good_frames() {
 fn oversized_length() {
     // Over the node's own limit of 1 GiB.
     assert_eq!(
-        stream_error(
-            &header(18, 0xed, 0, DEFAULT_MAX_PAYLOAD + 1),
-            DEFAULT_MAX_PAYLOAD
-        ),
+        stream_error(&header(18, 0xed, 0, MAX_PAYLOAD + 1), MAX_PAYLOAD),
         Error::PayloadTooLarge {
-            len: DEFAULT_MAX_PAYLOAD + 1,
-            max: DEFAULT_MAX_PAYLOAD
+            len: MAX_PAYLOAD + 1,
+            max: MAX_PAYLOAD
         }
     );
     assert_eq!(
-        stream_error(&header(18, 0xed, 0, u32::MAX), DEFAULT_MAX_PAYLOAD),
+        stream_error(&header(18, 0xed, 0, u32::MAX), MAX_PAYLOAD),
         Error::PayloadTooLarge {
             len: u32::MAX,
-            max: DEFAULT_MAX_PAYLOAD
+            max: MAX_PAYLOAD
         }
     );
     // Over a client's configured limit, by one byte; the limit itself is fine.
@@ -170,11 +167,11 @@ fn truncated_header() {
             available: n,
         };
         assert_eq!(
-            Header::decode_prefix(&full[..n], DEFAULT_MAX_PAYLOAD),
+            Header::decode_prefix(&full[..n], MAX_PAYLOAD),
             Err(want.clone())
         );
         assert_eq!(
-            Frame::parse(Bytes::copy_from_slice(&full[..n]), DEFAULT_MAX_PAYLOAD),
+            Frame::parse(Bytes::copy_from_slice(&full[..n]), MAX_PAYLOAD),
             Err(want.clone())
         );
         // A stream waits for more, and says what is missing at its end.
@@ -188,7 +185,7 @@ fn truncated_header() {
         assert_eq!(d.buffered(), n);
         assert_eq!(d.finish(), if n == 0 { Ok(()) } else { Err(want) });
         let mut src = BytesMut::from(&full[..n]);
-        assert_eq!(decode_frame(&mut src, DEFAULT_MAX_PAYLOAD), Ok(None));
+        assert_eq!(decode_frame(&mut src, MAX_PAYLOAD), Ok(None));
         assert_eq!(src.len(), n, "nothing consumed");
     }
 }
@@ -205,7 +202,7 @@ fn truncated_payload() {
             available: n,
         };
         assert_eq!(
-            Frame::parse(Bytes::copy_from_slice(&wire[..n]), DEFAULT_MAX_PAYLOAD),
+            Frame::parse(Bytes::copy_from_slice(&wire[..n]), MAX_PAYLOAD),
             Err(want.clone())
         );
         for zero_copy in [false, true] {

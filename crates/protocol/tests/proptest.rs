@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use thingsdb_protocol::request::{self, RunArgs};
 use thingsdb_protocol::{
     decode_frame, decode_value, encode_value, msgpack, Credentials, DecodedRunArgs, Decoder, Event,
-    Frame, Header, PackageType, Request, Response, Room, DEFAULT_MAX_PAYLOAD, HEADER_LEN,
+    Frame, Header, PackageType, Request, Response, Room, HEADER_LEN, MAX_PAYLOAD,
 };
 
 // ------------------------------------------------------------- strategies
@@ -122,7 +122,7 @@ fn any_room() -> impl Strategy<Value = Room> {
 }
 
 fn parse(buf: BytesMut) -> Frame {
-    let f = Frame::parse(buf.freeze(), DEFAULT_MAX_PAYLOAD).unwrap();
+    let f = Frame::parse(buf.freeze(), MAX_PAYLOAD).unwrap();
     // A whole frame decodes to the same through the stream decoder, too.
     let mut d = Decoder::new();
     d.feed(&f.to_bytes());
@@ -153,14 +153,14 @@ proptest! {
         f.encode_into(&mut via_encode_into).unwrap();
         prop_assert_eq!(&via_encode_into[..], &wire[..]);
 
-        let h = Header::decode_prefix(&wire, DEFAULT_MAX_PAYLOAD).unwrap();
+        let h = Header::decode_prefix(&wire, MAX_PAYLOAD).unwrap();
         prop_assert_eq!(h, f.header().unwrap());
         prop_assert_eq!(Header::decode(&h.encode(), u32::MAX).unwrap(), h);
 
-        prop_assert_eq!(&Frame::parse(wire.clone(), DEFAULT_MAX_PAYLOAD).unwrap(), &f);
+        prop_assert_eq!(&Frame::parse(wire.clone(), MAX_PAYLOAD).unwrap(), &f);
 
         let mut src = BytesMut::from(&wire[..]);
-        prop_assert_eq!(decode_frame(&mut src, DEFAULT_MAX_PAYLOAD).unwrap(), Some(f.clone()));
+        prop_assert_eq!(decode_frame(&mut src, MAX_PAYLOAD).unwrap(), Some(f.clone()));
         prop_assert!(src.is_empty());
 
         let mut d = Decoder::new();
@@ -190,7 +190,7 @@ proptest! {
         let mut out = Vec::new();
         for c in &chunks {
             src.extend_from_slice(c);
-            while let Some(f) = decode_frame(&mut src, DEFAULT_MAX_PAYLOAD).unwrap() {
+            while let Some(f) = decode_frame(&mut src, MAX_PAYLOAD).unwrap() {
                 out.push(f);
             }
         }
@@ -234,7 +234,7 @@ proptest! {
         data in vec(any::<u8>(), 0..2000),
         sizes in chunk_sizes(),
         how in any_feed(),
-        max in prop_oneof![Just(DEFAULT_MAX_PAYLOAD), 0u32..512],
+        max in prop_oneof![Just(MAX_PAYLOAD), 0u32..512],
     ) {
         let mut d = Decoder::with_max_payload(max);
         let mut consumed = Vec::new();
@@ -268,7 +268,7 @@ proptest! {
         let _ = Request::decode(&f);
         let _ = msgpack::validate(&p);
         let _ = decode_value(&p);
-        let _ = Frame::parse(Bytes::from(p.clone()), DEFAULT_MAX_PAYLOAD);
+        let _ = Frame::parse(Bytes::from(p.clone()), MAX_PAYLOAD);
         if let Ok(Response::Data(d)) = Response::decode(&f) {
             prop_assert!(msgpack::validate(&d).is_ok());
             prop_assert!(decode_value(&d).is_ok());
@@ -329,8 +329,8 @@ proptest! {
         args in vec(any_value(), 0..6),
         which in 0u8..6,
     ) {
-        use thingsdb_protocol::{EmitEvent, ErrorCode, ErrorReply, NodeStatus, RoomEvent};
-        let room = RoomEvent { scope: scope.clone(), id };
+        use thingsdb_protocol::{EmitEvent, ErrorCode, ErrorReply, NodeStatus, EventRoom};
+        let room = EventRoom { scope: scope.clone(), id };
         let e = match which {
             0 => Event::Join(room),
             1 => Event::Leave(room),

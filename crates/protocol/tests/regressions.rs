@@ -4,12 +4,12 @@
 
 use bytes::{Bytes, BytesMut};
 use thingsdb_protocol::{
-    msgpack, request, Error, Event, Frame, PackageType, Request, Room, RoomEvent,
-    DEFAULT_MAX_PAYLOAD, EVENT_ID,
+    msgpack, request, Error, Event, EventRoom, Frame, PackageType, Request, Room, EVENT_ID,
+    MAX_PAYLOAD,
 };
 
 fn parse(b: BytesMut) -> Frame {
-    Frame::parse(b.freeze(), DEFAULT_MAX_PAYLOAD).unwrap()
+    Frame::parse(b.freeze(), MAX_PAYLOAD).unwrap()
 }
 
 /// proptest `join_and_leave_roundtrip` / `emit_roundtrips`: a room id above
@@ -48,7 +48,7 @@ fn room_ids_above_i64_max_roundtrip_in_requests() {
 #[test]
 fn event_ids_above_i64_max_roundtrip() {
     for e in [
-        Event::Join(RoomEvent {
+        Event::Join(EventRoom {
             scope: Some("@collection:stuff".into()),
             id: u64::MAX,
         }),

@@ -7,9 +7,9 @@ use bytes::{Bytes, BytesMut};
 use thingsdb_protocol::request::{self, RunArgs};
 use thingsdb_protocol::response;
 use thingsdb_protocol::{
-    msgpack, Credentials, DecodedRunArgs, Decoder, EmitEvent, ErrorCode, ErrorReply, Event, Frame,
-    Header, NodeStatus, PackageType, Request, Response, Room, RoomEvent, DEFAULT_MAX_PAYLOAD,
-    EVENT_ID,
+    msgpack, Credentials, DecodedRunArgs, Decoder, EmitEvent, ErrorCode, ErrorReply, Event,
+    EventRoom, Frame, Header, NodeStatus, PackageType, Request, Response, Room, EVENT_ID,
+    MAX_PAYLOAD,
 };
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -28,7 +28,7 @@ fn hex(b: &[u8]) -> String {
 /// decoder, fed one byte at a time, cuts out the same frame.
 fn frame(s: &str) -> Frame {
     let wire = unhex(s);
-    let f = Frame::parse(Bytes::from(wire.clone()), DEFAULT_MAX_PAYLOAD).unwrap();
+    let f = Frame::parse(Bytes::from(wire.clone()), MAX_PAYLOAD).unwrap();
     assert_eq!(f.wire_len(), wire.len(), "vector {s} has trailing bytes");
     assert_eq!(hex(&f.to_bytes()), s, "re-encoding the frame");
 
@@ -389,8 +389,8 @@ fn error_not_authenticated() {
 
 // --------------------------------------------------------------- events
 
-fn room(id: u64) -> RoomEvent {
-    RoomEvent { scope: None, id }
+fn room(id: u64) -> EventRoom {
+    EventRoom { scope: None, id }
 }
 
 fn hello_emit(scope: Option<&str>) -> Event {
@@ -527,7 +527,7 @@ fn every_order(t: PackageType, pairs: &[(&str, Vec<u8>)], want: &Event) {
             // The node-side encoder writes `scope` too, and decodes back.
             let mut b = BytesMut::new();
             want.encode(&mut b).unwrap();
-            let back = Frame::parse(b.freeze(), DEFAULT_MAX_PAYLOAD).unwrap();
+            let back = Frame::parse(b.freeze(), MAX_PAYLOAD).unwrap();
             assert_eq!(&Event::decode(&back).unwrap(), want);
         }
     }
@@ -536,7 +536,7 @@ fn every_order(t: PackageType, pairs: &[(&str, Vec<u8>)], want: &Event) {
 #[test]
 fn room_events_with_scope_in_any_order() {
     let pairs = [("scope", enc_str(SCOPE)), ("id", enc_int(17))];
-    let r = RoomEvent {
+    let r = EventRoom {
         scope: Some(SCOPE.into()),
         id: 17,
     };

@@ -16,7 +16,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::dispatch::{self, Outcome};
 use crate::faults::Corruption;
-use crate::state::{Command, Shared, Transport};
+use crate::state::{Command, Ingress, Shared};
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -166,7 +166,7 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
     conn: u64,
     io: BoxIo,
-    transport: Transport,
+    transport: Ingress,
     tls: Option<TlsAcceptor>,
     rx: mpsc::UnboundedReceiver<Command>,
 ) {

@@ -4,11 +4,14 @@
 use bytes::{Bytes, BytesMut};
 use rmpv::Value;
 use thingsdb_protocol::{
-    decode_value, msgpack, EmitEvent, ErrorCode, Event, Frame, PackageType, RoomEvent,
+    decode_value, msgpack, response, Credentials, EmitEvent, ErrorCode, Event, EventRoom, Frame,
+    PackageType, Request, HEADER_LEN,
 };
 
 use crate::reply::{ArgValues, Args, Query, Reply};
-use crate::scope::{is_valid_name, Scope};
+use thingsdb_protocol::scope::is_valid_name;
+
+use crate::reply::{parse_scope, Scope};
 use crate::state::{encode_event, Shared};
 
 const DOC_LISTENING: &str = "; see https://docs.thingsdb.io/v1/listening";
@@ -44,15 +47,15 @@ fn empty(t: PackageType, id: u16) -> Frame {
     Frame::new(t, id, Bytes::new())
 }
 
-/// An ERROR frame.
+/// An ERROR frame, laid out by the protocol crate.
 pub(crate) fn error_frame(id: u16, code: ErrorCode, msg: &str) -> Frame {
-    let mut p = BytesMut::new();
-    msgpack::write_map_len(&mut p, 2);
-    msgpack::write_str(&mut p, "error_code");
-    msgpack::write_int(&mut p, code.code());
-    msgpack::write_str(&mut p, "error_msg");
-    msgpack::write_str(&mut p, msg);
-    Frame::new(PackageType::Error, id, p.freeze())
+    let mut b = BytesMut::new();
+    match response::encode_error(&mut b, id, code, msg) {
+        Ok(()) => Frame::new(PackageType::Error, id, b.split_off(HEADER_LEN).freeze()),
+        // A message over the 1 GiB payload limit: only a handler could
+        // make one; it gets an empty ERROR.
+        Err(_) => Frame::new(PackageType::Error, id, Bytes::new()),
+    }
 }
 
 fn data_frame(id: u16, payload: Bytes) -> Frame {
@@ -93,7 +96,7 @@ fn scoped(payload: &[u8]) -> Result<(Vec<Value>, String, Scope), Reply> {
     let Some(scope_str) = items.first().and_then(|v| v.as_str()).map(str::to_string) else {
         return Err(bad());
     };
-    let scope = Scope::parse(&scope_str)?;
+    let scope = parse_scope(&scope_str)?;
     Ok((items, scope_str, scope))
 }
 
@@ -160,7 +163,7 @@ pub(crate) fn handle(shared: &Shared, conn: u64, frame: &Frame) -> Outcome {
         PackageType::DeprecatedWatch | PackageType::DeprecatedUnwatch => {
             Outcome::reply(empty(PackageType::Ok, id))
         }
-        PackageType::Auth => Outcome::reply(auth(shared, conn, id, &frame.payload)),
+        PackageType::Auth => Outcome::reply(auth(shared, conn, id, frame)),
         PackageType::Query => Outcome::reply(match query(shared, conn, &frame.payload) {
             Ok(r) | Err(r) => reply_frame(shared, id, &r),
         }),
@@ -176,23 +179,34 @@ pub(crate) fn handle(shared: &Shared, conn: u64, frame: &Frame) -> Outcome {
     }
 }
 
-fn auth(shared: &Shared, conn: u64, id: u16, payload: &[u8]) -> Frame {
+fn auth(shared: &Shared, conn: u64, id: u16, frame: &Frame) -> Frame {
     let mut st = shared.lock();
-    let user = match first_value(payload) {
-        Some(Value::String(tok)) => match tok.as_str() {
-            Some(tok) => st.tokens.get(tok).cloned().ok_or("invalid token"),
-            None => Err("invalid token"),
-        },
-        Some(Value::Array(a)) if a.len() == 2 && a.iter().all(Value::is_str) => {
-            let (name, pass) = (a[0].as_str(), a[1].as_str());
-            match (name, pass) {
-                (Some(n), Some(p)) if st.users.get(n).is_some_and(|pw| pw == p) => {
-                    Ok(n.to_string())
-                }
-                _ => Err("invalid username or password"),
+    // The protocol crate's decoding, lenient as a node is about bytes after
+    // the value.
+    let user = match Request::decode_lenient(frame) {
+        Ok(Request::Auth(Credentials::Token(tok))) => {
+            st.tokens.get(&tok).cloned().ok_or("invalid token")
+        }
+        Ok(Request::Auth(Credentials::Password { user, password })) => {
+            if st.users.get(&user).is_some_and(|pw| *pw == password) {
+                Ok(user)
+            } else {
+                Err("invalid username or password")
             }
         }
-        _ => {
+        // What the protocol refuses but a node reads as strings (it does
+        // not check UTF-8): such a token or name matches none.
+        Err(_) => match first_value(&frame.payload) {
+            Some(Value::String(_)) => Err("invalid token"),
+            Some(Value::Array(a)) if a.len() == 2 && a.iter().all(Value::is_str) => {
+                Err("invalid username or password")
+            }
+            _ => {
+                st.counters.auth_failed += 1;
+                return error_frame(id, ErrorCode::BadData, "invalid authentication request");
+            }
+        },
+        Ok(_) => {
             st.counters.auth_failed += 1;
             return error_frame(id, ErrorCode::BadData, "invalid authentication request");
         }
@@ -260,8 +274,25 @@ fn query(shared: &Shared, conn: u64, payload: &[u8]) -> Result<Reply, Reply> {
     let handler = shared.lock().query_handler.clone();
     Ok(match handler {
         Some(h) => h(&q),
-        None => q.evaluate(),
+        None => no_handler(&q),
     })
+}
+
+/// A query without a handler: evaluated with the `eval` feature, refused
+/// without it.
+#[cfg(feature = "eval")]
+fn no_handler(q: &Query) -> Reply {
+    q.evaluate()
+}
+
+/// A query without a handler: evaluated with the `eval` feature, refused
+/// without it.
+#[cfg(not(feature = "eval"))]
+fn no_handler(_: &Query) -> Reply {
+    Reply::error(
+        ErrorCode::Operation,
+        "the testkit has no query handler: register one with TestNode::on_query, or turn on the testkit's `eval` feature for simple arithmetic",
+    )
 }
 
 fn run(shared: &Shared, conn: u64, payload: &[u8]) -> Result<Reply, Reply> {
@@ -338,7 +369,7 @@ fn mp_type_name(v: &Value) -> &'static str {
 }
 
 fn room_event(join: bool, scope: &str, id: u64) -> Option<Bytes> {
-    let r = RoomEvent {
+    let r = EventRoom {
         scope: Some(scope.to_string()),
         id,
     };
@@ -359,7 +390,7 @@ fn join_leave(shared: &Shared, conn: u64, id: u16, payload: &[u8], join: bool) -
         Ok(c) => c,
         Err(r) => return err(r),
     };
-    let scope_name = Scope::Collection(collection.clone()).name();
+    let scope_name = Scope::Collection(collection.clone()).to_string();
     let mut out = Outcome::default();
     let mut result = Vec::with_capacity(items.len().saturating_sub(1));
     let mut failed = None;
@@ -476,7 +507,7 @@ fn emit(shared: &Shared, conn: u64, id: u16, payload: &[u8], peers_only: bool) -
         thingsdb_protocol::encode_value(&mut args, v);
     }
     let ev = Event::Emit(EmitEvent {
-        scope: Some(Scope::Collection(collection).name()),
+        scope: Some(Scope::Collection(collection).to_string()),
         id: rid,
         event: event.to_string(),
         args: args.freeze(),

@@ -1,7 +1,9 @@
-//! The default query behaviour: simple arithmetic, evaluated like a node.
+//! Simple arithmetic, evaluated like a node: the `eval` feature.
 //!
-//! Without a query handler the testkit evaluates QUERY code as a tiny
-//! subset of the ThingsDB language, enough for connector tests:
+//! With the testkit's `eval` feature on, a QUERY without a handler is
+//! evaluated as a tiny subset of the ThingsDB language, enough for
+//! connector tests (and a handler can fall back to it with
+//! [`Query::evaluate`](crate::Query::evaluate)):
 //!
 //! - integer and float literals, `nil`, `true`, `false`, strings in single
 //!   or double quotes (a doubled quote escapes it);
@@ -17,18 +19,6 @@
 //! and code that cannot be parsed gives -52 (syntax error). Anything
 //! beyond this subset is a syntax error here even where a node would run
 //! it: register a handler with [`crate::TestNode::on_query`] for that.
-//!
-//! ```
-//! use rmpv::Value;
-//! use thingsdb_protocol::ErrorCode;
-//! use thingsdb_testkit::{eval::evaluate, Reply};
-//! assert_eq!(evaluate("1 + 1;", &[]), Reply::value(2));
-//! assert_eq!(evaluate("-(2 + 3) * 4;", &[]), Reply::value(-20));
-//! let vars = [("a".to_string(), Value::from(6)), ("b".to_string(), Value::from(7))];
-//! assert_eq!(evaluate("a * b;", &vars), Reply::value(42));
-//! assert_eq!(evaluate("1/0;", &[]).error_code(), Some(ErrorCode::ZeroDiv));
-//! assert_eq!(evaluate("1 +;", &[]).error_code(), Some(ErrorCode::Syntax));
-//! ```
 
 use rmpv::Value;
 use thingsdb_protocol::ErrorCode;
@@ -431,7 +421,7 @@ fn eval(e: &Expr, vars: &[(String, Value)]) -> Result<Value, Reply> {
 }
 
 /// Evaluates `code` with `vars`; see the [module documentation](self).
-pub fn evaluate(code: &str, vars: &[(String, Value)]) -> Reply {
+pub(crate) fn evaluate(code: &str, vars: &[(String, Value)]) -> Reply {
     let parsed = tokenize(code).and_then(|toks| {
         let end = code.chars().count();
         Parser {

@@ -9,8 +9,11 @@
 //! - PING works before AUTH; any other request before AUTH gets -56
 //!   `connection is not authenticated`; wrong credentials get -56
 //!   `invalid username or password` / `invalid token`;
-//! - QUERY runs a handler registered with [`TestNode::on_query`], or by
-//!   default evaluates simple arithmetic ([`eval`]);
+//! - QUERY runs a handler registered with [`TestNode::on_query`]; without
+//!   one it is refused with an operation error (-63), unless the `eval`
+//!   feature is on: then simple arithmetic (`1 + 1;`, `a * b;` with vars)
+//!   is evaluated as a node would (`Query::evaluate`, an opt-in test
+//!   convenience, not a query language);
 //! - RUN calls procedures registered with [`TestNode::procedure`]; an
 //!   unknown one gets -54, spread arguments get -53;
 //! - JOIN / LEAVE by id or name reply with an array of ids (nil where not
@@ -63,13 +66,13 @@
 
 mod conn;
 mod dispatch;
-pub mod eval;
+#[cfg(feature = "eval")]
+mod eval;
 mod faults;
 mod node;
 pub mod raw;
 pub mod real_node;
 mod reply;
-mod scope;
 mod state;
 mod tls;
 
@@ -78,9 +81,9 @@ pub use node::{
     ConnectionInfo, TestNode, TestNodeBuilder, DEFAULT_RESULT_SIZE_LIMIT, NODE_WS_FRAGMENT,
 };
 pub use raw::RawClient;
-pub use reply::{ArgValues, Args, Query, Reply};
-pub use scope::{is_valid_name, Scope};
-pub use state::{Counters, Transport};
+pub use reply::{parse_scope, ArgValues, Args, Query, Reply, Scope};
+pub use state::{Counters, Ingress};
+pub use thingsdb_protocol::scope::is_valid_name;
 
 /// Re-exported so that tests can build events and codes without another
 /// dependency line.

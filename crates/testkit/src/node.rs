@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use rmpv::Value;
-use thingsdb_protocol::{msgpack, EmitEvent, Event, NodeStatus, RoomEvent, DEFAULT_MAX_PAYLOAD};
+use thingsdb_protocol::{msgpack, EmitEvent, Event, EventRoom, NodeStatus, MAX_PAYLOAD};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
@@ -17,10 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::conn::{self, BoxIo};
 use crate::faults::Faults;
+use crate::reply::Scope;
 use crate::reply::{Args, Query, Reply};
-use crate::scope::Scope;
 use crate::state::{
-    encode_event, Command, Config, ConnEntry, Counters, Room, Shared, State, Transport,
+    encode_event, Command, Config, ConnEntry, Counters, Ingress, Room, Shared, State,
 };
 
 /// The size of the WebSocket frames a node splits large messages into
@@ -50,7 +50,7 @@ impl Default for TestNodeBuilder {
             tokens: Vec::new(),
             collections: vec!["stuff".into()],
             tls: None,
-            max_payload: DEFAULT_MAX_PAYLOAD,
+            max_payload: MAX_PAYLOAD,
             ws_fragment: NODE_WS_FRAGMENT,
             node_id: 0,
             result_size_limit: DEFAULT_RESULT_SIZE_LIMIT,
@@ -173,9 +173,9 @@ impl TestNodeBuilder {
         let tcp = tcp_l.local_addr()?;
         let ws = ws_l.local_addr()?;
         let mut tasks = vec![
-            spawn_accept(&shared, Listener::Tcp(tcp_l), Transport::Tcp, None),
-            spawn_accept(&shared, Listener::Tcp(ws_l), Transport::Ws, None),
-            spawn_accept(&shared, Listener::Unix(unix_l), Transport::Unix, None),
+            spawn_accept(&shared, Listener::Tcp(tcp_l), Ingress::Tcp, None),
+            spawn_accept(&shared, Listener::Tcp(ws_l), Ingress::Ws, None),
+            spawn_accept(&shared, Listener::Unix(unix_l), Ingress::Unix, None),
         ];
         let (mut tls_addr, mut wss_addr) = (None, None);
         if let Some(acc) = tls {
@@ -186,13 +186,13 @@ impl TestNodeBuilder {
             tasks.push(spawn_accept(
                 &shared,
                 Listener::Tcp(tls_l),
-                Transport::Tls,
+                Ingress::Tls,
                 Some(acc.clone()),
             ));
             tasks.push(spawn_accept(
                 &shared,
                 Listener::Tcp(wss_l),
-                Transport::Wss,
+                Ingress::Wss,
                 Some(acc),
             ));
         }
@@ -230,7 +230,7 @@ impl Listener {
 fn spawn_accept(
     shared: &Arc<Shared>,
     listener: Listener,
-    transport: Transport,
+    transport: Ingress,
     tls: Option<TlsAcceptor>,
 ) -> AbortHandle {
     tokio::spawn(accept_loop(shared.clone(), listener, transport, tls)).abort_handle()
@@ -241,7 +241,7 @@ fn spawn_accept(
 async fn accept_loop(
     shared: Arc<Shared>,
     listener: Listener,
-    transport: Transport,
+    transport: Ingress,
     tls: Option<TlsAcceptor>,
 ) {
     let mut set = JoinSet::new();
@@ -300,7 +300,7 @@ pub struct ConnectionInfo {
     /// The connection's id (use it with [`TestNode::connection_faults`]).
     pub id: u64,
     /// How it came in.
-    pub transport: Transport,
+    pub transport: Ingress,
     /// The user it authenticated as, if it did.
     pub user: Option<String>,
     /// The rooms it joined.
@@ -478,8 +478,9 @@ impl TestNode {
 
     // --------------------------------------------------- queries, procedures
 
-    /// Answers every QUERY with `f` instead of the default arithmetic
-    /// ([`crate::eval`]); `f` can fall back to it with [`Query::evaluate`].
+    /// Answers every QUERY with `f` (without a handler a QUERY is refused,
+    /// or, with the `eval` feature, evaluated as simple arithmetic; `f`
+    /// can fall back to that with `Query::evaluate`).
     /// Scope, authentication and vars are checked before `f` is called, as
     /// a node checks them.
     pub fn on_query<F>(&self, f: F)
@@ -547,8 +548,8 @@ impl TestNode {
         let Some(room) = st.rooms.remove(&id) else {
             return false;
         };
-        let ev = Event::Delete(RoomEvent {
-            scope: Some(Scope::Collection(room.collection).name()),
+        let ev = Event::Delete(EventRoom {
+            scope: Some(Scope::Collection(room.collection).to_string()),
             id,
         });
         if let Some(pkg) = encode_event(&ev) {
@@ -583,7 +584,7 @@ impl TestNode {
             thingsdb_protocol::encode_value(&mut a, v);
         }
         let ev = Event::Emit(EmitEvent {
-            scope: Some(Scope::Collection(room.collection.clone()).name()),
+            scope: Some(Scope::Collection(room.collection.clone()).to_string()),
             id,
             event: event.to_string(),
             args: a.freeze(),

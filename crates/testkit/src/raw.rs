@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
-use thingsdb_protocol::{request, Decoder, Frame, DEFAULT_MAX_PAYLOAD, EVENT_ID};
+use thingsdb_protocol::{request, Decoder, Frame, EVENT_ID, MAX_PAYLOAD};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_tungstenite::tungstenite::Message;
@@ -104,9 +104,7 @@ impl RawClient {
             Inner::Ws(ws) => loop {
                 match ws.next().await {
                     Some(Ok(Message::Binary(b))) => {
-                        return Frame::parse(b, DEFAULT_MAX_PAYLOAD)
-                            .map(Some)
-                            .map_err(other)
+                        return Frame::parse(b, MAX_PAYLOAD).map(Some).map_err(other)
                     }
                     Some(Ok(Message::Close(_))) | None => return Ok(None),
                     Some(Ok(_)) => continue,

@@ -4,7 +4,64 @@ use bytes::{Bytes, BytesMut};
 use rmpv::Value;
 use thingsdb_protocol::{encode_value, ErrorCode};
 
-use crate::scope::Scope;
+use thingsdb_protocol::scope::{ParsedScope, ScopeError};
+
+/// A parsed scope, as handlers see it: the protocol crate's parser (the
+/// node's grammar), owning its collection name.
+///
+/// ```
+/// use thingsdb_testkit::Scope;
+/// let s: Scope = Scope::Collection("stuff".into());
+/// assert_eq!(s.to_string(), "@collection:stuff");
+/// ```
+pub type Scope = ParsedScope<String>;
+
+/// The documentation suffix a node appends to scope errors.
+const DOC_SCOPES: &str = "; see https://docs.thingsdb.io/v1/overview/scopes";
+
+/// Parses a scope as a node does; a refusal is the node's error: -60
+/// (value error) and its message, word for word.
+///
+/// ```
+/// use thingsdb_protocol::ErrorCode;
+/// use thingsdb_testkit::{parse_scope, Scope};
+/// assert_eq!(parse_scope("@:stuff"), Ok(Scope::Collection("stuff".into())));
+/// let e = parse_scope("@node:64").unwrap_err();
+/// assert_eq!(e.error_code(), Some(ErrorCode::Value));
+/// ```
+pub fn parse_scope(s: &str) -> Result<Scope, Reply> {
+    ParsedScope::parse(s)
+        .map(ParsedScope::into_owned)
+        .map_err(|e| Reply::error(ErrorCode::Value, node_scope_message(s, e)))
+}
+
+/// The message a node gives for scope `s` refused for `e`.
+fn node_scope_message(s: &str, e: ScopeError) -> String {
+    let (c, sep) = match s.as_bytes().first() {
+        Some(b'/') => ('/', '/'),
+        _ => ('@', ':'),
+    };
+    let what = match e {
+        ScopeError::Empty => "scopes must not be empty".to_string(),
+        ScopeError::NotAscii => "scopes must only contain valid ASCII characters".to_string(),
+        ScopeError::BadStart => format!("scopes must start with a `@` or `/` but got `{s}` instead"),
+        ScopeError::BadNodeId => {
+            "a node id must be an integer value between 0 and 64".to_string()
+        }
+        ScopeError::MissingCollection => {
+            "the collection scope requires to specify a collection".to_string()
+        }
+        ScopeError::BadCollectionName => "the specified collection name is invalid".to_string(),
+        // `UnknownName`, and any refusal added later.
+        _ if s.len() == 1 => format!(
+            "expecting a scope name like `{c}thingsdb`, `{c}node{sep}...` or `{c}collection{sep}...`"
+        ),
+        _ => format!(
+            "expecting a scope name like `{c}thingsdb`, `{c}node{sep}...` or `{c}collection{sep}...` but got `{s}` instead"
+        ),
+    };
+    format!("invalid scope; {what}{DOC_SCOPES}")
+}
 
 /// The answer to a QUERY or RUN request.
 ///
@@ -106,8 +163,10 @@ impl Query {
         self.vars.iter().find(|(k, _)| k == name).map(|(_, v)| v)
     }
 
-    /// What the testkit answers when no handler is registered: the code
-    /// evaluated as simple integer arithmetic (see [`crate::eval`]).
+    /// The code evaluated as simple arithmetic (literals, vars,
+    /// `+ - * / %`, parentheses; `;`-separated statements), with a node's
+    /// errors for overflow, division by zero, unknown variables and syntax;
+    /// what a node without a handler answers when the `eval` feature is on.
     ///
     /// A handler can fall back to it for code it does not recognise:
     ///
@@ -116,6 +175,7 @@ impl Query {
     /// let q = Query { scope_str: "@t".into(), scope: Scope::Thingsdb, code: "6 * 7;".into(), vars: vec![], connection: 1 };
     /// assert_eq!(q.evaluate(), Reply::value(42));
     /// ```
+    #[cfg(feature = "eval")]
     pub fn evaluate(&self) -> Reply {
         crate::eval::evaluate(&self.code, &self.vars)
     }

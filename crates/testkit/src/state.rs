@@ -19,9 +19,10 @@ pub(crate) type QueryFn = dyn Fn(&Query) -> Reply + Send + Sync;
 /// A procedure.
 pub(crate) type ProcFn = dyn Fn(&Args) -> Reply + Send + Sync;
 
-/// The transport a connection came in on.
+/// Which listener a connection came in on (not to be confused with the
+/// transport crate: this is the testkit node's side).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Transport {
+pub enum Ingress {
     /// Plain TCP.
     Tcp,
     /// TLS over TCP (`thingsdbs://`).
@@ -34,10 +35,10 @@ pub enum Transport {
     Unix,
 }
 
-impl Transport {
+impl Ingress {
     /// Whether packages travel as WebSocket messages.
     pub fn is_websocket(self) -> bool {
-        matches!(self, Transport::Ws | Transport::Wss)
+        matches!(self, Ingress::Ws | Ingress::Wss)
     }
 }
 
@@ -46,7 +47,7 @@ impl Transport {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
     received: BTreeMap<u8, u64>,
-    accepted: BTreeMap<Transport, u64>,
+    accepted: BTreeMap<Ingress, u64>,
     /// Connections refused while [`crate::TestNode::refuse_connections_for`]
     /// was in force.
     pub connections_refused: u64,
@@ -87,7 +88,7 @@ impl Counters {
     }
 
     /// Connections accepted on a transport (refused ones not included).
-    pub fn connections(&self, t: Transport) -> u64 {
+    pub fn connections(&self, t: Ingress) -> u64 {
         self.accepted.get(&t).copied().unwrap_or(0)
     }
 
@@ -100,7 +101,7 @@ impl Counters {
         *self.received.entry(b).or_default() += 1;
     }
 
-    pub(crate) fn count_accepted(&mut self, t: Transport) {
+    pub(crate) fn count_accepted(&mut self, t: Ingress) {
         *self.accepted.entry(t).or_default() += 1;
     }
 }
@@ -125,7 +126,7 @@ pub(crate) struct FaultConfig {
 }
 
 pub(crate) struct ConnEntry {
-    pub transport: Transport,
+    pub transport: Ingress,
     pub user: Option<String>,
     pub tx: mpsc::UnboundedSender<Command>,
     pub faults: FaultConfig,

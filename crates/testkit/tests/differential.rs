@@ -451,3 +451,128 @@ async fn testkit_matches_a_real_node() {
     assert!(!compared.is_empty());
     println!("differential test compared {compared:?} against the real node");
 }
+
+/// Scope strings: accepted forms, each kind of refusal, and corner cases
+/// of the node's grammar (`ti_scope_init`).
+const SCOPE_FORMS: &[&str] = &[
+    "@t",
+    "@th",
+    "@thingsdb",
+    "/t",
+    "/thingsdb",
+    "@n",
+    "@no",
+    "@node",
+    "/node",
+    "@node:",
+    "@n:",
+    "@node:0",
+    "@n:00",
+    "@node:63",
+    "/node/0",
+    "@collection:stuff",
+    "@c:stuff",
+    "@coll:stuff",
+    "@:stuff",
+    "//stuff",
+    "/collection/stuff",
+    "/c/stuff",
+    "",
+    "@",
+    "/",
+    "x",
+    "stuff",
+    "é",
+    "@é",
+    "@tx",
+    "@thingsdbx",
+    "@t:x",
+    "@x:y",
+    "@nodes",
+    "@node/3",
+    "//",
+    "@:",
+    "@/stuff",
+    "/:stuff",
+    "@node:64",
+    "@node:x",
+    "@node:-1",
+    "@n:99999999999999999999999",
+    "@collection",
+    "@c:",
+    "@:1abc",
+    "//a b",
+    "//a-b",
+    "//é",
+    "@T",
+    "@Node",
+];
+
+/// What a reply to `1;` in a scope says: accepted, or the error.
+fn scope_verdict(f: &Frame) -> String {
+    match Response::decode(f) {
+        Ok(Response::Error(e)) => format!("error {} {}", e.code.code(), e.message),
+        Ok(Response::Data(_)) => "ok".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Every scope form gets the same verdict from the protocol crate's parser
+/// (which the client and the testkit use), the testkit and a real node:
+/// the same refusals, with the node's exact messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scope_forms_match_a_real_node() {
+    let node = TestNode::start().await.unwrap();
+    let mut kit = client(&node, T::Tcp).await;
+    let f = kit.auth("admin", "pass").await.unwrap();
+    assert_eq!(f.package_type().unwrap(), PackageType::Ok);
+    let real = RealNode::from_env().await.unwrap();
+    let mut real_c = match &real {
+        Some(r) => {
+            let mut c = r.connect_tcp().await.unwrap().expect("a TCP address");
+            let f = c.auth(r.user(), r.password()).await.unwrap();
+            assert_eq!(f.package_type().unwrap(), PackageType::Ok);
+            Some(c)
+        }
+        None => {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "{SKIP_MESSAGE} (scope forms: testkit and parser only)"
+            );
+            None
+        }
+    };
+    let mut diffs = Vec::new();
+    for (i, form) in SCOPE_FORMS.iter().enumerate() {
+        let id = 100 + i as u16;
+        let parsed = thingsdb_protocol::ParsedScope::parse(form);
+        let k = scope_verdict(&kit.request(&query(id, form, "1;", None)).await.unwrap());
+        // The testkit refuses exactly what the parser refuses, as a value error.
+        let kit_refused = k.starts_with("error -60 invalid scope");
+        if kit_refused != parsed.is_err() {
+            diffs.push(format!("{form:?}: parser {parsed:?}, testkit {k}"));
+        }
+        if let Some(c) = real_c.as_mut() {
+            let r = scope_verdict(&c.request(&query(id, form, "1;", None)).await.unwrap());
+            let real_refused = r.starts_with("error -60 invalid scope");
+            if real_refused != parsed.is_err() {
+                diffs.push(format!("{form:?}: parser {parsed:?}, node {r}"));
+            }
+            if real_refused && r != k {
+                diffs.push(format!("{form:?}: testkit {k}\n   node {r}"));
+            }
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "scope verdicts differ:\n{}",
+        diffs.join("\n")
+    );
+    if real_c.is_some() {
+        println!(
+            "{} scope forms: parser, testkit and real node agree",
+            SCOPE_FORMS.len()
+        );
+    }
+}

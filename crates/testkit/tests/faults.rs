@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use rmpv::Value;
 use thingsdb_protocol::{Decoder, PackageType, Room};
-use thingsdb_testkit::{Corruption, RawClient, TestNode, Transport};
+use thingsdb_testkit::{Corruption, Ingress, RawClient, TestNode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
@@ -390,7 +390,7 @@ async fn tls_and_wss() {
     );
     let c = node.counters();
     assert_eq!(
-        (c.connections(Transport::Tls), c.connections(Transport::Wss)),
+        (c.connections(Ingress::Tls), c.connections(Ingress::Wss)),
         (1, 1)
     );
     assert!(node

@@ -7,9 +7,9 @@ mod common;
 use common::*;
 use rmpv::Value;
 use thingsdb_protocol::{
-    Event, Header, NodeStatus, PackageType, Response, Room, RoomEvent, EVENT_ID,
+    Event, EventRoom, Header, NodeStatus, PackageType, Response, Room, EVENT_ID,
 };
-use thingsdb_testkit::{Reply, TestNode, Transport};
+use thingsdb_testkit::{Ingress, Reply, TestNode};
 
 #[tokio::test]
 async fn ping_before_auth_and_errors_before_auth() {
@@ -47,9 +47,9 @@ async fn ping_before_auth_and_errors_before_auth() {
     assert_eq!(c.auth_failed, 6);
     assert_eq!(c.auth_ok, 3);
     assert_eq!(c.not_authenticated, 18);
-    assert_eq!(c.connections(Transport::Tcp), 1);
-    assert_eq!(c.connections(Transport::Ws), 1);
-    assert_eq!(c.connections(Transport::Unix), 1);
+    assert_eq!(c.connections(Ingress::Tcp), 1);
+    assert_eq!(c.connections(Ingress::Ws), 1);
+    assert_eq!(c.connections(Ingress::Unix), 1);
 }
 
 #[tokio::test]
@@ -276,7 +276,7 @@ async fn rooms_join_leave_emit_delete() {
         let ev = next_event(&mut a).await;
         assert_eq!(
             ev,
-            Event::Join(RoomEvent {
+            Event::Join(EventRoom {
                 scope: Some("@collection:stuff".into()),
                 id: chat
             })
@@ -368,7 +368,7 @@ async fn rooms_join_leave_emit_delete() {
             .unwrap();
         assert_eq!(value(&f), Value::Array(vec![chat.into(), Value::Nil]));
         assert!(
-            matches!(take_event(&mut a).await, Event::Leave(RoomEvent { id, .. }) if id == chat)
+            matches!(take_event(&mut a).await, Event::Leave(EventRoom { id, .. }) if id == chat)
         );
         assert_eq!(node.room_joiners(chat).len(), 1);
 
@@ -403,7 +403,7 @@ async fn rooms_join_leave_emit_delete() {
         assert!(node.delete_room(room));
         assert_eq!(
             next_event(&mut b).await,
-            Event::Delete(RoomEvent {
+            Event::Delete(EventRoom {
                 scope: Some("@collection:stuff".into()),
                 id: room
             })

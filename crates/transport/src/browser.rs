@@ -52,7 +52,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
 pub use crate::common::TransportKind;
-use crate::common::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PAYLOAD};
+use crate::common::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RECV_PAYLOAD};
 use crate::error::Error;
 use crate::frames::{count_whole_frames, split_next};
 use crate::target::Target;
@@ -76,7 +76,7 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// The largest payload accepted from the node, in bytes; a package
     /// announcing more is a protocol error. Default
-    /// [`DEFAULT_MAX_PAYLOAD`] (64 MiB).
+    /// [`DEFAULT_MAX_RECV_PAYLOAD`] (64 MiB).
     pub max_payload: u32,
 }
 
@@ -84,7 +84,7 @@ impl Default for ConnectOptions {
     fn default() -> Self {
         ConnectOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            max_payload: DEFAULT_MAX_PAYLOAD,
+            max_payload: DEFAULT_MAX_RECV_PAYLOAD,
         }
     }
 }
@@ -333,7 +333,7 @@ impl FrameWriter {
             self.shared
                 .ws
                 .send_with_u8_array(&pkg)
-                .map_err(|e| Error::WebSocket(format!("send failed: {}", js_text(&e))))?;
+                .map_err(|e| Error::ws(format!("send failed: {}", js_text(&e)), None))?;
         }
         Ok(())
     }
@@ -388,7 +388,7 @@ impl FrameWriter {
         self.shared
             .ws
             .close_with_code(NORMAL_CLOSURE)
-            .map_err(|e| Error::WebSocket(format!("close failed: {}", js_text(&e))))
+            .map_err(|e| Error::ws(format!("close failed: {}", js_text(&e)), None))
     }
 }
 
@@ -439,11 +439,10 @@ impl FrameReader {
                 SocketEvent::Close { code, reason } => {
                     self.ended = true;
                     if code != NORMAL_CLOSURE && !self.shared.close_sent.get() {
-                        return Poll::Ready(Err(Error::WebSocket(close_text(
-                            "the connection was lost",
-                            code,
-                            &reason,
-                        ))));
+                        return Poll::Ready(Err(Error::ws(
+                            close_text("the connection was lost", code, &reason),
+                            None,
+                        )));
                     }
                 }
             }

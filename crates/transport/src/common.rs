@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// The default receive limit for a package's payload: 64 MiB, well above a
 /// node's default `result_size_limit` of 20 MiB.
-pub const DEFAULT_MAX_PAYLOAD: u32 = 64 * 1024 * 1024;
+pub const DEFAULT_MAX_RECV_PAYLOAD: u32 = 64 * 1024 * 1024;
 
 /// The default connect timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

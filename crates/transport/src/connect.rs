@@ -14,7 +14,7 @@ use crate::tls::TlsOptions;
 use crate::transport::{Connection, Reader, TransportKind, Writer};
 use crate::ws;
 
-pub use crate::common::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PAYLOAD};
+pub use crate::common::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RECV_PAYLOAD};
 
 /// How to connect.
 ///
@@ -37,16 +37,19 @@ pub struct ConnectOptions {
     /// The largest payload accepted from the node, in bytes; a package
     /// announcing more is a protocol error (a stream transport refuses it
     /// from its header, before reserving memory). Default
-    /// [`DEFAULT_MAX_PAYLOAD`] (64 MiB).
+    /// [`DEFAULT_MAX_RECV_PAYLOAD`] (64 MiB).
     pub max_payload: u32,
     /// The largest WebSocket message (and frame) accepted, in bytes.
     /// Default `max_payload` plus the 8-byte header.
     pub ws_max_message: usize,
-    /// On Linux, re-arm `TCP_QUICKACK` after every read from a TCP socket
-    /// (TCP, TLS, WebSocket), so that the node's next small package is not
-    /// held back 40 ms by Nagle's algorithm waiting on our delayed ACK (a
-    /// ThingsDB node does not set `TCP_NODELAY`). It costs one
-    /// `setsockopt` call per read. Default on; ignored elsewhere.
+    /// On Linux, re-arm `TCP_QUICKACK` after every read from a TCP or TLS
+    /// connection, so that the node's next small package is not held back
+    /// 40 ms by Nagle's algorithm waiting on our delayed ACK (a ThingsDB
+    /// node does not set `TCP_NODELAY` on its client port). It costs one
+    /// `setsockopt` call per read (about 1-3 us of CPU per request one at a
+    /// time, measured with `cargo xtask bench-e2e`). WebSocket connections
+    /// do without: a node's WebSocket listener sets `TCP_NODELAY` itself.
+    /// Default on; ignored elsewhere.
     pub tcp_quickack: bool,
 }
 
@@ -55,8 +58,8 @@ impl Default for ConnectOptions {
         ConnectOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             tls: TlsOptions::default(),
-            max_payload: DEFAULT_MAX_PAYLOAD,
-            ws_max_message: DEFAULT_MAX_PAYLOAD as usize + HEADER_LEN,
+            max_payload: DEFAULT_MAX_RECV_PAYLOAD,
+            ws_max_message: DEFAULT_MAX_RECV_PAYLOAD as usize + HEADER_LEN,
             tcp_quickack: true,
         }
     }
@@ -156,7 +159,8 @@ async fn connect_now(target: &Target, opts: &ConnectOptions) -> Result<Connectio
         }
         Target::Ws { host, port, .. } => {
             let tcp = connect_tcp(target, host, *port).await?;
-            let tcp = QuickAck::new(tcp, opts.tcp_quickack);
+            // A node's WebSocket listener (libwebsockets) sets TCP_NODELAY.
+            let tcp = QuickAck::new(tcp, false);
             let ws = ws::handshake(tcp, &target.to_string(), opts.ws_max_message).await?;
             let (w, r) = ws::split(ws, TransportKind::Ws, max);
             Ok(Connection::new(
@@ -167,13 +171,7 @@ async fn connect_now(target: &Target, opts: &ConnectOptions) -> Result<Connectio
         }
         Target::Wss { host, port, .. } => {
             let tcp = connect_tcp(target, host, *port).await?;
-            let tls = tls_handshake(
-                target,
-                host,
-                &opts.tls,
-                QuickAck::new(tcp, opts.tcp_quickack),
-            )
-            .await?;
+            let tls = tls_handshake(target, host, &opts.tls, QuickAck::new(tcp, false)).await?;
             // `Display` is already the canonical `wss://host:port/path`.
             let ws = ws::handshake(tls, &target.to_string(), opts.ws_max_message).await?;
             let (w, r) = ws::split(ws, TransportKind::Wss, max);
@@ -219,12 +217,20 @@ async fn tls_handshake(
         .await
         .map_err(|e| {
             // rustls reports certificate and protocol problems as an
-            // `InvalidData` I/O error wrapping its own error.
-            let what = match e.get_ref() {
-                Some(inner) if e.kind() == io::ErrorKind::InvalidData => inner.to_string(),
-                _ => e.to_string(),
-            };
-            Error::Tls(format!("handshake with {target} failed: {what}"))
+            // `InvalidData` I/O error wrapping its own error: keep that one.
+            if e.kind() == io::ErrorKind::InvalidData && e.get_ref().is_some() {
+                if let Some(inner) = e.into_inner() {
+                    return Error::Tls {
+                        message: format!("handshake with {target} failed: {inner}"),
+                        source: Some(inner),
+                    };
+                }
+                return Error::tls_msg(format!("handshake with {target} failed"));
+            }
+            Error::Tls {
+                message: format!("handshake with {target} failed: {e}"),
+                source: Some(Box::new(e)),
+            }
         })
 }
 

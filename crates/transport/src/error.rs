@@ -44,11 +44,26 @@ pub enum Error {
         source: io::Error,
     },
     /// TLS setup or handshake failed (certificate, name, configuration).
-    #[error("TLS error: {0}")]
-    Tls(String),
+    /// [`source`](std::error::Error::source) is the rustls (or PEM) error
+    /// when there is one.
+    #[error("TLS error: {message}")]
+    Tls {
+        /// What failed.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The WebSocket layer failed (handshake, protocol violation).
-    #[error("WebSocket error: {0}")]
-    WebSocket(String),
+    /// [`source`](std::error::Error::source) is the tungstenite error.
+    #[error("WebSocket error: {message}")]
+    WebSocket {
+        /// What failed.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The peer sent bytes that are not valid packages (bad check byte,
     /// oversized length, a text message, a message shorter than a header).
     #[error("protocol error: {0}")]
@@ -72,7 +87,37 @@ pub enum Error {
     NotWholeFrames(String),
 }
 
+/// An underlying error of any type, as [`Error::Tls`] and
+/// [`Error::WebSocket`] keep it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 impl Error {
+    /// A TLS error with the error that caused it.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // the browser does TLS
+    pub(crate) fn tls(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Tls {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A TLS error without an underlying error.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // the browser does TLS
+    pub(crate) fn tls_msg(message: impl Into<String>) -> Self {
+        Error::Tls {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A WebSocket error with the error that caused it.
+    pub(crate) fn ws(message: impl Into<String>, source: Option<BoxError>) -> Self {
+        Error::WebSocket {
+            message: message.into(),
+            source,
+        }
+    }
+
     /// Wraps an I/O error of the given transport.
     pub fn io(kind: TransportKind, source: io::Error) -> Self {
         Error::Io { kind, source }

@@ -1,7 +1,7 @@
 //! Walking the headers of a batch of packages laid back to back.
 
 use bytes::Bytes;
-use thingsdb_protocol::{Header, DEFAULT_MAX_PAYLOAD, HEADER_LEN};
+use thingsdb_protocol::{Header, HEADER_LEN, MAX_PAYLOAD};
 
 use crate::error::Error;
 
@@ -14,7 +14,7 @@ pub(crate) fn count_whole_frames(b: &[u8]) -> Result<usize, Error> {
     let mut n = 0usize;
     while at < b.len() {
         let rest = &b[at..];
-        let h = Header::decode_prefix(rest, DEFAULT_MAX_PAYLOAD)
+        let h = Header::decode_prefix(rest, MAX_PAYLOAD)
             .map_err(|e| Error::NotWholeFrames(format!("package {n} at byte {at}: {e}")))?;
         let len = h.frame_len();
         if rest.len() < len {
@@ -32,7 +32,7 @@ pub(crate) fn count_whole_frames(b: &[u8]) -> Result<usize, Error> {
 /// Cuts the next package off the front of a batch already checked by
 /// [`count_whole_frames`], sharing its allocation.
 pub(crate) fn split_next(b: &mut Bytes) -> Option<Bytes> {
-    let h = Header::decode_prefix(b, DEFAULT_MAX_PAYLOAD).ok()?;
+    let h = Header::decode_prefix(b, MAX_PAYLOAD).ok()?;
     let len = h.frame_len();
     if b.len() < len || len < HEADER_LEN {
         return None;
@@ -67,7 +67,7 @@ mod tests {
         let mut b = Bytes::from(v);
         let mut ids = Vec::new();
         while let Some(p) = split_next(&mut b) {
-            ids.push(Frame::parse(p, DEFAULT_MAX_PAYLOAD).unwrap().id);
+            ids.push(Frame::parse(p, MAX_PAYLOAD).unwrap().id);
         }
         assert_eq!(ids, [0, 1, 2, 3, 4]);
         assert!(b.is_empty());

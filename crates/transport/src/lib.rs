@@ -64,10 +64,10 @@ pub mod transport;
 #[cfg(target_arch = "wasm32")]
 pub use transport::{connect, ConnectOptions};
 
-pub use common::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PAYLOAD};
+pub use common::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RECV_PAYLOAD};
 #[cfg(not(target_arch = "wasm32"))]
 pub use connect::{connect, ConnectOptions};
-pub use error::Error;
+pub use error::{BoxError, Error};
 pub use target::{Target, DEFAULT_PORT, DEFAULT_WS_PORT};
 #[cfg(not(target_arch = "wasm32"))]
 pub use tls::TlsOptions;

@@ -14,10 +14,11 @@
 //! sockets, so when it writes two small packages back to back (a JOIN's
 //! reply and its ON_JOIN, two events, an event and a reply) Nagle's
 //! algorithm holds the second until the first is acknowledged, and Linux
-//! delays that acknowledgement by up to 40 ms. On Linux every TCP
+//! delays that acknowledgement by up to 40 ms. On Linux every TCP and TLS
 //! connection here therefore re-arms `TCP_QUICKACK` after each read that
 //! returned data (the flag is not sticky); the call also sends at once an
-//! ACK the kernel was holding back. See
+//! ACK the kernel was holding back. (A node's WebSocket listener sets
+//! `TCP_NODELAY`, so WebSocket connections do without.) See
 //! [`ConnectOptions::tcp_quickack`](crate::ConnectOptions::tcp_quickack).
 
 use std::collections::VecDeque;

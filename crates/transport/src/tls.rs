@@ -165,14 +165,14 @@ impl TlsOptions {
     pub(crate) fn name_for(&self, host: &str) -> Result<ServerName<'static>, Error> {
         let name = self.server_name.as_deref().unwrap_or(host);
         ServerName::try_from(name.to_owned())
-            .map_err(|e| Error::Tls(format!("invalid server name {name:?}: {e}")))
+            .map_err(|e| Error::tls(format!("invalid server name {name:?}"), e))
     }
 
     fn build(&self) -> Result<Arc<ClientConfig>, Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| Error::Tls(format!("TLS configuration: {e}")))?;
+            .map_err(|e| Error::tls("TLS configuration", e))?;
         let config = match &self.trust {
             Trust::Config(c) => return Ok(c.clone()),
             Trust::AcceptAny => builder
@@ -193,7 +193,7 @@ impl TlsOptions {
                 let chain =
                     WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
                         .build()
-                        .map_err(|e| Error::Tls(format!("TLS verifier: {e}")))?;
+                        .map_err(|e| Error::tls("TLS verifier", e))?;
                 builder
                     .dangerous()
                     .with_custom_certificate_verifier(Arc::new(CaOrPinned { chain, pinned }))
@@ -214,7 +214,7 @@ fn native_store() -> Result<RootCertStore, Error> {
             .first()
             .map(|e| format!(": {e}"))
             .unwrap_or_default();
-        return Err(Error::Tls(format!(
+        return Err(Error::tls_msg(format!(
             "no usable certificate in the platform's trust store{why}"
         )));
     }
@@ -226,16 +226,14 @@ fn pem_store(pem: &[u8]) -> Result<(RootCertStore, Vec<CertificateDer<'static>>)
     let mut store = RootCertStore::empty();
     let mut pinned = Vec::new();
     for cert in CertificateDer::pem_slice_iter(pem) {
-        let cert = cert.map_err(|e| Error::Tls(format!("reading the CA PEM: {e}")))?;
+        let cert = cert.map_err(|e| Error::tls("reading the CA PEM", e))?;
         store
             .add(cert.clone())
-            .map_err(|e| Error::Tls(format!("CA certificate refused: {e}")))?;
+            .map_err(|e| Error::tls("CA certificate refused", e))?;
         pinned.push(cert);
     }
     if store.is_empty() {
-        return Err(Error::Tls(
-            "the CA PEM holds no \"CERTIFICATE\" block".into(),
-        ));
+        return Err(Error::tls_msg("the CA PEM holds no \"CERTIFICATE\" block"));
     }
     Ok((store, pinned))
 }

@@ -51,11 +51,14 @@ where
         tokio_tungstenite::client_async_with_config(uri, stream, Some(config(max_message)))
             .await
             .map_err(|e| match e {
-                WsError::Http(resp) => Error::WebSocket(format!(
-                    "handshake with {uri} refused: HTTP {}",
-                    resp.status()
-                )),
-                e => Error::WebSocket(format!("handshake with {uri} failed: {e}")),
+                WsError::Http(resp) => Error::ws(
+                    format!("handshake with {uri} refused: HTTP {}", resp.status()),
+                    None,
+                ),
+                e => Error::ws(
+                    format!("handshake with {uri} failed: {e}"),
+                    Some(Box::new(e)),
+                ),
             })?;
     Ok(ws)
 }
@@ -94,10 +97,11 @@ fn ws_error(kind: TransportKind, e: WsError) -> Error {
     match e {
         WsError::ConnectionClosed | WsError::AlreadyClosed => Error::Closed,
         WsError::Io(e) => Error::io(kind, e),
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-            Error::WebSocket("the peer closed the connection without a closing handshake".into())
-        }
-        e => Error::WebSocket(e.to_string()),
+        e @ WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Error::ws(
+            "the peer closed the connection without a closing handshake",
+            Some(Box::new(e)),
+        ),
+        e => Error::ws(e.to_string(), Some(Box::new(e))),
     }
 }
 

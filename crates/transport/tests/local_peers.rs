@@ -412,7 +412,7 @@ async fn tls_trust_is_checked() {
         .err()
         .unwrap();
         assert!(
-            matches!(&e, Error::Tls(m) if m.contains("certificate")),
+            matches!(&e, Error::Tls { message, source: Some(_) } if message.contains("certificate")),
             "{kind}: {e}"
         );
         // Trusted CA but the wrong name.
@@ -425,7 +425,7 @@ async fn tls_trust_is_checked() {
         .await
         .err()
         .unwrap();
-        assert!(matches!(&e, Error::Tls(_)), "{kind}: {e}");
+        assert!(matches!(&e, Error::Tls { .. }), "{kind}: {e}");
         // By IP address (the certificate names 127.0.0.1 too).
         let by_ip = if kind == TransportKind::Tls {
             Target::tls("127.0.0.1", peer.target.port().unwrap())
@@ -527,7 +527,7 @@ async fn connect_failures_are_reported() {
     .err()
     .unwrap();
     assert!(
-        matches!(&e, Error::WebSocket(m) if m.contains("404")),
+        matches!(&e, Error::WebSocket { message, .. } if message.contains("404")),
         "{e}"
     );
     refuse.abort();

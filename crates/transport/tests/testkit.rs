@@ -102,7 +102,10 @@ async fn untrusted_certificate_fails_without_the_dangerous_option() {
             .await
             .err()
             .unwrap();
-        assert!(matches!(e, thingsdb_transport::Error::Tls(_)), "{t}: {e}");
+        assert!(
+            matches!(e, thingsdb_transport::Error::Tls { .. }),
+            "{t}: {e}"
+        );
         let any =
             ConnectOptions::default().with_tls(TlsOptions::dangerous_accept_any_certificate());
         let (mut tx, mut rx) = open(&t, &any).await;
@@ -133,7 +136,10 @@ async fn self_signed_ca_certificate_is_trusted_when_pinned() {
         auth(&mut tx, &mut rx).await;
         let wrong = ConnectOptions::default().with_tls(TlsOptions::with_ca_pem(other.cert.pem()));
         let e = guard("connect", connect(&t, &wrong)).await.err().unwrap();
-        assert!(matches!(e, thingsdb_transport::Error::Tls(_)), "{t}: {e}");
+        assert!(
+            matches!(e, thingsdb_transport::Error::Tls { .. }),
+            "{t}: {e}"
+        );
     }
 }
 
