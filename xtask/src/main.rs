@@ -46,6 +46,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("bench-e2e") => bench_e2e(&args[1..]),
         Some("soak") => soak(&args[1..]),
+        Some("model") => model(&args[1..]),
         Some("real-node") => real_node(&args[1..]),
         Some("wasm") => wasm::wasm(&args[1..]),
         Some("-h" | "--help" | "help") => {
@@ -78,6 +79,7 @@ fn print_usage() {
            bench [-- ARGS]            run the criterion benchmarks\n  \
            bench-e2e [--target URI].. [--secs N] [--python]  client vs raw floor, and in-flight memory\n  \
            soak [--requests N]        the reconnect soak test (default 2 000 000 requests)\n  \
+           model [--cases N]          the client session's model-based test (default 100 000 cases)\n  \
            real-node [--bin PATH]     every real-node test (THINGSDB_BIN), WS in a private netns\n  \
            wasm [--release] [--serve] [--real-node BIN]  browser build and tests in headless Chromium"
     );
@@ -439,6 +441,30 @@ fn soak(args: &[String]) -> Step {
         "--nocapture",
     ]);
     c.env("THINGSDB_SOAK_REQUESTS", requests);
+    run(c)
+}
+
+/// The model-based test of the client's session with `--cases N` random
+/// cases (CI runs 2 000).
+fn model(args: &[String]) -> Step {
+    let cases = values_of(args, "--cases")
+        .last()
+        .copied()
+        .unwrap_or("100000");
+    if cases.parse::<u64>().is_err() {
+        return Err(Failure(format!("--cases takes a number, not {cases:?}")));
+    }
+    let mut c = cargo_with([
+        "test",
+        "--release",
+        "-p",
+        "thingsdb-client",
+        "--lib",
+        "connection::model",
+        "--",
+        "--nocapture",
+    ]);
+    c.env("PROPTEST_CASES", cases);
     run(c)
 }
 

@@ -8,11 +8,12 @@ use thingsdb_protocol::{request, Frame, PackageType, Response};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Auth, ClientBuilder, Config};
-use crate::connection::{connect_pool, Command, Shared, Task};
+use crate::connection::{driver, handshake, Command, Input, Shared};
 use crate::error::Error;
-use crate::events::{Overflow, Sink};
+use crate::events::{event_channel, Overflow};
 use crate::request::{Query, Run};
 use crate::scope::Scope;
+use thingsdb_transport::Target;
 
 /// How many commands may wait for the connection task before callers wait.
 const COMMAND_QUEUE: usize = 4096;
@@ -40,7 +41,7 @@ pub struct Client {
 }
 
 struct Inner {
-    cmd_tx: mpsc::Sender<Command>,
+    cmd_tx: mpsc::Sender<Input>,
     config: Arc<Config>,
     shared: Arc<Shared>,
     next_stream_id: std::sync::atomic::AtomicU64,
@@ -74,12 +75,17 @@ impl Client {
     }
 
     pub(crate) async fn connect_with(config: Config) -> Result<Client, Error> {
-        let first = connect_pool(&config, 0).await?;
+        let (index, first) = handshake::connect_pool(&config, 0).await?;
         let config = Arc::new(config);
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let shared = Arc::new(Shared::default());
-        let task = Task::new(config.clone(), cmd_rx, shared.clone());
-        tokio::spawn(task.run(first));
+        tokio::spawn(driver::run(
+            config.clone(),
+            cmd_rx,
+            shared.clone(),
+            index,
+            first,
+        ));
         Ok(Client {
             inner: Arc::new(Inner {
                 cmd_tx,
@@ -139,7 +145,7 @@ impl Client {
         if self
             .inner
             .cmd_tx
-            .send(Command::Close(ack_tx))
+            .send(Input::Cmd(Command::Close(ack_tx)))
             .await
             .is_err()
         {
@@ -154,8 +160,11 @@ impl Client {
     /// connection: a consumer that falls behind sees
     /// [`NodeEvent::Lagged`](crate::NodeEvent::Lagged).
     pub async fn node_events(&self) -> Result<crate::node_events::NodeEvents, Error> {
-        let (tx, rx) = mpsc::channel(self.inner.config.event_buffer);
-        let sink = Sink::new(self.next_stream_id(), tx, Overflow::Lag);
+        let (sink, rx) = event_channel(
+            self.next_stream_id(),
+            self.inner.config.event_buffer,
+            Overflow::Lag,
+        );
         self.command(Command::NodeEvents(Box::new(sink))).await?;
         Ok(crate::node_events::NodeEvents::new(rx))
     }
@@ -181,7 +190,18 @@ impl Client {
     /// Whether the client has stopped for good (closed, or reconnecting
     /// gave up); the reason when it has.
     pub fn closed_reason(&self) -> Option<String> {
-        self.inner.shared.dead.get().cloned()
+        self.inner.shared.dead.get().map(|e| e.to_string())
+    }
+
+    /// Adds nodes to the pool, to connect to when the current node goes
+    /// away (for example nodes learned from the cluster). Targets already
+    /// in the pool are not added twice.
+    pub async fn add_targets(&self, targets: Vec<Target>) -> Result<(), Error> {
+        self.inner
+            .cmd_tx
+            .send(Input::AddTargets(targets))
+            .await
+            .map_err(|_| self.gone())
     }
 
     pub(crate) fn next_stream_id(&self) -> u64 {
@@ -192,12 +212,18 @@ impl Client {
 
     /// Queues a command for the connection task.
     pub(crate) async fn command(&self, cmd: Command) -> Result<(), Error> {
-        self.inner.cmd_tx.send(cmd).await.map_err(|_| self.gone())
+        self.inner
+            .cmd_tx
+            .send(Input::Cmd(cmd))
+            .await
+            .map_err(|_| self.gone())
     }
 
     /// Queues a command without waiting (used from `Drop`).
     pub(crate) fn try_command(&self, cmd: Command) {
-        if let Err(mpsc::error::TrySendError::Full(cmd)) = self.inner.cmd_tx.try_send(cmd) {
+        if let Err(mpsc::error::TrySendError::Full(cmd)) =
+            self.inner.cmd_tx.try_send(Input::Cmd(cmd))
+        {
             let tx = self.inner.cmd_tx.clone();
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
                 handle.spawn(async move {
@@ -208,11 +234,12 @@ impl Client {
     }
 
     fn gone(&self) -> Error {
-        match self.inner.shared.dead.get() {
-            Some(reason) if reason == "the client is closed" => Error::Closed,
-            Some(reason) => Error::ConnectionLost(reason.clone()),
-            None => Error::Closed,
-        }
+        self.inner
+            .shared
+            .dead
+            .get()
+            .cloned()
+            .unwrap_or(Error::Closed)
     }
 
     /// Sends one encoded request (id filled in by the connection task) and
@@ -231,12 +258,12 @@ impl Client {
             .checked_add(timeout)
             .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
         let (reply, rx) = oneshot::channel();
-        let cmd = Command::Request {
+        let cmd = Input::Cmd(Command::Request {
             frame,
             reply,
-            deadline,
+            deadline: deadline.into_std(),
             timeout,
-        };
+        });
         // The connection task times the request out; the caller only waits
         // itself when the command queue is full.
         match self.inner.cmd_tx.try_send(cmd) {

@@ -1,5 +1,6 @@
 //! The client's one error type.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use thingsdb_protocol::{ErrorCode, ErrorReply};
@@ -67,8 +68,9 @@ pub enum Error {
     Timeout(Duration),
     /// The connection was lost while the request was in flight. The request
     /// may or may not have run on the node; it is never resent silently.
+    /// [`ConnectionLost::reason`] says why, as a value a program can match.
     #[error("connection lost: {0}")]
-    ConnectionLost(String),
+    ConnectionLost(#[source] ConnectionLost),
     /// The peer sent something that is not valid protocol.
     #[error("protocol error: {0}")]
     Protocol(#[from] thingsdb_protocol::Error),
@@ -89,9 +91,35 @@ pub enum Error {
 
 impl Error {
     /// The ThingsDB error code, when the node refused the request.
+    ///
+    /// ```
+    /// use thingsdb_client::{Error, ErrorCode, ThingsdbError};
+    /// let e = Error::from(ThingsdbError::new(ErrorCode::Lookup, "no such room"));
+    /// assert_eq!(e.code(), Some(ErrorCode::Lookup));
+    /// assert!(!e.is_timeout());
+    /// ```
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Error::Thingsdb(e) => Some(e.code),
+            _ => None,
+        }
+    }
+
+    /// True for [`Error::Timeout`]: no answer came in time.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout(_))
+    }
+
+    /// True for [`Error::ConnectionLost`]: the request may or may not have
+    /// run on the node.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, Error::ConnectionLost(_))
+    }
+
+    /// Why the connection was lost, for [`Error::ConnectionLost`].
+    pub fn lost_reason(&self) -> Option<LostReason> {
+        match self {
+            Error::ConnectionLost(l) => Some(l.reason()),
             _ => None,
         }
     }
@@ -100,5 +128,128 @@ impl Error {
 impl From<thingsdb_transport::Error> for Error {
     fn from(e: thingsdb_transport::Error) -> Self {
         Error::Transport(e.to_string())
+    }
+}
+
+/// Why a connection was lost; see [`ConnectionLost::reason`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LostReason {
+    /// The node closed the connection.
+    ClosedByPeer,
+    /// The socket failed (reset, broken pipe, ...).
+    Io,
+    /// The TLS layer failed.
+    Tls,
+    /// The WebSocket layer failed.
+    WebSocket,
+    /// The node sent bytes that are not valid packages.
+    ProtocolViolation,
+    /// Keep-alive pings went unanswered.
+    KeepAliveTimeout,
+    /// The node is shutting down and closed the connection before the
+    /// request was answered.
+    NodeShuttingDown,
+    /// The client stopped reconnecting (reconnect off, or it gave up).
+    GaveUp,
+    /// Anything else (a reason given as text).
+    Other,
+}
+
+impl std::fmt::Display for LostReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LostReason::ClosedByPeer => "the node closed the connection",
+            LostReason::Io => "I/O error",
+            LostReason::Tls => "TLS error",
+            LostReason::WebSocket => "WebSocket error",
+            LostReason::ProtocolViolation => "protocol violation",
+            LostReason::KeepAliveTimeout => "no answer to keep-alive pings",
+            LostReason::NodeShuttingDown => "the node is shutting down",
+            LostReason::GaveUp => "not reconnecting",
+            LostReason::Other => "connection lost",
+        })
+    }
+}
+
+/// The details of [`Error::ConnectionLost`]: a [`LostReason`] to match, a
+/// message, and the underlying error (io, TLS, WebSocket, protocol) as
+/// [`std::error::Error::source`]. Cheap to clone.
+///
+/// ```
+/// use thingsdb_client::{ConnectionLost, Error, LostReason};
+/// let e = Error::ConnectionLost(ConnectionLost::new(LostReason::KeepAliveTimeout, "no pong in 30s"));
+/// assert!(e.is_connection_lost());
+/// assert_eq!(e.lost_reason(), Some(LostReason::KeepAliveTimeout));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConnectionLost {
+    reason: LostReason,
+    message: Arc<str>,
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl ConnectionLost {
+    /// A loss with a reason and a message.
+    pub fn new(reason: LostReason, message: impl Into<String>) -> Self {
+        ConnectionLost {
+            reason,
+            message: message.into().into(),
+            source: None,
+        }
+    }
+
+    /// A loss caused by a transport error, keeping it as the source.
+    pub fn from_transport(e: thingsdb_transport::Error) -> Self {
+        use thingsdb_transport::Error as T;
+        let reason = match &e {
+            T::Io { .. } | T::Connect { .. } | T::ConnectTimeout { .. } => LostReason::Io,
+            T::Tls { .. } => LostReason::Tls,
+            T::WebSocket { .. } | T::TextMessage => LostReason::WebSocket,
+            T::Protocol(_) | T::NotWholeFrames(_) => LostReason::ProtocolViolation,
+            T::Closed | T::ClosedMidFrame { .. } => LostReason::ClosedByPeer,
+            _ => LostReason::Other,
+        };
+        ConnectionLost {
+            reason,
+            message: e.to_string().into(),
+            source: Some(Arc::new(e)),
+        }
+    }
+
+    /// Why the connection was lost.
+    pub fn reason(&self) -> LostReason {
+        self.reason
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for ConnectionLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConnectionLost {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<&str> for ConnectionLost {
+    fn from(message: &str) -> Self {
+        ConnectionLost::new(LostReason::Other, message)
+    }
+}
+
+impl From<String> for ConnectionLost {
+    fn from(message: String) -> Self {
+        ConnectionLost::new(LostReason::Other, message)
     }
 }

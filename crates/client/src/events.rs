@@ -9,19 +9,21 @@
 //!   consumer should not stall for long.
 //! - [`Overflow::Lag`]: the event is dropped and counted; the consumer then
 //!   sees one [`RoomEvent::Lagged`] (or [`NodeEvent::Lagged`]) item with the
-//!   number dropped, in the place where they were dropped. The connection
-//!   never waits.
+//!   number dropped, in the place where they were dropped, as soon as it has
+//!   read everything before that place (no later event is needed to bring
+//!   it out). The connection never waits.
 //!
 //! Events for rooms that no stream listens to are dropped at once.
 
-use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use thingsdb_protocol::{EmitEvent, Event, NodeStatus};
+use thingsdb_protocol::{EmitEvent, NodeStatus};
 use tokio::sync::mpsc;
 
 use crate::error::Error;
-use crate::scope::Scope;
 
 /// What a stream's full event buffer does.
 ///
@@ -33,8 +35,9 @@ use crate::scope::Scope;
 ///   request, use a second client, or choose [`Overflow::Lag`]).
 /// - [`Overflow::Lag`]: the event is dropped and counted; the consumer then
 ///   sees one [`RoomEvent::Lagged`] (or [`NodeEvent::Lagged`]) with the
-///   number dropped, in the place where they were dropped. The connection
-///   never waits. Node event streams always use this policy.
+///   number dropped, in the place where they were dropped, as soon as it
+///   has read what came before. The connection never waits. Node event
+///   streams always use this policy.
 ///
 /// Events for rooms no stream listens to are dropped at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,11 +53,17 @@ pub enum Overflow {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum RoomEvent {
-    /// The room was joined (again, after a reconnect).
+    /// The room is joined: the first item of a stream, and again after each
+    /// [`RoomEvent::Disconnected`] once the room is joined on the new
+    /// connection. Exactly one per stream per (re)join.
     Joined,
-    /// The room was left.
+    /// [`RoomEvents::leave`](crate::RoomEvents::leave) was done: the last
+    /// item of the stream, after the events that came before the node
+    /// confirmed the leave (or at once when other streams of the room stay
+    /// open, or no connection is up).
     Left,
-    /// The room was deleted; no more events follow.
+    /// The room was deleted (or was found gone when joining it again after
+    /// a reconnect); the last item of the stream.
     Deleted,
     /// An event was emitted in the room.
     Emitted(Emitted),
@@ -149,35 +158,57 @@ pub enum NodeEvent {
     Lagged(u64),
 }
 
-/// The task's end of one stream.
+/// The connection's end of one stream.
 pub(crate) struct Sink<T> {
     pub id: u64,
     tx: mpsc::Sender<T>,
     overflow: Overflow,
-    dropped: u64,
+    /// Events dropped (with [`Overflow::Lag`]) and not yet reported; shared
+    /// with the consumer's [`EventRx`], which reports them itself once it
+    /// has read everything before the gap.
+    dropped: Arc<AtomicU64>,
 }
 
 pub(crate) type RoomSink = Sink<RoomEvent>;
 pub(crate) type NodeSink = Sink<NodeEvent>;
 
-impl<T> Sink<T> {
-    pub(crate) fn new(id: u64, tx: mpsc::Sender<T>, overflow: Overflow) -> Self {
+/// The consumer's end of one stream.
+#[derive(Debug)]
+pub(crate) struct EventRx<T> {
+    rx: mpsc::Receiver<T>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// Slots of an [`Overflow::Lag`] stream kept for items that are never
+/// dropped (joined, disconnected, left, deleted), beyond its capacity for
+/// events.
+pub(crate) const CONTROL_RESERVE: usize = 8;
+
+/// A stream's two ends.
+pub(crate) fn event_channel<T>(
+    id: u64,
+    capacity: usize,
+    overflow: Overflow,
+) -> (Sink<T>, EventRx<T>) {
+    let reserve = match overflow {
+        Overflow::Lag => CONTROL_RESERVE,
+        Overflow::Wait => 0,
+    };
+    let (tx, rx) = mpsc::channel(capacity.max(1) + reserve);
+    let dropped = Arc::new(AtomicU64::new(0));
+    (
         Sink {
             id,
             tx,
             overflow,
-            dropped: 0,
-        }
-    }
+            dropped: dropped.clone(),
+        },
+        EventRx { rx, dropped },
+    )
 }
 
-/// A delivery that waits for room in a [`Overflow::Wait`] stream.
-pub(crate) struct Parked {
-    pub tx: mpsc::Sender<RoomEvent>,
-    pub item: RoomEvent,
-}
-
-trait LagItem {
+/// Event kinds that can say "this many were dropped".
+pub(crate) trait LagItem {
     fn lagged(n: u64) -> Self;
 }
 impl LagItem for RoomEvent {
@@ -191,264 +222,254 @@ impl LagItem for NodeEvent {
     }
 }
 
-/// Offers `item` to a sink. Returns false when the consumer is gone.
-/// A full [`Overflow::Wait`] sink hands the item back to be parked.
-fn offer<T: LagItem>(sink: &mut Sink<T>, item: T) -> Result<bool, T> {
-    use mpsc::error::TrySendError;
-    if sink.dropped > 0 {
-        match sink.tx.try_send(T::lagged(sink.dropped)) {
-            Ok(()) => sink.dropped = 0,
-            Err(TrySendError::Full(_)) => {
-                sink.dropped += 1;
-                return Ok(true);
-            }
-            Err(TrySendError::Closed(_)) => return Ok(false),
-        }
-    }
-    match sink.tx.try_send(item) {
-        Ok(()) => Ok(true),
-        Err(TrySendError::Closed(_)) => Ok(false),
-        Err(TrySendError::Full(item)) => match sink.overflow {
-            Overflow::Lag => {
-                sink.dropped += 1;
-                Ok(true)
-            }
-            Overflow::Wait => Err(item),
-        },
-    }
+/// What became of an offered item.
+pub(crate) enum Offer<T> {
+    /// Queued for the consumer, or dropped and counted (`Lag`).
+    Taken,
+    /// The consumer is gone.
+    Gone,
+    /// A full [`Overflow::Wait`] stream: the item comes back to be parked.
+    Full(T),
 }
 
-/// The joined rooms and the streams of each, by room id; plus the node
-/// event streams. Owned by the connection task: no locks.
-#[derive(Default)]
-pub(crate) struct EventHub {
-    rooms: HashMap<u64, JoinedRoom>,
-    node: Vec<NodeSink>,
-    /// Deliveries waiting for room in a full `Wait` stream, in order. While
-    /// any wait, the task reads nothing more from the node.
-    pub parked: VecDeque<Parked>,
-    /// Rooms whose last stream was found dropped while delivering; the
-    /// task leaves them.
-    pub emptied: Vec<(u64, Scope)>,
-}
-
-struct JoinedRoom {
-    scope: Scope,
-    streams: Vec<RoomSink>,
-}
-
-impl EventHub {
-    /// Adds a stream to a room whose id is known (the JOIN answered).
-    /// Returns true when the room was not joined before.
-    pub fn add_stream(&mut self, room_id: u64, scope: Scope, sink: RoomSink) -> bool {
-        let entry = self.rooms.entry(room_id).or_insert_with(|| JoinedRoom {
-            scope,
-            streams: Vec::new(),
-        });
-        let first = entry.streams.is_empty();
-        entry.streams.push(sink);
-        first
-    }
-
-    /// Whether any stream listens to the room.
-    pub fn is_joined(&self, room_id: u64) -> bool {
-        self.rooms.contains_key(&room_id)
-    }
-
-    /// Removes one stream; returns the room's scope when it was the last, so
-    /// the task sends LEAVE.
-    pub fn remove_stream(&mut self, room_id: u64, stream_id: u64) -> Option<Scope> {
-        let entry = self.rooms.get_mut(&room_id)?;
-        entry.streams.retain(|s| s.id != stream_id);
-        if entry.streams.is_empty() {
-            self.rooms.remove(&room_id).map(|r| r.scope)
-        } else {
-            None
-        }
-    }
-
-    /// Every joined room, to join again after a reconnect.
-    pub fn joined_rooms(&self) -> Vec<(u64, Scope)> {
-        self.rooms
-            .iter()
-            .map(|(id, r)| (*id, r.scope.clone()))
-            .collect()
-    }
-
-    /// Adds a node event stream.
-    pub fn add_node_stream(&mut self, sink: NodeSink) {
-        self.node.push(sink);
-    }
-
-    /// Sends `item` to one stream of a room only (a local "joined" for a
-    /// stream added to a room that was already joined).
-    pub fn send_to(&mut self, room_id: u64, stream_id: u64, item: RoomEvent) {
-        let Some(room) = self.rooms.get_mut(&room_id) else {
-            return;
-        };
-        if let Some(s) = room.streams.iter_mut().find(|s| s.id == stream_id) {
-            if let Err(item) = offer(s, item) {
-                self.parked.push_back(Parked {
-                    tx: s.tx.clone(),
-                    item,
-                });
-            }
-        }
-    }
-
-    fn deliver_room(&mut self, room_id: u64, item: RoomEvent) {
-        let Some(room) = self.rooms.get_mut(&room_id) else {
-            return; // nobody listens: dropped, nothing kept
-        };
-        let parked = &mut self.parked;
-        // The item is cloned for every stream but the last, which takes it:
-        // a room with one stream copies nothing.
-        let last = room.streams.len().saturating_sub(1);
-        let mut item = Some(item);
-        let mut index = 0;
-        room.streams.retain_mut(|s| {
-            let this = if index == last {
-                item.take()
-            } else {
-                item.clone()
+impl<T: LagItem> Sink<T> {
+    /// Offers an event without waiting. A `Lag` stream takes it only while
+    /// more than [`CONTROL_RESERVE`] slots are free.
+    pub(crate) fn offer(&mut self, item: T) -> Offer<T> {
+        use mpsc::error::TrySendError;
+        if self.overflow == Overflow::Wait {
+            return match self.tx.try_send(item) {
+                Ok(()) => Offer::Taken,
+                Err(TrySendError::Closed(_)) => Offer::Gone,
+                Err(TrySendError::Full(item)) => Offer::Full(item),
             };
-            index += 1;
-            let Some(this) = this else {
-                return true;
-            };
-            // Once something waits, later items queue behind it, in order.
-            if !parked.is_empty() && s.overflow == Overflow::Wait {
-                parked.push_back(Parked {
-                    tx: s.tx.clone(),
-                    item: this,
-                });
-                return !s.tx.is_closed();
+        }
+        if self.tx.is_closed() {
+            return Offer::Gone;
+        }
+        if self.dropped.load(Ordering::Acquire) > 0 {
+            // A gap the consumer has not been told of: it goes first.
+            if self.tx.capacity() <= CONTROL_RESERVE {
+                self.count_drop();
+                return Offer::Taken;
             }
-            match offer(s, this) {
-                Ok(alive) => alive,
-                Err(this) => {
-                    parked.push_back(Parked {
-                        tx: s.tx.clone(),
-                        item: this,
-                    });
-                    true
+            if let Ok(permit) = self.tx.try_reserve() {
+                let n = self.dropped.swap(0, Ordering::AcqRel);
+                if n > 0 {
+                    permit.send(T::lagged(n));
                 }
             }
-        });
-        if room.streams.is_empty() {
-            if let Some(r) = self.rooms.remove(&room_id) {
-                self.emptied.push((room_id, r.scope));
+        }
+        if self.tx.capacity() <= CONTROL_RESERVE {
+            self.count_drop();
+            return Offer::Taken;
+        }
+        match self.tx.try_send(item) {
+            Ok(()) => Offer::Taken,
+            Err(TrySendError::Closed(_)) => Offer::Gone,
+            Err(TrySendError::Full(_)) => {
+                self.count_drop();
+                Offer::Taken
             }
         }
     }
 
-    /// Routes one event from the node.
-    pub fn dispatch(&mut self, event: Event) {
-        match event {
-            Event::NodeStatus { id, status } => self.deliver_node(NodeEvent::Status {
-                node_id: id,
-                status,
-            }),
-            Event::Warn { code, message } => self.deliver_node(NodeEvent::Warn { code, message }),
-            Event::Join(r) => self.deliver_room(r.id, RoomEvent::Joined),
-            Event::Leave(r) => self.deliver_room(r.id, RoomEvent::Left),
-            Event::Delete(r) => {
-                self.deliver_room(r.id, RoomEvent::Deleted);
-                self.rooms.remove(&r.id);
+    fn count_drop(&self) {
+        self.dropped.fetch_add(1, Ordering::AcqRel);
+        // The consumer may have emptied its buffer and looked at the count
+        // just before it grew: then it waits for the next item, so hand it
+        // the gap now if there is room.
+        if self.tx.capacity() <= CONTROL_RESERVE {
+            return;
+        }
+        if let Ok(permit) = self.tx.try_reserve() {
+            let n = self.dropped.swap(0, Ordering::AcqRel);
+            if n > 0 {
+                permit.send(T::lagged(n));
             }
-            Event::Emit(e) => {
-                let id = e.id;
-                self.deliver_room(id, RoomEvent::Emitted(e.into()));
-            }
-            // Future event kinds are ignored.
-            _ => {}
+        }
+    }
+}
+
+impl<T> Sink<T> {
+    /// A handle to send items that are never dropped, after any gap.
+    pub(crate) fn handle(&self) -> SinkHandle<T> {
+        SinkHandle {
+            tx: self.tx.clone(),
+            lag: (self.overflow == Overflow::Lag).then(|| self.dropped.clone()),
         }
     }
 
-    fn deliver_node(&mut self, item: NodeEvent) {
-        // Node streams never make the connection wait: they lag.
-        self.node
-            .retain_mut(|s| offer(s, item.clone()).unwrap_or(true));
+    /// Whether the consumer is gone.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.tx.is_closed()
     }
 
-    /// Tells every room stream the connection is gone (they are joined
-    /// again after the reconnect).
-    pub fn connection_lost(&mut self) {
-        let ids: Vec<u64> = self.rooms.keys().copied().collect();
-        for id in ids {
-            self.deliver_room(id, RoomEvent::Disconnected);
+    /// The stream's policy.
+    pub(crate) fn overflow(&self) -> Overflow {
+        self.overflow
+    }
+}
+
+impl<T: LagItem> EventRx<T> {
+    /// The next item; a gap is reported as soon as everything before it
+    /// was read.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(item)) => Poll::Ready(Some(item)),
+            Poll::Ready(None) => {
+                let n = self.dropped.swap(0, Ordering::AcqRel);
+                Poll::Ready((n > 0).then(|| T::lagged(n)))
+            }
+            Poll::Pending => {
+                let n = self.dropped.swap(0, Ordering::AcqRel);
+                if n == 0 {
+                    return Poll::Pending;
+                }
+                if self.rx.is_empty() {
+                    // Nothing was buffered when the count was taken: every
+                    // item still to come was sent after the gap.
+                    return Poll::Ready(Some(T::lagged(n)));
+                }
+                // An item arrived meanwhile and may precede the gap: put the
+                // count back; it is reported behind that item.
+                self.dropped.fetch_add(n, Ordering::AcqRel);
+                self.rx.poll_recv(cx)
+            }
         }
     }
 
-    /// A re-join after reconnecting failed: the room is gone.
-    pub fn room_failed(&mut self, room_id: u64) {
-        self.deliver_room(room_id, RoomEvent::Deleted);
-        self.rooms.remove(&room_id);
+    /// The next item.
+    pub(crate) async fn recv(&mut self) -> Option<T> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+}
+
+/// A stream's sender, and for a `Lag` stream its count of events dropped
+/// and not yet reported (which must come out before the next item).
+pub(crate) struct SinkHandle<T> {
+    pub tx: mpsc::Sender<T>,
+    pub lag: Option<Arc<AtomicU64>>,
+}
+
+impl<T: LagItem> SinkHandle<T> {
+    /// Sends `item` behind any unreported gap; hands it back when the
+    /// buffer has no room (`Err(Some)`), drops it when the consumer is gone
+    /// (`Err(None)`).
+    pub(crate) fn try_send(&self, item: T) -> Result<(), Option<T>> {
+        use mpsc::error::TrySendError;
+        if let Some(lag) = &self.lag {
+            if lag.load(Ordering::Acquire) > 0 {
+                match self.tx.try_reserve() {
+                    Ok(permit) => {
+                        let n = lag.swap(0, Ordering::AcqRel);
+                        if n > 0 {
+                            permit.send(T::lagged(n));
+                        }
+                    }
+                    Err(TrySendError::Full(())) => return Err(Some(item)),
+                    Err(TrySendError::Closed(())) => return Err(None),
+                }
+            }
+        }
+        match self.tx.try_send(item) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(item)) => Err(Some(item)),
+            Err(TrySendError::Closed(_)) => Err(None),
+        }
     }
 
-    /// Drops every stream (the client is closed): consumers see the end.
-    pub fn close(&mut self) {
-        self.rooms.clear();
-        self.node.clear();
-        self.parked.clear();
+    /// Uses a permit of this stream: the unreported gap if there is one
+    /// (`item` comes back to wait for the next permit), else `item`.
+    pub(crate) fn send_with(&self, permit: mpsc::OwnedPermit<T>, item: T) -> Option<T> {
+        if let Some(lag) = &self.lag {
+            let n = lag.swap(0, Ordering::AcqRel);
+            if n > 0 {
+                permit.send(T::lagged(n));
+                return Some(item);
+            }
+        }
+        permit.send(item);
+        None
     }
+}
+
+/// A delivery that waits for room in a full stream.
+pub(crate) struct Parked {
+    pub to: SinkHandle<RoomEvent>,
+    pub item: RoomEvent,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use thingsdb_protocol::EventRoom as WireRoom;
 
-    fn emit(id: u64, n: u8) -> Event {
-        Event::Emit(EmitEvent {
-            scope: None,
-            id,
+    fn emitted(n: u8) -> RoomEvent {
+        RoomEvent::Emitted(Emitted {
             event: "e".into(),
             args: Bytes::from(vec![0x91, n]),
         })
     }
 
+    fn next<T: LagItem>(rx: &mut EventRx<T>) -> Option<T> {
+        let waker = futures::task::noop_waker();
+        match rx.poll_recv(&mut Context::from_waker(&waker)) {
+            Poll::Ready(item) => item,
+            Poll::Pending => None,
+        }
+    }
+
     #[test]
-    fn lag_policy_counts_dropped_events_in_place() {
-        let mut hub = EventHub::default();
-        let (tx, mut rx) = mpsc::channel(2);
-        hub.add_stream(1, Scope::thingsdb(), Sink::new(1, tx, Overflow::Lag));
+    fn lag_is_reported_as_soon_as_the_consumer_reaches_the_gap() {
+        let (mut sink, mut rx) = event_channel::<RoomEvent>(1, 2, Overflow::Lag);
         for n in 0..5 {
-            hub.dispatch(emit(1, n));
+            assert!(matches!(sink.offer(emitted(n)), Offer::Taken));
         }
-        assert!(matches!(rx.try_recv().unwrap(), RoomEvent::Emitted(_)));
-        assert!(matches!(rx.try_recv().unwrap(), RoomEvent::Emitted(_)));
-        assert!(rx.try_recv().is_err());
-        hub.dispatch(emit(1, 9));
-        assert_eq!(rx.try_recv().unwrap(), RoomEvent::Lagged(3));
-        match rx.try_recv().unwrap() {
-            RoomEvent::Emitted(e) => assert_eq!(&e.args[..], &[0x91, 9]),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(next(&mut rx), Some(emitted(0)));
+        assert_eq!(next(&mut rx), Some(emitted(1)));
+        // No later event needed.
+        assert_eq!(next(&mut rx), Some(RoomEvent::Lagged(3)));
+        assert_eq!(next(&mut rx), None);
+        assert!(matches!(sink.offer(emitted(9)), Offer::Taken));
+        assert_eq!(next(&mut rx), Some(emitted(9)));
     }
 
     #[test]
-    fn wait_policy_parks_instead_of_dropping() {
-        let mut hub = EventHub::default();
-        let (tx, mut rx) = mpsc::channel(1);
-        hub.add_stream(1, Scope::thingsdb(), Sink::new(1, tx, Overflow::Wait));
-        for n in 0..3 {
-            hub.dispatch(emit(1, n));
-        }
-        assert_eq!(hub.parked.len(), 2);
-        assert!(matches!(rx.try_recv().unwrap(), RoomEvent::Emitted(_)));
+    fn a_gap_stays_in_place_when_events_follow_it() {
+        let (mut sink, mut rx) = event_channel::<RoomEvent>(1, 1, Overflow::Lag);
+        let _ = sink.offer(emitted(0));
+        let _ = sink.offer(emitted(1)); // dropped
+        assert_eq!(next(&mut rx), Some(emitted(0)));
+        let _ = sink.offer(emitted(2)); // the gap goes in first
+        let _ = sink.offer(emitted(3)); // dropped: the buffer holds the gap
+        assert_eq!(next(&mut rx), Some(RoomEvent::Lagged(1)));
+        assert_eq!(next(&mut rx), Some(RoomEvent::Lagged(2)));
+        assert_eq!(next(&mut rx), None);
     }
 
     #[test]
-    fn events_for_unknown_rooms_are_dropped_and_closed_streams_removed() {
-        let mut hub = EventHub::default();
-        hub.dispatch(emit(5, 1));
-        let (tx, rx) = mpsc::channel(4);
-        hub.add_stream(1, Scope::thingsdb(), Sink::new(1, tx, Overflow::Lag));
+    fn wait_policy_hands_the_item_back() {
+        let (mut sink, mut rx) = event_channel::<RoomEvent>(1, 1, Overflow::Wait);
+        assert!(matches!(sink.offer(emitted(0)), Offer::Taken));
+        assert!(matches!(sink.offer(emitted(1)), Offer::Full(_)));
+        assert_eq!(next(&mut rx), Some(emitted(0)));
         drop(rx);
-        hub.dispatch(emit(1, 1));
-        assert!(hub.rooms.get(&1).is_none_or(|r| r.streams.is_empty()));
-        hub.dispatch(Event::Delete(WireRoom { scope: None, id: 1 }));
-        assert!(!hub.is_joined(1));
+        assert!(matches!(sink.offer(emitted(2)), Offer::Gone));
+    }
+
+    #[test]
+    fn node_streams_lag_too() {
+        let (mut sink, mut rx) = event_channel::<NodeEvent>(1, 1, Overflow::Lag);
+        for code in 0..4 {
+            let _ = sink.offer(NodeEvent::Warn {
+                code,
+                message: String::new(),
+            });
+        }
+        assert!(matches!(
+            next(&mut rx),
+            Some(NodeEvent::Warn { code: 0, .. })
+        ));
+        assert_eq!(next(&mut rx), Some(NodeEvent::Lagged(3)));
     }
 }

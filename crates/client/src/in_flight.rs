@@ -51,6 +51,27 @@ impl<T> InFlight<T> {
         self.slots.get_mut(usize::from(id))?.as_mut()
     }
 
+    /// The value of `id`.
+    pub fn get(&self, id: u16) -> Option<&T> {
+        self.slots.get(usize::from(id))?.as_ref()
+    }
+
+    /// Takes out every value for which `pred` holds, freeing their ids.
+    pub fn drain_where(&mut self, mut pred: impl FnMut(&T) -> bool) -> Vec<T> {
+        let mut out = Vec::new();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if slot.as_ref().is_some_and(&mut pred) {
+                if let Some(v) = slot.take() {
+                    out.push(v);
+                    // `slots` never holds more than 65536 entries.
+                    self.free.push(i as u16);
+                    self.len -= 1;
+                }
+            }
+        }
+        out
+    }
+
     /// How many ids are taken.
     pub fn len(&self) -> usize {
         self.len

@@ -43,7 +43,7 @@ mod scope;
 
 pub use client::Client;
 pub use config::{Auth, ClientBuilder, Config, ReconnectPolicy};
-pub use error::{Error, ThingsdbError};
+pub use error::{ConnectionLost, Error, LostReason, ThingsdbError};
 pub use events::{Emitted, NodeEvent, Overflow, RoomEvent};
 pub use handlers::RoomHandlers;
 pub use node_events::NodeEvents;

@@ -4,15 +4,15 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures::Stream;
-use tokio::sync::mpsc;
 
-use crate::events::NodeEvent;
+use crate::events::{EventRx, NodeEvent};
 
 /// Node status changes and warnings, as a [`Stream`]; from
 /// [`Client::node_events`](crate::Client::node_events).
 ///
 /// The stream ends when the client is closed. A consumer that falls behind
-/// sees [`NodeEvent::Lagged`] with the number of events it missed.
+/// sees [`NodeEvent::Lagged`] with the number of events it missed, as soon
+/// as it has read the events before them.
 ///
 /// ```no_run
 /// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
@@ -25,11 +25,11 @@ use crate::events::NodeEvent;
 /// ```
 #[derive(Debug)]
 pub struct NodeEvents {
-    rx: mpsc::Receiver<NodeEvent>,
+    rx: EventRx<NodeEvent>,
 }
 
 impl NodeEvents {
-    pub(crate) fn new(rx: mpsc::Receiver<NodeEvent>) -> Self {
+    pub(crate) fn new(rx: EventRx<NodeEvent>) -> Self {
         NodeEvents { rx }
     }
 

@@ -8,12 +8,12 @@ use futures::Stream;
 use serde::Serialize;
 use thingsdb_protocol::msgpack::Kind;
 use thingsdb_protocol::{request, Room as RoomRef};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::client::{expect_ok, Client};
-use crate::connection::{Command, Subscribe};
+use crate::connection::{Command, RoomKey, Subscribe};
 use crate::error::Error;
-use crate::events::{Overflow, RoomEvent, Sink};
+use crate::events::{event_channel, EventRx, Overflow, RoomEvent};
 use crate::request::serialize_into;
 use crate::scope::Scope;
 
@@ -55,6 +55,38 @@ impl Client {
         if scope.collection_name().is_none() {
             return Err(Error::BadArgument(format!(
                 "rooms live in collections; {scope} is not a collection scope"
+            )));
+        }
+        Ok(Room {
+            client: self.clone(),
+            scope,
+            room: room.into(),
+        })
+    }
+
+    /// A room in the client's default scope (set with
+    /// [`ClientBuilder::default_scope`](crate::ClientBuilder::default_scope)),
+    /// by id or by name; an error when the default scope is not a
+    /// collection.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), thingsdb_client::Error> {
+    /// use thingsdb_client::{Auth, Client};
+    /// let client = Client::builder()
+    ///     .target("thingsdb://localhost:9200")?
+    ///     .auth(Auth::password("admin", "pass"))
+    ///     .default_scope("//stuff")?
+    ///     .connect()
+    ///     .await?;
+    /// let mut events = client.room_in_default("chat")?.join().await?;
+    /// # let _ = events.recv().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn room_in_default(&self, room: impl Into<RoomRef>) -> Result<Room, Error> {
+        let scope = self.default_scope().clone();
+        if scope.collection_name().is_none() {
+            return Err(Error::BadArgument(format!(
+                "rooms live in collections; the default scope {scope} is not a collection scope"
             )));
         }
         Ok(Room {
@@ -107,26 +139,26 @@ impl Room {
     /// one is dropped or [left](RoomEvents::leave). A room that does not
     /// exist is a `lookup` error.
     pub async fn join_with(&self, overflow: Overflow) -> Result<RoomEvents, Error> {
-        let (tx, rx) = mpsc::channel(self.client.config().event_buffer);
         let stream_id = self.client.next_stream_id();
+        let (sink, rx) = event_channel(stream_id, self.client.config().event_buffer, overflow);
         let (reply, answer) = oneshot::channel();
         self.client
             .command(Command::Subscribe(Box::new(Subscribe {
                 scope: self.scope.clone(),
                 room: self.room.clone(),
-                sink: Sink::new(stream_id, tx, overflow),
+                sink,
                 reply,
             })))
             .await?;
         let timeout = self.client.config().request_timeout;
-        let room_id = match tokio::time::timeout(timeout, answer).await {
+        let key = match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(r)) => r?,
             Ok(Err(_)) => return Err(Error::Closed),
             Err(_) => return Err(Error::Timeout(timeout)),
         };
         Ok(RoomEvents {
             client: self.client.clone(),
-            room_id,
+            key,
             stream_id,
             rx,
             left: false,
@@ -174,23 +206,34 @@ impl Room {
 
 /// The events of a joined room, as a [`Stream`] of [`RoomEvent`].
 ///
-/// Dropping the stream (or calling [`RoomEvents::leave`]) leaves the room
-/// when no other stream of it is open. Events come in the order the node
-/// sent them. After a reconnect the room is joined again and the stream
-/// sees [`RoomEvent::Disconnected`] then [`RoomEvent::Joined`].
+/// The stream starts with [`RoomEvent::Joined`]; events come in the order
+/// the node sent them. Dropping the stream (or calling
+/// [`RoomEvents::leave`]) leaves the room when no other stream of it is
+/// open. After a reconnect the room is joined again and the stream sees
+/// [`RoomEvent::Disconnected`] then [`RoomEvent::Joined`]; when the node
+/// announces a shutdown and the pool has another node, the room moves to
+/// it without either.
+///
+/// A room is the pair (collection, id): rooms with the same id in two
+/// collections are two rooms, each with its own streams.
 #[derive(Debug)]
 pub struct RoomEvents {
     client: Client,
-    room_id: u64,
+    key: RoomKey,
     stream_id: u64,
-    rx: mpsc::Receiver<RoomEvent>,
+    rx: EventRx<RoomEvent>,
     left: bool,
 }
 
 impl RoomEvents {
-    /// The room's id.
+    /// The room's id (unique within its collection).
     pub fn room_id(&self) -> u64 {
-        self.room_id
+        self.key.id
+    }
+
+    /// The name of the collection the room lives in.
+    pub fn collection(&self) -> &str {
+        &self.key.collection
     }
 
     /// The next event; `None` when the room was deleted, or left, or the
@@ -199,17 +242,39 @@ impl RoomEvents {
         self.rx.recv().await
     }
 
-    /// Stops this stream; the room is left if it was the last one.
-    pub async fn leave(mut self) -> Result<(), Error> {
+    /// Leaves: this stream stops, and the room is left on the node if it
+    /// was the last stream. Returns once done; the stream then yields the
+    /// events that came before, [`RoomEvent::Left`], and ends.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+    /// use thingsdb_client::RoomEvent;
+    /// let mut events = client.room("//stuff", "chat")?.join().await?;
+    /// events.leave().await?;
+    /// while let Some(ev) = events.recv().await {
+    ///     if ev == RoomEvent::Left {
+    ///         break;
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn leave(&mut self) -> Result<(), Error> {
+        if self.left {
+            return Ok(());
+        }
+        let (ack, done) = oneshot::channel();
         self.client
             .command(Command::Unsubscribe {
-                room_id: self.room_id,
+                key: self.key.clone(),
                 stream_id: self.stream_id,
+                ack: Some(ack),
             })
             .await?;
         // Only now: had this future been dropped before the command went
         // out, `Drop` still sends it.
         self.left = true;
+        // Answered once the node confirmed (or the connection is gone).
+        let _ = done.await;
         Ok(())
     }
 }
@@ -226,8 +291,9 @@ impl Drop for RoomEvents {
     fn drop(&mut self) {
         if !self.left {
             self.client.try_command(Command::Unsubscribe {
-                room_id: self.room_id,
+                key: self.key.clone(),
                 stream_id: self.stream_id,
+                ack: None,
             });
         }
     }

@@ -418,7 +418,7 @@ fn join_leave(shared: &Shared, conn: u64, id: u16, payload: &[u8], join: bool) -
                 continue;
             };
             result.push(Value::from(rid));
-            let Some(r) = st.rooms.get_mut(&rid) else {
+            let Some(r) = st.rooms.get_mut(&(collection.clone(), rid)) else {
                 continue;
             };
             if join {
@@ -506,6 +506,7 @@ fn emit(shared: &Shared, conn: u64, id: u16, payload: &[u8], peers_only: bool) -
     for v in &items[3..] {
         thingsdb_protocol::encode_value(&mut args, v);
     }
+    let key = (collection.clone(), rid);
     let ev = Event::Emit(EmitEvent {
         scope: Some(Scope::Collection(collection).to_string()),
         id: rid,
@@ -516,7 +517,7 @@ fn emit(shared: &Shared, conn: u64, id: u16, payload: &[u8], peers_only: bool) -
     if let Some(pkg) = encode_event(&ev) {
         let joined: Vec<u64> = st
             .rooms
-            .get(&rid)
+            .get(&key)
             .map(|r| r.joined.iter().copied().collect())
             .unwrap_or_default();
         for c in joined {

@@ -78,7 +78,8 @@ mod tls;
 
 pub use faults::{Corruption, Faults};
 pub use node::{
-    ConnectionInfo, TestNode, TestNodeBuilder, DEFAULT_RESULT_SIZE_LIMIT, NODE_WS_FRAGMENT,
+    ConnectionInfo, TestCluster, TestNode, TestNodeBuilder, DEFAULT_RESULT_SIZE_LIMIT,
+    NODE_WS_FRAGMENT,
 };
 pub use raw::RawClient;
 pub use reply::{parse_scope, ArgValues, Args, Query, Reply, Scope};

@@ -125,6 +125,27 @@ impl TestNodeBuilder {
 
     /// Binds the listeners on ephemeral loopback ports and starts serving.
     pub async fn start(self) -> std::io::Result<TestNode> {
+        self.start_sharing(None).await
+    }
+
+    /// Starts `n` nodes (ids 0 to n-1) that share users, collections, rooms
+    /// and handlers: an emit on one reaches the joined connections of all,
+    /// as in a ThingsDB cluster.
+    pub async fn start_cluster(self, n: usize) -> std::io::Result<TestCluster> {
+        let first = self.clone().start().await?;
+        let state = first.shared.state.clone();
+        let mut nodes = vec![first];
+        for i in 1..n {
+            let mut b = self.clone();
+            b.node_id = u8::try_from(i).unwrap_or(u8::MAX);
+            nodes.push(b.start_sharing(Some(state.clone())).await?);
+        }
+        Ok(TestCluster {
+            nodes: nodes.into_iter().map(Arc::new).collect(),
+        })
+    }
+
+    async fn start_sharing(self, state: Option<Arc<Mutex<State>>>) -> std::io::Result<TestNode> {
         let tls = match &self.tls {
             Some((c, k)) => Some(crate::tls::acceptor(c, k)?),
             None => None,
@@ -137,13 +158,13 @@ impl TestNodeBuilder {
         }
         let mut collections: BTreeSet<String> = self.collections.into_iter().collect();
         collections.insert("stuff".into());
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
+        let state = state.unwrap_or_else(|| {
+            Arc::new(Mutex::new(State {
                 users,
                 tokens: self.tokens.into_iter().collect(),
                 collections,
                 rooms: BTreeMap::new(),
-                next_room_id: 2,
+                next_ids: HashMap::new(),
                 query_handler: None,
                 procedures: HashMap::new(),
                 conns: BTreeMap::new(),
@@ -151,8 +172,11 @@ impl TestNodeBuilder {
                 counters: Counters::default(),
                 faults: Default::default(),
                 close_after: None,
-                refuse_until: None,
-            }),
+            }))
+        });
+        let shared = Arc::new(Shared {
+            state,
+            refuse_until: Mutex::new(None),
             cancel: CancellationToken::new(),
             config: Config {
                 max_payload: self.max_payload,
@@ -260,13 +284,20 @@ async fn accept_loop(
                     }
                 };
                 let (conn, rx) = {
+                    let refused = {
+                        let mut until = shared.refuse_until.lock().unwrap_or_else(|p| p.into_inner());
+                        let refused = until.is_some_and(|t| Instant::now() < t);
+                        if !refused {
+                            *until = None;
+                        }
+                        refused
+                    };
                     let mut st = shared.lock();
-                    if st.refuse_until.is_some_and(|t| Instant::now() < t) {
+                    if refused {
                         st.counters.connections_refused += 1;
                         drop(io);
                         continue;
                     }
-                    st.refuse_until = None;
                     st.counters.count_accepted(transport);
                     let id = st.next_conn_id;
                     st.next_conn_id += 1;
@@ -274,6 +305,7 @@ async fn accept_loop(
                     let faults = Default::default();
                     let close_after = st.close_after;
                     st.conns.insert(id, ConnEntry {
+                        node: shared.config.node_id,
                         transport,
                         user: None,
                         tx,
@@ -363,14 +395,18 @@ impl Drop for TestNode {
         for t in &self.tasks {
             t.abort();
         }
+        let node = self.shared.config.node_id;
+        let last = Arc::strong_count(&self.shared.state) == 1;
         let mut st = self.shared.lock();
-        for c in st.conns.values() {
+        for c in st.conns.values().filter(|c| c.node == node) {
             if let Some(a) = &c.abort {
                 a.abort();
             }
         }
-        st.query_handler = None;
-        st.procedures.clear();
+        if last {
+            st.query_handler = None;
+            st.procedures.clear();
+        }
     }
 }
 
@@ -516,24 +552,24 @@ impl TestNode {
     // ------------------------------------------------------------- rooms
 
     /// Creates a room in `collection` (added if missing), optionally with a
-    /// name, and returns its id. A name already in use moves to the new
+    /// name, and returns its id. Each collection counts its own ids, from 2
+    /// (as a node does: id 1 is the collection's root), so two collections'
+    /// first rooms have the same id. A name already in use moves to the new
     /// room, as `set_name` does on a node.
     pub fn create_room(&self, collection: &str, name: Option<&str>) -> u64 {
         let mut st = self.shared.lock();
         st.collections.insert(collection.to_string());
         if let Some(n) = name {
-            for r in st.rooms.values_mut() {
-                if r.collection == collection && r.name.as_deref() == Some(n) {
+            for ((c, _), r) in st.rooms.iter_mut() {
+                if c == collection && r.name.as_deref() == Some(n) {
                     r.name = None;
                 }
             }
         }
-        let id = st.next_room_id;
-        st.next_room_id += 1;
+        let id = st.next_free_id(collection);
         st.rooms.insert(
-            id,
+            (collection.to_string(), id),
             Room {
-                collection: collection.to_string(),
                 name: name.map(str::to_string),
                 joined: BTreeSet::new(),
             },
@@ -541,15 +577,21 @@ impl TestNode {
         id
     }
 
+    /// Deletes room `id` of collection `stuff`; see
+    /// [`TestNode::delete_room_in`].
+    pub fn delete_room(&self, id: u64) -> bool {
+        self.delete_room_in("stuff", id)
+    }
+
     /// Deletes a room; every connection that joined it gets ON_DELETE.
     /// False if there is no such room.
-    pub fn delete_room(&self, id: u64) -> bool {
+    pub fn delete_room_in(&self, collection: &str, id: u64) -> bool {
         let mut st = self.shared.lock();
-        let Some(room) = st.rooms.remove(&id) else {
+        let Some(room) = st.rooms.remove(&(collection.to_string(), id)) else {
             return false;
         };
         let ev = Event::Delete(EventRoom {
-            scope: Some(Scope::Collection(room.collection).to_string()),
+            scope: Some(Scope::Collection(collection.to_string()).to_string()),
             id,
         });
         if let Some(pkg) = encode_event(&ev) {
@@ -560,22 +602,33 @@ impl TestNode {
         true
     }
 
-    /// The connections that joined room `id`.
+    /// The connections that joined room `id` of collection `stuff`.
     pub fn room_joiners(&self, id: u64) -> Vec<u64> {
+        self.room_joiners_in("stuff", id)
+    }
+
+    /// The connections (of every node of a cluster) that joined a room.
+    pub fn room_joiners_in(&self, collection: &str, id: u64) -> Vec<u64> {
         self.shared
             .lock()
             .rooms
-            .get(&id)
+            .get(&(collection.to_string(), id))
             .map(|r| r.joined.iter().copied().collect())
             .unwrap_or_default()
     }
 
-    /// Emits `event` with `args` in room `id` from the node's side (as
-    /// `room.emit(..)` in code does): every joined connection gets ON_EMIT.
-    /// Returns how many connections it was sent to.
+    /// Emits in room `id` of collection `stuff`; see [`TestNode::emit_in`].
     pub fn emit(&self, id: u64, event: &str, args: &[Value]) -> usize {
+        self.emit_in("stuff", id, event, args)
+    }
+
+    /// Emits `event` with `args` in a room from the node's side (as
+    /// `room.emit(..)` in code does): every joined connection (on every
+    /// node of a cluster) gets ON_EMIT, with the scope `@collection:NAME`.
+    /// Returns how many connections it was sent to.
+    pub fn emit_in(&self, collection: &str, id: u64, event: &str, args: &[Value]) -> usize {
         let mut st = self.shared.lock();
-        let Some(room) = st.rooms.get(&id) else {
+        let Some(room) = st.rooms.get(&(collection.to_string(), id)) else {
             return 0;
         };
         let mut a = BytesMut::new();
@@ -584,7 +637,7 @@ impl TestNode {
             thingsdb_protocol::encode_value(&mut a, v);
         }
         let ev = Event::Emit(EmitEvent {
-            scope: Some(Scope::Collection(room.collection.clone()).to_string()),
+            scope: Some(Scope::Collection(collection.to_string()).to_string()),
             id,
             event: event.to_string(),
             args: a.freeze(),
@@ -628,11 +681,12 @@ impl TestNode {
         let Some(pkg) = encode_event(e) else {
             return 0;
         };
+        let node = self.shared.config.node_id;
         let mut st = self.shared.lock();
         let ids: Vec<u64> = st
             .conns
             .iter()
-            .filter(|(_, c)| c.user.is_some())
+            .filter(|(_, c)| c.user.is_some() && c.node == node)
             .map(|(id, _)| *id)
             .collect();
         ids.into_iter()
@@ -656,12 +710,20 @@ impl TestNode {
     /// For `d`, every new connection is accepted and closed at once, before
     /// any handshake (counted in [`Counters::connections_refused`]).
     pub fn refuse_connections_for(&self, d: Duration) {
-        self.shared.lock().refuse_until = Some(Instant::now() + d);
+        *self
+            .shared
+            .refuse_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + d);
     }
 
     /// Ends a [`TestNode::refuse_connections_for`] early.
     pub fn accept_connections(&self) {
-        self.shared.lock().refuse_until = None;
+        *self
+            .shared
+            .refuse_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Simulates a node restart: drops every connection at once (no reply
@@ -675,12 +737,13 @@ impl TestNode {
     /// As [`TestNode::restart`], and refuses new connections for
     /// `downtime`, as a node does while it starts up again.
     pub async fn restart_with_downtime(&self, downtime: Duration) {
+        let node = self.shared.config.node_id;
         {
-            let mut st = self.shared.lock();
             if !downtime.is_zero() {
-                st.refuse_until = Some(Instant::now() + downtime);
+                self.refuse_connections_for(downtime);
             }
-            for c in st.conns.values() {
+            let st = self.shared.lock();
+            for c in st.conns.values().filter(|c| c.node == node) {
                 match &c.abort {
                     Some(a) => a.abort(),
                     None => {
@@ -690,18 +753,57 @@ impl TestNode {
             }
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.shared.lock().conns.is_empty() && Instant::now() < deadline {
+        while self.open_connections() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+    }
+
+    /// A graceful shutdown, as a node does on SIGTERM: it tells its
+    /// authenticated connections NODE_STATUS `SHUTTING_DOWN`, keeps serving
+    /// them for `period` (refusing new connections), then closes every
+    /// connection and stops listening. Returns once it has stopped.
+    pub async fn shutdown_gracefully(&self, period: Duration) {
+        self.emit_node_status(NodeStatus::ShuttingDown);
+        self.refuse_connections_for(Duration::from_secs(86_400));
+        tokio::time::sleep(period).await;
+        let node = self.shared.config.node_id;
+        {
+            let st = self.shared.lock();
+            for c in st.conns.values().filter(|c| c.node == node) {
+                let _ = c.tx.send(Command::Close);
+            }
+        }
+        self.shared.cancel.cancel();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.open_connections() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// This node's id (0 unless set, or its place in a cluster).
+    pub fn node_id(&self) -> u8 {
+        self.shared.config.node_id
+    }
+
+    fn open_connections(&self) -> usize {
+        let node = self.shared.config.node_id;
+        self.shared
+            .lock()
+            .conns
+            .values()
+            .filter(|c| c.node == node)
+            .count()
     }
 
     // -------------------------------------------------------- inspection
 
     /// The open connections.
     pub fn connections(&self) -> Vec<ConnectionInfo> {
+        let node = self.shared.config.node_id;
         let st = self.shared.lock();
         st.conns
             .iter()
+            .filter(|(_, c)| c.node == node)
             .map(|(id, c)| ConnectionInfo {
                 id: *id,
                 transport: c.transport,
@@ -710,7 +812,7 @@ impl TestNode {
                     .rooms
                     .iter()
                     .filter(|(_, r)| r.joined.contains(id))
-                    .map(|(rid, _)| *rid)
+                    .map(|((_, rid), _)| *rid)
                     .collect(),
                 received: c.received,
             })
@@ -747,7 +849,7 @@ impl TestNode {
     pub async fn wait_for_connections(&self, n: usize, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.shared.lock().conns.len() == n {
+            if self.open_connections() == n {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -755,5 +857,38 @@ impl TestNode {
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+    }
+}
+
+/// Nodes that share users, collections and rooms, as a ThingsDB cluster
+/// does: an emit on one node reaches the joined connections of all; each
+/// node has its own listeners and connections. Started with
+/// [`TestNodeBuilder::start_cluster`]. Counters are the cluster's.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// use thingsdb_testkit::TestNode;
+/// let cluster = TestNode::builder().start_cluster(2).await?;
+/// let room = cluster.node(0).create_room("stuff", None);
+/// assert_eq!(cluster.node(1).room_joiners(room), Vec::<u64>::new());
+/// assert_eq!(cluster.node(1).node_id(), 1);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct TestCluster {
+    nodes: Vec<Arc<TestNode>>,
+}
+
+impl TestCluster {
+    /// Node `i` (panics when out of range, as indexing does); an `Arc` so
+    /// that a task of its own can hold it.
+    pub fn node(&self, i: usize) -> &Arc<TestNode> {
+        &self.nodes[i]
+    }
+
+    /// Every node.
+    pub fn nodes(&self) -> &[Arc<TestNode>] {
+        &self.nodes
     }
 }

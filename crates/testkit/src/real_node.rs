@@ -401,9 +401,14 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(180);
 impl RealCluster {
     /// A cluster of `n` nodes from `THINGSDB_BIN`; `Ok(None)` when the
     /// variable is not set.
+    /// `THINGSDB_BIN_WS=1` gives every node a WebSocket port too (bound on
+    /// every interface: only inside an isolated network namespace).
     pub async fn from_env(n: usize) -> std::io::Result<Option<RealCluster>> {
+        let with_ws = env("THINGSDB_BIN_WS").is_some_and(|v| v != "0");
         match env("THINGSDB_BIN") {
-            Some(bin) => RealCluster::start(Path::new(&bin), n).await.map(Some),
+            Some(bin) => RealCluster::start_with(Path::new(&bin), n, with_ws)
+                .await
+                .map(Some),
             None => Ok(None),
         }
     }
@@ -411,11 +416,17 @@ impl RealCluster {
     /// Starts `n` nodes of `bin` and joins them into one cluster; returns
     /// when every node answers AUTH and a query.
     pub async fn start(bin: &Path, n: usize) -> std::io::Result<RealCluster> {
-        let first = RealNode::start(bin, false).await?;
+        RealCluster::start_with(bin, n, false).await
+    }
+
+    /// As [`RealCluster::start`], with a WebSocket port on every node when
+    /// `with_ws`.
+    pub async fn start_with(bin: &Path, n: usize, with_ws: bool) -> std::io::Result<RealCluster> {
+        let first = RealNode::start(bin, with_ws).await?;
         let mut nodes = vec![first];
         for i in 1..n {
             let secret = format!("secret{i}");
-            let node = RealNode::start_with_secret(bin, false, &secret).await?;
+            let node = RealNode::start_with_secret(bin, with_ws, &secret).await?;
             let port = node
                 .node_port()
                 .ok_or_else(|| std::io::Error::other("no node port"))?;

@@ -126,6 +126,8 @@ pub(crate) struct FaultConfig {
 }
 
 pub(crate) struct ConnEntry {
+    /// The id of the node (of a cluster) the connection came in on.
+    pub node: u8,
     pub transport: Ingress,
     pub user: Option<String>,
     pub tx: mpsc::UnboundedSender<Command>,
@@ -138,17 +140,22 @@ pub(crate) struct ConnEntry {
 }
 
 pub(crate) struct Room {
-    pub collection: String,
     pub name: Option<String>,
     pub joined: BTreeSet<u64>,
 }
+
+/// A room: its collection and its id there (ids are unique only within a
+/// collection, as on a node).
+pub(crate) type RoomKey = (String, u64);
 
 pub(crate) struct State {
     pub users: HashMap<String, String>,
     pub tokens: HashMap<String, String>,
     pub collections: BTreeSet<String>,
-    pub rooms: BTreeMap<u64, Room>,
-    pub next_room_id: u64,
+    pub rooms: BTreeMap<RoomKey, Room>,
+    /// The next free id of each collection (`ti_collection_next_free_id`:
+    /// id 1 is the collection's root thing, so rooms start at 2).
+    pub next_ids: HashMap<String, u64>,
     pub query_handler: Option<Arc<QueryFn>>,
     pub procedures: HashMap<String, Arc<ProcFn>>,
     pub conns: BTreeMap<u64, ConnEntry>,
@@ -156,7 +163,6 @@ pub(crate) struct State {
     pub counters: Counters,
     pub faults: FaultConfig,
     pub close_after: Option<u64>,
-    pub refuse_until: Option<Instant>,
 }
 
 /// Settings fixed at start.
@@ -169,7 +175,10 @@ pub(crate) struct Config {
 }
 
 pub(crate) struct Shared {
-    pub state: Mutex<State>,
+    /// The state; the nodes of a [`crate::TestCluster`] share it.
+    pub state: Arc<Mutex<State>>,
+    /// New connections to this node are refused until then.
+    pub refuse_until: Mutex<Option<Instant>>,
     pub cancel: CancellationToken,
     pub config: Config,
 }
@@ -207,17 +216,24 @@ impl State {
     /// Finds a room of `collection` by id.
     pub fn room_by_id(&self, collection: &str, id: u64) -> Option<u64> {
         self.rooms
-            .get(&id)
-            .filter(|r| r.collection == collection)
-            .map(|_| id)
+            .contains_key(&(collection.to_string(), id))
+            .then_some(id)
     }
 
     /// Finds a room of `collection` by name.
     pub fn room_by_name(&self, collection: &str, name: &str) -> Option<u64> {
         self.rooms
             .iter()
-            .find(|(_, r)| r.collection == collection && r.name.as_deref() == Some(name))
-            .map(|(id, _)| *id)
+            .find(|((c, _), r)| c == collection && r.name.as_deref() == Some(name))
+            .map(|((_, id), _)| *id)
+    }
+
+    /// Takes the next free id of `collection`.
+    pub fn next_free_id(&mut self, collection: &str) -> u64 {
+        let next = self.next_ids.entry(collection.to_string()).or_insert(2);
+        let id = *next;
+        *next += 1;
+        id
     }
 }
 

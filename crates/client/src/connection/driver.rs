@@ -1,0 +1,346 @@
+//! The tokio driver of a [`Session`]: sockets, write batching, sleeps.
+//!
+//! One task runs [`run`]. It owns the connections' halves, reads frames and
+//! hands them to the session, writes what the session queued (everything
+//! queued while the previous write was in progress goes out in one write),
+//! sleeps until the session's next deadline, opens connections when asked
+//! (after the session's backoff delay), and passes commands from client
+//! handles. It keeps no protocol state.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use thingsdb_protocol::Frame;
+use thingsdb_transport::{FrameReader, FrameWriter, Target};
+use tokio::sync::mpsc;
+use tracing::info;
+
+use super::handshake::{connect_one, Established};
+use super::session::{reject, Command, ConnId, Output, Session, SessionConfig};
+use crate::config::Config;
+use crate::error::{ConnectionLost, Error, LostReason};
+
+/// How many queued commands one wake-up takes at most, so that replies and
+/// events keep flowing under a flood of requests.
+const DRAIN_BATCH: usize = 512;
+
+/// What client handles send to the driver.
+pub(crate) enum Input {
+    /// A command for the session.
+    Cmd(Command),
+    /// More nodes for the pool (cluster discovery, management).
+    AddTargets(Vec<Target>),
+}
+
+/// State shared between the driver and the handles, for diagnostics.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// Why the client stopped for good, once it has.
+    pub dead: OnceLock<Error>,
+    /// Requests sent and not yet answered (published by the driver).
+    pub in_flight: AtomicUsize,
+    /// Connections made so far (the first included).
+    pub connections: AtomicU64,
+}
+
+type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// The driver's side of one open connection.
+struct Link {
+    conn: ConnId,
+    reader: FrameReader,
+    writer: FrameWriter,
+    /// A batch is queued on the writer and not flushed yet.
+    writing: bool,
+}
+
+/// What one of the open connections did.
+enum LinkEvent {
+    Frame(ConnId, Frame),
+    Lost(ConnId, ConnectionLost),
+    Flushed,
+}
+
+/// Polls every open connection: reads (unless paused) and flushes. Each
+/// poll starts at a different connection, so none starves the others.
+fn poll_links(
+    links: &mut [Link],
+    reading: bool,
+    start: &mut usize,
+    cx: &mut Context<'_>,
+) -> Poll<LinkEvent> {
+    let n = links.len();
+    *start = start.wrapping_add(1);
+    for k in 0..n {
+        let link = &mut links[(*start + k) % n];
+        if link.writing {
+            match link.writer.poll_flush(cx) {
+                Poll::Ready(Ok(())) => {
+                    link.writing = false;
+                    return Poll::Ready(LinkEvent::Flushed);
+                }
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(LinkEvent::Lost(
+                        link.conn,
+                        ConnectionLost::from_transport(e),
+                    ))
+                }
+                Poll::Pending => {}
+            }
+        }
+        if reading {
+            match link.reader.poll_recv(cx) {
+                Poll::Ready(Ok(Some(frame))) => {
+                    return Poll::Ready(LinkEvent::Frame(link.conn, frame))
+                }
+                Poll::Ready(Ok(None)) => {
+                    return Poll::Ready(LinkEvent::Lost(
+                        link.conn,
+                        ConnectionLost::new(
+                            LostReason::ClosedByPeer,
+                            "the node closed the connection",
+                        ),
+                    ))
+                }
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(LinkEvent::Lost(
+                        link.conn,
+                        ConnectionLost::from_transport(e),
+                    ))
+                }
+                Poll::Pending => {}
+            }
+        }
+    }
+    Poll::Pending
+}
+
+/// Closes a writer the session let go of: what is queued is written first.
+fn close(mut writer: FrameWriter) -> BoxFut<()> {
+    Box::pin(async move {
+        let _ = writer.flush().await;
+        let _ = writer.close().await;
+    })
+}
+
+/// The time as the session sees it (tokio's clock, so that paused time in
+/// tests applies).
+fn now() -> web_time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Runs a client's connection until it is closed or gives up.
+pub(crate) async fn run(
+    config: Arc<Config>,
+    mut cmd_rx: mpsc::Receiver<Input>,
+    shared: Arc<Shared>,
+    first_index: usize,
+    first: Established,
+) {
+    let mut targets = config.targets.clone();
+    let mut session = Session::new(SessionConfig {
+        keepalive: config.keepalive,
+        reconnect: config.reconnect.clone(),
+        pool_len: targets.len(),
+    });
+    let mut links: Vec<Link> = Vec::with_capacity(2);
+    // Connection attempts (rare), and graceful closes.
+    let mut connecting: FuturesUnordered<BoxFut<(ConnId, Result<Established, Error>)>> =
+        FuturesUnordered::new();
+    let mut closes: FuturesUnordered<BoxFut<()>> = FuturesUnordered::new();
+    let mut start = 0usize;
+
+    let conn = session.adopt(now(), first_index);
+    links.push(Link {
+        conn,
+        reader: first.rx,
+        writer: first.tx,
+        writing: false,
+    });
+
+    let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
+    let timer = tokio::time::sleep_until(far());
+    tokio::pin!(timer);
+    let mut timer_at: Option<web_time::Instant> = None;
+
+    loop {
+        while let Some(out) = session.poll_output() {
+            match out {
+                Output::Connect { conn, index, delay } => {
+                    let config = config.clone();
+                    let target = targets.get(index).cloned();
+                    connecting.push(Box::pin(async move {
+                        tokio::time::sleep(delay).await;
+                        let r = match target {
+                            Some(t) => connect_one(&config, &t).await,
+                            None => Err(Error::BadArgument("no such pool entry".into())),
+                        };
+                        (conn, r)
+                    }));
+                }
+                Output::Close { conn } => {
+                    if let Some(pos) = links.iter().position(|l| l.conn == conn) {
+                        let mut link = links.swap_remove(pos);
+                        if let Some(batch) = session.poll_transmit(conn) {
+                            let _ = link.writer.queue(batch);
+                        }
+                        closes.push(close(link.writer));
+                    }
+                }
+            }
+        }
+        shared
+            .connections
+            .store(session.connections_made(), Relaxed);
+        shared.in_flight.store(session.in_flight(), Relaxed);
+        if let Some(e) = session.finished() {
+            let e = e.clone();
+            drop(connecting);
+            finish(
+                &mut session,
+                &mut cmd_rx,
+                &shared,
+                e,
+                links,
+                closes,
+                &config,
+            )
+            .await;
+            return;
+        }
+        // Write what the session queued, one batch per connection while the
+        // previous one is still being written.
+        let mut lost = None;
+        for link in links.iter_mut().filter(|l| !l.writing) {
+            if let Some(batch) = session.poll_transmit(link.conn) {
+                match link.writer.queue(batch) {
+                    Ok(()) => link.writing = true,
+                    Err(e) => lost = Some((link.conn, ConnectionLost::from_transport(e))),
+                }
+            }
+        }
+        if let Some((conn, l)) = lost {
+            links.retain(|x| x.conn != conn);
+            session.handle_lost(now(), conn, l);
+            continue;
+        }
+        // Arm the one timer for the session's next deadline.
+        let next = session.poll_timeout();
+        if next != timer_at {
+            let at = next.map(tokio::time::Instant::from_std).unwrap_or_else(far);
+            timer.as_mut().reset(at);
+            timer_at = next;
+        }
+        let reading = session.wants_read();
+        let parked = session.parked_sender();
+        let accepting = session.wants_commands();
+        // Biased: frames already received are handled first, so that
+        // requests their callers send in answer go out together in one
+        // write rather than one write per request.
+        tokio::select! {
+            biased;
+            ev = std::future::poll_fn(|cx| poll_links(&mut links, reading, &mut start, cx)),
+                if !links.is_empty() => match ev {
+                LinkEvent::Frame(conn, frame) => session.handle_frame(now(), conn, frame),
+                LinkEvent::Flushed => {}
+                LinkEvent::Lost(conn, l) => {
+                    links.retain(|x| x.conn != conn);
+                    session.handle_lost(now(), conn, l);
+                }
+            },
+            Some((conn, r)) = connecting.next(), if !connecting.is_empty() => match r {
+                Ok(est) => {
+                    info!(conn = conn.0, "connected");
+                    links.push(Link { conn, reader: est.rx, writer: est.tx, writing: false });
+                    session.handle_connected(now(), conn);
+                }
+                Err(e) => session.handle_connect_failed(now(), conn, &e),
+            },
+            Some(()) = closes.next(), if !closes.is_empty() => {}
+            permit = async {
+                match &parked {
+                    Some(tx) => tx.clone().reserve_owned().await,
+                    None => std::future::pending().await,
+                }
+            }, if parked.is_some() => match permit {
+                Ok(permit) => session.handle_capacity(permit),
+                Err(_) => session.handle_parked_gone(),
+            },
+            cmd = cmd_rx.recv(), if accepting => match cmd {
+                Some(input) => {
+                    apply(&mut session, &mut targets, input);
+                    for _ in 1..DRAIN_BATCH {
+                        if !session.wants_commands() {
+                            break;
+                        }
+                        match cmd_rx.try_recv() {
+                            Ok(input) => apply(&mut session, &mut targets, input),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                // Every handle is gone: finish what is in flight.
+                None => session.handle_handles_gone(),
+            },
+            () = &mut timer, if timer_at.is_some() => {
+                timer_at = None;
+                timer.as_mut().reset(far());
+                session.handle_timeout(now());
+            }
+        }
+    }
+}
+
+fn apply(session: &mut Session, targets: &mut Vec<Target>, input: Input) {
+    match input {
+        Input::Cmd(cmd) => session.handle_command(now(), cmd),
+        Input::AddTargets(more) => {
+            for t in more {
+                if !targets.contains(&t) {
+                    targets.push(t);
+                }
+            }
+            session.handle_pool_size(targets.len());
+        }
+    }
+}
+
+/// The session ended: close the sockets, fail what still comes, answer
+/// `close()` callers.
+async fn finish(
+    session: &mut Session,
+    cmd_rx: &mut mpsc::Receiver<Input>,
+    shared: &Shared,
+    e: Error,
+    links: Vec<Link>,
+    mut closes: FuturesUnordered<BoxFut<()>>,
+    config: &Config,
+) {
+    let _ = shared.dead.set(e.clone());
+    shared.in_flight.store(0, Relaxed);
+    cmd_rx.close();
+    while let Ok(input) = cmd_rx.try_recv() {
+        if let Input::Cmd(cmd) = input {
+            reject(cmd, e.clone());
+        }
+    }
+    for link in links {
+        closes.push(close(link.writer));
+    }
+    // A peer that does not take the close is not waited for longer than a
+    // connect.
+    let _ = tokio::time::timeout(config.connect.connect_timeout, async {
+        while closes.next().await.is_some() {}
+    })
+    .await;
+    for ack in session.take_close_acks() {
+        let _ = ack.send(());
+    }
+}

@@ -1,0 +1,97 @@
+//! Opening a connection: connect, authenticate, walk the pool.
+
+use bytes::BytesMut;
+use thingsdb_protocol::{request, Direction, Response};
+use thingsdb_transport::{FrameReader, FrameWriter, Target};
+use tracing::debug;
+
+use crate::config::{Auth, Config};
+use crate::error::{ConnectionLost, Error, LostReason};
+
+/// The two halves of an authenticated connection.
+pub(crate) struct Established {
+    pub tx: FrameWriter,
+    pub rx: FrameReader,
+}
+
+/// Connects to one target and authenticates, within the connect timeout.
+pub(crate) async fn connect_one(config: &Config, target: &Target) -> Result<Established, Error> {
+    let conn = thingsdb_transport::connect(target, &config.connect).await?;
+    let (mut tx, mut rx) = conn.split();
+    let handshake = authenticate(&mut tx, &mut rx, &config.auth);
+    match tokio::time::timeout(config.connect.connect_timeout, handshake).await {
+        Ok(Ok(())) => Ok(Established { tx, rx }),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(Error::Transport(format!(
+            "connected to {target} but it did not answer AUTH within {:?}",
+            config.connect.connect_timeout
+        ))),
+    }
+}
+
+/// Tries every target once, starting at `start` (modulo the pool size);
+/// the pool index and connection of the first that answers, or the last
+/// error.
+pub(crate) async fn connect_pool(
+    config: &Config,
+    start: usize,
+) -> Result<(usize, Established), Error> {
+    let n = config.targets.len();
+    if n == 0 {
+        return Err(Error::BadArgument("no target to connect to".into()));
+    }
+    let mut last = Error::BadArgument("no target to connect to".into());
+    for k in 0..n {
+        let index = (start + k) % n;
+        match connect_one(config, &config.targets[index]).await {
+            Ok(c) => return Ok((index, c)),
+            Err(e) => {
+                debug!(target = %config.targets[index], error = %e, "connect failed");
+                // Bad credentials are not fixed by trying another node.
+                if e.code() == Some(thingsdb_protocol::ErrorCode::Auth) {
+                    return Err(e);
+                }
+                last = e;
+            }
+        }
+    }
+    Err(last)
+}
+
+/// Sends AUTH on a fresh connection and waits for its answer (id 0).
+async fn authenticate(
+    tx: &mut FrameWriter,
+    rx: &mut FrameReader,
+    auth: &Auth,
+) -> Result<(), Error> {
+    let mut buf = BytesMut::new();
+    match auth {
+        Auth::Password { user, password } => request::encode_auth(&mut buf, 0, user, password)?,
+        Auth::Token(token) => request::encode_auth_token(&mut buf, 0, token)?,
+    }
+    tx.send(buf.freeze()).await?;
+    loop {
+        let Some(frame) = rx.recv().await? else {
+            return Err(Error::ConnectionLost(ConnectionLost::new(
+                LostReason::ClosedByPeer,
+                "the node closed the connection during authentication",
+            )));
+        };
+        let Ok(t) = frame.package_type() else {
+            continue;
+        };
+        if t.direction() != Direction::Response || frame.id != 0 {
+            continue; // an event before the answer: nothing joined yet
+        }
+        return match Response::decode(&frame)? {
+            Response::Ok => Ok(()),
+            Response::Error(e) => Err(Error::Thingsdb(e.into())),
+            _ => Err(Error::Protocol(
+                thingsdb_protocol::Error::UnexpectedPackageType {
+                    expected: "OK or ERROR",
+                    got: t,
+                },
+            )),
+        };
+    }
+}

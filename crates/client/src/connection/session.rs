@@ -1,0 +1,2254 @@
+//! The client's protocol core: a state machine with no I/O.
+//!
+//! [`Session`] is fed inputs, each with the current time (a user
+//! [`Command`], a frame received on a connection, the passage of time,
+//! connected / connect failed / connection lost) and is asked for outputs:
+//! bytes to write on a connection ([`Session::poll_transmit`]), the next
+//! deadline ([`Session::poll_timeout`]) and what the driver must do
+//! ([`Session::poll_output`]: open a connection to a pool entry after a
+//! delay, close one). Replies and room or node events go straight into the
+//! `tokio::sync` channels the session holds, which need no runtime. It never
+//! reads a clock, sleeps or touches a socket, so it runs under the tokio
+//! driver (`driver.rs`), in a browser event loop, or in a test with a fake
+//! clock.
+//!
+//! Rooms are keyed by (collection, id): room ids are unique only within a
+//! collection, and the node names an event's collection in its `scope`.
+//!
+//! When the serving node says it is SHUTTING_DOWN (and the pool has another
+//! node), the session makes a new connection before it lets go of the old
+//! one: the old connection keeps serving while the new one is made and
+//! authenticated; then new requests go to the new one, requests in flight
+//! on the old one finish there, and each room is joined on the new
+//! connection and left on the old one. Events of a room keep coming from
+//! the old connection until the room is joined on the new one (its JOIN
+//! answered) and left on the old (its LEAVE answered, or the old connection
+//! closed); the new connection's events are held meanwhile. Both connections
+//! deliver the events emitted between the two, in the same order (a cluster
+//! emits in one order everywhere), so the new connection's events are
+//! matched against the old one's last events (up to [`HANDOVER_CAP`]): the
+//! first new event found among them, and the ones that follow it in the same
+//! order, are dropped as repeats; everything after is delivered. Events
+//! carry no sequence number, so two identical events (same name and
+//! arguments) inside that window can be taken for one another: the only
+//! window this leaves on the client's side.
+//!
+//! A room still joining on the old connection when the new one is up is
+//! simply joined on the new one (nothing was delivered from the old one);
+//! a JOIN reply, not the later ON_JOIN (which a node writes from its event
+//! loop, after events that may already have come), marks a room joined.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use thingsdb_protocol::{
+    request, Direction, Event, Frame, NodeStatus, PackageType, Response, Room,
+};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+use web_time::Instant;
+
+use crate::config::ReconnectPolicy;
+use crate::error::{ConnectionLost, Error, LostReason, ThingsdbError};
+use crate::events::{
+    Emitted, NodeEvent, NodeSink, Offer, Overflow, Parked, RoomEvent, RoomSink, SinkHandle,
+};
+use crate::in_flight::{InFlight, MAX_IN_FLIGHT};
+use crate::scope::Scope;
+
+/// Stop taking new requests while this much waits to be written on a
+/// connection.
+pub(crate) const OUT_HIGH_WATER: usize = 4 << 20;
+
+/// How many commands are held while no connection is up before callers
+/// are made to wait on the channel.
+pub(crate) const HELD_CAP: usize = 8192;
+
+/// How many events of one room are kept per side while it moves from a
+/// node that is shutting down to the next one.
+pub(crate) const HANDOVER_CAP: usize = 1024;
+
+/// The reply channel of one request.
+pub(crate) type ReplyTx = oneshot::Sender<Result<Frame, Error>>;
+
+/// A connection, as the session names it. A new one for every attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ConnId(pub u64);
+
+/// A room: the collection it lives in, and its id there.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct RoomKey {
+    /// The collection's name (normalized: `//x`, `@:x` and
+    /// `@collection:x` all give `x`).
+    pub collection: Arc<str>,
+    /// The room's id within the collection.
+    pub id: u64,
+}
+
+/// What a [`Client`](crate::Client) handle asks of the session.
+pub(crate) enum Command {
+    /// Send a request; its header's id is filled in by the session. It fails
+    /// with [`Error::Timeout`] when no reply came by `deadline`.
+    Request {
+        frame: BytesMut,
+        reply: ReplyTx,
+        deadline: Instant,
+        timeout: Duration,
+    },
+    /// Join a room and attach a stream to it.
+    Subscribe(Box<Subscribe>),
+    /// A room stream went away (`ack: None`) or asked to leave (`ack`
+    /// answered once the leave is done); the room is left when it was the
+    /// last stream.
+    Unsubscribe {
+        key: RoomKey,
+        stream_id: u64,
+        ack: Option<oneshot::Sender<()>>,
+    },
+    /// Attach a stream of node events (status, warnings).
+    NodeEvents(Box<NodeSink>),
+    /// Finish what is in flight, then close.
+    Close(oneshot::Sender<()>),
+}
+
+/// A room stream asking to join.
+pub(crate) struct Subscribe {
+    pub scope: Scope,
+    pub room: Room,
+    pub sink: RoomSink,
+    pub reply: oneshot::Sender<Result<RoomKey, Error>>,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Output {
+    /// Wait `delay`, then connect to pool entry `index` and authenticate;
+    /// report with [`Session::handle_connected`] or
+    /// [`Session::handle_connect_failed`].
+    Connect {
+        conn: ConnId,
+        index: usize,
+        delay: Duration,
+    },
+    /// Write what [`Session::poll_transmit`] still gives for `conn`, then
+    /// close it. The session has forgotten it.
+    Close { conn: ConnId },
+}
+
+/// Settings the session needs.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionConfig {
+    /// Interval of keep-alive pings.
+    pub keepalive: Option<Duration>,
+    /// Reconnect behaviour.
+    pub reconnect: ReconnectPolicy,
+    /// How many nodes the pool holds.
+    pub pool_len: usize,
+}
+
+/// Something a connection waits for an answer to.
+enum Pending {
+    /// A user's request; `seq` tells it apart from a later request with
+    /// the same id.
+    User {
+        reply: ReplyTx,
+        seq: u64,
+        timeout: Duration,
+        conn: ConnId,
+    },
+    /// A user's request that timed out: the id stays taken until its late
+    /// reply comes (and is dropped), so it can never answer a newer one.
+    TimedOut { conn: ConnId },
+    /// A keep-alive ping.
+    Ping { conn: ConnId },
+    /// A JOIN for a new stream.
+    Join { sub: Box<Subscribe>, conn: ConnId },
+    /// A JOIN of a room whose streams outlived a connection.
+    Rejoin { key: RoomKey, conn: ConnId },
+    /// A JOIN on the new connection of a hand-over.
+    HandoverJoin { key: RoomKey, conn: ConnId },
+    /// A LEAVE (the last stream went away), or the LEAVE on the old
+    /// connection of a hand-over.
+    Leave { key: RoomKey, conn: ConnId },
+}
+
+impl Pending {
+    fn conn(&self) -> ConnId {
+        match self {
+            Pending::User { conn, .. }
+            | Pending::TimedOut { conn }
+            | Pending::Ping { conn }
+            | Pending::Join { conn, .. }
+            | Pending::Rejoin { conn, .. }
+            | Pending::HandoverJoin { conn, .. }
+            | Pending::Leave { conn, .. } => *conn,
+        }
+    }
+}
+
+/// When a request times out; ordered by time for a min-heap.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Deadline {
+    at: Instant,
+    seq: u64,
+    id: u16,
+}
+
+/// What an open connection is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// New requests go here.
+    Serving,
+    /// Its node is shutting down: it finishes what it has, then closes.
+    Draining,
+}
+
+/// Keep-alive state of a connection.
+#[derive(Debug, Clone, Copy)]
+enum Ping {
+    /// No ping out.
+    Idle,
+    /// A ping is out.
+    Outstanding,
+}
+
+/// An open (authenticated) connection.
+struct Conn {
+    id: ConnId,
+    index: usize,
+    role: Role,
+    /// Bytes to write, batched.
+    out: BytesMut,
+    /// Entries of the in-flight table that belong to this connection.
+    pending: usize,
+    /// Of those, timed-out user requests.
+    timed_out: usize,
+    ping: Ping,
+    /// Whether anything came since the last keep-alive check.
+    heard: bool,
+    next_check: Option<Instant>,
+}
+
+/// A connection being made.
+struct Connecting {
+    conn: ConnId,
+    index: usize,
+    /// Failed tries so far in this round of attempts.
+    tries: u32,
+    /// Whether it replaces a serving connection whose node is shutting down
+    /// (the old one keeps serving meanwhile).
+    moving: bool,
+}
+
+/// Where a room stands on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// Not joined on any open connection.
+    Unjoined,
+    /// JOIN sent on the connection, no answer yet.
+    Joining(ConnId),
+    /// JOIN answered, while the answer is being handled (a JOIN reply
+    /// marks the room joined at once; see `data_on_joined`).
+    AwaitingOnJoin(ConnId),
+    /// Joined: events come from this connection.
+    Joined(ConnId),
+    /// LEAVE sent (no stream is left); when streams come back meanwhile the
+    /// room is joined again after the answer.
+    Leaving(ConnId),
+}
+
+impl Link {
+    fn conn(self) -> Option<ConnId> {
+        match self {
+            Link::Unjoined => None,
+            Link::Joining(c) | Link::AwaitingOnJoin(c) | Link::Joined(c) | Link::Leaving(c) => {
+                Some(c)
+            }
+        }
+    }
+}
+
+/// Whether a stream has seen its `Joined` for the current (re)join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamJoin {
+    Awaiting,
+    Joined,
+}
+
+struct Stream {
+    sink: RoomSink,
+    join: StreamJoin,
+}
+
+/// A stream that asked to leave; it gets `Left` once the node confirmed.
+struct Leaver {
+    sink: RoomSink,
+    ack: Option<oneshot::Sender<()>>,
+    conn: ConnId,
+    /// Whether it saw its `Joined`: only then do events reach it.
+    joined: bool,
+}
+
+/// A room moving from a node that shuts down to the next connection.
+struct Handover {
+    old: ConnId,
+    new: ConnId,
+    /// The room's state on the new connection.
+    new_link: Link,
+    /// The old connection delivers no more events of this room (left, or
+    /// closed).
+    old_done: bool,
+    /// Whether the LEAVE on the old connection was sent.
+    leave_sent: bool,
+    /// Events delivered from the old connection since the JOIN went out on
+    /// the new one.
+    tail: VecDeque<Emitted>,
+    /// Events from the new connection, held until the old one is done.
+    fresh: Vec<Emitted>,
+}
+
+struct RoomEntry {
+    scope: Scope,
+    link: Link,
+    streams: Vec<Stream>,
+    leavers: Vec<Leaver>,
+    handover: Option<Handover>,
+    /// After a hand-over: events the old connection delivered that the new
+    /// one may still repeat.
+    repeats: Option<Repeats>,
+}
+
+/// The events an old connection delivered last, to drop when the new
+/// connection delivers them again. The new connection's events start
+/// somewhere in this run (or after it); once one of them is found in it,
+/// the rest of the run must follow in order.
+struct Repeats {
+    tail: VecDeque<Emitted>,
+    aligned: bool,
+}
+
+impl Repeats {
+    /// Whether `e` (from the new connection) was delivered already; sets
+    /// `self.tail` empty once the run is over.
+    fn repeated(&mut self, e: &Emitted) -> bool {
+        if self.aligned {
+            if self.tail.front() == Some(e) {
+                self.tail.pop_front();
+                return true;
+            }
+        } else if let Some(p) = self.tail.iter().position(|t| t == e) {
+            self.tail.drain(..=p);
+            self.aligned = true;
+            return true;
+        }
+        self.tail.clear();
+        false
+    }
+}
+
+/// Why the session ended.
+enum Closing {
+    Open,
+    /// `close()` was called (or every handle is gone): finish in flight.
+    Requested(Vec<oneshot::Sender<()>>),
+}
+
+/// The client's protocol state machine; see the module docs.
+pub(crate) struct Session {
+    cfg: SessionConfig,
+    in_flight: InFlight<Pending>,
+    deadlines: BinaryHeap<Reverse<Deadline>>,
+    next_seq: u64,
+    next_conn: u64,
+    conns: Vec<Conn>,
+    serving: Option<ConnId>,
+    connecting: Option<Connecting>,
+    rooms: HashMap<RoomKey, RoomEntry>,
+    node_sinks: Vec<NodeSink>,
+    parked: VecDeque<Parked>,
+    held: VecDeque<Command>,
+    closing: Closing,
+    finished: Option<Error>,
+    /// `close()` callers to answer once the driver has closed the sockets.
+    close_acks: Vec<oneshot::Sender<()>>,
+    outputs: VecDeque<Output>,
+    /// The last event scope seen and its collection, so that routing an
+    /// event parses its scope only when it changes.
+    scope_cache: Option<(String, Option<Arc<str>>)>,
+    connections_made: u64,
+}
+
+impl Session {
+    /// A session with no connection yet.
+    pub(crate) fn new(cfg: SessionConfig) -> Session {
+        Session {
+            cfg,
+            in_flight: InFlight::default(),
+            deadlines: BinaryHeap::new(),
+            next_seq: 0,
+            next_conn: 0,
+            conns: Vec::new(),
+            serving: None,
+            connecting: None,
+            rooms: HashMap::new(),
+            node_sinks: Vec::new(),
+            parked: VecDeque::new(),
+            held: VecDeque::new(),
+            closing: Closing::Open,
+            finished: None,
+            close_acks: Vec::new(),
+            outputs: VecDeque::new(),
+            scope_cache: None,
+            connections_made: 0,
+        }
+    }
+
+    // ------------------------------------------------------------ outputs
+
+    /// The next thing the driver must do.
+    pub(crate) fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Everything queued for `conn`, as one batch.
+    pub(crate) fn poll_transmit(&mut self, conn: ConnId) -> Option<Bytes> {
+        let c = self.conns.iter_mut().find(|c| c.id == conn)?;
+        (!c.out.is_empty()).then(|| c.out.split().freeze())
+    }
+
+    /// When [`Session::handle_timeout`] must be called next.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        let mut next = self.deadlines.peek().map(|Reverse(d)| d.at);
+        let mut earlier = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        for c in &self.conns {
+            earlier(c.next_check);
+        }
+        for cmd in &self.held {
+            if let Command::Request { deadline, .. } = cmd {
+                earlier(Some(*deadline));
+            }
+        }
+        next
+    }
+
+    /// Whether the driver should hand over more commands.
+    pub(crate) fn wants_commands(&self) -> bool {
+        if self.finished.is_some() || matches!(self.closing, Closing::Requested(_)) {
+            return false;
+        }
+        match self.serving {
+            Some(_) => self.held.is_empty() && self.can_send(),
+            None => self.held.len() < HELD_CAP,
+        }
+    }
+
+    /// Whether the serving connection takes another request: an id free
+    /// (with keep-alive on, one is kept for the ping, so a dead peer is
+    /// noticed even with every other id taken), and not too much waiting to
+    /// be written.
+    fn can_send(&self) -> bool {
+        let reserved = usize::from(self.cfg.keepalive.is_some());
+        self.serving_conn().is_some_and(|c| {
+            self.in_flight.len() + reserved < MAX_IN_FLIGHT && c.out.len() < OUT_HIGH_WATER
+        })
+    }
+
+    /// Whether the driver should read frames: not while a delivery waits
+    /// for room in a full [`Overflow::Wait`] stream.
+    pub(crate) fn wants_read(&self) -> bool {
+        self.parked.is_empty()
+    }
+
+    /// The stream a parked delivery waits on; when it has room, call
+    /// [`Session::handle_capacity`].
+    pub(crate) fn parked_sender(&self) -> Option<mpsc::Sender<RoomEvent>> {
+        self.parked.front().map(|p| p.to.tx.clone())
+    }
+
+    /// Why the session ended, once it has: the driver stops and fails any
+    /// command still coming with this error.
+    pub(crate) fn finished(&self) -> Option<&Error> {
+        self.finished.as_ref()
+    }
+
+    /// Requests (and joins, leaves, pings) waiting for an answer.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Connections made so far.
+    pub(crate) fn connections_made(&self) -> u64 {
+        self.connections_made
+    }
+
+    /// The open connections.
+    #[cfg(test)]
+    pub(crate) fn open_conns(&self) -> Vec<ConnId> {
+        self.conns.iter().map(|c| c.id).collect()
+    }
+
+    /// The connection new requests go to.
+    #[cfg(test)]
+    pub(crate) fn serving(&self) -> Option<ConnId> {
+        self.serving
+    }
+
+    /// Sizes of what the session keeps: held commands, parked deliveries,
+    /// timed-out ids, deadlines.
+    #[cfg(test)]
+    pub(crate) fn sizes(&self) -> (usize, usize, usize, usize) {
+        (
+            self.held.len(),
+            self.parked.len(),
+            self.conns.iter().map(|c| c.timed_out).sum(),
+            self.deadlines.len(),
+        )
+    }
+
+    /// The rooms as text, for test failure messages.
+    #[cfg(test)]
+    pub(crate) fn debug_rooms(&self) -> String {
+        let mut out = String::new();
+        for (k, r) in &self.rooms {
+            out.push_str(&format!(
+                "{}:{} {:?} handover {:?} streams {:?} leavers {:?}\n",
+                k.collection,
+                k.id,
+                r.link,
+                r.handover
+                    .as_ref()
+                    .map(|h| (h.old, h.new, h.new_link, h.old_done, h.leave_sent)),
+                r.streams
+                    .iter()
+                    .map(|s| (s.sink.id, s.join))
+                    .collect::<Vec<_>>(),
+                r.leavers
+                    .iter()
+                    .map(|l| (l.sink.id, l.conn, l.joined))
+                    .collect::<Vec<_>>(),
+            ));
+        }
+        out
+    }
+
+    /// How many rooms the session tracks.
+    #[cfg(test)]
+    pub(crate) fn rooms_len(&self) -> usize {
+        self.rooms.len()
+    }
+
+    // ------------------------------------------------------------- inputs
+
+    /// Registers a connection the driver opened before the session existed
+    /// (the first one, made by `Client::connect`).
+    pub(crate) fn adopt(&mut self, now: Instant, index: usize) -> ConnId {
+        let conn = self.new_conn_id();
+        self.open(now, conn, index);
+        conn
+    }
+
+    /// The pool grew or shrank to `len` entries.
+    pub(crate) fn handle_pool_size(&mut self, len: usize) {
+        self.cfg.pool_len = len;
+    }
+
+    /// A command from a client handle.
+    pub(crate) fn handle_command(&mut self, now: Instant, cmd: Command) {
+        if let Some(e) = &self.finished {
+            let e = e.clone();
+            reject(cmd, e);
+            return;
+        }
+        if matches!(self.closing, Closing::Requested(_)) {
+            match cmd {
+                Command::Close(ack) => self.add_close_ack(ack),
+                Command::Unsubscribe {
+                    key,
+                    stream_id,
+                    ack,
+                } => self.unsubscribe(key, stream_id, ack),
+                other => reject(other, Error::Closed),
+            }
+            return;
+        }
+        match cmd {
+            Command::Request {
+                frame,
+                reply,
+                deadline,
+                timeout,
+            } => {
+                if reply.is_closed() {
+                    return; // cancelled before it was sent
+                }
+                if deadline <= now {
+                    let _ = reply.send(Err(Error::Timeout(timeout)));
+                    return;
+                }
+                if frame.len() < thingsdb_protocol::HEADER_LEN {
+                    let _ = reply.send(Err(Error::BadArgument("empty request frame".into())));
+                    return;
+                }
+                match self.serving {
+                    Some(conn) => self.send_request(conn, frame, reply, deadline, timeout),
+                    None => self.held.push_back(Command::Request {
+                        frame,
+                        reply,
+                        deadline,
+                        timeout,
+                    }),
+                }
+            }
+            Command::Subscribe(sub) => match self.serving {
+                Some(conn) => self.subscribe(conn, sub),
+                None => self.held.push_back(Command::Subscribe(sub)),
+            },
+            Command::Unsubscribe {
+                key,
+                stream_id,
+                ack,
+            } => self.unsubscribe(key, stream_id, ack),
+            Command::NodeEvents(sink) => self.node_sinks.push(*sink),
+            Command::Close(ack) => {
+                self.closing = Closing::Requested(vec![ack]);
+                self.check_closed();
+            }
+        }
+    }
+
+    /// Every client handle is gone: finish what is in flight, then close.
+    pub(crate) fn handle_handles_gone(&mut self) {
+        if self.finished.is_none() && matches!(self.closing, Closing::Open) {
+            self.closing = Closing::Requested(Vec::new());
+            self.check_closed();
+        }
+    }
+
+    /// A frame received on `conn`.
+    pub(crate) fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: Frame) {
+        let Some(c) = self.conn_mut(conn) else {
+            return; // a connection the session already let go of
+        };
+        c.heard = true;
+        match PackageType::try_from(frame.type_byte).map(PackageType::direction) {
+            Ok(Direction::Response) => self.on_response(now, conn, frame),
+            Ok(Direction::Event) => self.on_event(now, conn, frame),
+            Ok(Direction::Request | Direction::ToModule | Direction::FromModule) | Err(_) => {
+                let err = match frame.package_type() {
+                    Ok(t) => thingsdb_protocol::Error::UnexpectedPackageType {
+                        expected: "a response or an event",
+                        got: t,
+                    },
+                    Err(e) => e,
+                };
+                warn!(id = frame.id, error = %err, "unexpected package from the node");
+                // The request with this id, if any, fails; others go on.
+                if self.in_flight.get(frame.id).map(Pending::conn) == Some(conn) {
+                    if let Some(p) = self.take_pending(frame.id) {
+                        self.fail_pending(now, p, Error::Protocol(err));
+                    }
+                }
+            }
+        }
+        self.after_input(now);
+    }
+
+    /// Time passed: requests past their deadline fail, keep-alive pings go
+    /// out or a silent connection is given up.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse(d)) = self.deadlines.peek() {
+            if d.at > now {
+                break;
+            }
+            let Some(Reverse(d)) = self.deadlines.pop() else {
+                break;
+            };
+            if let Some(slot) = self.in_flight.get_mut(d.id) {
+                if let Pending::User { seq, conn, .. } = slot {
+                    if *seq == d.seq {
+                        let conn = *conn;
+                        if let Pending::User { reply, timeout, .. } =
+                            std::mem::replace(slot, Pending::TimedOut { conn })
+                        {
+                            let _ = reply.send(Err(Error::Timeout(timeout)));
+                        }
+                        if let Some(c) = self.conn_mut(conn) {
+                            c.timed_out += 1;
+                        }
+                    }
+                }
+            }
+        }
+        self.expire_held(now);
+        let due: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|c| c.next_check.is_some_and(|t| t <= now))
+            .map(|c| c.id)
+            .collect();
+        for conn in due {
+            self.keepalive_check(now, conn);
+        }
+        self.after_input(now);
+    }
+
+    /// The connection the session asked for is open and authenticated.
+    pub(crate) fn handle_connected(&mut self, now: Instant, conn: ConnId) {
+        let Some(connecting) = self.connecting.take_if(|c| c.conn == conn) else {
+            // Not wanted any more (the session closed meanwhile).
+            self.outputs.push_back(Output::Close { conn });
+            return;
+        };
+        if self.finished.is_some() {
+            self.outputs.push_back(Output::Close { conn });
+            return;
+        }
+        self.open(now, conn, connecting.index);
+        self.after_input(now);
+    }
+
+    /// Connecting (or authenticating) failed.
+    pub(crate) fn handle_connect_failed(&mut self, now: Instant, conn: ConnId, error: &Error) {
+        let Some(mut c) = self.connecting.take_if(|c| c.conn == conn) else {
+            return;
+        };
+        debug!(error = %error, index = c.index, "connect failed");
+        if self.finished.is_some() || matches!(self.closing, Closing::Requested(_)) {
+            self.check_closed();
+            return;
+        }
+        let pool = self.cfg.pool_len.max(1);
+        c.tries = c.tries.saturating_add(1);
+        // Bad credentials are not fixed by trying the rest of the pool.
+        if error.code() == Some(thingsdb_protocol::ErrorCode::Auth) {
+            let round = (c.tries as usize).div_ceil(pool);
+            c.tries = u32::try_from(round * pool).unwrap_or(u32::MAX);
+        }
+        let round = c.tries as usize / pool;
+        if let Some(max) = self.cfg.reconnect.max_attempts {
+            if round >= max as usize && c.tries as usize % pool == 0 {
+                if c.moving {
+                    // The old connection still serves; it ends with its node.
+                    return;
+                }
+                let e = Error::ConnectionLost(ConnectionLost::new(
+                    LostReason::GaveUp,
+                    format!("gave up reconnecting after {round} attempts: {error}"),
+                ));
+                self.finish(e);
+                return;
+            }
+        }
+        let delay = if c.tries as usize % pool == 0 {
+            self.cfg
+                .reconnect
+                .delay(u32::try_from(round).unwrap_or(u32::MAX))
+        } else {
+            Duration::ZERO
+        };
+        let index = (c.index + 1) % pool;
+        self.start_connect(index, c.tries, c.moving, delay);
+        self.after_input(now);
+    }
+
+    /// An open connection broke (or the node closed it).
+    pub(crate) fn handle_lost(&mut self, now: Instant, conn: ConnId, lost: ConnectionLost) {
+        if self.conn_mut(conn).is_none() {
+            return;
+        }
+        warn!(reason = %lost, "connection lost");
+        self.drop_conn(now, conn, lost);
+        self.after_input(now);
+    }
+
+    /// A parked delivery's stream has room now.
+    pub(crate) fn handle_capacity(&mut self, permit: mpsc::OwnedPermit<RoomEvent>) {
+        // The permit was reserved on the front delivery's stream.
+        if let Some(p) = self.parked.pop_front() {
+            if let Some(item) = p.to.send_with(permit, p.item) {
+                self.parked.push_front(Parked { to: p.to, item });
+            }
+        }
+    }
+
+    /// A parked delivery's stream is gone.
+    pub(crate) fn handle_parked_gone(&mut self) {
+        self.parked.pop_front();
+    }
+
+    // -------------------------------------------------------- connections
+
+    fn new_conn_id(&mut self) -> ConnId {
+        self.next_conn += 1;
+        ConnId(self.next_conn)
+    }
+
+    fn conn_mut(&mut self, conn: ConnId) -> Option<&mut Conn> {
+        self.conns.iter_mut().find(|c| c.id == conn)
+    }
+
+    fn serving_conn(&self) -> Option<&Conn> {
+        let s = self.serving?;
+        self.conns.iter().find(|c| c.id == s)
+    }
+
+    fn start_connect(&mut self, index: usize, tries: u32, moving: bool, delay: Duration) {
+        let conn = self.new_conn_id();
+        self.connecting = Some(Connecting {
+            conn,
+            index,
+            tries,
+            moving,
+        });
+        self.outputs
+            .push_back(Output::Connect { conn, index, delay });
+    }
+
+    fn open(&mut self, now: Instant, conn: ConnId, index: usize) {
+        self.connections_made += 1;
+        self.conns.push(Conn {
+            id: conn,
+            index,
+            role: Role::Serving,
+            out: BytesMut::new(),
+            pending: 0,
+            timed_out: 0,
+            ping: Ping::Idle,
+            heard: true,
+            next_check: self.cfg.keepalive.and_then(|p| now.checked_add(p)),
+        });
+        let old = self.serving.replace(conn);
+        match old {
+            Some(old) => {
+                // Make before break: the old node is shutting down.
+                if let Some(c) = self.conn_mut(old) {
+                    c.role = Role::Draining;
+                    c.next_check = None;
+                }
+                let keys: Vec<RoomKey> = self
+                    .rooms
+                    .iter()
+                    .filter(|(_, r)| {
+                        !r.streams.is_empty() && r.link.conn() == Some(old) && r.handover.is_none()
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in keys {
+                    if self.rooms.get(&key).map(|r| r.link) == Some(Link::Joined(old)) {
+                        self.begin_handover(conn, old, key);
+                    } else {
+                        // Not joined on the old connection yet: its events
+                        // would start later than the new one's. Join here
+                        // only; what the old connection sends is ignored.
+                        self.rejoin(conn, &key);
+                    }
+                }
+                self.maybe_close_draining(old);
+            }
+            None => {
+                let keys: Vec<RoomKey> = self
+                    .rooms
+                    .iter()
+                    .filter(|(_, r)| !r.streams.is_empty())
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in keys {
+                    self.rejoin(conn, &key);
+                }
+            }
+        }
+        self.flush_held(now);
+    }
+
+    /// Commands held while no connection was up go first.
+    fn flush_held(&mut self, now: Instant) {
+        while self.can_send() {
+            let Some(cmd) = self.held.pop_front() else {
+                break;
+            };
+            self.handle_command(now, cmd);
+        }
+    }
+
+    /// Joins a room with streams on `conn`, which will deliver its events.
+    fn rejoin(&mut self, conn: ConnId, key: &RoomKey) {
+        if self.send_room(conn, key, PackageType::Join, |key, conn| Pending::Rejoin {
+            key,
+            conn,
+        }) {
+            if let Some(r) = self.rooms.get_mut(key) {
+                r.link = Link::Joining(conn);
+            }
+        }
+    }
+
+    /// Forgets `conn`: what was in flight on it fails, rooms joined on it
+    /// are joined again on the next connection.
+    fn drop_conn(&mut self, now: Instant, conn: ConnId, lost: ConnectionLost) {
+        let Some(pos) = self.conns.iter().position(|c| c.id == conn) else {
+            return;
+        };
+        let c = self.conns.remove(pos);
+        let lost = if c.role == Role::Draining {
+            ConnectionLost::new(
+                LostReason::NodeShuttingDown,
+                format!("the node shut down before answering ({lost})"),
+            )
+        } else {
+            lost
+        };
+        for p in self.in_flight.drain_where(|p| p.conn() == conn) {
+            self.fail_pending(now, p, Error::ConnectionLost(lost.clone()));
+        }
+        // Rooms: the old side of a hand-over is done; streams of rooms that
+        // were joined here see `Disconnected` unless a hand-over carries on.
+        let keys: Vec<RoomKey> = self.rooms.keys().cloned().collect();
+        for key in keys {
+            self.room_conn_gone(now, &key, conn);
+        }
+        if self.serving == Some(conn) {
+            self.serving = None;
+            // A draining connection does not outlive its successor.
+            let draining: Vec<ConnId> = self
+                .conns
+                .iter()
+                .filter(|c| c.role == Role::Draining)
+                .map(|c| c.id)
+                .collect();
+            for d in draining {
+                self.outputs.push_back(Output::Close { conn: d });
+                self.drop_conn(now, d, lost.clone());
+            }
+            if matches!(self.closing, Closing::Requested(_)) {
+                self.check_closed();
+                return;
+            }
+            if !self.cfg.reconnect.enabled {
+                self.finish(Error::ConnectionLost(ConnectionLost::new(
+                    LostReason::GaveUp,
+                    format!("connection lost ({lost}) and reconnect is off"),
+                )));
+                return;
+            }
+            match &mut self.connecting {
+                // A move was under way: it is a plain reconnect now.
+                Some(connecting) => connecting.moving = false,
+                None => {
+                    let index = if lost.reason() == LostReason::NodeShuttingDown {
+                        (c.index + 1) % self.cfg.pool_len.max(1)
+                    } else {
+                        c.index
+                    };
+                    self.start_connect(index, 0, false, Duration::ZERO);
+                }
+            }
+        }
+    }
+
+    /// Room bookkeeping when `conn` went away.
+    fn room_conn_gone(&mut self, now: Instant, key: &RoomKey, conn: ConnId) {
+        let serving = self.serving;
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        let mut leavers = Vec::new();
+        room.leavers.retain_mut(|l| {
+            if l.conn == conn {
+                leavers.push((l.sink.handle(), l.ack.take()));
+                false
+            } else {
+                true
+            }
+        });
+        for (tx, ack) in leavers {
+            self.park_or_send(tx, RoomEvent::Left);
+            if let Some(ack) = ack {
+                let _ = ack.send(());
+            }
+        }
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        if let Some(h) = &mut room.handover {
+            if h.old == conn {
+                h.old_done = true;
+                self.maybe_complete_handover(key);
+                return;
+            }
+            if h.new == conn {
+                room.handover = None;
+            }
+        }
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        if room.link.conn() != Some(conn) {
+            return;
+        }
+        room.link = Link::Unjoined;
+        room.repeats = None;
+        if room.streams.is_empty() {
+            self.remove_room(key);
+            return;
+        }
+        // The room is joined again on the next connection. Streams still
+        // waiting for their first `Joined` wait on.
+        let mut deliveries = Vec::new();
+        for s in &mut room.streams {
+            if s.join == StreamJoin::Joined {
+                deliveries.push(s.sink.handle());
+            }
+            s.join = StreamJoin::Awaiting;
+        }
+        for tx in deliveries {
+            self.park_or_send(tx, RoomEvent::Disconnected);
+        }
+        // Joined again at once when another connection already serves.
+        if let Some(s) = serving.filter(|s| *s != conn) {
+            if self.send_room(s, key, PackageType::Join, |key, conn| Pending::Rejoin {
+                key,
+                conn,
+            }) {
+                if let Some(r) = self.rooms.get_mut(key) {
+                    r.link = Link::Joining(s);
+                }
+            }
+        }
+        let _ = now;
+    }
+
+    /// Closes a draining connection once nothing more is expected on it.
+    fn maybe_close_draining(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.iter().find(|c| c.id == conn) else {
+            return;
+        };
+        if c.role != Role::Draining || c.pending > c.timed_out {
+            return;
+        }
+        let busy = self.rooms.values().any(|r| {
+            r.handover
+                .as_ref()
+                .is_some_and(|h| h.old == conn && !h.old_done)
+                || (r.link.conn() == Some(conn) && !r.streams.is_empty())
+        });
+        if busy {
+            return;
+        }
+        // Late replies cannot come once it is closed: free their ids.
+        let pos = self.conns.iter().position(|c| c.id == conn);
+        if let Some(pos) = pos {
+            self.conns.remove(pos);
+        }
+        let _ = self.in_flight.drain_where(|p| p.conn() == conn);
+        let keys: Vec<RoomKey> = self.rooms.keys().cloned().collect();
+        for key in keys {
+            let Some(room) = self.rooms.get_mut(&key) else {
+                continue;
+            };
+            let leavers: Vec<Leaver> = {
+                let (gone, stay): (Vec<Leaver>, Vec<Leaver>) =
+                    room.leavers.drain(..).partition(|l| l.conn == conn);
+                room.leavers = stay;
+                gone
+            };
+            let drop_room = room.link.conn() == Some(conn) && room.streams.is_empty();
+            for l in leavers {
+                self.finish_leaver(l);
+            }
+            if drop_room {
+                self.remove_room(&key);
+            }
+        }
+        self.outputs.push_back(Output::Close { conn });
+    }
+
+    fn keepalive_check(&mut self, now: Instant, conn: ConnId) {
+        let Some(period) = self.cfg.keepalive else {
+            return;
+        };
+        let parked = !self.parked.is_empty();
+        let Some(c) = self.conn_mut(conn) else {
+            return;
+        };
+        c.next_check = now.checked_add(period);
+        // While a full `Wait` stream pauses reading, the answer may be
+        // waiting unread: no verdict then.
+        if parked {
+            c.heard = true;
+        }
+        if matches!(c.ping, Ping::Outstanding) && !c.heard {
+            self.outputs.push_back(Output::Close { conn });
+            self.drop_conn(
+                now,
+                conn,
+                ConnectionLost::new(
+                    LostReason::KeepAliveTimeout,
+                    format!("no answer to a keep-alive ping within {period:?}"),
+                ),
+            );
+            return;
+        }
+        c.heard = false;
+        if matches!(c.ping, Ping::Idle) {
+            if let Some(id) = self.in_flight.insert(Pending::Ping { conn }) {
+                if let Some(c) = self.conn_mut(conn) {
+                    request::encode_ping(&mut c.out, id);
+                    c.ping = Ping::Outstanding;
+                    c.pending += 1;
+                }
+            }
+        }
+    }
+
+    // ----------------------------------------------------------- requests
+
+    fn send_request(
+        &mut self,
+        conn: ConnId,
+        mut frame: BytesMut,
+        reply: ReplyTx,
+        deadline: Instant,
+        timeout: Duration,
+    ) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let Some(id) = self.in_flight.insert(Pending::User {
+            reply,
+            seq,
+            timeout,
+            conn,
+        }) else {
+            // Commands are only taken while an id is free.
+            return;
+        };
+        frame[4..6].copy_from_slice(&id.to_le_bytes());
+        if let Some(c) = self.conns.iter_mut().find(|c| c.id == conn) {
+            c.out.unsplit(frame);
+            c.pending += 1;
+        }
+        self.deadlines.push(Reverse(Deadline {
+            at: deadline,
+            seq,
+            id,
+        }));
+    }
+
+    /// Takes an entry out of the in-flight table, keeping the counts.
+    fn take_pending(&mut self, id: u16) -> Option<Pending> {
+        let p = self.in_flight.remove(id)?;
+        let conn = p.conn();
+        let timed_out = matches!(p, Pending::TimedOut { .. });
+        let ping = matches!(p, Pending::Ping { .. });
+        if let Some(c) = self.conn_mut(conn) {
+            c.pending = c.pending.saturating_sub(1);
+            if timed_out {
+                c.timed_out = c.timed_out.saturating_sub(1);
+            }
+            if ping {
+                c.ping = Ping::Idle;
+            }
+        }
+        Some(p)
+    }
+
+    /// An entry ends without a usable reply.
+    fn fail_pending(&mut self, now: Instant, p: Pending, e: Error) {
+        match p {
+            Pending::User { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            Pending::Join { sub, .. } => {
+                let _ = sub.reply.send(Err(e));
+            }
+            Pending::Rejoin { key, conn } | Pending::HandoverJoin { key, conn } => {
+                // Its connection is gone (handled by the caller), or the
+                // node sent garbage for it: treat as not joined.
+                if self.conn_mut(conn).is_some() {
+                    self.room_failed(&key, conn);
+                }
+            }
+            Pending::Leave { key, conn } => self.leave_done(now, &key, conn),
+            Pending::TimedOut { .. } | Pending::Ping { .. } => {}
+        }
+    }
+
+    fn expire_held(&mut self, now: Instant) {
+        if self.held.is_empty() {
+            return;
+        }
+        for cmd in std::mem::take(&mut self.held) {
+            match cmd {
+                Command::Request { reply, .. } if reply.is_closed() => {}
+                Command::Request {
+                    reply,
+                    deadline,
+                    timeout,
+                    ..
+                } if deadline <= now => {
+                    let _ = reply.send(Err(Error::Timeout(timeout)));
+                }
+                Command::Subscribe(sub) if sub.reply.is_closed() => {}
+                other => self.held.push_back(other),
+            }
+        }
+    }
+
+    /// Drops the deadlines of answered requests once they outnumber the
+    /// requests in flight, so the heap stays as large as what is in flight.
+    fn sweep_deadlines(&mut self) {
+        if self.deadlines.len() <= 2 * self.in_flight.len() + 1024 {
+            return;
+        }
+        let entries = std::mem::take(&mut self.deadlines).into_vec();
+        let in_flight = &self.in_flight;
+        self.deadlines = entries
+            .into_iter()
+            .filter(|Reverse(d)| {
+                matches!(in_flight.get(d.id), Some(Pending::User { seq, .. }) if *seq == d.seq)
+            })
+            .collect();
+    }
+
+    fn on_response(&mut self, now: Instant, conn: ConnId, frame: Frame) {
+        if self.in_flight.get(frame.id).map(Pending::conn) != Some(conn) {
+            warn!(
+                id = frame.id,
+                package_type = frame.type_byte,
+                "reply for an id nobody asked on this connection; dropped"
+            );
+            return;
+        }
+        let Some(p) = self.take_pending(frame.id) else {
+            return;
+        };
+        match p {
+            Pending::User { reply, .. } => {
+                let _ = reply.send(Ok(frame));
+                self.sweep_deadlines();
+            }
+            Pending::TimedOut { .. } => debug!(id = frame.id, "late reply after a timeout dropped"),
+            Pending::Ping { .. } => {}
+            Pending::Join { sub, conn } => self.join_answered(conn, *sub, &frame),
+            Pending::Rejoin { key, conn } => match join_result(&frame) {
+                Ok(_) => {
+                    if let Some(r) = self.rooms.get_mut(&key) {
+                        if r.link == Link::Joining(conn) {
+                            r.link = Link::AwaitingOnJoin(conn);
+                        }
+                    }
+                    self.data_on_joined(conn, &key);
+                }
+                Err(e) => {
+                    warn!(room = key.id, collection = %key.collection, error = %e, "joining a room again failed");
+                    self.room_failed(&key, conn);
+                }
+            },
+            Pending::HandoverJoin { key, conn } => match join_result(&frame) {
+                Ok(_) => {
+                    if let Some(h) = self.rooms.get_mut(&key).and_then(|r| r.handover.as_mut()) {
+                        if h.new == conn && h.new_link == Link::Joining(conn) {
+                            h.new_link = Link::AwaitingOnJoin(conn);
+                        }
+                    }
+                    self.data_on_joined(conn, &key);
+                }
+                Err(e) => {
+                    warn!(room = key.id, collection = %key.collection, error = %e, "joining a room on the next node failed");
+                    self.room_failed(&key, conn);
+                }
+            },
+            Pending::Leave { key, conn } => {
+                if let Ok(Response::Error(e)) = Response::decode(&frame) {
+                    debug!(error = %e, "LEAVE refused");
+                }
+                self.leave_done(now, &key, conn);
+            }
+        }
+    }
+
+    // -------------------------------------------------------------- rooms
+
+    /// Encodes a JOIN or LEAVE of `key` on `conn`; false when it could not
+    /// be sent (no free id, or an encoding error).
+    fn send_room(
+        &mut self,
+        conn: ConnId,
+        key: &RoomKey,
+        t: PackageType,
+        pending: impl FnOnce(RoomKey, ConnId) -> Pending,
+    ) -> bool {
+        let Some(scope) = self.rooms.get(key).map(|r| r.scope.clone()) else {
+            return false;
+        };
+        let Some(pos) = self.conns.iter().position(|c| c.id == conn) else {
+            return false;
+        };
+        let Some(id) = self.in_flight.insert(pending(key.clone(), conn)) else {
+            return false;
+        };
+        let c = &mut self.conns[pos];
+        let rooms = [Room::Id(key.id)];
+        let r = if t == PackageType::Join {
+            request::encode_join(&mut c.out, id, scope.as_str(), &rooms)
+        } else {
+            request::encode_leave(&mut c.out, id, scope.as_str(), &rooms)
+        };
+        if r.is_err() {
+            self.in_flight.remove(id);
+            return false;
+        }
+        c.pending += 1;
+        true
+    }
+
+    fn subscribe(&mut self, conn: ConnId, sub: Box<Subscribe>) {
+        if sub.reply.is_closed() {
+            return;
+        }
+        let Some(collection) = sub.scope.collection_name() else {
+            let _ = sub.reply.send(Err(Error::BadArgument(format!(
+                "rooms live in collections; {} is not a collection scope",
+                sub.scope
+            ))));
+            return;
+        };
+        if let Room::Id(id) = sub.room {
+            let key = RoomKey {
+                collection: collection.into(),
+                id,
+            };
+            if let Some(room) = self.rooms.get_mut(&key) {
+                // Joined (or being joined) here already: the node would send
+                // no second ON_JOIN, so the stream is added without a JOIN.
+                let join = match room.link {
+                    Link::Joined(c) if c == conn || room.handover.is_some() => {
+                        Some(StreamJoin::Joined)
+                    }
+                    Link::AwaitingOnJoin(c) if c == conn => Some(StreamJoin::Awaiting),
+                    _ => None,
+                };
+                if let Some(join) = join {
+                    let Subscribe { sink, reply, .. } = *sub;
+                    let tx = sink.handle();
+                    room.streams.push(Stream { sink, join });
+                    if join == StreamJoin::Joined {
+                        self.park_or_send(tx, RoomEvent::Joined);
+                    }
+                    let _ = reply.send(Ok(key));
+                    return;
+                }
+            }
+        }
+        let (scope, room) = (sub.scope.clone(), sub.room.clone());
+        let Some(pos) = self.conns.iter().position(|c| c.id == conn) else {
+            return;
+        };
+        let Some(id) = self.in_flight.insert(Pending::Join { sub, conn }) else {
+            return;
+        };
+        let c = &mut self.conns[pos];
+        match request::encode_join(&mut c.out, id, scope.as_str(), &[room]) {
+            Ok(()) => c.pending += 1,
+            Err(e) => {
+                if let Some(Pending::Join { sub, .. }) = self.in_flight.remove(id) {
+                    let _ = sub.reply.send(Err(e.into()));
+                }
+            }
+        }
+    }
+
+    fn join_answered(&mut self, conn: ConnId, sub: Subscribe, frame: &Frame) {
+        let id = match join_result(frame) {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = sub.reply.send(Err(e));
+                return;
+            }
+        };
+        let Some(collection) = sub.scope.collection_name() else {
+            return;
+        };
+        let key = RoomKey {
+            collection: collection.into(),
+            id,
+        };
+        let Subscribe {
+            scope, sink, reply, ..
+        } = sub;
+        let room = self.rooms.entry(key.clone()).or_insert_with(|| RoomEntry {
+            scope,
+            link: Link::Unjoined,
+            streams: Vec::new(),
+            leavers: Vec::new(),
+            handover: None,
+            repeats: None,
+        });
+        let serving = self.serving;
+        // The serving connection to join the room on instead, once the
+        // stream is in.
+        let mut move_to: Option<ConnId> = None;
+        // Joined on a connection that does not serve the room: leave there.
+        let mut leave_here = false;
+        let join = if let Some(h) = room.handover.as_mut().filter(|h| h.new == conn) {
+            if h.new_link == Link::Joining(conn) {
+                h.new_link = Link::AwaitingOnJoin(conn);
+            }
+            // Events still come from the old connection, where the room is
+            // joined.
+            match room.link {
+                Link::Joined(_) => StreamJoin::Joined,
+                _ => StreamJoin::Awaiting,
+            }
+        } else {
+            match room.link {
+                Link::Joined(c) if c == conn => StreamJoin::Joined,
+                Link::Joining(c) if c == conn => {
+                    room.link = Link::AwaitingOnJoin(conn);
+                    StreamJoin::Awaiting
+                }
+                // The JOIN went out before the LEAVE: joined again after it.
+                Link::AwaitingOnJoin(c) | Link::Leaving(c) if c == conn => StreamJoin::Awaiting,
+                // Being left on the serving connection: joined again there
+                // after the LEAVE; not here.
+                Link::Leaving(other) if Some(other) == serving => {
+                    leave_here = true;
+                    StreamJoin::Awaiting
+                }
+                Link::Unjoined | Link::Leaving(_) => {
+                    room.link = Link::AwaitingOnJoin(conn);
+                    if let Some(s) = serving.filter(|s| *s != conn) {
+                        // Answered on a connection that is draining.
+                        move_to = Some(s);
+                    }
+                    StreamJoin::Awaiting
+                }
+                Link::Joining(other) | Link::AwaitingOnJoin(other) | Link::Joined(other) => {
+                    let join = match room.link {
+                        Link::Joined(_) => StreamJoin::Joined,
+                        _ => StreamJoin::Awaiting,
+                    };
+                    if Some(conn) == serving
+                        && room.handover.is_none()
+                        && room.link == Link::Joined(other)
+                    {
+                        // The room was on a draining connection: this JOIN
+                        // moves it here.
+                        room.handover = Some(Handover {
+                            old: other,
+                            new: conn,
+                            new_link: Link::AwaitingOnJoin(conn),
+                            old_done: false,
+                            leave_sent: false,
+                            tail: VecDeque::new(),
+                            fresh: Vec::new(),
+                        });
+                    } else if Some(conn) == serving && room.handover.is_none() {
+                        // Not joined on the draining connection yet: the
+                        // room moves here.
+                        room.link = Link::AwaitingOnJoin(conn);
+                    } else {
+                        leave_here = true;
+                    }
+                    join
+                }
+            }
+        };
+        let tx = sink.handle();
+        let delivered = reply.send(Ok(key.clone())).is_ok();
+        if delivered {
+            room.streams.push(Stream { sink, join });
+        } else {
+            // Nobody waits for this stream (the join timed out or was
+            // cancelled): let the room go again if nobody else wants it.
+            if room.streams.is_empty() && room.leavers.is_empty() {
+                if matches!(room.link, Link::Leaving(_)) {
+                    return;
+                }
+                if self.send_room(conn, &key, PackageType::Leave, |key, conn| Pending::Leave {
+                    key,
+                    conn,
+                }) {
+                    if let Some(r) = self.rooms.get_mut(&key) {
+                        r.link = Link::Leaving(conn);
+                    }
+                } else {
+                    self.remove_room(&key);
+                }
+                return;
+            }
+        }
+        if delivered && join == StreamJoin::Joined {
+            self.park_or_send(tx, RoomEvent::Joined);
+        }
+        // Joined on `conn` whatever became of the stream.
+        self.data_on_joined(conn, &key);
+        if let Some(serving) = move_to {
+            self.rejoin(serving, &key);
+        }
+        if leave_here {
+            self.send_room(conn, &key, PackageType::Leave, |key, conn| Pending::Leave {
+                key,
+                conn,
+            });
+        }
+    }
+
+    fn unsubscribe(&mut self, key: RoomKey, stream_id: u64, ack: Option<oneshot::Sender<()>>) {
+        let Some(room) = self.rooms.get_mut(&key) else {
+            if let Some(ack) = ack {
+                let _ = ack.send(());
+            }
+            return;
+        };
+        let Some(pos) = room.streams.iter().position(|s| s.sink.id == stream_id) else {
+            if let Some(ack) = ack {
+                let _ = ack.send(());
+            }
+            return;
+        };
+        let stream = room.streams.remove(pos);
+        if !room.streams.is_empty() {
+            // Other streams keep the room joined.
+            if let Some(ack) = ack {
+                self.park_or_send(stream.sink.handle(), RoomEvent::Left);
+                let _ = ack.send(());
+            }
+            return;
+        }
+        // The last stream: leave the room on the node.
+        let handover = room.handover.take();
+        let link = room.link;
+        let leave = |key: RoomKey, conn: ConnId| Pending::Leave { key, conn };
+        // Events of an unfinished hand-over, for a leaver on the new side.
+        let mut carry = None;
+        let target = match handover {
+            Some(h) => {
+                let new_sent = self.send_room(h.new, &key, PackageType::Leave, leave);
+                let old_pending = !h.old_done
+                    && (h.leave_sent || self.send_room(h.old, &key, PackageType::Leave, leave));
+                // The new connection's LEAVE decides: a JOIN answered there
+                // meanwhile must be sent again after it.
+                if new_sent {
+                    carry = Some((h.new, h.tail, h.fresh));
+                    Some(h.new)
+                } else {
+                    old_pending.then_some(h.old)
+                }
+            }
+            None => match link {
+                Link::Joining(c) | Link::AwaitingOnJoin(c) | Link::Joined(c) => self
+                    .send_room(c, &key, PackageType::Leave, leave)
+                    .then_some(c),
+                // A LEAVE is on its way already.
+                Link::Leaving(c) => Some(c),
+                Link::Unjoined => None,
+            },
+        };
+        match target {
+            Some(c) => {
+                if let Some(r) = self.rooms.get_mut(&key) {
+                    r.link = Link::Leaving(c);
+                    if let Some(ack) = ack {
+                        // `Left` comes once the node confirms.
+                        r.leavers.push(Leaver {
+                            sink: stream.sink,
+                            ack: Some(ack),
+                            conn: c,
+                            joined: stream.join == StreamJoin::Joined,
+                        });
+                    }
+                }
+            }
+            None => {
+                if let Some(ack) = ack {
+                    self.park_or_send(stream.sink.handle(), RoomEvent::Left);
+                    let _ = ack.send(());
+                }
+                self.remove_room(&key);
+            }
+        }
+        // Until the leave is confirmed the leaver hears the new connection,
+        // without what the old one delivered already.
+        if let Some((new, tail, fresh)) = carry {
+            if let Some(r) = self.rooms.get_mut(&key) {
+                r.repeats = (!tail.is_empty()).then_some(Repeats {
+                    tail,
+                    aligned: false,
+                });
+            }
+            for e in fresh {
+                self.on_emit(new, &key, e);
+            }
+        }
+    }
+
+    /// A LEAVE of `key` on `conn` was answered (or can no longer be).
+    fn leave_done(&mut self, now: Instant, key: &RoomKey, conn: ConnId) {
+        let _ = now;
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        let (gone, stay): (Vec<Leaver>, Vec<Leaver>) =
+            room.leavers.drain(..).partition(|l| l.conn == conn);
+        room.leavers = stay;
+        if let Some(h) = room.handover.as_mut().filter(|h| h.old == conn) {
+            h.old_done = true;
+        }
+        let link = room.link;
+        let has_streams = !room.streams.is_empty();
+        for l in gone {
+            self.finish_leaver(l);
+        }
+        if link == Link::Leaving(conn) {
+            if !has_streams {
+                self.remove_room(key);
+            } else if let Some(serving) = self.serving {
+                // Streams came back while leaving: join again, on the
+                // connection that serves now.
+                self.rejoin(serving, key);
+            } else if let Some(r) = self.rooms.get_mut(key) {
+                // Joined again once a connection is up.
+                r.link = Link::Unjoined;
+            }
+        }
+        self.maybe_complete_handover(key);
+        self.maybe_close_draining(conn);
+    }
+
+    fn finish_leaver(&mut self, mut l: Leaver) {
+        self.park_or_send(l.sink.handle(), RoomEvent::Left);
+        if let Some(ack) = l.ack.take() {
+            let _ = ack.send(());
+        }
+    }
+
+    /// A room could not be joined (again): it is gone.
+    fn room_failed(&mut self, key: &RoomKey, conn: ConnId) {
+        let Some(room) = self.rooms.get(key) else {
+            return;
+        };
+        let ours =
+            room.link.conn() == Some(conn) || room.handover.as_ref().is_some_and(|h| h.new == conn);
+        if ours {
+            self.room_deleted(key);
+        }
+    }
+
+    /// The room is gone: every stream (leavers too) ends with `Deleted`.
+    fn room_deleted(&mut self, key: &RoomKey) {
+        self.deliver_all(key, RoomEvent::Deleted);
+        if let Some(room) = self.rooms.remove(key) {
+            for l in room.leavers {
+                if let Some(ack) = l.ack {
+                    let _ = ack.send(());
+                }
+            }
+        }
+    }
+
+    fn remove_room(&mut self, key: &RoomKey) {
+        if let Some(room) = self.rooms.remove(key) {
+            for l in room.leavers {
+                self.finish_leaver(l);
+            }
+        }
+    }
+
+    fn begin_handover(&mut self, new: ConnId, old: ConnId, key: RoomKey) {
+        if !self.send_room(new, &key, PackageType::Join, |key, conn| {
+            Pending::HandoverJoin { key, conn }
+        }) {
+            return;
+        }
+        if let Some(r) = self.rooms.get_mut(&key) {
+            r.handover = Some(Handover {
+                old,
+                new,
+                new_link: Link::Joining(new),
+                old_done: false,
+                leave_sent: false,
+                tail: VecDeque::new(),
+                fresh: Vec::new(),
+            });
+        }
+    }
+
+    /// Ends a hand-over once the room is joined on the new connection and
+    /// the old one delivers no more of its events.
+    fn maybe_complete_handover(&mut self, key: &RoomKey) {
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        let Some(h) = &room.handover else {
+            return;
+        };
+        if h.new_link != Link::Joined(h.new) || !h.old_done {
+            return;
+        }
+        let Some(h) = room.handover.take() else {
+            return;
+        };
+        room.link = Link::Joined(h.new);
+        room.repeats = (!h.tail.is_empty()).then_some(Repeats {
+            tail: h.tail,
+            aligned: false,
+        });
+        let old = h.old;
+        for e in h.fresh {
+            self.on_emit(h.new, key, e);
+        }
+        // Streams still waiting for their `Joined` get it now.
+        self.deliver_awaiting_joined(key);
+        self.maybe_close_draining(old);
+    }
+
+    // ------------------------------------------------------------- events
+
+    fn on_event(&mut self, now: Instant, conn: ConnId, frame: Frame) {
+        let event = match Event::decode(&frame) {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(error = %e, package_type = frame.type_byte, "malformed event dropped");
+                return;
+            }
+        };
+        match event {
+            Event::NodeStatus { id, status } => {
+                let leaving = status == NodeStatus::ShuttingDown;
+                self.deliver_node(NodeEvent::Status {
+                    node_id: id,
+                    status,
+                });
+                if leaving {
+                    self.node_shutting_down(now, conn);
+                }
+            }
+            Event::Warn { code, message } => self.deliver_node(NodeEvent::Warn { code, message }),
+            // The JOIN reply counted already (see `data_on_joined`).
+            Event::Join(_) => {}
+            Event::Leave(r) => {
+                if let Some(key) = self.room_key(r.scope.as_deref(), r.id) {
+                    self.on_leave_event(now, conn, &key);
+                }
+            }
+            Event::Delete(r) => {
+                if let Some(key) = self.room_key(r.scope.as_deref(), r.id) {
+                    let from_room = self.rooms.get(&key).is_some_and(|room| {
+                        room.link.conn() == Some(conn)
+                            || room.handover.as_ref().is_some_and(|h| h.new == conn)
+                            || room.leavers.iter().any(|l| l.conn == conn)
+                    });
+                    if from_room {
+                        self.room_deleted(&key);
+                    }
+                }
+            }
+            Event::Emit(e) => {
+                if let Some(key) = self.room_key(e.scope.as_deref(), e.id) {
+                    self.on_emit(conn, &key, e.into());
+                }
+            }
+            // Future event kinds are ignored.
+            _ => {}
+        }
+    }
+
+    /// The room an event names: its collection from the event's scope
+    /// (`@collection:NAME` as a node sends it); without a scope, the one
+    /// tracked room with that id, if only one has it.
+    fn room_key(&mut self, scope: Option<&str>, id: u64) -> Option<RoomKey> {
+        let collection = match scope {
+            Some(s) => match &self.scope_cache {
+                Some((text, c)) if text == s => c.clone(),
+                _ => {
+                    let c = Scope::parse(s)
+                        .ok()
+                        .and_then(|sc| sc.collection_name().map(Arc::from));
+                    self.scope_cache = Some((s.to_string(), c.clone()));
+                    c
+                }
+            },
+            None => None,
+        };
+        match collection {
+            Some(collection) => Some(RoomKey { collection, id }),
+            None => {
+                let mut found = self.rooms.keys().filter(|k| k.id == id);
+                let first = found.next()?.clone();
+                if found.next().is_some() {
+                    warn!(
+                        room = id,
+                        "event without a scope for a room id that several collections use; dropped"
+                    );
+                    return None;
+                }
+                Some(first)
+            }
+        }
+    }
+
+    /// A JOIN of the room was answered with its id on `conn`: the node has
+    /// the room joined there from now on, and its events may come before
+    /// the ON_JOIN (which a node sends later, from its event loop, and not
+    /// at all when the room was joined already). The reply is what counts.
+    fn data_on_joined(&mut self, conn: ConnId, key: &RoomKey) {
+        self.joined_on(conn, key);
+    }
+
+    /// The room is joined on `conn`.
+    fn joined_on(&mut self, conn: ConnId, key: &RoomKey) {
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        if let Some(h) = room.handover.as_mut().filter(|h| h.new == conn) {
+            if matches!(h.new_link, Link::Joined(_)) {
+                return;
+            }
+            h.new_link = Link::Joined(conn);
+            let (old, old_done, leave_sent) = (h.old, h.old_done, h.leave_sent);
+            if !old_done && !leave_sent {
+                if self.send_room(old, key, PackageType::Leave, |key, conn| Pending::Leave {
+                    key,
+                    conn,
+                }) {
+                    if let Some(h) = self.rooms.get_mut(key).and_then(|r| r.handover.as_mut()) {
+                        h.leave_sent = true;
+                    }
+                } else if let Some(h) = self.rooms.get_mut(key).and_then(|r| r.handover.as_mut()) {
+                    h.old_done = true;
+                }
+            }
+            self.maybe_complete_handover(key);
+            return;
+        }
+        match room.link {
+            Link::Joining(c) | Link::AwaitingOnJoin(c) | Link::Joined(c) if c == conn => {
+                room.link = Link::Joined(conn);
+                self.deliver_awaiting_joined(key);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_leave_event(&mut self, now: Instant, conn: ConnId, key: &RoomKey) {
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        if let Some(h) = room.handover.as_mut().filter(|h| h.old == conn) {
+            h.old_done = true;
+        }
+        let (gone, stay): (Vec<Leaver>, Vec<Leaver>) =
+            room.leavers.drain(..).partition(|l| l.conn == conn);
+        room.leavers = stay;
+        for l in gone {
+            self.finish_leaver(l);
+        }
+        self.maybe_complete_handover(key);
+        let _ = now;
+    }
+
+    fn on_emit(&mut self, conn: ConnId, key: &RoomKey, e: Emitted) {
+        let Some(room) = self.rooms.get_mut(key) else {
+            return; // nobody listens: dropped, nothing kept
+        };
+        let from_link =
+            room.link.conn() == Some(conn) && room.handover.as_ref().is_none_or(|h| h.new != conn);
+        if from_link {
+            // What a previous connection delivered already is dropped.
+            if let Some(r) = room.repeats.as_mut() {
+                let repeated = r.repeated(&e);
+                if r.tail.is_empty() {
+                    room.repeats = None;
+                }
+                if repeated {
+                    return;
+                }
+            }
+        }
+        if let Some(h) = room.handover.as_mut() {
+            if h.new == conn {
+                if h.new_link == Link::Joined(conn) {
+                    h.fresh.push(e);
+                    if h.fresh.len() > HANDOVER_CAP {
+                        // The old side is too slow to finish: stop waiting.
+                        h.old_done = true;
+                        self.maybe_complete_handover(key);
+                    }
+                }
+                return;
+            }
+            if h.old == conn && !h.old_done {
+                if h.tail.len() == HANDOVER_CAP {
+                    h.tail.pop_front();
+                }
+                h.tail.push_back(e.clone());
+                self.deliver_room_from(key, conn, RoomEvent::Emitted(e));
+            }
+            return;
+        }
+        if from_link {
+            self.deliver_room_from(key, conn, RoomEvent::Emitted(e));
+        }
+    }
+
+    fn node_shutting_down(&mut self, now: Instant, conn: ConnId) {
+        let _ = now;
+        if self.serving != Some(conn)
+            || self.cfg.pool_len < 2
+            || !self.cfg.reconnect.enabled
+            || self.connecting.is_some()
+            || matches!(self.closing, Closing::Requested(_))
+            || self.finished.is_some()
+        {
+            return;
+        }
+        let Some(c) = self.conns.iter().find(|c| c.id == conn) else {
+            return;
+        };
+        // A connection still draining is let go: its node went first.
+        let draining: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|c| c.role == Role::Draining)
+            .map(|c| c.id)
+            .collect();
+        let index = (c.index + 1) % self.cfg.pool_len;
+        for d in draining {
+            self.outputs.push_back(Output::Close { conn: d });
+            self.drop_conn(
+                now,
+                d,
+                ConnectionLost::new(LostReason::NodeShuttingDown, "the node is shutting down"),
+            );
+        }
+        self.start_connect(index, 0, true, Duration::ZERO);
+    }
+
+    // ----------------------------------------------------------- delivery
+
+    /// Delivers an event from `conn` (the room's source) to every stream
+    /// that saw its `Joined`, and to the leavers waiting on `conn` (a
+    /// leaver hears no other connection: it might repeat what it had).
+    fn deliver_room_from(&mut self, key: &RoomKey, conn: ConnId, item: RoomEvent) {
+        self.deliver_inner(key, Some(conn), item, false);
+    }
+
+    /// Delivers to every stream and leaver of a room, joined or not.
+    fn deliver_all(&mut self, key: &RoomKey, item: RoomEvent) {
+        self.deliver_inner(key, None, item, true);
+    }
+
+    fn deliver_inner(&mut self, key: &RoomKey, conn: Option<ConnId>, item: RoomEvent, all: bool) {
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        let link_conn = room.link.conn();
+        let mut targets: Vec<&mut RoomSink> = Vec::new();
+        let streams_too = conn.is_none() || conn == link_conn || room.handover.is_some();
+        if streams_too {
+            for s in &mut room.streams {
+                if all || s.join == StreamJoin::Joined {
+                    targets.push(&mut s.sink);
+                }
+            }
+        }
+        for l in &mut room.leavers {
+            if all || (streams_too && l.joined && conn == Some(l.conn)) {
+                targets.push(&mut l.sink);
+            }
+        }
+        let parked = &mut self.parked;
+        let last = targets.len().saturating_sub(1);
+        let mut item = Some(item);
+        let mut gone = Vec::new();
+        for (i, sink) in targets.into_iter().enumerate() {
+            // The item is cloned for every stream but the last.
+            let this = if i == last { item.take() } else { item.clone() };
+            let Some(this) = this else {
+                break;
+            };
+            offer_in_order(parked, sink, this, &mut gone);
+        }
+        if !gone.is_empty() {
+            room.streams.retain(|s| !gone.contains(&s.sink.id));
+            room.leavers.retain_mut(|l| {
+                if !gone.contains(&l.sink.id) {
+                    return true;
+                }
+                // Nobody reads `Left` any more; the leave is answered.
+                if let Some(ack) = l.ack.take() {
+                    let _ = ack.send(());
+                }
+                false
+            });
+            if room.streams.is_empty() && room.leavers.is_empty() {
+                self.stream_gone_last(key);
+            }
+        }
+    }
+
+    /// The last stream of a room was found gone while delivering: leave.
+    fn stream_gone_last(&mut self, key: &RoomKey) {
+        let Some(room) = self.rooms.get(key) else {
+            return;
+        };
+        match room.link {
+            Link::Joining(c) | Link::AwaitingOnJoin(c) | Link::Joined(c)
+                if self.conns.iter().any(|x| x.id == c) =>
+            {
+                if self.send_room(c, key, PackageType::Leave, |key, conn| Pending::Leave {
+                    key,
+                    conn,
+                }) {
+                    if let Some(r) = self.rooms.get_mut(key) {
+                        r.link = Link::Leaving(c);
+                        r.handover = None;
+                    }
+                } else {
+                    self.remove_room(key);
+                }
+            }
+            Link::Leaving(_) => {}
+            _ => self.remove_room(key),
+        }
+    }
+
+    fn deliver_awaiting_joined(&mut self, key: &RoomKey) {
+        let Some(room) = self.rooms.get_mut(key) else {
+            return;
+        };
+        let mut txs = Vec::new();
+        for s in &mut room.streams {
+            if s.join == StreamJoin::Awaiting {
+                s.join = StreamJoin::Joined;
+                txs.push(s.sink.handle());
+            }
+        }
+        for tx in txs {
+            self.park_or_send(tx, RoomEvent::Joined);
+        }
+    }
+
+    /// Sends an item that is never dropped (joined, left, disconnected) to
+    /// one stream, behind anything parked for it and any gap.
+    fn park_or_send(&mut self, to: SinkHandle<RoomEvent>, item: RoomEvent) {
+        if self.parked.iter().any(|p| p.to.tx.same_channel(&to.tx)) {
+            self.parked.push_back(Parked { to, item });
+            return;
+        }
+        if let Err(Some(item)) = to.try_send(item) {
+            self.parked.push_back(Parked { to, item });
+        }
+    }
+
+    fn deliver_node(&mut self, item: NodeEvent) {
+        // Node streams never make the connection wait: they lag.
+        self.node_sinks
+            .retain_mut(|s| !matches!(s.offer(item.clone()), Offer::Gone));
+    }
+
+    // -------------------------------------------------------------- close
+
+    fn add_close_ack(&mut self, ack: oneshot::Sender<()>) {
+        if let Closing::Requested(acks) = &mut self.closing {
+            acks.push(ack);
+        }
+        self.check_closed();
+    }
+
+    /// After every input: a closing session ends once nothing is in flight.
+    fn after_input(&mut self, now: Instant) {
+        if !self.held.is_empty() && self.serving.is_some() {
+            self.flush_held(now);
+        }
+        if self.conns.len() > 1 {
+            let draining: Vec<ConnId> = self
+                .conns
+                .iter()
+                .filter(|c| c.role == Role::Draining)
+                .map(|c| c.id)
+                .collect();
+            for conn in draining {
+                self.maybe_close_draining(conn);
+            }
+        }
+        self.check_closed();
+    }
+
+    fn check_closed(&mut self) {
+        if self.finished.is_some() || !matches!(self.closing, Closing::Requested(_)) {
+            return;
+        }
+        let waiting = self
+            .conns
+            .iter()
+            .map(|c| {
+                c.pending
+                    .saturating_sub(c.timed_out)
+                    .saturating_sub(usize::from(matches!(c.ping, Ping::Outstanding)))
+            })
+            .sum::<usize>();
+        if waiting > 0 && self.serving.is_some() {
+            return;
+        }
+        self.finish(Error::Closed);
+    }
+
+    /// Ends the session: everything waiting fails with `e`, streams end,
+    /// connections close.
+    fn finish(&mut self, e: Error) {
+        if self.finished.is_some() {
+            return;
+        }
+        self.finished = Some(e.clone());
+        let closed = matches!(self.closing, Closing::Requested(_));
+        let err = if closed { Error::Closed } else { e };
+        for c in std::mem::take(&mut self.conns) {
+            self.outputs.push_back(Output::Close { conn: c.id });
+        }
+        if let Some(c) = self.connecting.take() {
+            self.outputs.push_back(Output::Close { conn: c.conn });
+        }
+        self.serving = None;
+        for p in self.in_flight.drain() {
+            match p {
+                Pending::User { reply, .. } => {
+                    let _ = reply.send(Err(err.clone()));
+                }
+                Pending::Join { sub, .. } => {
+                    let _ = sub.reply.send(Err(err.clone()));
+                }
+                _ => {}
+            }
+        }
+        self.deadlines.clear();
+        for cmd in std::mem::take(&mut self.held) {
+            reject(cmd, err.clone());
+        }
+        for (_, room) in self.rooms.drain() {
+            for l in room.leavers {
+                if let Some(ack) = l.ack {
+                    let _ = ack.send(());
+                }
+            }
+        }
+        self.node_sinks.clear();
+        self.parked.clear();
+        if let Closing::Requested(acks) = &mut self.closing {
+            self.close_acks.append(acks);
+        }
+    }
+
+    /// The `close()` callers to answer, once the session has finished and
+    /// the driver closed the connections.
+    pub(crate) fn take_close_acks(&mut self) -> Vec<oneshot::Sender<()>> {
+        std::mem::take(&mut self.close_acks)
+    }
+}
+
+/// Offers an item to a sink, keeping the order of anything already
+/// parked for it; records sinks whose consumer is gone.
+fn offer_in_order(
+    parked: &mut VecDeque<Parked>,
+    sink: &mut RoomSink,
+    item: RoomEvent,
+    gone: &mut Vec<u64>,
+) {
+    if !matches!(item, RoomEvent::Emitted(_)) {
+        // Never dropped: behind what is parked for the stream and any gap.
+        let to = sink.handle();
+        if parked.iter().any(|p| p.to.tx.same_channel(&to.tx)) {
+            parked.push_back(Parked { to, item });
+            return;
+        }
+        match to.try_send(item) {
+            Ok(()) => {}
+            Err(Some(item)) => parked.push_back(Parked { to, item }),
+            Err(None) => gone.push(sink.id),
+        }
+        return;
+    }
+    // Once something waits, later items for `Wait` streams queue behind it.
+    if !parked.is_empty() && sink.overflow() == Overflow::Wait {
+        if sink.is_closed() {
+            gone.push(sink.id);
+            return;
+        }
+        parked.push_back(Parked {
+            to: sink.handle(),
+            item,
+        });
+        return;
+    }
+    match sink.offer(item) {
+        Offer::Taken => {}
+        Offer::Gone => gone.push(sink.id),
+        Offer::Full(item) => parked.push_back(Parked {
+            to: sink.handle(),
+            item,
+        }),
+    }
+}
+
+/// Fails a command that can no longer be served.
+pub(crate) fn reject(cmd: Command, e: Error) {
+    match cmd {
+        Command::Request { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+        Command::Subscribe(s) => {
+            let _ = s.reply.send(Err(e));
+        }
+        Command::Close(ack) => {
+            let _ = ack.send(());
+        }
+        Command::Unsubscribe { ack, .. } => {
+            if let Some(ack) = ack {
+                let _ = ack.send(());
+            }
+        }
+        Command::NodeEvents(_) => {}
+    }
+}
+
+/// The room id a JOIN reply carries for its single room.
+pub(crate) fn join_result(frame: &Frame) -> Result<u64, Error> {
+    match Response::decode(frame)? {
+        Response::Data(d) => {
+            let mut r = thingsdb_protocol::msgpack::Reader::new(&d);
+            let n = r.read_array_len()?;
+            if n != 1 {
+                return Err(Error::Protocol(thingsdb_protocol::Error::WrongType {
+                    field: "join reply",
+                    expected: "an array with one element",
+                }));
+            }
+            if r.read_nil()? {
+                return Err(Error::Thingsdb(ThingsdbError::new(
+                    thingsdb_protocol::ErrorCode::Lookup,
+                    "room not found",
+                )));
+            }
+            let id = r.read_int()?;
+            u64::try_from(id).map_err(|_| {
+                Error::Protocol(thingsdb_protocol::Error::WrongType {
+                    field: "room id",
+                    expected: "a non-negative integer",
+                })
+            })
+        }
+        Response::Error(e) => Err(Error::Thingsdb(e.into())),
+        other => Err(crate::client::unexpected("DATA", &other)),
+    }
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

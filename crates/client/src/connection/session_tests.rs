@@ -1,0 +1,305 @@
+//! Unit tests of the session, with a fake clock and a scripted node.
+
+use std::time::Duration;
+
+use thingsdb_protocol::request::Request;
+use thingsdb_protocol::Room;
+
+use super::*;
+use crate::connection::testing::*;
+use crate::events::{Overflow, RoomEvent};
+
+const T: Duration = Duration::from_secs(5);
+
+/// The id of the single JOIN in `sent`.
+fn join_id(sent: &[Sent]) -> u16 {
+    let joins: Vec<u16> = sent
+        .iter()
+        .filter(|s| matches!(s.request, Request::Join { .. }))
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(joins.len(), 1, "{sent:?}");
+    joins[0]
+}
+
+fn connect_output(h: &mut Harness) -> ConnId {
+    let outs = h.outputs();
+    outs.iter()
+        .find_map(|o| match o {
+            Output::Connect { conn, .. } => Some(*conn),
+            Output::Close { .. } => None,
+        })
+        .unwrap_or_else(|| panic!("no connect in {outs:?}"))
+}
+
+#[test]
+fn replies_match_requests_and_late_replies_after_a_timeout_are_dropped() {
+    let (mut h, c) = Harness::new(1, None);
+    let mut a = h.request(T);
+    let sent = h.sent(c);
+    assert_eq!(sent.len(), 1);
+    let a_id = sent[0].id;
+    h.advance(T);
+    assert!(matches!(a.try_recv(), Ok(Err(Error::Timeout(_)))));
+    // The id stays taken until the late reply came.
+    let mut b = h.request(T);
+    let b_id = h.sent(c)[0].id;
+    assert_ne!(a_id, b_id);
+    h.frame(c, data(a_id, 1)); // late: dropped
+    assert!(b.try_recv().is_err());
+    h.frame(c, data(b_id, 2));
+    assert!(matches!(b.try_recv(), Ok(Ok(f)) if f.id == b_id));
+    assert_eq!(
+        h.s.sizes().2,
+        0,
+        "timed-out ids are freed by their late reply"
+    );
+}
+
+#[test]
+fn lost_connection_fails_in_flight_and_reconnects_with_held_requests() {
+    let (mut h, c) = Harness::new(1, None);
+    let mut a = h.request(T);
+    let _ = h.sent(c);
+    h.s.handle_lost(
+        h.now,
+        c,
+        ConnectionLost::new(LostReason::ClosedByPeer, "bye"),
+    );
+    match a.try_recv() {
+        Ok(Err(Error::ConnectionLost(l))) => assert_eq!(l.reason(), LostReason::ClosedByPeer),
+        other => panic!("{other:?}"),
+    }
+    let next = connect_output(&mut h);
+    let mut b = h.request(T); // held
+    h.s.handle_connected(h.now, next);
+    let sent = h.sent(next);
+    assert_eq!(sent.len(), 1);
+    h.frame(next, data(sent[0].id, 3));
+    assert!(matches!(b.try_recv(), Ok(Ok(_))));
+}
+
+#[test]
+fn rooms_with_the_same_id_in_two_collections_are_two_rooms() {
+    let (mut h, c) = Harness::new(1, None);
+    let (mut alpha, _, mut ra) = h.join("//alpha", Room::Id(2), Overflow::Wait, 16);
+    let ja = join_id(&h.sent(c));
+    h.frame(c, room_reply(ja, Some(2)));
+    h.frame(c, on_join("alpha", 2));
+    // A JOIN goes out for beta's room 2 too: it is another room.
+    let (mut beta, _, mut rb) = h.join("@:beta", Room::Id(2), Overflow::Wait, 16);
+    let jb = join_id(&h.sent(c));
+    h.frame(c, room_reply(jb, Some(2)));
+    h.frame(c, on_join("beta", 2));
+    assert!(matches!(ra.try_recv(), Ok(Ok(k)) if &*k.collection == "alpha"));
+    assert!(matches!(rb.try_recv(), Ok(Ok(k)) if &*k.collection == "beta"));
+    h.frame(c, on_emit("alpha", 2, 1));
+    h.frame(c, on_emit("beta", 2, 2));
+    let a = drain(&mut alpha);
+    let b = drain(&mut beta);
+    assert_eq!(a[0], RoomEvent::Joined);
+    assert_eq!(b[0], RoomEvent::Joined);
+    assert_eq!(a.iter().filter_map(emitted_n).collect::<Vec<_>>(), [1]);
+    assert_eq!(b.iter().filter_map(emitted_n).collect::<Vec<_>>(), [2]);
+}
+
+#[test]
+fn scope_forms_name_one_collection() {
+    let (mut h, c) = Harness::new(1, None);
+    let (mut s1, _, _r1) = h.join("//stuff", Room::Id(7), Overflow::Wait, 16);
+    let j = join_id(&h.sent(c));
+    h.frame(c, room_reply(j, Some(7)));
+    h.frame(c, on_join("stuff", 7));
+    // Same room by another spelling: no second JOIN, a local Joined.
+    let (mut s2, _, _r2) = h.join("@collection:stuff", Room::Id(7), Overflow::Wait, 16);
+    assert!(h.sent(c).is_empty());
+    h.frame(c, on_emit("stuff", 7, 5));
+    assert_eq!(drain(&mut s1).iter().filter_map(emitted_n).count(), 1);
+    let e2 = drain(&mut s2);
+    assert_eq!(e2[0], RoomEvent::Joined);
+    assert_eq!(e2.iter().filter_map(emitted_n).collect::<Vec<_>>(), [5]);
+}
+
+#[test]
+fn two_joins_back_to_back_give_each_stream_one_joined() {
+    let (mut h, c) = Harness::new(1, None);
+    let (mut s1, _, _r3) = h.join("//stuff", Room::Name("chat".into()), Overflow::Wait, 16);
+    let (mut s2, _, _r4) = h.join("//stuff", Room::Name("chat".into()), Overflow::Wait, 16);
+    let sent = h.sent(c);
+    assert_eq!(sent.len(), 2);
+    // As a node does: DATA, DATA, then one ON_JOIN.
+    h.frame(c, room_reply(sent[0].id, Some(4)));
+    h.frame(c, room_reply(sent[1].id, Some(4)));
+    h.frame(c, on_join("stuff", 4));
+    assert_eq!(drain(&mut s1), [RoomEvent::Joined]);
+    assert_eq!(drain(&mut s2), [RoomEvent::Joined]);
+}
+
+#[test]
+fn leave_delivers_left_after_the_events_before_it() {
+    let (mut h, c) = Harness::new(1, None);
+    let (mut s, sid, mut r) = h.join("//stuff", Room::Id(3), Overflow::Wait, 16);
+    let j = join_id(&h.sent(c));
+    h.frame(c, room_reply(j, Some(3)));
+    h.frame(c, on_join("stuff", 3));
+    let key = match r.try_recv() {
+        Ok(Ok(k)) => k,
+        other => panic!("{other:?}"),
+    };
+    let (ack, mut done) = oneshot::channel();
+    h.s.handle_command(
+        h.now,
+        Command::Unsubscribe {
+            key,
+            stream_id: sid,
+            ack: Some(ack),
+        },
+    );
+    let sent = h.sent(c);
+    assert!(matches!(sent[0].request, Request::Leave { .. }));
+    h.frame(c, on_emit("stuff", 3, 9)); // before the node handled the LEAVE
+    h.frame(c, on_leave("stuff", 3));
+    h.frame(c, room_reply(sent[0].id, Some(3)));
+    assert!(done.try_recv().is_ok());
+    let evs = drain(&mut s);
+    assert_eq!(evs.len(), 3, "{evs:?}");
+    assert_eq!(evs[0], RoomEvent::Joined);
+    assert_eq!(emitted_n(&evs[1]), Some(9));
+    assert_eq!(evs[2], RoomEvent::Left);
+    assert_eq!(h.s.rooms_len(), 0);
+}
+
+#[test]
+fn lag_is_readable_without_a_further_event() {
+    let (mut h, c) = Harness::new(1, None);
+    let (mut s, _, _r5) = h.join("//stuff", Room::Id(3), Overflow::Lag, 4);
+    let j = join_id(&h.sent(c));
+    h.frame(c, room_reply(j, Some(3)));
+    h.frame(c, on_join("stuff", 3));
+    for n in 0..100 {
+        h.frame(c, on_emit("stuff", 3, n));
+    }
+    let evs = drain(&mut s);
+    assert_eq!(evs[0], RoomEvent::Joined);
+    assert_eq!(evs.len(), 5, "{evs:?}");
+    assert_eq!(evs[4], RoomEvent::Lagged(97));
+}
+
+#[test]
+fn reconnect_rejoins_each_room_with_streams_once() {
+    let (mut h, c) = Harness::new(1, None);
+    let (mut s, _, _r6) = h.join("//stuff", Room::Id(3), Overflow::Wait, 16);
+    let (_s2, _, _r7) = h.join("//stuff", Room::Id(3), Overflow::Wait, 16);
+    let sent = h.sent(c);
+    h.frame(c, room_reply(sent[0].id, Some(3)));
+    h.frame(c, room_reply(sent[1].id, Some(3)));
+    h.frame(c, on_join("stuff", 3));
+    h.s.handle_lost(h.now, c, ConnectionLost::new(LostReason::Io, "reset"));
+    let next = connect_output(&mut h);
+    h.s.handle_connected(h.now, next);
+    let j = join_id(&h.sent(next));
+    h.frame(next, room_reply(j, Some(3)));
+    h.frame(next, on_join("stuff", 3));
+    assert_eq!(
+        drain(&mut s),
+        [
+            RoomEvent::Joined,
+            RoomEvent::Disconnected,
+            RoomEvent::Joined
+        ]
+    );
+}
+
+#[test]
+fn keepalive_gives_up_a_silent_connection() {
+    let (mut h, c) = Harness::new(1, Some(Duration::from_secs(1)));
+    h.advance(Duration::from_secs(1));
+    let sent = h.sent(c);
+    assert!(matches!(sent[0].request, Request::Ping));
+    h.advance(Duration::from_secs(1));
+    let outs = h.outputs();
+    assert!(outs.contains(&Output::Close { conn: c }), "{outs:?}");
+    assert!(outs.iter().any(|o| matches!(o, Output::Connect { .. })));
+    let _ = pong(0);
+}
+
+#[test]
+fn shutting_down_makes_before_it_breaks() {
+    let (mut h, old) = Harness::new(2, None);
+    let (mut s, _, _r8) = h.join("//stuff", Room::Id(3), Overflow::Wait, 64);
+    let j = join_id(&h.sent(old));
+    h.frame(old, room_reply(j, Some(3)));
+    h.frame(old, on_join("stuff", 3));
+    let mut q = h.request(T);
+    let q_id = h.sent(old)[0].id;
+    h.frame(old, shutting_down());
+    let new = connect_output(&mut h);
+    // The old connection still serves until the new one is up.
+    let mut q2 = h.request(T);
+    let q2_id = h.sent(old)[0].id;
+    h.frame(old, on_emit("stuff", 3, 1));
+    h.s.handle_connected(h.now, new);
+    assert_eq!(h.s.open_conns().len(), 2);
+    assert_eq!(h.s.serving(), Some(new));
+    let mut q3 = h.request(T);
+    let sent = h.sent(new);
+    assert_eq!(sent.len(), 2, "{sent:?}"); // the room's JOIN, then q3
+    let hj = join_id(&sent);
+    let q3_id = sent.iter().find(|x| x.id != hj).map(|x| x.id).unwrap_or(0);
+    // Events reach both connections for a while; each is delivered once.
+    h.frame(old, on_emit("stuff", 3, 2));
+    h.frame(new, room_reply(hj, Some(3)));
+    h.frame(new, on_join("stuff", 3));
+    let leave = h.sent(old);
+    assert!(matches!(leave[0].request, Request::Leave { .. }));
+    h.frame(new, on_emit("stuff", 3, 3));
+    h.frame(old, on_emit("stuff", 3, 3));
+    h.frame(new, on_emit("stuff", 3, 4));
+    h.frame(old, on_leave("stuff", 3));
+    h.frame(old, room_reply(leave[0].id, Some(3)));
+    h.frame(old, data(q_id, 1));
+    h.frame(old, data(q2_id, 2));
+    h.frame(new, data(q3_id, 3));
+    assert!(matches!(q.try_recv(), Ok(Ok(_))));
+    assert!(matches!(q2.try_recv(), Ok(Ok(_))));
+    assert!(matches!(q3.try_recv(), Ok(Ok(_))));
+    let evs = drain(&mut s);
+    assert_eq!(evs[0], RoomEvent::Joined);
+    assert_eq!(
+        evs[1..].iter().map(emitted_n).collect::<Vec<_>>(),
+        [Some(1), Some(2), Some(3), Some(4)],
+        "{evs:?}"
+    );
+    // The old connection is closed once it has nothing left.
+    assert!(h.outputs().contains(&Output::Close { conn: old }));
+    assert_eq!(h.s.open_conns(), [new]);
+}
+
+#[test]
+fn close_waits_for_in_flight_then_ends() {
+    let (mut h, c) = Harness::new(1, None);
+    let mut a = h.request(T);
+    let id = h.sent(c)[0].id;
+    let (ack, _done) = oneshot::channel();
+    h.s.handle_command(h.now, Command::Close(ack));
+    assert!(h.s.finished().is_none());
+    let mut b = h.request(T);
+    assert!(matches!(b.try_recv(), Ok(Err(Error::Closed))));
+    h.frame(c, data(id, 1));
+    assert!(matches!(a.try_recv(), Ok(Ok(_))));
+    assert!(matches!(h.s.finished(), Some(Error::Closed)));
+    assert_eq!(h.s.take_close_acks().len(), 1);
+}
+
+#[test]
+fn deleted_room_ends_its_streams() {
+    let (mut h, c) = Harness::new(1, None);
+    let (mut s, _, _r9) = h.join("//stuff", Room::Id(3), Overflow::Wait, 16);
+    let j = join_id(&h.sent(c));
+    h.frame(c, room_reply(j, Some(3)));
+    h.frame(c, on_join("stuff", 3));
+    h.frame(c, on_delete("other", 3)); // another collection's room 3
+    h.frame(c, on_delete("stuff", 3));
+    assert_eq!(drain(&mut s), [RoomEvent::Joined, RoomEvent::Deleted]);
+    assert_eq!(h.s.rooms_len(), 0);
+}
