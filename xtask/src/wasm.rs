@@ -44,9 +44,12 @@ const DEBIAN_TOOLCHAIN: &[&str] = &[
 ];
 const DEBIAN_BROWSER: &[&str] = &["chromium", "chromium-driver"];
 /// The browser tests, by package.
-const BROWSER_TESTS: &[(&str, &str)] = &[("thingsdb-transport", "browser")];
+const BROWSER_TESTS: &[(&str, &str)] = &[
+    ("thingsdb-transport", "browser"),
+    ("thingsdb-client", "browser"),
+];
 /// Packages that must build for wasm32 as they are.
-const WASM_PACKAGES: &[&str] = &["thingsdb-protocol", "thingsdb-transport"];
+const WASM_PACKAGES: &[&str] = &["thingsdb-protocol", "thingsdb-transport", "thingsdb-client"];
 
 /// How to run cargo for wasm32 on this machine.
 enum Toolchain {

@@ -1,12 +1,13 @@
-//! The page's logic: one connection at a time, kept up by [`run`].
+//! The page's logic, on `thingsdb-client` as on native: a [`Client`], a
+//! [`Room`] and its event stream. Reconnecting and joining the room again
+//! after a lost connection is the client's job.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use thingsdb_protocol::{msgpack, request, Direction, Event, Response};
-use thingsdb_transport::{connect, ConnectOptions, FrameWriter, Target};
+use futures::StreamExt;
+use thingsdb_client::{Auth, Client, Room, RoomEvent};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{Document, HtmlInputElement};
@@ -14,35 +15,22 @@ use web_sys::{Document, HtmlInputElement};
 const SCOPE: &str = "//stuff";
 const ROOM: &str = "chat";
 const EVENT: &str = "msg";
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_PAYLOAD: u32 = 1 << 20;
 
-/// What the send button needs: the live connection, if any, and the
-/// joined room's id.
+/// What the send button needs: the room, once joined.
 #[derive(Default)]
 struct Live {
-    sender: RefCell<Option<FrameWriter>>,
-    room: Cell<Option<u64>>,
-    next_id: Cell<u16>,
+    room: RefCell<Option<Room>>,
     /// How many times the room was joined (the status element's
     /// `data-joins`, which tests watch to see a reconnect).
     joins: Cell<u32>,
 }
 
-impl Live {
-    fn id(&self) -> u16 {
-        let id = self.next_id.get();
-        self.next_id.set(id.wrapping_add(1));
-        id
-    }
-}
-
-/// The entry point: wires the form and starts the connection loop.
+/// The entry point: wires the form and starts the chat.
 #[wasm_bindgen(start)]
 pub fn start() -> Result<(), JsValue> {
     let doc = document()?;
-    let params =
-        web_sys::UrlSearchParams::new_with_str(&doc.location().ok_or("no location")?.search()?)?;
+    let search = doc.location().ok_or("no location")?.search()?;
+    let params = web_sys::UrlSearchParams::new_with_str(&search)?;
     let ws = params
         .get("ws")
         .unwrap_or_else(|| "ws://127.0.0.1:9270".into());
@@ -52,12 +40,9 @@ pub fn start() -> Result<(), JsValue> {
     let form = element(&doc, "form")?;
     let on_submit = {
         let live = live.clone();
-        let name = name.clone();
         Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| {
             e.prevent_default();
-            if let Err(err) = send_line(&live, &name) {
-                status("error", &format!("send failed: {err}"));
-            }
+            send_line(&live, &name);
         })
     };
     form.add_event_listener_with_callback("submit", on_submit.as_ref().unchecked_ref())?;
@@ -102,51 +87,43 @@ fn now_ms() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn send_line(live: &Live, name: &str) -> Result<(), String> {
-    let doc = document().map_err(|e| format!("{e:?}"))?;
-    let input: HtmlInputElement = element(&doc, "text")
-        .map_err(|e| format!("{e:?}"))?
-        .dyn_into()
-        .map_err(|_| "#text is not an input")?;
+/// Emits the typed line in the room, on a task of its own.
+fn send_line(live: &Live, name: &str) {
+    let input = document()
+        .and_then(|d| element(&d, "text"))
+        .ok()
+        .and_then(|e| e.dyn_into::<HtmlInputElement>().ok());
+    let Some(input) = input else { return };
     let text = input.value();
     if text.is_empty() {
-        return Ok(());
+        return;
     }
-    let room = live.room.get().ok_or("not in the room yet")?;
-    let mut args = Vec::new();
-    msgpack::write_array_len(&mut args, 2);
-    msgpack::write_str(&mut args, name);
-    msgpack::write_str(&mut args, &text);
-    let mut out = BytesMut::new();
-    request::encode_emit(&mut out, live.id(), SCOPE, &room.into(), EVENT, &args)
-        .map_err(|e| e.to_string())?;
-    let mut sender = live.sender.borrow_mut();
-    let tx = sender.as_mut().ok_or("not connected")?;
-    tx.queue(out.freeze()).map_err(|e| e.to_string())?;
+    let Some(room) = live.room.borrow().clone() else {
+        return status("error", "not in the room yet");
+    };
     input.set_value("");
-    Ok(())
+    let name = name.to_owned();
+    wasm_bindgen_futures::spawn_local(async move {
+        if let Err(e) = room.emit(EVENT, &(name, text)).await {
+            status("error", &format!("send failed: {e}"));
+        }
+    });
 }
 
-/// Connects, joins and shows events; after a lost connection, waits
-/// (0.25 s doubling to 5 s) and does it again.
+/// Connects (trying again with backoff until the node answers), joins the
+/// room and shows its events. After that the client keeps the connection
+/// and the room up by itself; only if it gives up does this start over.
 async fn run(ws: String, live: Rc<Live>) {
-    let target: Target = match ws.parse() {
-        Ok(t) => t,
-        Err(e) => return status("error", &e.to_string()),
-    };
     let mut backoff = Duration::from_millis(250);
     loop {
-        status("connecting", &format!("connecting to {target}"));
-        match session(&target, &live).await {
-            Ok(()) => return status("closed", "the node closed the connection"),
-            Err(e) => {
-                live.room.set(None);
-                live.sender.borrow_mut().take();
-                status(
-                    "reconnecting",
-                    &format!("{e}; reconnecting in {} ms", backoff.as_millis()),
-                );
-            }
+        status("connecting", &format!("connecting to {ws}"));
+        let started = now_ms();
+        match chat(&ws, &live, started).await {
+            Ok(()) => return status("closed", "the room was deleted"),
+            Err(e) => status(
+                "reconnecting",
+                &format!("{e}; trying again in {} ms", backoff.as_millis()),
+            ),
         }
         let ms = u32::try_from(backoff.as_millis()).unwrap_or(u32::MAX);
         gloo_timers::future::TimeoutFuture::new(ms).await;
@@ -154,82 +131,53 @@ async fn run(ws: String, live: Rc<Live>) {
     }
 }
 
-/// One connection: authenticate, join, then show events until it ends.
-/// Returns `Ok` on a clean close, `Err` with a message otherwise.
-async fn session(target: &Target, live: &Live) -> Result<(), String> {
-    let started = now_ms();
-    let opts = ConnectOptions::default()
-        .with_connect_timeout(CONNECT_TIMEOUT)
-        .with_max_payload(MAX_PAYLOAD);
-    let conn = connect(target, &opts).await.map_err(|e| e.to_string())?;
+async fn chat(ws: &str, live: &Live, started: f64) -> Result<(), thingsdb_client::Error> {
+    let client = Client::builder()
+        .target(ws)?
+        .auth(Auth::password("admin", "pass"))
+        .default_scope(SCOPE)?
+        .connect()
+        .await?;
     let connected = now_ms() - started;
-    let (mut tx, mut rx) = conn.split();
-    let mut out = BytesMut::new();
-    let auth_id = live.id();
-    request::encode_auth(&mut out, auth_id, "admin", "pass").map_err(|e| e.to_string())?;
-    let join_id = live.id();
-    request::encode_join(&mut out, join_id, SCOPE, &[ROOM.to_string().into()])
-        .map_err(|e| e.to_string())?;
-    tx.send(out.freeze()).await.map_err(|e| e.to_string())?;
-    *live.sender.borrow_mut() = Some(tx);
-
-    let mut first_event = true;
-    loop {
-        let Some(frame) = rx.recv().await.map_err(|e| e.to_string())? else {
-            return Ok(());
-        };
-        if frame.id == auth_id || frame.id == join_id {
-            match Response::decode(&frame).map_err(|e| e.to_string())? {
-                Response::Error(e) => return Err(format!("{}: {}", e.code, e.message)),
-                Response::Data(v) if frame.id == join_id => {
-                    let ids = rmpv::decode::read_value(&mut &v[..]).map_err(|e| e.to_string())?;
-                    let room = ids
-                        .as_array()
-                        .and_then(|a| a.first())
-                        .and_then(rmpv::Value::as_u64)
-                        .ok_or("the room `chat` does not exist")?;
-                    live.room.set(Some(room));
+    let room = client.room(SCOPE, ROOM)?;
+    let mut events = room.join().await?;
+    *live.room.borrow_mut() = Some(room);
+    let mut first = true;
+    while let Some(ev) = events.next().await {
+        match ev {
+            RoomEvent::Joined => {
+                if first {
+                    first = false;
+                    set_timings(connected, now_ms() - started);
                 }
-                _ => {}
+                live.joins.set(live.joins.get() + 1);
+                status("joined", &format!("in the room, via {ws}"));
+                if let Ok(el) = document().and_then(|d| element(&d, "status")) {
+                    let _ = el.set_attribute("data-joins", &live.joins.get().to_string());
+                }
             }
-            continue;
-        }
-        if frame.package_type().map(|t| t.direction()) == Ok(Direction::Event) {
-            match Event::decode(&frame).map_err(|e| e.to_string())? {
-                Event::Join(_) => {
-                    if first_event {
-                        first_event = false;
-                        set_timings(connected, now_ms() - started);
-                    }
-                    live.joins.set(live.joins.get() + 1);
-                    status("joined", &format!("in the room, via {target}"));
-                    if let Ok(el) = document().and_then(|d| element(&d, "status")) {
-                        let _ = el.set_attribute("data-joins", &live.joins.get().to_string());
-                    }
-                }
-                Event::Emit(e) if e.event == EVENT => {
-                    let args = e.arg_values().map_err(|e| e.to_string())?;
-                    let text = |i: usize| {
-                        args.get(i)
-                            .and_then(|a| rmpv::decode::read_value(&mut &a[..]).ok())
-                            .and_then(|v| v.as_str().map(str::to_owned))
-                            .unwrap_or_default()
-                    };
-                    show(&format!("{}: {}", text(0), text(1)));
-                }
-                Event::Delete(_) => return Err("the room was deleted".into()),
-                _ => {}
+            RoomEvent::Disconnected => status("reconnecting", "connection lost; reconnecting"),
+            RoomEvent::Emitted(e) if e.event == EVENT => match e.decode::<(String, String)>() {
+                Ok((name, text)) => show(&format!("{name}: {text}")),
+                Err(err) => status("error", &format!("a message I cannot read: {err}")),
+            },
+            RoomEvent::Deleted => {
+                live.room.borrow_mut().take();
+                return Ok(());
             }
-        } else if let Ok(Response::Error(e)) = Response::decode(&frame) {
-            status("error", &format!("{}: {}", e.code, e.message));
+            _ => {}
         }
     }
+    // The client gave up reconnecting: start over with a new one.
+    live.room.borrow_mut().take();
+    Err(thingsdb_client::Error::Closed)
 }
 
 fn set_timings(connect_ms: f64, first_event_ms: f64) {
     if let Ok(el) = document().and_then(|d| element(&d, "timings")) {
         el.set_text_content(Some(&format!(
-            "connect {connect_ms:.0} ms, first event (ON_JOIN) {first_event_ms:.0} ms after start"
+            "connected and authenticated {connect_ms:.0} ms, first event (Joined) \
+             {first_event_ms:.0} ms after start"
         )));
     }
 }

@@ -7,13 +7,10 @@
 //! (after the session's backoff delay), and passes commands from client
 //! handles. It keeps no protocol state.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
@@ -26,6 +23,7 @@ use super::handshake::{connect_one, Established};
 use super::session::{reject, Command, ConnId, Output, Session, SessionConfig};
 use crate::config::Config;
 use crate::error::{ConnectionLost, Error, LostReason};
+use crate::rt;
 
 /// How many queued commands one wake-up takes at most, so that replies and
 /// events keep flowing under a flood of requests.
@@ -50,7 +48,7 @@ pub(crate) struct Shared {
     pub connections: AtomicU64,
 }
 
-type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type BoxFut<T> = rt::BoxFuture<T>;
 
 /// The driver's side of one open connection.
 struct Link {
@@ -130,10 +128,10 @@ fn close(mut writer: FrameWriter) -> BoxFut<()> {
     })
 }
 
-/// The time as the session sees it (tokio's clock, so that paused time in
-/// tests applies).
+/// The time as the session sees it (tokio's clock on native, so that
+/// paused time in tests applies; the page's clock in a browser).
 fn now() -> web_time::Instant {
-    tokio::time::Instant::now().into_std()
+    rt::now()
 }
 
 /// Runs a client's connection until it is closed or gives up.
@@ -165,10 +163,7 @@ pub(crate) async fn run(
         writing: false,
     });
 
-    let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
-    let timer = tokio::time::sleep_until(far());
-    tokio::pin!(timer);
-    let mut timer_at: Option<web_time::Instant> = None;
+    let mut timer = rt::Timer::new();
 
     loop {
         while let Some(out) = session.poll_output() {
@@ -177,7 +172,7 @@ pub(crate) async fn run(
                     let config = config.clone();
                     let target = targets.get(index).cloned();
                     connecting.push(Box::pin(async move {
-                        tokio::time::sleep(delay).await;
+                        rt::sleep(delay).await;
                         let r = match target {
                             Some(t) => connect_one(&config, &t).await,
                             None => Err(Error::BadArgument("no such pool entry".into())),
@@ -232,12 +227,7 @@ pub(crate) async fn run(
             continue;
         }
         // Arm the one timer for the session's next deadline.
-        let next = session.poll_timeout();
-        if next != timer_at {
-            let at = next.map(tokio::time::Instant::from_std).unwrap_or_else(far);
-            timer.as_mut().reset(at);
-            timer_at = next;
-        }
+        timer.reset(session.poll_timeout());
         let reading = session.wants_read();
         let parked = session.parked_sender();
         let accepting = session.wants_commands();
@@ -289,9 +279,7 @@ pub(crate) async fn run(
                 // Every handle is gone: finish what is in flight.
                 None => session.handle_handles_gone(),
             },
-            () = &mut timer, if timer_at.is_some() => {
-                timer_at = None;
-                timer.as_mut().reset(far());
+            () = &mut timer, if timer.deadline().is_some() => {
                 session.handle_timeout(now());
             }
         }
@@ -336,7 +324,7 @@ async fn finish(
     }
     // A peer that does not take the close is not waited for longer than a
     // connect.
-    let _ = tokio::time::timeout(config.connect.connect_timeout, async {
+    let _ = rt::timeout(config.connect.connect_timeout, async {
         while closes.next().await.is_some() {}
     })
     .await;
