@@ -1,4 +1,6 @@
-//! The tokio driver of a [`Session`]: sockets, write batching, sleeps.
+//! The driver of a [`Session`]: sockets, write batching, sleeps. The same
+//! code runs on tokio and, in a browser, on the page's event loop (see
+//! `crate::rt`).
 //!
 //! One task runs [`run`]. It owns the connections' halves, reads frames and
 //! hands them to the session, writes what the session queued (everything
