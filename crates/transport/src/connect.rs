@@ -46,8 +46,11 @@ pub struct ConnectOptions {
     /// connection, so that the node's next small package is not held back
     /// 40 ms by Nagle's algorithm waiting on our delayed ACK (a ThingsDB
     /// node does not set `TCP_NODELAY` on its client port). It costs one
-    /// `setsockopt` call per read (about 1-3 us of CPU per request one at a
-    /// time, measured with `cargo xtask bench-e2e`). WebSocket connections
+    /// `setsockopt` call per read, and an ACK packet of its own (about 1-3 us
+    /// of CPU per request one at a time, measured with `cargo xtask
+    /// bench-e2e`); a reader's owner that knows when more is coming can send
+    /// them only then ([`FrameReader::set_manual_quick_ack`](crate::FrameReader::set_manual_quick_ack),
+    /// as `thingsdb-client` does). WebSocket connections
     /// do without: a node's WebSocket listener sets `TCP_NODELAY` itself.
     /// Default on; ignored elsewhere.
     pub tcp_quickack: bool,

@@ -76,6 +76,9 @@ impl TcpSocket for tokio::net::tcp::OwnedReadHalf {
 pub(crate) struct QuickAck<T> {
     io: T,
     on: bool,
+    /// The owner re-arms through [`QuickAck::ack_now`] when it knows more
+    /// is coming, instead of after every read.
+    manual: bool,
 }
 
 impl<T: TcpSocket> QuickAck<T> {
@@ -83,6 +86,21 @@ impl<T: TcpSocket> QuickAck<T> {
         QuickAck {
             io,
             on: on && cfg!(target_os = "linux"),
+            manual: false,
+        }
+    }
+
+    /// Leaves re-arming to [`QuickAck::ack_now`] (`true`) or does it after
+    /// every read (`false`). Returns whether quick ACKs are on at all.
+    pub(crate) fn set_manual(&mut self, manual: bool) -> bool {
+        self.manual = manual;
+        self.on
+    }
+
+    /// Re-arms now: an ACK the kernel is holding back goes out at once.
+    pub(crate) fn ack_now(&mut self) {
+        if self.on {
+            self.rearm();
         }
     }
 
@@ -107,7 +125,11 @@ impl<T: TcpSocket + AsyncRead + Unpin> AsyncRead for QuickAck<T> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let r = Pin::new(&mut this.io).poll_read(cx, buf);
-        if this.on && matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+        if this.on
+            && !this.manual
+            && matches!(r, Poll::Ready(Ok(())))
+            && buf.filled().len() > before
+        {
             this.rearm();
         }
         r
@@ -160,6 +182,11 @@ impl<R: AsyncRead + Unpin> StreamReader<R> {
             max_payload,
             kind,
         }
+    }
+
+    /// The stream it reads from.
+    pub(crate) fn get_mut(&mut self) -> &mut R {
+        &mut self.r
     }
 
     /// What ending the stream now means: a clean end between packages, or

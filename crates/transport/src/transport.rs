@@ -110,6 +110,37 @@ impl FrameReader {
     pub async fn recv(&mut self) -> Result<Option<Frame>, Error> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
+
+    /// Takes over when quick ACKs are sent on a plain TCP connection.
+    ///
+    /// With [`ConnectOptions::tcp_quickack`](crate::ConnectOptions::tcp_quickack)
+    /// on (Linux), the reader re-arms `TCP_QUICKACK` after every read, so
+    /// the node's next small package is never held back by our delayed
+    /// ACK. A caller that knows whether the node still has something to
+    /// send can do better: with `manual` set, the reader leaves it, and the
+    /// caller calls [`quick_ack`](FrameReader::quick_ack) after a read only
+    /// when more is expected. When nothing is (one request at a time, its
+    /// reply read), the ACK then rides on the next request instead of
+    /// costing a packet and a system call of its own.
+    ///
+    /// Returns whether this reader sends quick ACKs at all: `false` for TLS,
+    /// WebSocket, Unix and custom streams (they keep their behaviour), off
+    /// Linux, or with the option off.
+    pub fn set_manual_quick_ack(&mut self, manual: bool) -> bool {
+        match &mut self.inner {
+            Reader::Tcp(r) => r.get_mut().set_manual(manual),
+            _ => false,
+        }
+    }
+
+    /// Acknowledges at once what was received so far (re-arms
+    /// `TCP_QUICKACK`); see [`set_manual_quick_ack`](FrameReader::set_manual_quick_ack).
+    /// Does nothing where quick ACKs are off or not supported.
+    pub fn quick_ack(&mut self) {
+        if let Reader::Tcp(r) = &mut self.inner {
+            r.get_mut().ack_now();
+        }
+    }
 }
 
 impl futures::Stream for FrameReader {

@@ -665,3 +665,32 @@ async fn a_flush_cut_short_loses_nothing() {
         assert_eq!(&rx.recv().await.unwrap().unwrap(), f);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_quick_acks_only_where_the_reader_sends_them() {
+    for kind in ALL {
+        for quickack in [true, false] {
+            let peer = echo_peer(kind, PeerOpts::default()).await;
+            let opts = peer.opts.clone().with_tcp_quickack(quickack);
+            let conn = guard("connect", connect(&peer.target, &opts))
+                .await
+                .unwrap_or_else(|e| panic!("{kind}: {e}"));
+            let (mut tx, mut rx) = conn.split();
+            let expected = quickack && kind == TransportKind::Tcp && cfg!(target_os = "linux");
+            assert_eq!(rx.set_manual_quick_ack(true), expected, "{kind} {quickack}");
+            // Manual or not, frames flow, and an explicit ACK is harmless.
+            let frames: Vec<Frame> = (0..20).map(|i| frame(i, usize::from(i) * 7)).collect();
+            tx.send(wire(&frames)).await.unwrap();
+            for f in &frames {
+                let got = guard("recv", rx.recv()).await.unwrap().unwrap();
+                assert_eq!(&got, f, "{kind}");
+                rx.quick_ack();
+            }
+            assert_eq!(rx.set_manual_quick_ack(false), expected, "{kind}");
+            tx.send(frame(99, 3).to_bytes()).await.unwrap();
+            let got = guard("recv", rx.recv()).await.unwrap().unwrap();
+            assert_eq!(got, frame(99, 3), "{kind}");
+            tx.close().await.unwrap();
+        }
+    }
+}

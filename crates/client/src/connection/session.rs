@@ -483,6 +483,13 @@ impl Session {
         self.in_flight.len()
     }
 
+    /// Whether the node may still send something the client waits for: a
+    /// request (or join, leave, ping) is unanswered, or a room is joined
+    /// (its events can come at any time).
+    pub(crate) fn awaits_node(&self) -> bool {
+        self.in_flight.len() > 0 || !self.rooms.is_empty()
+    }
+
     /// Connections made so far.
     pub(crate) fn connections_made(&self) -> u64 {
         self.connections_made
