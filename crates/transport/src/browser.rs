@@ -416,6 +416,15 @@ impl FrameReader {
         self.kind
     }
 
+    /// Always `false`: a page has no say over TCP acknowledgements. (On
+    /// other targets this hands `TCP_QUICKACK` to the caller.)
+    pub fn set_manual_quick_ack(&mut self, _manual: bool) -> bool {
+        false
+    }
+
+    /// Does nothing: a page has no say over TCP acknowledgements.
+    pub fn quick_ack(&mut self) {}
+
     /// Polls for the next whole package: `Ok(Some(frame))`, `Ok(None)`
     /// when the connection closed normally (the node's or our own close
     /// handshake), or an error: a connection lost without a close
