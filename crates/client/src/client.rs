@@ -310,3 +310,22 @@ pub(crate) fn expect_data(frame: Frame) -> Result<Bytes, Error> {
         other => Err(unexpected("DATA", &other)),
     }
 }
+
+/// A handle that does not keep the connection open, for background work
+/// on the client's behalf (cluster discovery's refresh).
+#[derive(Clone)]
+pub(crate) struct WeakClient(std::sync::Weak<Inner>);
+
+impl WeakClient {
+    /// The client, while any handle of it is alive.
+    pub(crate) fn upgrade(&self) -> Option<Client> {
+        self.0.upgrade().map(|inner| Client { inner })
+    }
+}
+
+impl Client {
+    /// A handle that does not keep the connection open.
+    pub(crate) fn downgrade(&self) -> WeakClient {
+        WeakClient(Arc::downgrade(&self.inner))
+    }
+}

@@ -96,6 +96,9 @@ pub struct Config {
     pub reconnect: ReconnectPolicy,
     /// Capacity of each room's and each status stream's event buffer.
     pub event_buffer: usize,
+    /// Whether to add the cluster's other nodes to the pool
+    /// ([`ClientBuilder::discover_nodes`], [`crate::discovery`]).
+    pub discover_nodes: bool,
 }
 
 /// Builds a [`Client`](crate::Client).
@@ -116,7 +119,7 @@ pub struct Config {
 /// ```
 #[derive(Clone, Debug)]
 pub struct ClientBuilder {
-    config: Config,
+    pub(crate) config: Config,
 }
 
 impl Default for ClientBuilder {
@@ -131,6 +134,7 @@ impl Default for ClientBuilder {
                 keepalive: Some(Duration::from_secs(30)),
                 reconnect: ReconnectPolicy::default(),
                 event_buffer: 1024,
+                discover_nodes: false,
             },
         }
     }
@@ -231,7 +235,7 @@ impl ClientBuilder {
     /// Connects to the first node of the pool that answers, authenticates,
     /// and returns the client.
     pub async fn connect(self) -> Result<crate::Client, Error> {
-        crate::Client::connect_with(self.config).await
+        crate::discovery::connect(self.config).await
     }
 }
 

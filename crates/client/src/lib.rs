@@ -22,20 +22,24 @@
 //! |---|---|
 //! | the handle | [`Client`] |
 //! | settings, credentials, reconnect | [`ClientBuilder`], [`Auth`], [`ReconnectPolicy`] |
+//! | learning the cluster from one seed | [`discovery`] |
 //! | queries and procedures | [`Query`], [`Run`] |
 //! | scopes | [`Scope`] |
 //! | rooms and their events | [`Room`], [`RoomEvents`], [`RoomEvent`], [`RoomHandlers`] |
 //! | node status and warnings | [`NodeEvents`], [`NodeEvent`] |
 //! | errors | [`Error`], [`ThingsdbError`], [`ErrorCode`] |
+//! | collections, users, tokens, nodes, backups, procedures, tasks | [`management`] |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client;
 mod config;
 mod connection;
+pub mod discovery;
 mod error;
 mod events;
 mod handlers;
 mod in_flight;
+pub mod management;
 mod node_events;
 mod request;
 mod room;
