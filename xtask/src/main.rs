@@ -17,6 +17,11 @@
 //! - `cargo xtask real-node [--bin PATH]`: every real-node test against a
 //!   node started from `PATH` (or `THINGSDB_BIN`), in a private network
 //!   namespace when one can be made, so WebSocket is tested too.
+//! - `cargo xtask wasm [--release] [--serve] [--real-node BIN]`: the
+//!   browser route (see `wasm.rs`): installs what is missing, builds for
+//!   wasm32, runs the browser tests and the two-page chat in headless
+//!   Chromium (against a real node in a private network namespace with
+//!   `--real-node`); `--serve` serves the example page instead.
 //!
 //! Each step prints the command it runs and the first failing step stops
 //! the run with a non-zero exit code.
@@ -25,6 +30,8 @@ use std::env;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+
+mod wasm;
 
 /// A failed step, with the message to print.
 struct Failure(String);
@@ -41,6 +48,7 @@ fn main() -> ExitCode {
         Some("soak") => soak(&args[1..]),
         Some("model") => model(&args[1..]),
         Some("real-node") => real_node(&args[1..]),
+        Some("wasm") => wasm::wasm(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print_usage();
             Ok(())
@@ -72,7 +80,8 @@ fn print_usage() {
            bench-e2e [--target URI].. [--secs N] [--python]  client vs raw floor, and in-flight memory\n  \
            soak [--requests N]        the reconnect soak test (default 2 000 000 requests)\n  \
            model [--cases N]          the client session's model-based test (default 100 000 cases)\n  \
-           real-node [--bin PATH]     every real-node test (THINGSDB_BIN), WS in a private netns"
+           real-node [--bin PATH]     every real-node test (THINGSDB_BIN), WS in a private netns\n  \
+           wasm [--release] [--serve] [--real-node BIN]  browser build and tests in headless Chromium"
     );
 }
 
@@ -172,6 +181,7 @@ fn ci() -> Step {
     let mut doc = cargo_with(["doc", "--workspace", "--no-deps"]);
     doc.env("RUSTDOCFLAGS", "-D warnings");
     run(doc)?;
+    wasm::wasm(&[])?;
     println!("\nxtask ci: all steps passed");
     Ok(())
 }

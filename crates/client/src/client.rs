@@ -87,7 +87,7 @@ impl Client {
         let shared = Arc::new(Shared::new(index, config.targets.get(index).cloned()));
         let config = Arc::new(config);
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
-        tokio::spawn(driver::run(
+        crate::rt::spawn(driver::run(
             config.clone(),
             cmd_rx,
             shared.clone(),
@@ -342,11 +342,9 @@ impl Client {
             self.inner.cmd_tx.try_send(Input::Cmd(cmd))
         {
             let tx = self.inner.cmd_tx.clone();
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move {
-                    let _ = tx.send(cmd).await;
-                });
-            }
+            crate::rt::try_spawn(async move {
+                let _ = tx.send(cmd).await;
+            });
         }
     }
 
@@ -369,7 +367,7 @@ impl Client {
         timeout: Option<Duration>,
     ) -> Result<Frame, Error> {
         let timeout = timeout.unwrap_or(self.config.request_timeout);
-        let now = tokio::time::Instant::now();
+        let now = crate::rt::now();
         // A timeout too large to add is as good as none (a year).
         let deadline = now
             .checked_add(timeout)
@@ -378,7 +376,7 @@ impl Client {
         let cmd = Input::Cmd(Command::Request {
             frame,
             reply,
-            deadline: deadline.into_std(),
+            deadline,
             timeout,
         });
         // The connection task times the request out; the caller only waits
@@ -386,7 +384,7 @@ impl Client {
         match self.inner.cmd_tx.try_send(cmd) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(cmd)) => {
-                let send = tokio::time::timeout_at(deadline, self.inner.cmd_tx.send(cmd));
+                let send = crate::rt::timeout_at(Some(deadline), self.inner.cmd_tx.send(cmd));
                 match Box::pin(send).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return Err(self.gone()),

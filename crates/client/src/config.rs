@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use thingsdb_transport::{ConnectOptions, Target, TlsOptions};
+#[cfg(not(target_arch = "wasm32"))]
+use thingsdb_transport::TlsOptions;
+use thingsdb_transport::{ConnectOptions, Target};
 
 use crate::error::Error;
 use crate::scope::Scope;
@@ -189,7 +191,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Sets the TLS options for `thingsdbs://` and `wss://` targets.
+    /// Sets the TLS options for `thingsdbs://` and `wss://` targets. (Not
+    /// in a browser, which does TLS itself.)
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn tls(mut self, tls: TlsOptions) -> Self {
         self.config.connect.tls = tls;
         self

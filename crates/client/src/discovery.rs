@@ -225,9 +225,9 @@ async fn learn(client: &Client, given: &[Target], seed: &Target) {
 fn spawn_refresh(client: &Client, given: Vec<Target>, seed: Target, mut events: NodeEvents) {
     let weak = client.downgrade();
     let mut connections = client.connections_made();
-    tokio::spawn(async move {
+    crate::rt::spawn(async move {
         loop {
-            let status_changed = match tokio::time::timeout(RECONNECT_CHECK, events.recv()).await {
+            let status_changed = match crate::rt::timeout(RECONNECT_CHECK, events.recv()).await {
                 Ok(None) => return, // the client is gone
                 Ok(Some(NodeEvent::Status { .. })) => true,
                 Ok(Some(_)) | Err(_) => false,

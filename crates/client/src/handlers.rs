@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use futures::StreamExt;
+#[cfg(not(target_arch = "wasm32"))]
 use tokio::task::JoinHandle;
 
 use crate::events::{Emitted, RoomEvent};
@@ -98,8 +99,17 @@ impl RoomHandlers {
     /// stop: that drops the stream, which leaves the room. (The stream holds
     /// a client handle, so dropping your own client does not stop it;
     /// `client.close()` does.)
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn spawn(self, events: RoomEvents) -> JoinHandle<()> {
         tokio::spawn(self.run(events))
+    }
+
+    /// As [`RoomHandlers::run`], on a task of its own on the page's event
+    /// loop (wasm32). It stops when the stream ends: the room is deleted,
+    /// or the client is closed.
+    #[cfg(target_arch = "wasm32")]
+    pub fn spawn(self, events: RoomEvents) {
+        crate::rt::spawn(self.run(events));
     }
 }
 

@@ -43,6 +43,7 @@ pub mod management;
 mod node_events;
 mod request;
 mod room;
+mod rt;
 mod scope;
 
 pub use client::Client;
@@ -57,4 +58,7 @@ pub use scope::Scope;
 
 pub use rmpv::Value;
 pub use thingsdb_protocol::{ErrorCode, NodeStatus, Room as RoomRef};
-pub use thingsdb_transport::{ConnectOptions, Target, TlsOptions, TransportKind};
+pub use thingsdb_transport::{ConnectOptions, Target, TransportKind};
+// A browser (wasm32) does TLS itself, with its own trust store.
+#[cfg(not(target_arch = "wasm32"))]
+pub use thingsdb_transport::TlsOptions;

@@ -22,7 +22,12 @@ use crate::scope::Scope;
 
 /// A boxed future, as the builders' [`decode`](Query::decode) and
 /// [`raw`](Query::raw) return.
+#[cfg(not(target_arch = "wasm32"))]
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A boxed future, as the builders' `IntoFuture` returns; in a browser
+/// (wasm32) it is not `Send`, as nothing there is.
+#[cfg(target_arch = "wasm32")]
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 /// Writes `value` as MessagePack (structs as maps) at the end of `buf`;
 /// returns the kind of value written.

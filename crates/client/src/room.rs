@@ -151,7 +151,7 @@ impl Room {
             })))
             .await?;
         let timeout = self.client.config().request_timeout;
-        let key = match tokio::time::timeout(timeout, answer).await {
+        let key = match crate::rt::timeout(timeout, answer).await {
             Ok(Ok(r)) => r?,
             Ok(Err(_)) => return Err(Error::Closed),
             Err(_) => return Err(Error::Timeout(timeout)),

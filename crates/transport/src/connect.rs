@@ -14,12 +14,7 @@ use crate::tls::TlsOptions;
 use crate::transport::{Connection, Reader, TransportKind, Writer};
 use crate::ws;
 
-/// The default receive limit for a package's payload: 64 MiB, well above a
-/// node's default `result_size_limit` of 20 MiB.
-pub const DEFAULT_MAX_RECV_PAYLOAD: u32 = 64 * 1024 * 1024;
-
-/// The default connect timeout.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::common::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RECV_PAYLOAD};
 
 /// How to connect.
 ///

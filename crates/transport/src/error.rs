@@ -93,6 +93,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 impl Error {
     /// A TLS error with the error that caused it.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // the browser does TLS
     pub(crate) fn tls(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Error::Tls {
             message: message.into(),
@@ -101,6 +102,7 @@ impl Error {
     }
 
     /// A TLS error without an underlying error.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // the browser does TLS
     pub(crate) fn tls_msg(message: impl Into<String>) -> Self {
         Error::Tls {
             message: message.into(),

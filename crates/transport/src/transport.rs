@@ -22,36 +22,7 @@ use crate::stream::{TcpReader, TcpWriter, TlsReader, TlsWriter};
 use crate::stream::{UnixReader, UnixWriter};
 use crate::ws::{WsReader, WsWriter};
 
-/// Which way in a connection uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum TransportKind {
-    /// Plain TCP.
-    Tcp,
-    /// TLS over TCP.
-    Tls,
-    /// WebSocket (`ws://`).
-    Ws,
-    /// Secure WebSocket (`wss://`).
-    Wss,
-    /// Unix domain socket.
-    Unix,
-    /// A byte stream given to [`Connection::from_stream`].
-    Custom,
-}
-
-impl fmt::Display for TransportKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TransportKind::Tcp => "tcp",
-            TransportKind::Tls => "tls",
-            TransportKind::Ws => "ws",
-            TransportKind::Wss => "wss",
-            TransportKind::Unix => "unix",
-            TransportKind::Custom => "custom",
-        })
-    }
-}
+pub use crate::common::TransportKind;
 
 /// A byte stream's read half, as [`Connection::from_stream`] keeps it.
 type DynRead = Box<dyn AsyncRead + Send + Unpin>;

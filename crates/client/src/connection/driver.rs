@@ -1,4 +1,6 @@
-//! The tokio driver of a [`Session`]: sockets, write batching, sleeps.
+//! The driver of a [`Session`]: sockets, write batching, sleeps. The same
+//! code runs on tokio and, in a browser, on the page's event loop (see
+//! `crate::rt`).
 //!
 //! One task runs [`run`]. It owns the connections' halves, reads frames and
 //! hands them to the session, writes what the session queued (everything
@@ -7,13 +9,10 @@
 //! (after the session's backoff delay), and passes commands from client
 //! handles. It keeps no protocol state.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
@@ -26,6 +25,7 @@ use super::handshake::{connect_one, Established};
 use super::session::{reject, Command, ConnId, Output, Session, SessionConfig};
 use crate::config::Config;
 use crate::error::{ConnectionLost, Error, LostReason};
+use crate::rt;
 
 /// How many queued commands one wake-up takes at most, so that replies and
 /// events keep flowing under a flood of requests.
@@ -97,7 +97,7 @@ impl Shared {
     }
 }
 
-type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type BoxFut<T> = rt::BoxFuture<T>;
 
 /// The driver's side of one open connection.
 struct Link {
@@ -207,10 +207,10 @@ fn close(mut writer: FrameWriter) -> BoxFut<()> {
     })
 }
 
-/// The time as the session sees it (tokio's clock, so that paused time in
-/// tests applies).
+/// The time as the session sees it (tokio's clock on native, so that
+/// paused time in tests applies; the page's clock in a browser).
 fn now() -> web_time::Instant {
-    tokio::time::Instant::now().into_std()
+    rt::now()
 }
 
 /// Runs a client's connection until it is closed or gives up.
@@ -237,10 +237,7 @@ pub(crate) async fn run(
     let conn = session.adopt(now(), first_index);
     links.push(Link::new(conn, first));
 
-    let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
-    let timer = tokio::time::sleep_until(far());
-    tokio::pin!(timer);
-    let mut timer_at: Option<web_time::Instant> = None;
+    let mut timer = rt::Timer::new();
 
     loop {
         while let Some(out) = session.poll_output() {
@@ -249,7 +246,7 @@ pub(crate) async fn run(
                     let config = config.clone();
                     let target = targets.get(index).cloned();
                     connecting.push(Box::pin(async move {
-                        tokio::time::sleep(delay).await;
+                        rt::sleep(delay).await;
                         let r = match target {
                             Some(t) => connect_one(&config, &t).await,
                             None => Err(Error::BadArgument("no such pool entry".into())),
@@ -305,12 +302,7 @@ pub(crate) async fn run(
             continue;
         }
         // Arm the one timer for the session's next deadline.
-        let next = session.poll_timeout();
-        if next != timer_at {
-            let at = next.map(tokio::time::Instant::from_std).unwrap_or_else(far);
-            timer.as_mut().reset(at);
-            timer_at = next;
-        }
+        timer.reset(session.poll_timeout());
         let reading = session.wants_read();
         let expecting = session.awaits_node();
         let parked = session.parked_sender();
@@ -363,9 +355,7 @@ pub(crate) async fn run(
                 // Every handle is gone: finish what is in flight.
                 None => session.handle_handles_gone(),
             },
-            () = &mut timer, if timer_at.is_some() => {
-                timer_at = None;
-                timer.as_mut().reset(far());
+            () = &mut timer, if timer.deadline().is_some() => {
                 session.handle_timeout(now());
             }
         }
@@ -411,7 +401,7 @@ async fn finish(
     }
     // A peer that does not take the close is not waited for longer than a
     // connect.
-    let _ = tokio::time::timeout(config.connect.connect_timeout, async {
+    let _ = rt::timeout(config.connect.connect_timeout, async {
         while closes.next().await.is_some() {}
     })
     .await;

@@ -19,7 +19,7 @@ pub(crate) async fn connect_one(config: &Config, target: &Target) -> Result<Esta
     let conn = thingsdb_transport::connect(target, &config.connect).await?;
     let (mut tx, mut rx) = conn.split();
     let handshake = authenticate(&mut tx, &mut rx, &config.auth);
-    match tokio::time::timeout(config.connect.connect_timeout, handshake).await {
+    match crate::rt::timeout(config.connect.connect_timeout, handshake).await {
         Ok(Ok(())) => Ok(Established { tx, rx }),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(Error::Transport(format!(

@@ -106,19 +106,17 @@ impl Drop for LockGuard {
         if self.released {
             return;
         }
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let (client, scope, name, id) = (
-                self.client.clone(),
-                std::mem::take(&mut self.scope),
-                std::mem::take(&mut self.name),
-                self.id,
-            );
-            handle.spawn(async move {
-                if let Err(e) = release(&client, &scope, &name, id).await {
-                    tracing::warn!(lock = %name, error = %e, "releasing a dropped lock failed");
-                }
-            });
-        }
+        let (client, scope, name, id) = (
+            self.client.clone(),
+            std::mem::take(&mut self.scope),
+            std::mem::take(&mut self.name),
+            self.id,
+        );
+        crate::rt::try_spawn(async move {
+            if let Err(e) = release(&client, &scope, &name, id).await {
+                tracing::warn!(lock = %name, error = %e, "releasing a dropped lock failed");
+            }
+        });
     }
 }
 
@@ -183,7 +181,7 @@ impl ScopeApi<'_, Collection> {
         if first {
             return Ok(guard);
         }
-        match tokio::time::timeout(wait, self.wait_turn(&guard)).await {
+        match crate::rt::timeout(wait, self.wait_turn(&guard)).await {
             Ok(Ok(())) => Ok(guard),
             // Not granted: the guard's drop takes the waiter out.
             Ok(Err(e)) => Err(e),
