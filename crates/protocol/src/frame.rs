@@ -108,3 +108,17 @@ impl Frame {
         })
     }
 }
+
+/// Checks that a package of type `t` that carries nothing (PING, OK, PONG,
+/// MODULE_CONF_OK, ...) came without a payload.
+pub(crate) fn require_empty(t: PackageType, payload: &[u8]) -> Result<(), Error> {
+    if payload.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::PayloadLength {
+            package_type: t,
+            expected: "no payload",
+            len: payload.len(),
+        })
+    }
+}

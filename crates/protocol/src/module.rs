@@ -64,7 +64,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::Error;
 use crate::error_code::ErrorCode;
-use crate::frame::Frame;
+use crate::frame::{require_empty, Frame};
 use crate::header::Header;
 use crate::msgpack::{self, expect_kind, Kind, Reader};
 use crate::package_type::{Direction, PackageType};
@@ -183,13 +183,7 @@ impl FromModule {
         let p = &frame.payload;
         match t {
             PackageType::ModuleConfOk | PackageType::ModuleConfErr => {
-                if !p.is_empty() {
-                    return Err(Error::PayloadLength {
-                        package_type: t,
-                        expected: "no payload",
-                        len: p.len(),
-                    });
-                }
+                require_empty(t, p)?;
                 Ok(if t == PackageType::ModuleConfOk {
                     FromModule::ConfOk
                 } else {

@@ -34,7 +34,7 @@ use alloc::vec::Vec;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::Error;
-use crate::frame::Frame;
+use crate::frame::{require_empty, Frame};
 use crate::header::{Header, HEADER_LEN, MAX_PAYLOAD};
 use crate::msgpack::{self, expect_kind, read_id, Kind, Reader};
 use crate::package_type::{Direction, PackageType};
@@ -611,18 +611,6 @@ fn read_head(r: &mut Reader<'_>, min: usize, what: &'static str) -> Result<(usiz
 fn read_string(r: &mut Reader<'_>, field: &'static str) -> Result<String, Error> {
     expect_kind(r, Kind::Str, field, "a string")?;
     r.read_str().map(ToString::to_string)
-}
-
-fn require_empty(t: PackageType, payload: &Bytes) -> Result<(), Error> {
-    if payload.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::PayloadLength {
-            package_type: t,
-            expected: "no payload",
-            len: payload.len(),
-        })
-    }
 }
 
 impl Request {
