@@ -6,9 +6,11 @@
 //! `--real-node` a real one in a private network namespace) and builds
 //! these tests with its address in `THINGSDB_WASM_WS`, and
 //! `THINGSDB_WASM_REAL=1` for a real node; without an address they say so
-//! and skip. The harness's testkit node answers two queries of its own:
-//! `stall(ms);` holds this connection's replies back for `ms`, and
-//! `drop_connections();` closes every connection just after its reply.
+//! and skip. The harness's testkit node answers three queries of its own:
+//! `stall(ms);` holds this connection's replies back for `ms`,
+//! `drop_connections();` closes every connection just after its reply, and
+//! `silence();` stops answering on this connection (its own reply
+//! included) while the socket stays open.
 #![cfg(target_arch = "wasm32")]
 
 use std::future::IntoFuture;
@@ -256,6 +258,69 @@ async fn node_drops_the_connection_reconnect_and_rejoin() {
         RoomEvent::Emitted(e) => assert_eq!(e.arg::<String>(0).unwrap(), "after"),
         other => panic!("expected an emit, got {other:?}"),
     }
+    c.close().await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn keepalive_keeps_a_healthy_connection_and_gives_up_a_silent_one() {
+    let Some(ws) = node() else { return };
+    const PERIOD_MS: u32 = 500;
+    let c = within(
+        Client::builder()
+            .target(ws)
+            .unwrap()
+            .auth(Auth::password("admin", "pass"))
+            .default_scope("//stuff")
+            .unwrap()
+            .keepalive(Some(Duration::from_millis(PERIOD_MS.into())))
+            .reconnect(ReconnectPolicy {
+                initial_delay: Duration::from_millis(50),
+                ..ReconnectPolicy::default()
+            })
+            .connect(),
+    )
+    .await
+    .expect("connect");
+
+    // Idle for several periods: a ping goes out each period, and one left
+    // unanswered for a period would cost the connection, so the same
+    // connection still being there means every ping was answered.
+    gloo_timers::future::TimeoutFuture::new(8 * PERIOD_MS).await;
+    assert_eq!(c.connections_made(), 1);
+    let v: i64 = within(c.query("1 + 2;").decode()).await.unwrap();
+    assert_eq!(v, 3);
+    assert_eq!(c.connections_made(), 1);
+
+    if real_node() {
+        console_log!("silent part skipped against a real node: it cannot be told to go silent");
+        c.close().await.unwrap();
+        return;
+    }
+    // The node stops answering on this connection but keeps the socket
+    // open: only keep-alive can tell. The requests waiting on it fail
+    // with the keep-alive reason (neither has a timeout of its own).
+    let (silenced, waiting) = within(futures::future::join(
+        c.query("silence();").into_future(),
+        c.query("2 + 2;").into_future(),
+    ))
+    .await;
+    for r in [silenced, waiting] {
+        match r {
+            Err(Error::ConnectionLost(l)) => {
+                assert_eq!(l.reason(), LostReason::KeepAliveTimeout, "{l}")
+            }
+            other => panic!("expected a connection lost to keep-alive, got {other:?}"),
+        }
+    }
+    // A new connection is made and answers.
+    within(async {
+        while c.connections_made() < 2 {
+            gloo_timers::future::TimeoutFuture::new(10).await;
+        }
+    })
+    .await;
+    let v: i64 = within(c.query("20 + 22;").decode()).await.unwrap();
+    assert_eq!(v, 42);
     c.close().await.unwrap();
 }
 

@@ -21,10 +21,11 @@
 //! network namespace whose only interface is loopback (`unshare -n`).
 //!
 //! The node has collections `stuff` and `other`, a room named `chat` in
-//! each, user `admin`/`pass`, the procedure `add_one`, and two queries of
+//! each, user `admin`/`pass`, the procedure `add_one`, and three queries of
 //! its own for tests: `drop_connections();` (every connection is cut just
-//! after the reply, as a node restart does) and `stall(ms);` (this connection's replies are
-//! held back for `ms` from now on).
+//! after the reply, as a node restart does), `stall(ms);` (this connection's replies are
+//! held back for `ms` from now on) and `silence();` (this connection gets no
+//! reply at all from now on, its own included, and the socket stays open).
 
 #[cfg(target_arch = "wasm32")]
 fn main() {}
@@ -204,6 +205,13 @@ mod native {
                 if let Some(node) = weak.upgrade() {
                     node.connection_faults(q.connection)
                         .delay_replies(Duration::from_millis(ms));
+                }
+                return Reply::nil();
+            }
+            if code == "silence();" {
+                // A black hole: requests are read, nothing comes back.
+                if let Some(node) = weak.upgrade() {
+                    node.connection_faults(q.connection).stop_replying(true);
                 }
                 return Reply::nil();
             }
