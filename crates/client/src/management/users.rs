@@ -141,16 +141,7 @@ impl ScopeApi<'_, Thingsdb> {
         list: &str,
         value: Option<&str>,
     ) -> Result<(), Error> {
-        match value {
-            Some(value) => self
-                .query("whitelist_add(user, list, value);")
-                .var("value", value),
-            None => self.query("whitelist_add(user, list);"),
-        }
-        .var("user", user)
-        .var("list", list)
-        .decode()
-        .await
+        self.whitelist(Whitelist::Add, user, list, value).await
     }
 
     /// Removes a name from a user's whitelist; `None` removes the whole
@@ -162,15 +153,36 @@ impl ScopeApi<'_, Thingsdb> {
         list: &str,
         value: Option<&str>,
     ) -> Result<(), Error> {
+        self.whitelist(Whitelist::Del, user, list, value).await
+    }
+
+    /// `whitelist_add` or `whitelist_del`, with or without a value.
+    async fn whitelist(
+        &self,
+        op: Whitelist,
+        user: &str,
+        list: &str,
+        value: Option<&str>,
+    ) -> Result<(), Error> {
+        let code = match (op, value.is_some()) {
+            (Whitelist::Add, true) => "whitelist_add(user, list, value);",
+            (Whitelist::Add, false) => "whitelist_add(user, list);",
+            (Whitelist::Del, true) => "whitelist_del(user, list, value);",
+            (Whitelist::Del, false) => "whitelist_del(user, list);",
+        };
+        let q = self.query(code).var("user", user).var("list", list);
         match value {
-            Some(value) => self
-                .query("whitelist_del(user, list, value);")
-                .var("value", value),
-            None => self.query("whitelist_del(user, list);"),
+            Some(value) => q.var("value", value),
+            None => q,
         }
-        .var("user", user)
-        .var("list", list)
         .decode()
         .await
     }
+}
+
+/// Which whitelist function the private `whitelist` helper calls.
+#[derive(Clone, Copy)]
+enum Whitelist {
+    Add,
+    Del,
 }
