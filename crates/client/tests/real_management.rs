@@ -618,10 +618,31 @@ async fn real_new_and_del_node() {
 /// learns node 1; node 0 goes away (gracefully, or killed); the client
 /// moves to node 1, joins its room again, and gets every event emitted
 /// after that.
+/// A client seeded with one node's address only, learning the rest of the
+/// cluster, with quick reconnects.
+async fn discovering_client(seed: &str) -> Client {
+    Client::builder()
+        .target(seed)
+        .unwrap()
+        .discover_nodes(true)
+        .default_scope("//stuff")
+        .unwrap()
+        .keepalive(Some(Duration::from_secs(2)))
+        .reconnect(thingsdb_client::ReconnectPolicy {
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            ..thingsdb_client::ReconnectPolicy::default()
+        })
+        .request_timeout(Duration::from_secs(60))
+        .connect()
+        .await
+        .unwrap()
+}
+
 async fn failover_with_one_seed(kill: bool) {
     use common::{joined, wait_emitted, wait_event};
     use futures::StreamExt;
-    use thingsdb_client::{ReconnectPolicy, RoomEvent};
+    use thingsdb_client::RoomEvent;
 
     let Some(mut cluster) = RealCluster::from_env(2).await.unwrap() else {
         skipped("real discovery test skipped: set THINGSDB_BIN to a ThingsDB binary");
@@ -629,22 +650,7 @@ async fn failover_with_one_seed(kill: bool) {
     };
     let a = cluster.nodes[0].tcp_target().unwrap().to_string();
     let b = cluster.nodes[1].tcp_target().unwrap().to_string();
-    let client = Client::builder()
-        .target(&a)
-        .unwrap()
-        .discover_nodes(true)
-        .default_scope("//stuff")
-        .unwrap()
-        .keepalive(Some(Duration::from_secs(2)))
-        .reconnect(ReconnectPolicy {
-            initial_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(1),
-            ..ReconnectPolicy::default()
-        })
-        .request_timeout(Duration::from_secs(60))
-        .connect()
-        .await
-        .unwrap();
+    let client = discovering_client(&a).await;
     // What discovery learns from the seed: node 0, then node 1.
     let seed = thingsdb_client::Target::parse(&a).unwrap();
     let pool: Vec<String> =
@@ -833,7 +839,7 @@ async fn real_lock() {
 async fn real_discovery_learns_a_node_added_later() {
     use common::{joined, wait_event};
     use futures::StreamExt;
-    use thingsdb_client::{ReconnectPolicy, RoomEvent};
+    use thingsdb_client::RoomEvent;
 
     let Some(mut cluster) = RealCluster::from_env(1).await.unwrap() else {
         skipped("real discovery test skipped: set THINGSDB_BIN to a ThingsDB binary");
@@ -841,22 +847,7 @@ async fn real_discovery_learns_a_node_added_later() {
     };
     let bin = std::env::var("THINGSDB_BIN").unwrap();
     let a = cluster.nodes[0].tcp_target().unwrap().to_string();
-    let client = Client::builder()
-        .target(&a)
-        .unwrap()
-        .discover_nodes(true)
-        .default_scope("//stuff")
-        .unwrap()
-        .keepalive(Some(Duration::from_secs(2)))
-        .reconnect(ReconnectPolicy {
-            initial_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(1),
-            ..ReconnectPolicy::default()
-        })
-        .request_timeout(Duration::from_secs(60))
-        .connect()
-        .await
-        .unwrap();
+    let client = discovering_client(&a).await;
     let room_id: u64 = client
         .query(".later = room(); .later.id();")
         .decode()
