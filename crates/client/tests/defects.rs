@@ -123,19 +123,7 @@ async fn lag_is_reported_without_a_further_event() {
     // Read everything (a consumer reaching the end of the gap): the count
     // of what was dropped comes out with no later event to carry it.
     assert_eq!(within(30, events.next()).await, Some(RoomEvent::Joined));
-    let (mut emitted, mut lagged, mut last) = (0i64, 0i64, -1i64);
-    while emitted + lagged < N {
-        match within(60, events.next()).await {
-            Some(RoomEvent::Emitted(e)) => {
-                let n: i64 = e.arg(0).unwrap();
-                assert!(n > last);
-                last = n;
-                emitted += 1;
-            }
-            Some(RoomEvent::Lagged(k)) => lagged += k as i64,
-            other => panic!("{other:?}"),
-        }
-    }
+    let (emitted, lagged) = common::read_counting_lag(&mut events, N).await;
     assert_eq!(emitted + lagged, N);
     assert!(lagged > 0);
     assert!(events.next().now_or_never().is_none());
@@ -172,11 +160,7 @@ async fn shutdown_under_load(cluster: &TestCluster, via: Via) {
         .unwrap()
         .auth(Auth::password("admin", "pass"))
         .request_timeout(Duration::from_secs(60))
-        .reconnect(ReconnectPolicy {
-            initial_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(200),
-            ..ReconnectPolicy::default()
-        })
+        .reconnect(common::fast_reconnect())
         .connect()
         .await
         .unwrap();
@@ -252,11 +236,7 @@ async fn shutdown_under_load(cluster: &TestCluster, via: Via) {
 async fn connection_lost_says_why_and_keeps_the_source() {
     let node = TestNode::start().await.unwrap();
     let client = builder(&node, Via::Tcp)
-        .reconnect(ReconnectPolicy {
-            initial_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(200),
-            ..ReconnectPolicy::default()
-        })
+        .reconnect(common::fast_reconnect())
         .connect()
         .await
         .unwrap();
@@ -324,11 +304,7 @@ async fn targets_added_at_run_time_are_used() {
     let (a, b) = (cluster.node(0), cluster.node(1));
     let id = a.create_room("stuff", None);
     let client = builder(a, Via::Tcp)
-        .reconnect(ReconnectPolicy {
-            initial_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(200),
-            ..ReconnectPolicy::default()
-        })
+        .reconnect(common::fast_reconnect())
         .connect()
         .await
         .unwrap();

@@ -6,18 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{builder, within, Via};
+use common::{builder, fast_reconnect, within, Via};
 use thingsdb_client::{Auth, Client, ClientBuilder, Error, ReconnectPolicy, Target, Value};
 use thingsdb_testkit::{Reply, TestNode};
-
-fn fast_reconnect() -> ReconnectPolicy {
-    ReconnectPolicy {
-        enabled: true,
-        initial_delay: Duration::from_millis(20),
-        max_delay: Duration::from_millis(200),
-        max_attempts: None,
-    }
-}
 
 /// A client for a pool of TCP targets.
 fn pool(targets: &[String]) -> ClientBuilder {

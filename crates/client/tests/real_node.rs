@@ -518,19 +518,7 @@ async fn real_lag_is_reported_without_a_further_event() {
     c.query(".mark.emit('done');").await.unwrap();
     common::wait_emitted(&mut mark, "done").await;
     assert_eq!(within(30, events.next()).await, Some(RoomEvent::Joined));
-    let (mut emitted, mut lagged, mut last) = (0i64, 0i64, -1i64);
-    while emitted + lagged < N {
-        match within(60, events.next()).await {
-            Some(RoomEvent::Emitted(e)) => {
-                let n: i64 = e.arg(0).unwrap();
-                assert!(n > last);
-                last = n;
-                emitted += 1;
-            }
-            Some(RoomEvent::Lagged(k)) => lagged += k as i64,
-            other => panic!("{other:?}"),
-        }
-    }
+    let (emitted, lagged) = common::read_counting_lag(&mut events, N).await;
     assert!(lagged > 0);
     assert!(events.next().now_or_never().is_none());
     skipped(&format!(

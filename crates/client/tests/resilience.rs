@@ -8,20 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{builder, joined, wait_emitted, wait_event, within, Via, ALL};
+use common::{builder, fast_reconnect, joined, wait_emitted, wait_event, within, Via, ALL};
 use futures::StreamExt;
 use thingsdb_client::{Error, NodeStatus, ReconnectPolicy, RoomEvent, Value};
 use thingsdb_protocol::{Header, PackageType};
 use thingsdb_testkit::{Corruption, TestNode};
-
-fn fast_reconnect() -> ReconnectPolicy {
-    ReconnectPolicy {
-        enabled: true,
-        initial_delay: Duration::from_millis(20),
-        max_delay: Duration::from_millis(200),
-        max_attempts: None,
-    }
-}
 
 #[tokio::test]
 async fn restart_reconnects_reauthenticates_and_rejoins_rooms() {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use thingsdb_client::{Auth, Client, ClientBuilder};
+use thingsdb_client::{Auth, Client, ClientBuilder, ReconnectPolicy, RoomEvent};
 use thingsdb_testkit::TestNode;
 
 /// The three transports every behaviour is checked over.
@@ -121,4 +121,35 @@ pub async fn joined_first(
         Some(thingsdb_client::RoomEvent::Joined)
     );
     events
+}
+
+/// Reconnects quickly (20 ms, at most 200 ms apart), for ever.
+pub fn fast_reconnect() -> ReconnectPolicy {
+    ReconnectPolicy {
+        enabled: true,
+        initial_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+        max_attempts: None,
+    }
+}
+
+/// Reads a lagging stream of `n` events emitted with increasing integers
+/// as their first argument: checks the order of what arrives and returns
+/// how many came (`Emitted`) and how many were reported lost (`Lagged`).
+pub async fn read_counting_lag(events: &mut thingsdb_client::RoomEvents, n: i64) -> (i64, i64) {
+    use futures::StreamExt;
+    let (mut emitted, mut lagged, mut last) = (0i64, 0i64, -1i64);
+    while emitted + lagged < n {
+        match within(60, events.next()).await {
+            Some(RoomEvent::Emitted(e)) => {
+                let k: i64 = e.arg(0).unwrap();
+                assert!(k > last, "event {k} after {last}");
+                last = k;
+                emitted += 1;
+            }
+            Some(RoomEvent::Lagged(k)) => lagged += k as i64,
+            other => panic!("{other:?}"),
+        }
+    }
+    (emitted, lagged)
 }
