@@ -37,6 +37,17 @@ fn real_node() -> bool {
     option_env!("THINGSDB_WASM_REAL") == Some("1")
 }
 
+/// The node, when it is the testkit (whose test-only queries a test needs);
+/// `None`, saying why, against a real node or without one.
+fn testkit_node(why: &str) -> Option<&'static str> {
+    let ws = node()?;
+    if real_node() {
+        console_log!("skipped against a real node: {}", why);
+        return None;
+    }
+    Some(ws)
+}
+
 async fn client(ws: &str) -> Client {
     within(
         Client::builder()
@@ -139,11 +150,9 @@ async fn ten_thousand_pipelined_requests() {
 
 #[wasm_bindgen_test]
 async fn per_request_timeouts() {
-    let Some(ws) = node() else { return };
-    if real_node() {
-        console_log!("skipped against a real node: it cannot be told to hold replies back");
+    let Some(ws) = testkit_node("it cannot be told to hold replies back") else {
         return;
-    }
+    };
     let c = client(ws).await;
     // From now on the node holds this connection's replies back 3 s.
     c.query("stall(3000);").await.unwrap();
@@ -210,11 +219,9 @@ async fn rooms_in_two_collections_emit_and_receive() {
 
 #[wasm_bindgen_test]
 async fn node_drops_the_connection_reconnect_and_rejoin() {
-    let Some(ws) = node() else { return };
-    if real_node() {
-        console_log!("skipped against a real node: it cannot be told to drop connections");
+    let Some(ws) = testkit_node("it cannot be told to drop connections") else {
         return;
-    }
+    };
     let c = client(ws).await;
     let room = c.room("//stuff", "chat").unwrap();
     let mut events = within(room.join()).await.unwrap();
