@@ -144,6 +144,8 @@ struct ReqTrack {
     token: u64,
     rx: oneshot::Receiver<Result<Frame, Error>>,
     done: bool,
+    /// The connection it was last written on.
+    conn: Option<ConnId>,
 }
 
 struct World {
@@ -253,6 +255,12 @@ impl World {
                 }
                 if !c.outstanding.insert(s.id) {
                     return Err(format!("id {} reused while its reply can still come", s.id));
+                }
+                if let Request::Query { code, .. } = &s.request {
+                    let token: u64 = code.trim_end_matches(';').parse().unwrap_or(0);
+                    if let Some(r) = self.requests.iter_mut().find(|r| r.token == token) {
+                        r.conn = Some(c.id);
+                    }
                 }
                 c.inbox.push_back(s);
             }
@@ -470,6 +478,7 @@ impl World {
                     token: self.token,
                     rx,
                     done: false,
+                    conn: None,
                 });
             }
             Op::Join {
@@ -729,6 +738,32 @@ impl World {
                     return Err(format!("request {} dropped without an answer", r.token))
                 }
             }
+            // A request whose connection is gone ends as soon as the
+            // session knows (failed, or sent again elsewhere): never by its
+            // deadline.
+            if let Some(conn) = r
+                .conn
+                .filter(|c| !r.done && !self.conns.iter().any(|x| x.id == *c))
+            {
+                return Err(format!(
+                    "request {} still waits after its connection {conn:?} was lost",
+                    r.token
+                ));
+            }
+        }
+        // The same for joins, leaves and pings: nothing waits on a
+        // connection the session has let go of.
+        let open = self.h.s.open_conns();
+        if let Some(conn) = self
+            .h
+            .s
+            .in_flight_conns()
+            .into_iter()
+            .find(|c| !open.contains(c))
+        {
+            return Err(format!(
+                "requests still wait on {conn:?}, which the session let go of"
+            ));
         }
         for (i, s) in self.streams.iter_mut().enumerate() {
             if let Some(join) = s.join.as_mut() {

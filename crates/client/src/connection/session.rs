@@ -527,6 +527,16 @@ impl Session {
         )
     }
 
+    /// The connections that entries of the in-flight table (requests,
+    /// joins, leaves, pings) wait on, each once.
+    #[cfg(test)]
+    pub(crate) fn in_flight_conns(&self) -> Vec<ConnId> {
+        let mut conns: Vec<ConnId> = self.in_flight.iter().map(|(_, p)| p.conn()).collect();
+        conns.sort_unstable();
+        conns.dedup();
+        conns
+    }
+
     /// The rooms as text, for test failure messages.
     #[cfg(test)]
     pub(crate) fn debug_rooms(&self) -> String {
