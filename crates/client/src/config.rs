@@ -62,6 +62,12 @@ impl ReconnectPolicy {
     /// The delay before attempt `n` (0-based; attempt 0 has none), with
     /// "full jitter": a random duration up to the exponential bound.
     pub fn delay(&self, attempt: u32) -> Duration {
+        self.delay_with(attempt, |max| rand::random_range(0..=max))
+    }
+
+    /// [`ReconnectPolicy::delay`] with the jitter from `random`, which
+    /// gives a number in `0..=max` nanoseconds.
+    pub(crate) fn delay_with(&self, attempt: u32, random: impl FnOnce(u64) -> u64) -> Duration {
         if attempt == 0 {
             return Duration::ZERO;
         }
@@ -73,7 +79,7 @@ impl ReconnectPolicy {
         // Full jitter, but never below half the bound, so a crowd of
         // clients spreads out without hammering a node that just came back.
         let half = nanos / 2;
-        Duration::from_nanos(half + rand::random_range(0..=nanos - half))
+        Duration::from_nanos(half + random(nanos - half).min(nanos - half))
     }
 }
 

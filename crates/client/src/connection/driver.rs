@@ -226,6 +226,7 @@ pub(crate) async fn run(
         keepalive: config.keepalive,
         reconnect: config.reconnect.clone(),
         pool_len: targets.len(),
+        seed: rand::random(),
     });
     let mut links: Vec<Link> = Vec::with_capacity(2);
     // Connection attempts (rare), and graceful closes.

@@ -39,7 +39,7 @@
 //! loop, after events that may already have come), marks a room joined.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,8 +78,9 @@ pub(crate) type ReplyTx = oneshot::Sender<Result<Frame, Error>>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct ConnId(pub u64);
 
-/// A room: the collection it lives in, and its id there.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A room: the collection it lives in, and its id there. Ordered by
+/// collection, then id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct RoomKey {
     /// The collection's name (normalized: `//x`, `@:x` and
     /// `@collection:x` all give `x`).
@@ -149,6 +150,38 @@ pub(crate) struct SessionConfig {
     pub reconnect: ReconnectPolicy,
     /// How many nodes the pool holds.
     pub pool_len: usize,
+    /// Seeds the session's random numbers (reconnect jitter): the client
+    /// seeds it at random, tests fix it, so that the same seed and inputs
+    /// give the same outputs.
+    pub seed: u64,
+}
+
+/// The session's random numbers: SplitMix64, small and the same on every
+/// platform, so that a seed replays.
+#[derive(Debug, Clone)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..=max`.
+    pub(crate) fn up_to(&mut self, max: u64) -> u64 {
+        match max.checked_add(1) {
+            // Modulo bias is at most max / 2^64: irrelevant for jitter.
+            Some(n) => self.next_u64() % n,
+            None => self.next_u64(),
+        }
+    }
 }
 
 /// Something a connection waits for an answer to.
@@ -361,6 +394,7 @@ enum Closing {
 /// The client's protocol state machine; see the module docs.
 pub(crate) struct Session {
     cfg: SessionConfig,
+    rng: Rng,
     in_flight: InFlight<Pending>,
     deadlines: BinaryHeap<Reverse<Deadline>>,
     next_seq: u64,
@@ -368,7 +402,8 @@ pub(crate) struct Session {
     conns: Vec<Conn>,
     serving: Option<ConnId>,
     connecting: Option<Connecting>,
-    rooms: HashMap<RoomKey, RoomEntry>,
+    /// Ordered, so that what the session does depends only on its inputs.
+    rooms: BTreeMap<RoomKey, RoomEntry>,
     node_sinks: Vec<NodeSink>,
     parked: VecDeque<Parked>,
     held: VecDeque<Command>,
@@ -387,6 +422,7 @@ impl Session {
     /// A session with no connection yet.
     pub(crate) fn new(cfg: SessionConfig) -> Session {
         Session {
+            rng: Rng::new(cfg.seed),
             cfg,
             in_flight: InFlight::default(),
             deadlines: BinaryHeap::new(),
@@ -395,7 +431,7 @@ impl Session {
             conns: Vec::new(),
             serving: None,
             connecting: None,
-            rooms: HashMap::new(),
+            rooms: BTreeMap::new(),
             node_sinks: Vec::new(),
             parked: VecDeque::new(),
             held: VecDeque::new(),
@@ -793,9 +829,12 @@ impl Session {
             }
         }
         let delay = if c.tries as usize % pool == 0 {
+            let rng = &mut self.rng;
             self.cfg
                 .reconnect
-                .delay(u32::try_from(round).unwrap_or(u32::MAX))
+                .delay_with(u32::try_from(round).unwrap_or(u32::MAX), |max| {
+                    rng.up_to(max)
+                })
         } else {
             Duration::ZERO
         };
@@ -871,6 +910,7 @@ impl Session {
             next_check: self.cfg.keepalive.and_then(|p| now.checked_add(p)),
         });
         let old = self.serving.replace(conn);
+        debug!(conn = conn.0, index, replaces = ?old.map(|c| c.0), "serving");
         match old {
             Some(old) => {
                 // Make before break: the old node is shutting down.
@@ -950,7 +990,9 @@ impl Session {
         } else {
             lost
         };
-        for p in self.in_flight.drain_where(|p| p.conn() == conn) {
+        let failed = self.in_flight.drain_where(|p| p.conn() == conn);
+        debug!(conn = conn.0, index = c.index, role = ?c.role, waiting = failed.len(), reason = %lost, "connection let go");
+        for p in failed {
             self.fail_pending(now, p, Error::ConnectionLost(lost.clone()));
         }
         // Rooms: the old side of a hand-over is done; streams of rooms that
@@ -1087,6 +1129,7 @@ impl Session {
         if busy {
             return;
         }
+        debug!(conn = conn.0, "draining connection done");
         // Late replies cannot come once it is closed: free their ids.
         let pos = self.conns.iter().position(|c| c.id == conn);
         if let Some(pos) = pos {
@@ -2178,7 +2221,7 @@ impl Session {
         for cmd in std::mem::take(&mut self.held) {
             reject(cmd, err.clone());
         }
-        for (_, room) in self.rooms.drain() {
+        for room in std::mem::take(&mut self.rooms).into_values() {
             for l in room.leavers {
                 if let Some(ack) = l.ack {
                     let _ = ack.send(());

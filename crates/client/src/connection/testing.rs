@@ -143,6 +143,15 @@ pub(crate) struct Harness {
 impl Harness {
     /// A session with one open connection (pool of `pool` nodes).
     pub(crate) fn new(pool: usize, keepalive: Option<Duration>) -> (Harness, ConnId) {
+        Harness::with_seed(pool, keepalive, 1)
+    }
+
+    /// [`Harness::new`] with the session's random numbers seeded by `seed`.
+    pub(crate) fn with_seed(
+        pool: usize,
+        keepalive: Option<Duration>,
+        seed: u64,
+    ) -> (Harness, ConnId) {
         let mut s = Session::new(SessionConfig {
             keepalive,
             reconnect: ReconnectPolicy {
@@ -152,6 +161,7 @@ impl Harness {
                 max_attempts: None,
             },
             pool_len: pool,
+            seed,
         });
         let now = Instant::now();
         let c = s.adopt(now, 0);
