@@ -296,7 +296,12 @@ async fn one_run(
                 };
                 i += 1;
                 let sent = start.elapsed().as_secs_f64();
-                let r: Result<bytes::Bytes, Error> = client.query(code).raw().await;
+                // Reads may run twice: marked so, they survive the kill.
+                let r: Result<bytes::Bytes, Error> = if kill {
+                    client.query(code).idempotent().raw().await
+                } else {
+                    client.query(code).raw().await
+                };
                 let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
                 match r {
                     Ok(_) => c.answered += 1,

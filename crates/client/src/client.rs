@@ -207,7 +207,7 @@ impl Client {
     pub async fn ping(&self) -> Result<(), Error> {
         let mut frame = BytesMut::with_capacity(thingsdb_protocol::HEADER_LEN);
         request::encode_ping(&mut frame, 0);
-        match Response::decode(&self.call(frame, None).await?)? {
+        match Response::decode(&self.call(frame, None, true).await?)? {
             Response::Pong => Ok(()),
             other => Err(unexpected("PONG", &other)),
         }
@@ -219,7 +219,7 @@ impl Client {
     pub async fn authenticate(&self) -> Result<(), Error> {
         let mut frame = BytesMut::new();
         self.config.auth.encode(&mut frame, 0)?;
-        expect_ok(&self.call(frame, None).await?)
+        expect_ok(&self.call(frame, None, true).await?)
     }
 
     /// Waits for every request in flight to be answered, then closes the
@@ -365,6 +365,7 @@ impl Client {
         &self,
         frame: BytesMut,
         timeout: Option<Duration>,
+        idempotent: bool,
     ) -> Result<Frame, Error> {
         let timeout = timeout.unwrap_or(self.config.request_timeout);
         let now = crate::rt::now();
@@ -378,6 +379,7 @@ impl Client {
             reply,
             deadline,
             timeout,
+            idempotent,
         });
         // The connection task times the request out; the caller only waits
         // itself when the command queue is full.

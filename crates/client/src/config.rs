@@ -108,6 +108,9 @@ pub struct Config {
     /// Whether the first connection starts at a random node of the pool
     /// rather than the first ([`ClientBuilder::random_start`]).
     pub random_start: bool,
+    /// How many times a request is sent at most
+    /// ([`ClientBuilder::request_attempts`]).
+    pub request_attempts: u32,
 }
 
 /// Builds a [`Client`](crate::Client).
@@ -145,6 +148,7 @@ impl Default for ClientBuilder {
                 event_buffer: 1024,
                 discover_nodes: false,
                 random_start: false,
+                request_attempts: 10,
             },
         }
     }
@@ -219,6 +223,25 @@ impl ClientBuilder {
         // a huge one cannot be added to a point in time.
         self.config.keepalive =
             interval.map(|d| d.clamp(Duration::from_millis(10), Duration::from_secs(86_400)));
+        self
+    }
+
+    /// Sets how many times a request is sent at most (default 10; at least
+    /// 1, which turns resending off). A request is sent again, within its
+    /// own timeout and after a back-off of 100 ms doubling up to 1 s, when
+    /// it provably did not run: the node answered NODE_ERROR (-51: not
+    /// ready, shutting down, no node to take a change), or the connection
+    /// went before the request was written. A request marked
+    /// [`idempotent`](crate::Query::idempotent) is also sent again when the
+    /// connection went after it was written. A request that fails after
+    /// more than one attempt fails with [`Error::Retried`](crate::Error::Retried).
+    ///
+    /// ```
+    /// let builder = thingsdb_client::Client::builder().request_attempts(3);
+    /// assert_eq!(builder.config().request_attempts, 3);
+    /// ```
+    pub fn request_attempts(mut self, attempts: u32) -> Self {
+        self.config.request_attempts = attempts.max(1);
         self
     }
 

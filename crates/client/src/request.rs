@@ -144,6 +144,7 @@ struct Core<'a, V: ?Sized> {
     text: &'a str,
     third: Third<'a, V>,
     timeout: Option<Duration>,
+    idempotent: bool,
     error: Option<Error>,
     /// Set when the builder is polled as a future.
     sending: Option<BoxFuture<'a, Result<rmpv::Value, Error>>>,
@@ -158,6 +159,7 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
             text,
             third: Third::None,
             timeout: None,
+            idempotent: false,
             error: None,
             sending: None,
         }
@@ -195,6 +197,7 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
             text: self.text,
             third: Third::Value(value),
             timeout: self.timeout,
+            idempotent: self.idempotent,
             error: self.error,
             sending: None,
         }
@@ -249,8 +252,12 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
             Some(e) => Err(e),
             None => self.encode(),
         };
-        let (client, timeout) = (self.client, self.timeout);
-        Box::pin(async move { decode(expect_data(client.call(frame?, timeout).await?)?) })
+        let (client, timeout, idempotent) = (self.client, self.timeout, self.idempotent);
+        Box::pin(async move {
+            decode(expect_data(
+                client.call(frame?, timeout, idempotent).await?,
+            )?)
+        })
     }
 
     fn poll_value(&mut self, cx: &mut Context<'_>) -> Poll<Result<rmpv::Value, Error>> {
@@ -382,6 +389,23 @@ impl<'a, V: Serialize + ?Sized> Query<'a, V> {
         self
     }
 
+    /// Marks the query safe to run twice (a read, or a write that sets
+    /// rather than adds): when the connection goes after it was written,
+    /// it is sent again (within its timeout, on the next connection)
+    /// instead of failing with [`Error::ConnectionLost`]. Requests that
+    /// provably did not run are sent again either way (see
+    /// [`ClientBuilder::request_attempts`](crate::ClientBuilder::request_attempts)).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+    /// let n: i64 = client.query(".n;").idempotent().decode().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn idempotent(mut self) -> Self {
+        self.core.idempotent = true;
+        self
+    }
+
     /// Sends the query; the result as its MessagePack bytes, undecoded.
     pub fn raw(mut self) -> BoxFuture<'a, Result<Bytes, Error>> {
         self.core.send(as_raw)
@@ -459,6 +483,23 @@ impl<'a, V: Serialize + ?Sized> Run<'a, V> {
     /// Sets this request's timeout (instead of the client's).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.core.timeout = Some(timeout);
+        self
+    }
+
+    /// Marks the call safe to run twice (a read, or a write that sets
+    /// rather than adds): when the connection goes after it was written,
+    /// it is sent again (within its timeout, on the next connection)
+    /// instead of failing with [`Error::ConnectionLost`]. Requests that
+    /// provably did not run are sent again either way (see
+    /// [`ClientBuilder::request_attempts`](crate::ClientBuilder::request_attempts)).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+    /// let n: i64 = client.run("get_n").idempotent().decode().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn idempotent(mut self) -> Self {
+        self.core.idempotent = true;
         self
     }
 

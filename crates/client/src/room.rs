@@ -200,7 +200,7 @@ impl Room {
         } else {
             request::encode_emit(&mut frame, 0, scope, &self.room, event, &encoded)?;
         }
-        expect_ok(&self.client.call(frame, None).await?)
+        expect_ok(&self.client.call(frame, None, false).await?)
     }
 }
 

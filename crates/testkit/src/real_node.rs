@@ -262,7 +262,9 @@ impl RealNode {
         if status.success() {
             Ok(())
         } else {
-            Err(std::io::Error::other(format!("kill -{name} {pid}: {status}")))
+            Err(std::io::Error::other(format!(
+                "kill -{name} {pid}: {status}"
+            )))
         }
     }
 

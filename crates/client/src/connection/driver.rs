@@ -226,6 +226,7 @@ pub(crate) async fn run(
         keepalive: config.keepalive,
         reconnect: config.reconnect.clone(),
         pool_len: targets.len(),
+        request_attempts: config.request_attempts,
         seed: rand::random(),
     });
     let mut links: Vec<Link> = Vec::with_capacity(2);

@@ -36,6 +36,7 @@ const FORMS: [&str; 3] = ["//", "@:", "@collection:"];
 enum Op {
     Request {
         timeout_ms: u16,
+        idempotent: bool,
     },
     Join {
         coll: u8,
@@ -48,6 +49,11 @@ enum Op {
     LeaveStream(u8),
     Read(u8),
     NodeStep {
+        conn: u8,
+        pick: u8,
+    },
+    /// The node answers a query with NODE_ERROR (-51) without running it.
+    Busy {
         conn: u8,
         pick: u8,
     },
@@ -76,7 +82,8 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0u16..3000).prop_map(|timeout_ms| Op::Request { timeout_ms }),
+        4 => (0u16..3000, proptest::bool::weighted(0.3))
+            .prop_map(|(timeout_ms, idempotent)| Op::Request { timeout_ms, idempotent }),
         3 => (0u8..2, 0u8..2, 0u8..3, any::<bool>(), any::<bool>()).prop_map(
             |(coll, room, form, by_name, lag)| Op::Join { coll, room, form, by_name, lag }
         ),
@@ -84,6 +91,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<u8>().prop_map(Op::LeaveStream),
         3 => any::<u8>().prop_map(Op::Read),
         8 => (any::<u8>(), any::<u8>()).prop_map(|(conn, pick)| Op::NodeStep { conn, pick }),
+        2 => (any::<u8>(), any::<u8>()).prop_map(|(conn, pick)| Op::Busy { conn, pick }),
         8 => (any::<u8>(), 1u8..6).prop_map(|(conn, n)| Op::Deliver { conn, n }),
         4 => (0u8..2, 0u8..2).prop_map(|(coll, room)| Op::Emit { coll, room }),
         1 => (0u8..2, 0u8..2).prop_map(|(coll, room)| Op::Delete { coll, room }),
@@ -115,6 +123,8 @@ struct NodeConn {
     /// Ids the node received and whose reply has not reached the client:
     /// the client must not give them to another request.
     outstanding: HashSet<u16>,
+    /// The request token of each query id outstanding.
+    tokens: HashMap<u16, u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +156,14 @@ struct ReqTrack {
     done: bool,
     /// The connection it was last written on.
     conn: Option<ConnId>,
+    idempotent: bool,
+    /// Times the session sent it, and times a node ran it.
+    sent: u32,
+    ran: u32,
 }
+
+/// `request_attempts` of the session under test (see `Harness`).
+const ATTEMPTS: u32 = 4;
 
 struct World {
     h: Harness,
@@ -189,6 +206,7 @@ impl World {
                 joined: HashSet::new(),
                 deferred: Vec::new(),
                 outstanding: HashSet::new(),
+                tokens: HashMap::new(),
             }],
             connecting: None,
             requests: Vec::new(),
@@ -221,6 +239,7 @@ impl World {
                 }
                 Output::Close { conn } => {
                     self.conns.retain(|c| c.id != conn);
+                    self.connection_gone(conn);
                     if self.connecting == Some(conn) {
                         self.connecting = None;
                     }
@@ -262,14 +281,32 @@ impl World {
                 }
                 if let Request::Query { code, .. } = &s.request {
                     let token: u64 = code.trim_end_matches(';').parse().unwrap_or(0);
+                    c.tokens.insert(s.id, token);
                     if let Some(r) = self.requests.iter_mut().find(|r| r.token == token) {
+                        if r.done {
+                            return Err(format!("request {token} sent again after its answer"));
+                        }
                         r.conn = Some(c.id);
+                        r.sent += 1;
+                        if r.sent > ATTEMPTS {
+                            return Err(format!("request {token} sent {} times", r.sent));
+                        }
                     }
                 }
                 c.inbox.push_back(s);
             }
         }
         Ok(())
+    }
+
+    /// A connection went: its requests that may be sent again are no
+    /// longer bound to it (the others must end at once; see `check`).
+    fn connection_gone(&mut self, conn: ConnId) {
+        for r in &mut self.requests {
+            if r.conn == Some(conn) && r.idempotent {
+                r.conn = None;
+            }
+        }
     }
 
     /// On a new connection the rooms with live streams are joined first,
@@ -334,10 +371,11 @@ impl World {
 
     /// The node handles one request of connection `ci` (queries in any
     /// order, room requests in order).
-    fn node_step(&mut self, ci: usize, pick: u8) {
+    fn node_step(&mut self, ci: usize, pick: u8, busy: bool) {
         let c = &self.conns[ci];
         let candidates: Vec<usize> = (0..c.inbox.len())
             .filter(|&i| i == 0 || matches!(c.inbox[i].request, Request::Query { .. }))
+            .filter(|&i| !busy || matches!(c.inbox[i].request, Request::Query { .. }))
             .collect();
         if candidates.is_empty() {
             return;
@@ -357,10 +395,20 @@ impl World {
             }),
             Request::Query { code, .. } => {
                 let token: i64 = code.trim_end_matches(';').parse().unwrap_or(-1);
-                outs.push(Out {
-                    frame: data(id, token),
-                    answers: Some(id),
-                });
+                if busy {
+                    outs.push(Out {
+                        frame: node_error(id),
+                        answers: Some(id),
+                    });
+                } else {
+                    if let Some(r) = self.requests.iter_mut().find(|r| r.token as i64 == token) {
+                        r.ran += 1;
+                    }
+                    outs.push(Out {
+                        frame: data(id, token),
+                        answers: Some(id),
+                    });
+                }
             }
             Request::Join { scope, rooms } => {
                 let found = self.resolve(scope, rooms.first());
@@ -410,6 +458,15 @@ impl World {
             };
             if let Some(id) = out.answers {
                 c.outstanding.remove(&id);
+                // A query answered NODE_ERROR is off this connection: the
+                // session may send it again.
+                if let Some(token) = c.tokens.remove(&id) {
+                    if out.frame.type_byte == PackageType::Error as u8 {
+                        if let Some(r) = self.requests.iter_mut().find(|r| r.token == token) {
+                            r.conn = None;
+                        }
+                    }
+                }
             }
             let conn = c.id;
             if trace() {
@@ -461,7 +518,10 @@ impl World {
         let mut fresh = None;
         let now = self.h.now;
         match *op {
-            Op::Request { timeout_ms } => {
+            Op::Request {
+                timeout_ms,
+                idempotent,
+            } => {
                 self.token += 1;
                 let mut frame = BytesMut::new();
                 let code = format!("{};", self.token);
@@ -476,6 +536,7 @@ impl World {
                         reply,
                         deadline: now + timeout,
                         timeout,
+                        idempotent,
                     },
                 );
                 self.requests.push(ReqTrack {
@@ -483,6 +544,9 @@ impl World {
                     rx,
                     done: false,
                     conn: None,
+                    idempotent,
+                    sent: 0,
+                    ran: 0,
                 });
             }
             Op::Join {
@@ -572,7 +636,12 @@ impl World {
             }
             Op::NodeStep { conn, pick } => {
                 if let Some(ci) = self.conn_index(conn) {
-                    self.node_step(ci, pick);
+                    self.node_step(ci, pick, false);
+                }
+            }
+            Op::Busy { conn, pick } => {
+                if let Some(ci) = self.conn_index(conn) {
+                    self.node_step(ci, pick, true);
                 }
             }
             Op::Deliver { conn, n } => {
@@ -601,6 +670,7 @@ impl World {
             Op::Lose(i) => {
                 if let Some(ci) = self.conn_index(i) {
                     let c = self.conns.remove(ci);
+                    self.connection_gone(c.id);
                     self.h.s.handle_lost(
                         now,
                         c.id,
@@ -618,6 +688,7 @@ impl World {
                             joined: HashSet::new(),
                             deferred: Vec::new(),
                             outstanding: HashSet::new(),
+                            tokens: HashMap::new(),
                         });
                         let replacing = self.h.s.serving().is_some();
                         self.h.s.handle_connected(now, conn);
@@ -740,11 +811,31 @@ impl World {
                         other => return Err(format!("request {}: {other:?}", r.token)),
                     }
                 }
-                Ok(Err(_)) => r.done = true,
+                Ok(Err(e)) => {
+                    r.done = true;
+                    if e.attempts() > ATTEMPTS || e.attempts() > r.sent.max(1) {
+                        return Err(format!(
+                            "request {} failed after {} attempts, sent {} times: {e}",
+                            r.token,
+                            e.attempts(),
+                            r.sent
+                        ));
+                    }
+                    if r.ran > 0 && !e.may_have_run() {
+                        return Err(format!(
+                            "request {} ran but its error says it did not: {e}",
+                            r.token
+                        ));
+                    }
+                }
                 Err(oneshot::error::TryRecvError::Empty) => {}
                 Err(oneshot::error::TryRecvError::Closed) => {
                     return Err(format!("request {} dropped without an answer", r.token))
                 }
+            }
+            // Only a request that may run twice runs twice.
+            if r.ran > 1 && !r.idempotent {
+                return Err(format!("request {} ran {} times", r.token, r.ran));
             }
             // A request whose connection is gone ends as soon as the
             // session knows (failed, or sent again elsewhere): never by its
@@ -847,7 +938,7 @@ impl World {
                 self.conns[ci].outbox.extend(deferred);
                 while ci < self.conns.len() && !self.conns[ci].inbox.is_empty() {
                     busy = true;
-                    self.node_step(ci, 0);
+                    self.node_step(ci, 0, false);
                 }
                 while ci < self.conns.len() && !self.conns[ci].outbox.is_empty() {
                     busy = true;
@@ -924,7 +1015,14 @@ fn script(ops: &[Op]) -> String {
     let words: Vec<String> = ops
         .iter()
         .map(|op| match *op {
-            Op::Request { timeout_ms } => format!("req({timeout_ms})"),
+            Op::Request {
+                timeout_ms,
+                idempotent: false,
+            } => format!("req({timeout_ms})"),
+            Op::Request {
+                timeout_ms,
+                idempotent: true,
+            } => format!("req({timeout_ms},1)"),
             Op::Join {
                 coll,
                 room,
@@ -947,6 +1045,7 @@ fn script(ops: &[Op]) -> String {
             Op::LeaveStream(i) => format!("leave({i})"),
             Op::Read(i) => format!("read({i})"),
             Op::NodeStep { conn, pick } => format!("step({conn},{pick})"),
+            Op::Busy { conn, pick } => format!("busy({conn},{pick})"),
             Op::Deliver { conn, n } => format!("deliver({conn},{n})"),
             Op::Emit { coll, room } => format!("emit({coll},{room})"),
             Op::Delete { coll, room } => format!("delete({coll},{room})"),
@@ -978,7 +1077,10 @@ fn parse(text: &str) -> Vec<Op> {
             let b = |i: usize| a.get(i).copied().unwrap_or(0);
             let n = |i: usize| u8::try_from(b(i)).unwrap_or_else(|_| panic!("{word}: over 255"));
             match name {
-                "req" => Op::Request { timeout_ms: b(0) },
+                "req" => Op::Request {
+                    timeout_ms: b(0),
+                    idempotent: b(1) != 0,
+                },
                 "join" => Op::Join {
                     coll: n(0),
                     room: n(1),
@@ -990,6 +1092,10 @@ fn parse(text: &str) -> Vec<Op> {
                 "leave" => Op::LeaveStream(n(0)),
                 "read" => Op::Read(n(0)),
                 "step" => Op::NodeStep {
+                    conn: n(0),
+                    pick: n(1),
+                },
+                "busy" => Op::Busy {
                     conn: n(0),
                     pick: n(1),
                 },
