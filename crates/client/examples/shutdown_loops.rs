@@ -36,6 +36,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use thingsdb_client::discovery::WsPort;
 use thingsdb_client::{Auth, Client, Error, ReconnectPolicy, Target};
 use thingsdb_testkit::real_node::RealCluster;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -249,6 +250,21 @@ async fn one_run(
     }
     for t in given {
         builder = builder.target(t)?;
+    }
+    if o.seed_only && o.ws {
+        // Nodes on one host have a WebSocket port each, which ThingsDB
+        // 1.9.2 does not report: tell discovery (node ids follow the order
+        // the nodes joined in).
+        let ports: Vec<u16> = targets
+            .iter()
+            .filter_map(|t| match Target::parse(t) {
+                Ok(Target::Ws { port, .. }) => Some(port),
+                _ => None,
+            })
+            .collect();
+        builder = builder.discover_ws_port(WsPort::custom(move |node| {
+            ports.get(usize::try_from(node.node_id).ok()?).copied()
+        }));
     }
     let client = builder.connect().await?;
 

@@ -111,6 +111,9 @@ pub struct Config {
     /// How many times a request is sent at most
     /// ([`ClientBuilder::request_attempts`]).
     pub request_attempts: u32,
+    /// How discovery picks learnt nodes' WebSocket ports
+    /// ([`ClientBuilder::discover_ws_port`]).
+    pub ws_port: crate::discovery::WsPort,
 }
 
 /// Builds a [`Client`](crate::Client).
@@ -149,6 +152,7 @@ impl Default for ClientBuilder {
                 discover_nodes: false,
                 random_start: false,
                 request_attempts: 10,
+                ws_port: crate::discovery::WsPort::SameAsSeed,
             },
         }
     }
