@@ -86,8 +86,11 @@ pub enum WsPort {
     /// node's client port: several nodes on one host with a fixed offset.
     SeedOffset,
     /// A function of the node's `node_info()`; `None` leaves the node out.
-    Custom(Arc<dyn Fn(&NodeInfo) -> Option<u16> + Send + Sync>),
+    Custom(WsPortFn),
 }
+
+/// The function of a [`WsPort::Custom`] rule.
+pub type WsPortFn = Arc<dyn Fn(&NodeInfo) -> Option<u16> + Send + Sync>;
 
 impl WsPort {
     /// A [`WsPort::Custom`] rule from a function.
