@@ -253,6 +253,36 @@ impl Client {
         Ok(crate::node_events::NodeEvents::new(rx))
     }
 
+    /// A stream of what happens to the client's connections from now on:
+    /// connected (target, node id), lost (reason), moved (from, to, why),
+    /// authentication failed, gave up (see [`crate::lifecycle`]). Several
+    /// may be open at once; each gets every event. Like node events these
+    /// streams never slow the connection: a consumer that falls behind sees
+    /// [`ConnectionEvent::Lagged`](crate::ConnectionEvent::Lagged).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+    /// use futures::StreamExt;
+    /// let mut events = client.connection_events().await?;
+    /// while let Some(ev) = events.next().await {
+    ///     println!("{ev:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn connection_events(&self) -> Result<crate::ConnectionEvents, Error> {
+        let (sink, rx) = event_channel(
+            self.next_stream_id(),
+            self.config.event_buffer,
+            Overflow::Lag,
+        );
+        self.inner
+            .cmd_tx
+            .send(Input::ConnectionEvents(Box::new(sink)))
+            .await
+            .map_err(|_| self.gone())?;
+        Ok(crate::EventStream::new(rx))
+    }
+
     /// The rooms this client has a live stream on, as (collection name,
     /// room id) pairs sorted by both: every room joined through
     /// [`Room::join`](crate::Room::join) whose streams are not all dropped

@@ -10,9 +10,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{builder, fast_reconnect, joined, wait_emitted, wait_event, within, Via, ALL};
 use futures::StreamExt;
-use thingsdb_client::{Error, NodeStatus, ReconnectPolicy, RoomEvent, Value};
+use thingsdb_client::{
+    ConnectionEvent, Error, ErrorCode, MoveReason, NodeStatus, ReconnectPolicy, RoomEvent, Target,
+    Value,
+};
 use thingsdb_protocol::{Header, PackageType};
-use thingsdb_testkit::{Corruption, TestNode};
+use thingsdb_testkit::{Corruption, Reply, TestNode};
 
 #[tokio::test]
 async fn restart_reconnects_reauthenticates_and_rejoins_rooms() {
@@ -476,4 +479,119 @@ async fn an_abandoned_join_is_left_again() {
         }
     })
     .await;
+}
+
+#[tokio::test]
+async fn idempotent_requests_are_sent_again_after_a_lost_connection() {
+    let node = TestNode::start().await.unwrap();
+    let client = builder(&node, Via::Tcp)
+        .reconnect(fast_reconnect())
+        .connect()
+        .await
+        .unwrap();
+    let conn = node.connections()[0].id;
+    node.connection_faults(conn).stop_replying(true);
+    let c = client.clone();
+    let pending = tokio::spawn(async move { c.query("1 + 1;").idempotent().await });
+    assert!(
+        node.wait_for(
+            |c| c.received(PackageType::Query) == 1,
+            Duration::from_secs(30)
+        )
+        .await
+    );
+    node.connection_faults(conn).close_now();
+    // Sent again on the next connection, and answered there.
+    assert_eq!(within(60, pending).await.unwrap().unwrap(), Value::from(2));
+    assert_eq!(node.counters().received(PackageType::Query), 2);
+}
+
+#[tokio::test]
+async fn node_errors_are_sent_again_until_the_node_takes_them() {
+    let node = TestNode::start().await.unwrap();
+    let tries = Arc::new(AtomicU64::new(0));
+    let t = tries.clone();
+    node.on_query(move |q| {
+        if t.fetch_add(1, Ordering::SeqCst) < 2 {
+            Reply::error(
+                ErrorCode::Node,
+                "cannot find a node for handling this request",
+            )
+        } else {
+            q.evaluate()
+        }
+    });
+    let client = builder(&node, Via::Tcp).connect().await.unwrap();
+    assert_eq!(
+        within(60, client.query("2 + 2;")).await.unwrap(),
+        Value::from(4)
+    );
+    assert_eq!(tries.load(Ordering::SeqCst), 3);
+    // Within the cap only: each attempt answered -51 fails after 2.
+    tries.store(0, Ordering::SeqCst);
+    let capped = builder(&node, Via::Tcp)
+        .request_attempts(2)
+        .connect()
+        .await
+        .unwrap();
+    let e = within(60, capped.query("2 + 2;")).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Node), "{e}");
+    assert_eq!(e.attempts(), 2, "{e}");
+    assert!(!e.may_have_run());
+}
+
+#[tokio::test]
+async fn connection_events_show_each_move() {
+    let a = TestNode::start().await.unwrap();
+    let b = TestNode::start().await.unwrap();
+    let client = thingsdb_client::Client::builder()
+        .target(&a.tcp_target())
+        .unwrap()
+        .target(&b.tcp_target())
+        .unwrap()
+        .reconnect(fast_reconnect())
+        .connect()
+        .await
+        .unwrap();
+    let mut events = client.connection_events().await.unwrap();
+    let (ta, tb) = (
+        Target::parse(&a.tcp_target()).unwrap(),
+        Target::parse(&b.tcp_target()).unwrap(),
+    );
+    a.emit_node_status(NodeStatus::ShuttingDown);
+    match within(60, events.next()).await {
+        Some(ConnectionEvent::Connected { target, .. }) => assert_eq!(target, tb),
+        other => panic!("{other:?}"),
+    }
+    match within(60, events.next()).await {
+        Some(ConnectionEvent::Moved { from, to, why }) => {
+            assert_eq!(
+                (from, to, why),
+                (ta.clone(), tb.clone(), MoveReason::ShuttingDown)
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // b goes away: lost, then back on a.
+    b.restart_with_downtime(Duration::from_secs(3600)).await;
+    let mut seen = Vec::new();
+    within(60, async {
+        while let Some(ev) = events.next().await {
+            let moved = matches!(ev, ConnectionEvent::Moved { .. });
+            seen.push(ev);
+            if moved {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, ConnectionEvent::Lost { target, .. } if *target == tb)),
+        "{seen:?}"
+    );
+    assert!(
+        matches!(seen.last(), Some(ConnectionEvent::Moved { from, to, why: MoveReason::Lost }) if *from == tb && *to == ta),
+        "{seen:?}"
+    );
 }

@@ -22,9 +22,11 @@ use tokio::sync::mpsc;
 use tracing::info;
 
 use super::handshake::{connect_one, Established};
-use super::session::{reject, Command, ConnId, Output, Session, SessionConfig};
+use super::session::{reject, Command, ConnId, Lifecycle, Output, Session, SessionConfig};
 use crate::config::Config;
 use crate::error::{ConnectionLost, Error, LostReason};
+use crate::events::{Offer, Sink};
+use crate::lifecycle::ConnectionEvent;
 use crate::rt;
 
 /// How many queued commands one wake-up takes at most, so that replies and
@@ -37,6 +39,8 @@ pub(crate) enum Input {
     Cmd(Command),
     /// More nodes for the pool (cluster discovery, management).
     AddTargets(Vec<Target>),
+    /// Attach a stream of connection events.
+    ConnectionEvents(Box<Sink<ConnectionEvent>>),
 }
 
 /// State shared between the driver and the handles, for diagnostics.
@@ -235,8 +239,14 @@ pub(crate) async fn run(
         FuturesUnordered::new();
     let mut closes: FuturesUnordered<BoxFut<()>> = FuturesUnordered::new();
     let mut start = 0usize;
+    // Connection event streams, and the node id each open connection
+    // reached (when asked).
+    let mut watchers: Vec<Sink<ConnectionEvent>> = Vec::new();
+    let mut node_ids: Vec<(ConnId, Option<u32>)> = Vec::new();
 
+    let first_node = first.node_id;
     let conn = session.adopt(now(), first_index);
+    node_ids.push((conn, first_node));
     links.push(Link::new(conn, first));
 
     let mut timer = rt::Timer::new();
@@ -265,6 +275,12 @@ pub(crate) async fn run(
                         closes.push(close(link.writer));
                     }
                 }
+            }
+        }
+        while let Some(ev) = session.poll_event() {
+            let ev = public_event(ev, &targets, &mut node_ids);
+            if let Some(ev) = ev {
+                watchers.retain_mut(|w| !matches!(w.offer(ev.clone()), Offer::Gone));
             }
         }
         shared
@@ -326,6 +342,7 @@ pub(crate) async fn run(
             Some((conn, r)) = connecting.next(), if !connecting.is_empty() => match r {
                 Ok(est) => {
                     info!(conn = conn.0, "connected");
+                    node_ids.push((conn, est.node_id));
                     links.push(Link::new(conn, est));
                     session.handle_connected(now(), conn);
                 }
@@ -343,13 +360,13 @@ pub(crate) async fn run(
             },
             cmd = cmd_rx.recv(), if accepting => match cmd {
                 Some(input) => {
-                    apply(&mut session, &mut targets, input);
+                    apply(&mut session, &mut targets, &mut watchers, input);
                     for _ in 1..DRAIN_BATCH {
                         if !session.wants_commands() {
                             break;
                         }
                         match cmd_rx.try_recv() {
-                            Ok(input) => apply(&mut session, &mut targets, input),
+                            Ok(input) => apply(&mut session, &mut targets, &mut watchers, input),
                             Err(_) => break,
                         }
                     }
@@ -364,9 +381,56 @@ pub(crate) async fn run(
     }
 }
 
-fn apply(session: &mut Session, targets: &mut Vec<Target>, input: Input) {
+/// A session's lifecycle event as the public stream shows it: pool
+/// indexes become targets. `None` for an index out of the pool.
+fn public_event(
+    ev: Lifecycle,
+    targets: &[Target],
+    node_ids: &mut Vec<(ConnId, Option<u32>)>,
+) -> Option<ConnectionEvent> {
+    let target = |i: usize| targets.get(i).cloned();
+    Some(match ev {
+        Lifecycle::Connected { conn, index } => {
+            let node_id = node_ids
+                .iter()
+                .find(|(c, _)| *c == conn)
+                .and_then(|(_, n)| *n);
+            node_ids.retain(|(c, _)| *c >= conn);
+            info!(conn = conn.0, index, node_id, "serving");
+            ConnectionEvent::Connected {
+                target: target(index)?,
+                node_id,
+            }
+        }
+        Lifecycle::Moved { from, to, why } => {
+            info!(from, to, ?why, "moved");
+            ConnectionEvent::Moved {
+                from: target(from)?,
+                to: target(to)?,
+                why,
+            }
+        }
+        Lifecycle::Lost { index, lost } => ConnectionEvent::Lost {
+            target: target(index)?,
+            reason: lost,
+        },
+        Lifecycle::AuthFailed { index, error } => ConnectionEvent::AuthFailed {
+            target: target(index)?,
+            error,
+        },
+        Lifecycle::GaveUp { error } => ConnectionEvent::GaveUp { error },
+    })
+}
+
+fn apply(
+    session: &mut Session,
+    targets: &mut Vec<Target>,
+    watchers: &mut Vec<Sink<ConnectionEvent>>,
+    input: Input,
+) {
     match input {
         Input::Cmd(cmd) => session.handle_command(now(), cmd),
+        Input::ConnectionEvents(sink) => watchers.push(*sink),
         Input::AddTargets(more) => {
             for t in more {
                 if !targets.contains(&t) {
