@@ -351,6 +351,16 @@ impl Client {
             .map_err(|_| self.gone())
     }
 
+    /// Adds pool entries, each with the id of the node it must reach (a
+    /// connection there that reaches another node counts as failed).
+    pub(crate) async fn add_nodes(&self, nodes: Vec<(Target, Option<u32>)>) -> Result<(), Error> {
+        self.inner
+            .cmd_tx
+            .send(Input::AddNodes(nodes))
+            .await
+            .map_err(|_| self.gone())
+    }
+
     pub(crate) fn next_stream_id(&self) -> u64 {
         self.inner
             .next_stream_id

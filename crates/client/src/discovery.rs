@@ -171,6 +171,20 @@ pub fn pool_targets_with(
     cluster: &Cluster,
     ws_port: &WsPort,
 ) -> Vec<Target> {
+    pool_entries(given, seed, cluster, ws_port)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect()
+}
+
+/// [`pool_targets_with`], each entry with the id of the node it was
+/// learnt for (`None` for the given ones).
+fn pool_entries(
+    given: &[Target],
+    seed: &Target,
+    cluster: &Cluster,
+    ws_port: &WsPort,
+) -> Vec<(Target, Option<u32>)> {
     let mut seen = HashSet::new();
     let mut pool = Vec::with_capacity(given.len() + cluster.nodes.len());
     let seed_client_port = cluster
@@ -182,10 +196,15 @@ pub fn pool_targets_with(
         .nodes
         .iter()
         .filter(|n| n.node_id != cluster.connected)
-        .filter_map(|n| entry_for(seed, n, ws_port, seed_client_port));
-    for t in given.iter().cloned().chain(others) {
+        .filter_map(|n| {
+            Some((
+                entry_for(seed, n, ws_port, seed_client_port)?,
+                Some(n.node_id),
+            ))
+        });
+    for (t, id) in given.iter().map(|t| (t.clone(), None)).chain(others) {
         if seen.insert(key(&t)) {
-            pool.push(t);
+            pool.push((t, id));
         }
     }
     pool
@@ -297,9 +316,13 @@ pub(crate) async fn connect(config: Config) -> Result<Client, Error> {
 /// returned (discovery is an extra: a user without `@node` access still
 /// connects).
 async fn learn(client: &Client, given: &[Target], seed: &Target) {
-    match discover(client, given, seed).await {
+    let pool = read_cluster(client)
+        .await
+        .map(|c| pool_entries(given, seed, &c, &client.config().ws_port));
+    match pool {
         Ok(pool) => {
-            if let Err(e) = client.add_targets(pool).await {
+            // A learnt entry is that node only if that node answers there.
+            if let Err(e) = client.add_nodes(pool).await {
                 tracing::debug!(error = %e, "cluster discovery: pool not updated");
             }
         }

@@ -37,8 +37,11 @@ const DRAIN_BATCH: usize = 512;
 pub(crate) enum Input {
     /// A command for the session.
     Cmd(Command),
-    /// More nodes for the pool (cluster discovery, management).
+    /// More nodes for the pool (management).
     AddTargets(Vec<Target>),
+    /// More nodes for the pool, each with the id of the node it must reach
+    /// when known (cluster discovery).
+    AddNodes(Vec<(Target, Option<u32>)>),
     /// Attach a stream of connection events.
     ConnectionEvents(Box<Sink<ConnectionEvent>>),
 }
@@ -226,6 +229,8 @@ pub(crate) async fn run(
     first: Established,
 ) {
     let mut targets = config.targets.clone();
+    // The node a learnt pool entry must reach.
+    let mut expected: Vec<(Target, u32)> = Vec::new();
     let mut session = Session::new(SessionConfig {
         keepalive: config.keepalive,
         reconnect: config.reconnect.clone(),
@@ -257,10 +262,18 @@ pub(crate) async fn run(
                 Output::Connect { conn, index, delay } => {
                     let config = config.clone();
                     let target = targets.get(index).cloned();
+                    let want = target
+                        .as_ref()
+                        .and_then(|t| expected.iter().find(|(e, _)| e == t).map(|(_, id)| *id));
                     connecting.push(Box::pin(async move {
                         rt::sleep(delay).await;
                         let r = match target {
-                            Some(t) => connect_one(&config, &t).await,
+                            Some(t) => connect_one(&config, &t).await.and_then(|est| {
+                                match wrong_node(&t, want, est.node_id) {
+                                    Some(e) => Err(e),
+                                    None => Ok(est),
+                                }
+                            }),
                             None => Err(Error::BadArgument("no such pool entry".into())),
                         };
                         (conn, r)
@@ -360,13 +373,13 @@ pub(crate) async fn run(
             },
             cmd = cmd_rx.recv(), if accepting => match cmd {
                 Some(input) => {
-                    apply(&mut session, &mut targets, &mut watchers, input);
+                    apply(&mut session, &mut targets, &mut expected, &mut watchers, input);
                     for _ in 1..DRAIN_BATCH {
                         if !session.wants_commands() {
                             break;
                         }
                         match cmd_rx.try_recv() {
-                            Ok(input) => apply(&mut session, &mut targets, &mut watchers, input),
+                            Ok(input) => apply(&mut session, &mut targets, &mut expected, &mut watchers, input),
                             Err(_) => break,
                         }
                     }
@@ -378,6 +391,18 @@ pub(crate) async fn run(
                 session.handle_timeout(now());
             }
         }
+    }
+}
+
+/// The error for a learnt pool entry where another node answered than the
+/// one it was learnt for (`want`); `None` when it is that node, or either
+/// id is unknown.
+fn wrong_node(target: &Target, want: Option<u32>, got: Option<u32>) -> Option<Error> {
+    match (want, got) {
+        (Some(want), Some(got)) if want != got => Some(Error::Transport(format!(
+            "{target} was learnt as node {want} but node {got} answered there"
+        ))),
+        _ => None,
     }
 }
 
@@ -425,6 +450,7 @@ fn public_event(
 fn apply(
     session: &mut Session,
     targets: &mut Vec<Target>,
+    expected: &mut Vec<(Target, u32)>,
     watchers: &mut Vec<Sink<ConnectionEvent>>,
     input: Input,
 ) {
@@ -433,6 +459,18 @@ fn apply(
         Input::ConnectionEvents(sink) => watchers.push(*sink),
         Input::AddTargets(more) => {
             for t in more {
+                if !targets.contains(&t) {
+                    targets.push(t);
+                }
+            }
+            session.handle_pool_size(targets.len());
+        }
+        Input::AddNodes(more) => {
+            for (t, id) in more {
+                if let Some(id) = id {
+                    expected.retain(|(e, _)| *e != t);
+                    expected.push((t.clone(), id));
+                }
                 if !targets.contains(&t) {
                     targets.push(t);
                 }
@@ -473,5 +511,23 @@ async fn finish(
     .await;
     for ack in session.take_close_acks() {
         let _ = ack.send(());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_learnt_entry_must_reach_its_node() {
+        let t = Target::tcp("127.0.0.1", 9201);
+        assert!(wrong_node(&t, Some(1), Some(1)).is_none());
+        assert!(
+            wrong_node(&t, None, Some(0)).is_none(),
+            "a given target: any node"
+        );
+        assert!(wrong_node(&t, Some(1), None).is_none(), "not asked");
+        let e = wrong_node(&t, Some(1), Some(0)).map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("learnt as node 1 but node 0")));
     }
 }
