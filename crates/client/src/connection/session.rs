@@ -440,6 +440,17 @@ struct RoomEntry {
     repeats: Option<Repeats>,
 }
 
+impl RoomEntry {
+    /// Takes out the leavers waiting on `conn`.
+    fn take_leavers(&mut self, conn: ConnId) -> Vec<Leaver> {
+        let (gone, stay) = std::mem::take(&mut self.leavers)
+            .into_iter()
+            .partition(|l| l.conn == conn);
+        self.leavers = stay;
+        gone
+    }
+}
+
 /// The events an old connection delivered last, to drop when the new
 /// connection delivers them again. The new connection's events start
 /// somewhere in this run (or after it); once one of them is found in it,
@@ -997,6 +1008,15 @@ impl Session {
         ConnId(self.next_conn)
     }
 
+    /// The connections whose node is shutting down.
+    fn draining(&self) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|c| c.role == Role::Draining)
+            .map(|c| c.id)
+            .collect()
+    }
+
     fn conn_mut(&mut self, conn: ConnId) -> Option<&mut Conn> {
         self.conns.iter_mut().find(|c| c.id == conn)
     }
@@ -1166,13 +1186,7 @@ impl Session {
         if self.serving == Some(conn) {
             self.serving = None;
             // A draining connection does not outlive its successor.
-            let draining: Vec<ConnId> = self
-                .conns
-                .iter()
-                .filter(|c| c.role == Role::Draining)
-                .map(|c| c.id)
-                .collect();
-            for d in draining {
+            for d in self.draining() {
                 self.outputs.push_back(Output::Close { conn: d });
                 self.drop_conn(now, d, lost.clone());
             }
@@ -1221,20 +1235,8 @@ impl Session {
         let Some(room) = self.rooms.get_mut(key) else {
             return;
         };
-        let mut leavers = Vec::new();
-        room.leavers.retain_mut(|l| {
-            if l.conn == conn {
-                leavers.push((l.sink.handle(), l.ack.take()));
-                false
-            } else {
-                true
-            }
-        });
-        for (tx, ack) in leavers {
-            self.park_or_send(tx, RoomEvent::Left);
-            if let Some(ack) = ack {
-                let _ = ack.send(());
-            }
+        for l in room.take_leavers(conn) {
+            self.finish_leaver(l);
         }
         let Some(room) = self.rooms.get_mut(key) else {
             return;
@@ -1316,12 +1318,7 @@ impl Session {
             let Some(room) = self.rooms.get_mut(&key) else {
                 continue;
             };
-            let leavers: Vec<Leaver> = {
-                let (gone, stay): (Vec<Leaver>, Vec<Leaver>) =
-                    room.leavers.drain(..).partition(|l| l.conn == conn);
-                room.leavers = stay;
-                gone
-            };
+            let leavers = room.take_leavers(conn);
             let drop_room = room.link.conn() == Some(conn) && room.streams.is_empty();
             for l in leavers {
                 self.finish_leaver(l);
@@ -1793,16 +1790,7 @@ impl Session {
                 if matches!(room.link, Link::Leaving(_)) {
                     return;
                 }
-                if self.send_room(conn, &key, PackageType::Leave, |key, conn| Pending::Leave {
-                    key,
-                    conn,
-                }) {
-                    if let Some(r) = self.rooms.get_mut(&key) {
-                        r.link = Link::Leaving(conn);
-                    }
-                } else {
-                    self.remove_room(&key);
-                }
+                self.leave_or_remove(conn, &key);
                 return;
             }
         }
@@ -1820,6 +1808,20 @@ impl Session {
                 conn,
             });
         }
+    }
+
+    /// Sends a LEAVE of `key` on `conn` (the room is `Leaving` there);
+    /// when it cannot be sent the room is gone. Whether it was sent.
+    fn leave_or_remove(&mut self, conn: ConnId, key: &RoomKey) -> bool {
+        let sent = self.send_room(conn, key, PackageType::Leave, |key, conn| Pending::Leave {
+            key,
+            conn,
+        });
+        match self.rooms.get_mut(key) {
+            Some(r) if sent => r.link = Link::Leaving(conn),
+            _ => self.remove_room(key),
+        }
+        sent
     }
 
     fn unsubscribe(&mut self, key: RoomKey, stream_id: u64, ack: Option<oneshot::Sender<()>>) {
@@ -1917,9 +1919,7 @@ impl Session {
         let Some(room) = self.rooms.get_mut(key) else {
             return;
         };
-        let (gone, stay): (Vec<Leaver>, Vec<Leaver>) =
-            room.leavers.drain(..).partition(|l| l.conn == conn);
-        room.leavers = stay;
+        let gone = room.take_leavers(conn);
         if let Some(h) = room.handover.as_mut().filter(|h| h.old == conn) {
             h.old_done = true;
         }
@@ -2166,10 +2166,7 @@ impl Session {
         if let Some(h) = room.handover.as_mut().filter(|h| h.old == conn) {
             h.old_done = true;
         }
-        let (gone, stay): (Vec<Leaver>, Vec<Leaver>) =
-            room.leavers.drain(..).partition(|l| l.conn == conn);
-        room.leavers = stay;
-        for l in gone {
+        for l in room.take_leavers(conn) {
             self.finish_leaver(l);
         }
         self.maybe_complete_handover(key);
@@ -2235,14 +2232,8 @@ impl Session {
             return;
         };
         // A connection still draining is let go: its node went first.
-        let draining: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|c| c.role == Role::Draining)
-            .map(|c| c.id)
-            .collect();
         let index = (c.index + 1) % self.cfg.pool_len;
-        for d in draining {
+        for d in self.draining() {
             self.outputs.push_back(Output::Close { conn: d });
             self.drop_conn(
                 now,
@@ -2325,16 +2316,10 @@ impl Session {
             Link::Joining(c) | Link::AwaitingOnJoin(c) | Link::Joined(c)
                 if self.conns.iter().any(|x| x.id == c) =>
             {
-                if self.send_room(c, key, PackageType::Leave, |key, conn| Pending::Leave {
-                    key,
-                    conn,
-                }) {
+                if self.leave_or_remove(c, key) {
                     if let Some(r) = self.rooms.get_mut(key) {
-                        r.link = Link::Leaving(c);
                         r.handover = None;
                     }
-                } else {
-                    self.remove_room(key);
                 }
             }
             Link::Leaving(_) => {}
@@ -2391,13 +2376,7 @@ impl Session {
             self.flush_held(now);
         }
         if self.conns.len() > 1 {
-            let draining: Vec<ConnId> = self
-                .conns
-                .iter()
-                .filter(|c| c.role == Role::Draining)
-                .map(|c| c.id)
-                .collect();
-            for conn in draining {
+            for conn in self.draining() {
                 self.maybe_close_draining(conn);
             }
         }
