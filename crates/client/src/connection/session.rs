@@ -479,11 +479,20 @@ impl Repeats {
     }
 }
 
-/// Why the session ended.
-enum Closing {
+/// Where the session is in its life: one state, not flags checked in
+/// pairs.
+enum Life {
     Open,
-    /// `close()` was called (or every handle is gone): finish in flight.
-    Requested(Vec<oneshot::Sender<()>>),
+    /// `close()` was called (or every handle is gone): what is in flight
+    /// finishes, nothing new is taken; these `close()` callers are answered
+    /// once it is closed.
+    Closing(Vec<oneshot::Sender<()>>),
+    /// Ended with `error`; `acks` are the `close()` callers to answer once
+    /// the driver has closed the sockets.
+    Finished {
+        error: Error,
+        acks: Vec<oneshot::Sender<()>>,
+    },
 }
 
 /// The client's protocol state machine; see the module docs.
@@ -504,10 +513,7 @@ pub(crate) struct Session {
     held: VecDeque<Held>,
     /// Requests waiting out their back-off before the next attempt.
     resend: Vec<(Instant, Req)>,
-    closing: Closing,
-    finished: Option<Error>,
-    /// `close()` callers to answer once the driver has closed the sockets.
-    close_acks: Vec<oneshot::Sender<()>>,
+    life: Life,
     outputs: VecDeque<Output>,
     /// Lifecycle events not yet taken by the driver.
     events: VecDeque<Lifecycle>,
@@ -538,9 +544,7 @@ impl Session {
             parked: VecDeque::new(),
             held: VecDeque::new(),
             resend: Vec::new(),
-            closing: Closing::Open,
-            finished: None,
-            close_acks: Vec::new(),
+            life: Life::Open,
             outputs: VecDeque::new(),
             events: VecDeque::new(),
             lost_serving: None,
@@ -592,7 +596,7 @@ impl Session {
 
     /// Whether the driver should hand over more commands.
     pub(crate) fn wants_commands(&self) -> bool {
-        if self.finished.is_some() || matches!(self.closing, Closing::Requested(_)) {
+        if !matches!(self.life, Life::Open) {
             return false;
         }
         match self.serving {
@@ -627,7 +631,10 @@ impl Session {
     /// Why the session ended, once it has: the driver stops and fails any
     /// command still coming with this error.
     pub(crate) fn finished(&self) -> Option<&Error> {
-        self.finished.as_ref()
+        match &self.life {
+            Life::Finished { error, .. } => Some(error),
+            _ => None,
+        }
     }
 
     /// Requests (and joins, leaves, pings) waiting for an answer.
@@ -736,16 +743,15 @@ impl Session {
 
     /// A command from a client handle.
     pub(crate) fn handle_command(&mut self, now: Instant, cmd: Command) {
-        if let Some(e) = &self.finished {
-            let e = e.clone();
-            reject(cmd, e);
+        if let Life::Finished { error, .. } = &self.life {
+            reject(cmd, error.clone());
             return;
         }
         if let Command::Rooms(reply) = cmd {
             let _ = reply.send(self.live_rooms());
             return;
         }
-        if matches!(self.closing, Closing::Requested(_)) {
+        if matches!(self.life, Life::Closing(_)) {
             match cmd {
                 Command::Close(ack) => self.add_close_ack(ack),
                 Command::Unsubscribe {
@@ -800,7 +806,7 @@ impl Session {
             } => self.unsubscribe(key, stream_id, ack),
             Command::NodeEvents(sink) => self.node_sinks.push(*sink),
             Command::Close(ack) => {
-                self.closing = Closing::Requested(vec![ack]);
+                self.life = Life::Closing(vec![ack]);
                 self.check_closed();
             }
             Command::Rooms(reply) => {
@@ -825,8 +831,8 @@ impl Session {
 
     /// Every client handle is gone: finish what is in flight, then close.
     pub(crate) fn handle_handles_gone(&mut self) {
-        if self.finished.is_none() && matches!(self.closing, Closing::Open) {
-            self.closing = Closing::Requested(Vec::new());
+        if matches!(self.life, Life::Open) {
+            self.life = Life::Closing(Vec::new());
             self.check_closed();
         }
     }
@@ -917,7 +923,7 @@ impl Session {
             self.outputs.push_back(Output::Close { conn });
             return;
         };
-        if self.finished.is_some() {
+        if self.is_finished() {
             self.outputs.push_back(Output::Close { conn });
             return;
         }
@@ -931,7 +937,7 @@ impl Session {
             return;
         };
         debug!(error = %error, index = c.index, "connect failed");
-        if self.finished.is_some() || matches!(self.closing, Closing::Requested(_)) {
+        if !matches!(self.life, Life::Open) {
             self.check_closed();
             return;
         }
@@ -1190,7 +1196,7 @@ impl Session {
                 self.outputs.push_back(Output::Close { conn: d });
                 self.drop_conn(now, d, lost.clone());
             }
-            if matches!(self.closing, Closing::Requested(_)) {
+            if matches!(self.life, Life::Closing(_)) {
                 for req in again {
                     req.fail(Error::ConnectionLost(lost.clone()));
                 }
@@ -1221,7 +1227,7 @@ impl Session {
             }
         }
         for req in again {
-            if self.finished.is_some() {
+            if self.is_finished() {
                 req.fail(Error::ConnectionLost(lost.clone()));
             } else {
                 self.dispatch(now, req);
@@ -2223,8 +2229,7 @@ impl Session {
             || self.cfg.pool_len < 2
             || !self.cfg.reconnect.enabled
             || self.connecting.is_some()
-            || matches!(self.closing, Closing::Requested(_))
-            || self.finished.is_some()
+            || !matches!(self.life, Life::Open)
         {
             return;
         }
@@ -2364,7 +2369,7 @@ impl Session {
     // -------------------------------------------------------------- close
 
     fn add_close_ack(&mut self, ack: oneshot::Sender<()>) {
-        if let Closing::Requested(acks) = &mut self.closing {
+        if let Life::Closing(acks) = &mut self.life {
             acks.push(ack);
         }
         self.check_closed();
@@ -2384,7 +2389,7 @@ impl Session {
     }
 
     fn check_closed(&mut self) {
-        if self.finished.is_some() || !matches!(self.closing, Closing::Requested(_)) {
+        if !matches!(self.life, Life::Closing(_)) {
             return;
         }
         let waiting = self
@@ -2406,11 +2411,18 @@ impl Session {
     /// Ends the session: everything waiting fails with `e`, streams end,
     /// connections close.
     fn finish(&mut self, e: Error) {
-        if self.finished.is_some() {
-            return;
-        }
-        self.finished = Some(e.clone());
-        let closed = matches!(self.closing, Closing::Requested(_));
+        let (closed, acks) = match std::mem::replace(&mut self.life, Life::Open) {
+            Life::Open => (false, Vec::new()),
+            Life::Closing(acks) => (true, acks),
+            done @ Life::Finished { .. } => {
+                self.life = done;
+                return;
+            }
+        };
+        self.life = Life::Finished {
+            error: e.clone(),
+            acks,
+        };
         if !closed {
             self.events
                 .push_back(Lifecycle::GaveUp { error: e.clone() });
@@ -2453,15 +2465,19 @@ impl Session {
         }
         self.node_sinks.clear();
         self.parked.clear();
-        if let Closing::Requested(acks) = &mut self.closing {
-            self.close_acks.append(acks);
-        }
+    }
+
+    fn is_finished(&self) -> bool {
+        matches!(self.life, Life::Finished { .. })
     }
 
     /// The `close()` callers to answer, once the session has finished and
     /// the driver closed the connections.
     pub(crate) fn take_close_acks(&mut self) -> Vec<oneshot::Sender<()>> {
-        std::mem::take(&mut self.close_acks)
+        match &mut self.life {
+            Life::Finished { acks, .. } => std::mem::take(acks),
+            _ => Vec::new(),
+        }
     }
 }
 
