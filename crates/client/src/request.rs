@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::scope::Scope;
 
 /// A boxed future, as the builders' [`decode`](Query::decode) and
-/// [`raw`](Query::raw) return.
+/// [`raw`](Query::raw) return; the crate's one boxed-future alias.
 #[cfg(not(target_arch = "wasm32"))]
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// A boxed future, as the builders' `IntoFuture` returns; in a browser
@@ -128,7 +128,7 @@ impl<V: Serialize + ?Sized> Third<'_, V> {
 
 /// What kind of request a builder makes.
 #[derive(Clone, Copy)]
-enum Kind2 {
+enum RequestKind {
     Query,
     Run,
 }
@@ -138,7 +138,7 @@ enum Kind2 {
 /// while building, and, once polled, the request in flight.
 struct Core<'a, V: ?Sized> {
     client: &'a Client,
-    kind: Kind2,
+    kind: RequestKind,
     scope: Option<Scope>,
     /// The code of a query, the procedure of a run.
     text: &'a str,
@@ -151,7 +151,7 @@ struct Core<'a, V: ?Sized> {
 }
 
 impl<'a, V: Serialize + ?Sized> Core<'a, V> {
-    fn new(client: &'a Client, kind: Kind2, text: &'a str) -> Self {
+    fn new(client: &'a Client, kind: RequestKind, text: &'a str) -> Self {
         Core {
             client,
             kind,
@@ -205,8 +205,8 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
 
     fn mixed(&self) -> &'static str {
         match self.kind {
-            Kind2::Query => "use either vars() or var(), not both",
-            Kind2::Run => "use one of args(), arg() or named() for a procedure call",
+            RequestKind::Query => "use either vars() or var(), not both",
+            RequestKind::Run => "use one of args(), arg() or named() for a procedure call",
         }
     }
 
@@ -221,8 +221,8 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
         let mut buf = BytesMut::with_capacity(32 + scope.len() + self.text.len());
         let third = (!self.third.is_none()).then_some(|b: &mut BytesMut| self.third.write(b));
         let r = match self.kind {
-            Kind2::Query => request::encode_query_with(&mut buf, 0, scope, self.text, third),
-            Kind2::Run => request::encode_run_with(&mut buf, 0, scope, self.text, third),
+            RequestKind::Query => request::encode_query_with(&mut buf, 0, scope, self.text, third),
+            RequestKind::Run => request::encode_run_with(&mut buf, 0, scope, self.text, third),
         };
         match r {
             Ok(()) => Ok(buf),
@@ -230,8 +230,10 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
             // is of the wrong shape.
             Err(Error::Protocol(thingsdb_protocol::Error::WrongType { .. })) => {
                 Err(Error::BadArgument(match self.kind {
-                    Kind2::Query => "query vars must serialize to a map (a struct or a map)".into(),
-                    Kind2::Run => {
+                    RequestKind::Query => {
+                        "query vars must serialize to a map (a struct or a map)".into()
+                    }
+                    RequestKind::Run => {
                         "procedure args must serialize to an array (positional) or a map (named)"
                             .into()
                     }
@@ -356,7 +358,7 @@ pub struct Query<'a, V: ?Sized = ()> {
 impl<'a> Query<'a, ()> {
     pub(crate) fn new(client: &'a Client, code: &'a str) -> Self {
         Query {
-            core: Core::new(client, Kind2::Query, code),
+            core: Core::new(client, RequestKind::Query, code),
         }
     }
 }
@@ -447,7 +449,7 @@ pub struct Run<'a, V: ?Sized = ()> {
 impl<'a> Run<'a, ()> {
     pub(crate) fn new(client: &'a Client, procedure: &'a str) -> Self {
         Run {
-            core: Core::new(client, Kind2::Run, procedure),
+            core: Core::new(client, RequestKind::Run, procedure),
         }
     }
 }
