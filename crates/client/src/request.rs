@@ -394,7 +394,9 @@ impl<'a, V: Serialize + ?Sized> Query<'a, V> {
     /// Marks the query safe to run twice (a read, or a write that sets
     /// rather than adds): when the connection goes after it was written,
     /// it is sent again (within its timeout, on the next connection)
-    /// instead of failing with [`Error::ConnectionLost`]. Requests that
+    /// instead of failing with [`Error::ConnectionLost`]; and when a node
+    /// answers REQUEST_CANCEL (-4, it gave up waiting on another node,
+    /// which may have run it). Requests that
     /// provably did not run are sent again either way (see
     /// [`ClientBuilder::request_attempts`](crate::ClientBuilder::request_attempts)).
     ///
@@ -491,7 +493,9 @@ impl<'a, V: Serialize + ?Sized> Run<'a, V> {
     /// Marks the call safe to run twice (a read, or a write that sets
     /// rather than adds): when the connection goes after it was written,
     /// it is sent again (within its timeout, on the next connection)
-    /// instead of failing with [`Error::ConnectionLost`]. Requests that
+    /// instead of failing with [`Error::ConnectionLost`]; and when a node
+    /// answers REQUEST_CANCEL (-4, it gave up waiting on another node,
+    /// which may have run it). Requests that
     /// provably did not run are sent again either way (see
     /// [`ClientBuilder::request_attempts`](crate::ClientBuilder::request_attempts)).
     ///

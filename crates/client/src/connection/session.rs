@@ -1560,13 +1560,23 @@ impl Session {
     }
 
     /// A request's answer: NODE_ERROR (-51, the node could not take it;
-    /// it did not run) sends it again after a back-off while attempts and
-    /// time are left; any other answer goes to the caller.
+    /// it did not run), or REQUEST_CANCEL (-4) for an idempotent request,
+    /// sends it again after a back-off while attempts and time are left;
+    /// any other answer goes to the caller.
     fn answered(&mut self, now: Instant, req: Req, frame: Frame) {
         if frame.type_byte == PackageType::Error as u8 {
             if let Ok(Response::Error(e)) = Response::decode(&frame) {
                 let e = Error::Thingsdb(e.into());
                 if e.code() == Some(thingsdb_protocol::ErrorCode::Node) {
+                    self.retry_later(now, req, e);
+                    return;
+                }
+                // REQUEST_CANCEL (-4): a node lost the node it waited on
+                // (a change id, a forwarded request) and may or may not
+                // have run it: sent again only when that is safe.
+                if e.code() == Some(thingsdb_protocol::ErrorCode::RequestCancel) && req.idempotent {
+                    let mut req = req;
+                    req.ran = true;
                     self.retry_later(now, req, e);
                     return;
                 }
