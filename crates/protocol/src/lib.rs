@@ -66,6 +66,7 @@ pub mod request;
 pub mod response;
 pub mod scope;
 #[cfg(feature = "std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 pub mod value;
 
 pub use decoder::{decode_frame, Decoder};
@@ -79,6 +80,7 @@ pub use request::{Credentials, DecodedRunArgs, Request, Room, RunArgs};
 pub use response::{ErrorReply, Response};
 pub use scope::{ParsedScope, ScopeError};
 #[cfg(feature = "std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 pub use value::{decode_validated_value, decode_value, encode_value};
 
 /// Re-export of the `bytes` crate, whose types appear in this API.

@@ -95,6 +95,49 @@ impl Reply {
         Reply::Data(v.into())
     }
 
+    /// DATA with any serde value, laid out as a node sends it: structs as
+    /// maps of their field names, sequences and tuples as arrays, `None`
+    /// and `()` as `nil`. What a client decodes the reply into with
+    /// `.decode::<T>()` is what was given here.
+    ///
+    /// A value serde cannot encode (a map with keys that are not strings
+    /// or numbers is fine; a failing `Serialize` impl is not) gets an
+    /// ERROR reply, -1 (`Internal`), whose message says why, so the test
+    /// sees it on the client's side.
+    ///
+    /// ```
+    /// use rmpv::Value;
+    /// use thingsdb_testkit::Reply;
+    ///
+    /// #[derive(serde::Serialize)]
+    /// struct Person { name: String, age: u8 }
+    ///
+    /// let r = Reply::serialize(&Person { name: "Iris".into(), age: 7 });
+    /// assert_eq!(r, Reply::value(Value::Map(vec![
+    ///     (Value::from("name"), Value::from("Iris")),
+    ///     (Value::from("age"), Value::from(7)),
+    /// ])));
+    /// assert_eq!(Reply::serialize(&(1, "two")), Reply::value(vec![Value::from(1), Value::from("two")]));
+    /// assert_eq!(Reply::serialize(&None::<i64>), Reply::nil());
+    /// ```
+    pub fn serialize<T: serde::Serialize + ?Sized>(value: &T) -> Reply {
+        let mut buf = Vec::new();
+        let mut ser = rmp_serde::Serializer::new(&mut buf).with_struct_map();
+        if let Err(e) = value.serialize(&mut ser) {
+            return Reply::error(
+                ErrorCode::Internal,
+                format!("testkit: the reply cannot be serialized: {e}"),
+            );
+        }
+        match rmpv::decode::read_value(&mut buf.as_slice()) {
+            Ok(v) => Reply::Data(v),
+            Err(e) => Reply::error(
+                ErrorCode::Internal,
+                format!("testkit: the serialized reply does not decode: {e}"),
+            ),
+        }
+    }
+
     /// DATA `nil`.
     pub fn nil() -> Reply {
         Reply::Data(Value::Nil)
@@ -176,6 +219,7 @@ impl Query {
     /// assert_eq!(q.evaluate(), Reply::value(42));
     /// ```
     #[cfg(feature = "eval")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "eval")))]
     pub fn evaluate(&self) -> Reply {
         crate::eval::evaluate(&self.code, &self.vars)
     }
