@@ -185,6 +185,7 @@ async fn shutting_down_node_moves_the_client_and_its_rooms() {
         .unwrap()
         .target(&b.ws_url())
         .unwrap()
+        .auth(thingsdb_client::Auth::password("admin", "pass"))
         .reconnect(fast_reconnect())
         .connect()
         .await
