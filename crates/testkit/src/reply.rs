@@ -296,3 +296,72 @@ impl Args {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A value whose `Serialize` fails half-way.
+    struct Broken;
+
+    impl serde::Serialize for Broken {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::{Error, SerializeSeq};
+            let mut seq = s.serialize_seq(Some(2))?;
+            seq.serialize_element(&1)?;
+            Err(S::Error::custom("no second element"))
+        }
+    }
+
+    /// Bytes that serialize as MessagePack bin.
+    struct Bin(&'static [u8]);
+
+    impl serde::Serialize for Bin {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+
+    #[test]
+    fn serialize_lays_out_values_as_a_node_sends_them() {
+        #[derive(serde::Serialize)]
+        struct Inner {
+            n: Option<u8>,
+        }
+        #[derive(serde::Serialize)]
+        struct Outer {
+            name: &'static str,
+            inner: Inner,
+            list: Vec<i64>,
+            raw: Bin,
+        }
+        let r = Reply::serialize(&Outer {
+            name: "x",
+            inner: Inner { n: None },
+            list: vec![1, -2],
+            raw: Bin(b"\x00\x01"),
+        });
+        let map = |kv: Vec<(&str, Value)>| {
+            Value::Map(kv.into_iter().map(|(k, v)| (Value::from(k), v)).collect())
+        };
+        assert_eq!(
+            r,
+            Reply::Data(map(vec![
+                ("name", Value::from("x")),
+                ("inner", map(vec![("n", Value::Nil)])),
+                ("list", Value::Array(vec![Value::from(1), Value::from(-2)])),
+                ("raw", Value::Binary(vec![0, 1])),
+            ]))
+        );
+    }
+
+    #[test]
+    fn a_value_serde_cannot_encode_is_an_internal_error_that_says_why() {
+        let r = Reply::serialize(&Broken);
+        assert_eq!(r.error_code(), Some(ErrorCode::Internal));
+        let Reply::Error { message, .. } = r else {
+            unreachable!()
+        };
+        assert!(message.contains("no second element"), "{message}");
+    }
+}
