@@ -218,6 +218,7 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
             text: self.text,
             third,
             timeout: self.timeout,
+            idempotent: self.idempotent,
             error: self.error,
             sending: None,
         }
