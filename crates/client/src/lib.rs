@@ -28,8 +28,14 @@
 //! | rooms and their events | [`Room`], [`RoomEvents`], [`RoomEvent`], [`RoomHandlers`] |
 //! | node status and warnings | [`NodeEvents`], [`NodeEvent`] |
 //! | errors | [`Error`], [`ThingsdbError`], [`ErrorCode`] |
-//! | collections, users, tokens, nodes, backups, procedures, tasks | [`management`] |
+//! | rooms with typed events, handlers like python's `Room` | [`typed::TypedEvent`], [`TypedEvents`], [`RoomHandler`], [`ServedRoom`] |
+//! | collections, users, tokens, nodes, backups, procedures, tasks, types | [`management`] |
+//! | Rust structs and enums as ThingsDB types (`#[derive(Thing)]`) | [`typed`] |
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+// The derive macros name `::thingsdb_client`; this lets them work inside
+// this crate's own tests too.
+extern crate self as thingsdb_client;
 
 mod client;
 mod config;
@@ -43,8 +49,11 @@ pub mod management;
 mod node_events;
 mod request;
 mod room;
+mod room_handler;
 mod rt;
 mod scope;
+pub mod typed;
+mod typed_room;
 
 pub use client::Client;
 pub use config::{Auth, ClientBuilder, Config, ReconnectPolicy};
@@ -54,7 +63,15 @@ pub use handlers::RoomHandlers;
 pub use node_events::NodeEvents;
 pub use request::{BoxFuture, Query, Run};
 pub use room::{Room, RoomEvents};
+pub use room_handler::{NoEvents, RoomHandler, ServedRoom};
 pub use scope::Scope;
+pub use typed::{Thing, ThingsEnum, TypedEvent};
+pub use typed_room::{Typed, TypedEvents};
+
+/// `#[derive(Thing)]`, `#[derive(ThingsEnum)]` and `#[derive(RoomEvent)]`
+/// (the `derive` feature, on by default); see [`typed`].
+#[cfg(feature = "derive")]
+pub use thingsdb_derive::{RoomEvent, Thing, ThingsEnum};
 
 pub use rmpv::Value;
 pub use thingsdb_protocol::{ErrorCode, NodeStatus, Room as RoomRef};
