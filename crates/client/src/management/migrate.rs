@@ -266,7 +266,9 @@ impl Plan {
                     }),
                     Some(i) => {
                         let from = &have.fields[i].1;
-                        if Spec::parse(from) != f.spec {
+                        // As text: a parsed definition cannot tell an enum
+                        // from a type, and both print as their name.
+                        if Spec::parse(from).to_string() != spec {
                             changes.push(Step::ModField {
                                 name: t.name.clone(),
                                 field: f.name.clone(),

@@ -54,10 +54,15 @@ pub fn rust_source(types: &[TypeInfo], enums: &[EnumInfo]) -> String {
 
     let mut body = String::new();
     let mut uses = BTreeSet::new();
+    // By name: the node lists them in no fixed order.
+    let mut enums: Vec<&EnumInfo> = enums.iter().collect();
+    enums.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut types: Vec<&TypeInfo> = types.iter().collect();
+    types.sort_by(|a, b| a.name.cmp(&b.name));
     for e in enums {
         write_enum(&mut body, e);
     }
-    for t in types {
+    for t in &types {
         write_type(&mut body, t, &enum_names, &ctx, &mut uses);
     }
     let mut out = String::new();
