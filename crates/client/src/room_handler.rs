@@ -171,11 +171,18 @@ impl TypedEvent for NoEvents {
 /// A room served by a [`RoomHandler`] on a task of its own: made by
 /// [`Room::serve`]. Dropping it leaves the task running until the room is
 /// deleted or the client is closed; [`leave`](Self::leave) ends it.
-#[derive(Debug)]
 pub struct ServedRoom<H> {
     room: Room,
     leave: Option<oneshot::Sender<()>>,
     done: oneshot::Receiver<H>,
+}
+
+impl<H> std::fmt::Debug for ServedRoom<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServedRoom")
+            .field("room", &self.room)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<H: RoomHandler> ServedRoom<H> {
