@@ -25,7 +25,7 @@
 //! | learning the cluster from one seed | [`discovery`] |
 //! | queries and procedures | [`Query`], [`Run`] |
 //! | scopes | [`Scope`] |
-//! | rooms and their events | [`Room`], [`RoomEvents`], [`RoomEvent`], [`RoomHandlers`] |
+//! | rooms and their events | [`Room`], [`RoomEvents`], [`RoomEvent`](enum@RoomEvent), [`RoomHandlers`] |
 //! | node status and warnings | [`NodeEvents`], [`NodeEvent`] |
 //! | errors | [`Error`], [`ThingsdbError`], [`ErrorCode`] |
 //! | rooms with typed events, handlers like python's `Room` | [`typed::TypedEvent`], [`TypedEvents`], [`RoomHandler`], [`ServedRoom`] |

@@ -138,7 +138,7 @@ pub trait ThingsEnum: FieldType + serde::Serialize + serde::de::DeserializeOwned
 /// | `bool` | `bool` |
 /// | [`Blob`] | `bytes` |
 /// | [`Datetime`] / [`Timeval`] | `datetime` / `timeval` |
-/// | [`Value`](crate::Value) | `any` |
+/// | [`Value`] | `any` |
 /// | `Option<T>` | `T?` |
 /// | `Vec<T>` | `[T]` |
 /// | [`SetOf<T>`] | `{T}` |

@@ -14,6 +14,9 @@ pub enum Chat {
     Count(i64),
 }
 
+/// The calls a [`Recorder`] saw, in order.
+pub type Log = Arc<Mutex<Vec<String>>>;
+
 /// Writes down each call; its second `on_join` waits for `gate` (after
 /// saying so on `entered`), so events can be sent while it runs.
 pub struct Recorder {
@@ -26,12 +29,7 @@ pub struct Recorder {
 impl Recorder {
     /// The recorder, its log, the channel its second join reports on, and
     /// the gate that lets that join finish.
-    pub fn new() -> (
-        Recorder,
-        Arc<Mutex<Vec<String>>>,
-        mpsc::UnboundedReceiver<usize>,
-        Arc<Notify>,
-    ) {
+    pub fn new() -> (Recorder, Log, mpsc::UnboundedReceiver<usize>, Arc<Notify>) {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (entered, rx) = mpsc::unbounded_channel();
         let gate = Arc::new(Notify::new());
