@@ -37,28 +37,28 @@ use attrs::{int_value, snake_case, Attrs};
 /// `Deserialize`) for a struct with named fields. See the crate docs.
 #[proc_macro_derive(Thing, attributes(thingsdb))]
 pub fn derive_thing(input: TokenStream) -> TokenStream {
-    let input = parse_macro_input!(input as DeriveInput);
-    thing(&input)
-        .unwrap_or_else(|e| e.to_compile_error())
-        .into()
+    expand(input, thing)
 }
 
 /// Derives `thingsdb_client::typed::ThingsEnum` (and `FieldType`,
 /// `Serialize`, `Deserialize`) for an enum of unit variants.
 #[proc_macro_derive(ThingsEnum, attributes(thingsdb))]
 pub fn derive_things_enum(input: TokenStream) -> TokenStream {
-    let input = parse_macro_input!(input as DeriveInput);
-    things_enum(&input)
-        .unwrap_or_else(|e| e.to_compile_error())
-        .into()
+    expand(input, things_enum)
 }
 
 /// Derives `thingsdb_client::typed::TypedEvent` for an enum whose
 /// variants are a room's events.
 #[proc_macro_derive(RoomEvent, attributes(thingsdb))]
 pub fn derive_room_event(input: TokenStream) -> TokenStream {
+    expand(input, room_event)
+}
+
+/// Parses the item and runs one derive on it; errors become
+/// `compile_error!`s at their spans.
+fn expand(input: TokenStream, derive: fn(&DeriveInput) -> Result<Tokens>) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    room_event(&input)
+    derive(&input)
         .unwrap_or_else(|e| e.to_compile_error())
         .into()
 }

@@ -12,7 +12,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::handler::{log_from, wait_log, Chat, Recorder};
+use common::handler::{release_join2_and_check, wait_log, Chat, Recorder};
 use common::model::{v1, v2};
 use futures::StreamExt;
 use thingsdb_client::management::Step;
@@ -378,26 +378,12 @@ async fn on_join_runs_again_after_a_dropped_connection_with_events_held_in_order
         emitter.emit_event(&Chat::Count(n)).await.unwrap();
     }
     emitter.emit("unknown", &("x",)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        !log.lock().unwrap().iter().any(|l| l == "count 2"),
-        "{:?}",
-        log.lock().unwrap()
-    );
-    gate.notify_one();
-    wait_log(&log, "raw unknown").await;
-    assert_eq!(
-        log_from(&log, "disconnect"),
-        [
-            "disconnect",
-            "join2 start",
-            "join2 end",
-            "count 2",
-            "count 3",
-            "count 4",
-            "raw unknown"
-        ]
-    );
+    release_join2_and_check(
+        &log,
+        &gate,
+        &["count 2", "count 3", "count 4", "raw unknown"],
+    )
+    .await;
 
     // Leave: on_leave is the last call.
     let rec = within(30, served.leave()).await.unwrap();

@@ -127,7 +127,29 @@ impl<V: Serialize> Serialize for OrderedMap<'_, V> {
     }
 }
 
+/// A query variable's name and value.
+type Var<'v> = (&'v str, rmpv::Value);
+
+/// `value` as a query variable's value.
+fn val<V: Serialize + ?Sized>(value: &V) -> Result<rmpv::Value, Error> {
+    rmpv::ext::to_value(value)
+        .map_err(|e| Error::BadArgument(format!("cannot serialize a value: {e}")))
+}
+
 impl ScopeApi<'_, Collection> {
+    /// Runs `code` with `vars` and decodes its result.
+    async fn call<T: DeserializeOwned + 'static>(
+        &self,
+        code: &str,
+        vars: &[Var<'_>],
+    ) -> Result<T, Error> {
+        let mut q = self.client.query(code).scope(self.scope.as_str());
+        for (k, v) in vars {
+            q = q.var(k, v);
+        }
+        q.decode().await
+    }
+
     /// Every type of the collection (`types_info()`).
     pub async fn types_info(&self) -> Result<Vec<TypeInfo>, Error> {
         self.get("types_info();").await
@@ -136,34 +158,25 @@ impl ScopeApi<'_, Collection> {
     /// One type's info (`type_info(name)`); a `lookup` error when there is
     /// no such type.
     pub async fn type_info(&self, name: &str) -> Result<TypeInfo, Error> {
-        self.query("type_info(name);")
-            .var("name", name)
-            .decode()
+        self.call("type_info(name);", &[("name", name.into())])
             .await
     }
 
     /// Whether the collection has a type of that name (`has_type(name)`).
     pub async fn has_type(&self, name: &str) -> Result<bool, Error> {
-        self.query("has_type(name);")
-            .var("name", name)
-            .decode()
-            .await
+        self.call("has_type(name);", &[("name", name.into())]).await
     }
 
     /// How many instances of the type there are (`type_count(name)`).
     pub async fn type_count(&self, name: &str) -> Result<u64, Error> {
-        self.query("type_count(name);")
-            .var("name", name)
-            .decode()
+        self.call("type_count(name);", &[("name", name.into())])
             .await
     }
 
     /// Makes a type without fields (`new_type(name)`), which other types
     /// can then refer to before it is [set](Self::set_type).
     pub async fn new_type(&self, name: &str) -> Result<(), Error> {
-        self.query("new_type(name); nil;")
-            .var("name", name)
-            .decode()
+        self.call("new_type(name); nil;", &[("name", name.into())])
             .await
     }
 
@@ -188,70 +201,76 @@ impl ScopeApi<'_, Collection> {
     /// Adds a field to a type (`mod_type(name, 'add', field, definition)`);
     /// existing instances get the definition's default value.
     pub async fn mod_type_add(&self, name: &str, field: &str, spec: &str) -> Result<(), Error> {
-        self.query("mod_type(name, 'add', field, spec);")
-            .var("name", name)
-            .var("field", field)
-            .var("spec", spec)
-            .decode()
-            .await
+        self.call(
+            "mod_type(name, 'add', field, spec);",
+            &[
+                ("name", name.into()),
+                ("field", field.into()),
+                ("spec", spec.into()),
+            ],
+        )
+        .await
     }
 
     /// Changes a field's definition (`mod_type(name, 'mod', field,
     /// definition)`); the node refuses a change its values do not fit.
     pub async fn mod_type_mod(&self, name: &str, field: &str, spec: &str) -> Result<(), Error> {
-        self.query("mod_type(name, 'mod', field, spec);")
-            .var("name", name)
-            .var("field", field)
-            .var("spec", spec)
-            .decode()
-            .await
+        self.call(
+            "mod_type(name, 'mod', field, spec);",
+            &[
+                ("name", name.into()),
+                ("field", field.into()),
+                ("spec", spec.into()),
+            ],
+        )
+        .await
     }
 
     /// Renames a field, keeping its values (`mod_type(name, 'ren', field,
     /// new_name)`).
     pub async fn mod_type_ren(&self, name: &str, field: &str, new_name: &str) -> Result<(), Error> {
-        self.query("mod_type(name, 'ren', field, new_name);")
-            .var("name", name)
-            .var("field", field)
-            .var("new_name", new_name)
-            .decode()
-            .await
+        self.call(
+            "mod_type(name, 'ren', field, new_name);",
+            &[
+                ("name", name.into()),
+                ("field", field.into()),
+                ("new_name", new_name.into()),
+            ],
+        )
+        .await
     }
 
     /// Removes a field and its values from every instance
     /// (`mod_type(name, 'del', field)`).
     pub async fn mod_type_del(&self, name: &str, field: &str) -> Result<(), Error> {
-        self.query("mod_type(name, 'del', field);")
-            .var("name", name)
-            .var("field", field)
-            .decode()
-            .await
+        self.call(
+            "mod_type(name, 'del', field);",
+            &[("name", name.into()), ("field", field.into())],
+        )
+        .await
     }
 
     /// Turns wrap-only mode on or off (`mod_type(name, 'wpo', on)`).
     pub async fn mod_type_wpo(&self, name: &str, on: bool) -> Result<(), Error> {
-        self.query("mod_type(name, 'wpo', on);")
-            .var("name", name)
-            .var("on", &on)
-            .decode()
-            .await
+        self.call(
+            "mod_type(name, 'wpo', on);",
+            &[("name", name.into()), ("on", on.into())],
+        )
+        .await
     }
 
     /// Renames a type (`rename_type(name, new_name)`).
     pub async fn rename_type(&self, name: &str, new_name: &str) -> Result<(), Error> {
-        self.query("rename_type(name, new_name);")
-            .var("name", name)
-            .var("new_name", new_name)
-            .decode()
-            .await
+        self.call(
+            "rename_type(name, new_name);",
+            &[("name", name.into()), ("new_name", new_name.into())],
+        )
+        .await
     }
 
     /// Deletes a type; its instances become plain things (`del_type(name)`).
     pub async fn del_type(&self, name: &str) -> Result<(), Error> {
-        self.query("del_type(name);")
-            .var("name", name)
-            .decode()
-            .await
+        self.call("del_type(name);", &[("name", name.into())]).await
     }
 
     /// Every enum of the collection (`enums_info()`).
@@ -261,18 +280,13 @@ impl ScopeApi<'_, Collection> {
 
     /// One enum's info (`enum_info(name)`).
     pub async fn enum_info(&self, name: &str) -> Result<EnumInfo, Error> {
-        self.query("enum_info(name);")
-            .var("name", name)
-            .decode()
+        self.call("enum_info(name);", &[("name", name.into())])
             .await
     }
 
     /// Whether the collection has an enum of that name (`has_enum(name)`).
     pub async fn has_enum(&self, name: &str) -> Result<bool, Error> {
-        self.query("has_enum(name);")
-            .var("name", name)
-            .decode()
-            .await
+        self.call("has_enum(name);", &[("name", name.into())]).await
     }
 
     /// Makes an enum with its members, in order; the first is the default
@@ -296,30 +310,33 @@ impl ScopeApi<'_, Collection> {
         member: &str,
         value: &V,
     ) -> Result<(), Error> {
-        self.query("mod_enum(name, 'add', member, value);")
-            .var("name", name)
-            .var("member", member)
-            .var("value", value)
-            .decode()
-            .await
+        self.call(
+            "mod_enum(name, 'add', member, value);",
+            &[
+                ("name", name.into()),
+                ("member", member.into()),
+                ("value", val(value)?),
+            ],
+        )
+        .await
     }
 
     /// Removes a member that no thing uses (`mod_enum(name, 'del', member)`).
     pub async fn mod_enum_del(&self, name: &str, member: &str) -> Result<(), Error> {
-        self.query("mod_enum(name, 'del', member);")
-            .var("name", name)
-            .var("member", member)
-            .decode()
-            .await
+        self.call(
+            "mod_enum(name, 'del', member);",
+            &[("name", name.into()), ("member", member.into())],
+        )
+        .await
     }
 
     /// Makes a member the default (`mod_enum(name, 'def', member)`).
     pub async fn mod_enum_def(&self, name: &str, member: &str) -> Result<(), Error> {
-        self.query("mod_enum(name, 'def', member);")
-            .var("name", name)
-            .var("member", member)
-            .decode()
-            .await
+        self.call(
+            "mod_enum(name, 'def', member);",
+            &[("name", name.into()), ("member", member.into())],
+        )
+        .await
     }
 
     /// Changes a member's value (`mod_enum(name, 'mod', member, value)`).
@@ -329,12 +346,15 @@ impl ScopeApi<'_, Collection> {
         member: &str,
         value: &V,
     ) -> Result<(), Error> {
-        self.query("mod_enum(name, 'mod', member, value);")
-            .var("name", name)
-            .var("member", member)
-            .var("value", value)
-            .decode()
-            .await
+        self.call(
+            "mod_enum(name, 'mod', member, value);",
+            &[
+                ("name", name.into()),
+                ("member", member.into()),
+                ("value", val(value)?),
+            ],
+        )
+        .await
     }
 
     /// Renames a member (`mod_enum(name, 'ren', member, new_name)`).
@@ -344,29 +364,29 @@ impl ScopeApi<'_, Collection> {
         member: &str,
         new_name: &str,
     ) -> Result<(), Error> {
-        self.query("mod_enum(name, 'ren', member, new_name);")
-            .var("name", name)
-            .var("member", member)
-            .var("new_name", new_name)
-            .decode()
-            .await
+        self.call(
+            "mod_enum(name, 'ren', member, new_name);",
+            &[
+                ("name", name.into()),
+                ("member", member.into()),
+                ("new_name", new_name.into()),
+            ],
+        )
+        .await
     }
 
     /// Renames an enum (`rename_enum(name, new_name)`).
     pub async fn rename_enum(&self, name: &str, new_name: &str) -> Result<(), Error> {
-        self.query("rename_enum(name, new_name);")
-            .var("name", name)
-            .var("new_name", new_name)
-            .decode()
-            .await
+        self.call(
+            "rename_enum(name, new_name);",
+            &[("name", name.into()), ("new_name", new_name.into())],
+        )
+        .await
     }
 
     /// Deletes an enum that no type uses (`del_enum(name)`).
     pub async fn del_enum(&self, name: &str) -> Result<(), Error> {
-        self.query("del_enum(name);")
-            .var("name", name)
-            .decode()
-            .await
+        self.call("del_enum(name);", &[("name", name.into())]).await
     }
 
     /// The value of the ThingsDB expression `expr`, in the shape of `T`
@@ -382,12 +402,7 @@ impl ScopeApi<'_, Collection> {
     /// # Ok(()) }
     /// ```
     pub async fn fetch<T: Fetch + 'static>(&self, expr: &str) -> Result<T, Error> {
-        let code = T::wrap_code(expr);
-        self.client
-            .query(&code)
-            .scope(self.scope.as_str())
-            .decode()
-            .await
+        self.call(&T::wrap_code(expr), &[]).await
     }
 
     /// As [`fetch`](Self::fetch), with query variables for `expr` (a
@@ -429,15 +444,10 @@ impl ScopeApi<'_, Collection> {
             "x = {}; {target}.push(x); is_thing(x) ? x.id() : nil;",
             build_expr(value, "v")
         );
-        let code = code.as_str();
-        self.client
-            .query(code)
-            .scope(self.scope.as_str())
-            .var("v", value)
-            .decode()
-            .await
+        self.run_with_value(&code, value).await
     }
 
+    /// Runs `code` with `value` as the variable `v` (structs as maps).
     async fn run_with_value<T: Serialize + ?Sized, R: DeserializeOwned + 'static>(
         &self,
         code: &str,

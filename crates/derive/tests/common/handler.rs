@@ -120,3 +120,20 @@ pub fn log_from(log: &Arc<Mutex<Vec<String>>>, from: &str) -> Vec<String> {
 pub fn is_control(ev: &RoomEvent) -> bool {
     !matches!(ev, RoomEvent::Emitted(_))
 }
+
+/// With the second `on_join` waiting at its gate and the events sent:
+/// checks that none was handled yet, opens the gate, and checks that
+/// `on_join` finished before the events `after` were handled, in order.
+pub async fn release_join2_and_check(log: &Log, gate: &Notify, after: &[&str]) {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !log.lock().unwrap().iter().any(|l| l == after[0]),
+        "handled during on_join: {:?}",
+        log.lock().unwrap()
+    );
+    gate.notify_one();
+    wait_log(log, after[after.len() - 1]).await;
+    let mut want = vec!["disconnect", "join2 start", "join2 end"];
+    want.extend_from_slice(after);
+    assert_eq!(log_from(log, "disconnect"), want);
+}
