@@ -597,3 +597,139 @@ fn room_event(input: &DeriveInput) -> Result<Tokens> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syn::parse_quote;
+
+    fn err(r: Result<Tokens>) -> String {
+        match r {
+            Ok(t) => panic!("expected an error, got {t}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn things_refuse_what_they_cannot_be() {
+        assert!(err(thing(&parse_quote!(
+            struct A<T> {
+                x: T,
+            }
+        )))
+        .contains("generic"));
+        assert!(err(thing(&parse_quote!(
+            struct A(i64);
+        )))
+        .contains("named fields"));
+        assert!(err(thing(&parse_quote!(
+            enum A {
+                X,
+            }
+        )))
+        .contains("named fields"));
+        assert!(err(thing(&parse_quote!(
+            struct A {
+                #[thingsdb(id)]
+                a: Option<u64>,
+                #[thingsdb(id)]
+                b: Option<u64>,
+            }
+        )))
+        .contains("only one field"));
+        assert!(err(thing(&parse_quote!(
+            struct A {
+                #[thingsdb(bogus)]
+                a: i64,
+            }
+        )))
+        .contains("unknown thingsdb attribute"));
+        assert!(err(thing(&parse_quote!(
+            #[thingsdb(rename = "B")]
+            struct A {
+                a: i64,
+            }
+        )))
+        .contains("expected one of: name"));
+        assert!(thing(&parse_quote!(
+            #[thingsdb(name = "B")]
+            struct A {
+                #[thingsdb(rename = "b", renamed_from = "c")]
+                a: i64,
+                #[thingsdb(skip)]
+                s: u8,
+            }
+        ))
+        .is_ok());
+    }
+
+    #[test]
+    fn enums_refuse_what_they_cannot_be() {
+        assert!(err(things_enum(&parse_quote!(
+            enum E {
+                A(i64),
+            }
+        )))
+        .contains("unit variants"));
+        assert!(err(things_enum(&parse_quote!(
+            enum E {}
+        )))
+        .contains("at least one member"));
+        assert!(err(things_enum(&parse_quote!(
+            enum E {
+                A = 1,
+                B,
+            }
+        )))
+        .contains("all strings or all integers"));
+        assert!(err(things_enum(&parse_quote!(
+            enum E {
+                #[thingsdb(value = 1.5)]
+                A,
+            }
+        )))
+        .contains("a string or an integer"));
+        assert!(err(things_enum(&parse_quote!(
+            struct S {
+                a: i64,
+            }
+        )))
+        .contains("is for enums"));
+        assert!(things_enum(&parse_quote!(
+            enum E {
+                #[thingsdb(value = 3)]
+                A,
+                B = 4,
+            }
+        ))
+        .is_ok());
+    }
+
+    #[test]
+    fn events_refuse_what_they_cannot_be() {
+        assert!(err(room_event(&parse_quote!(
+            enum E {
+                A,
+                #[thingsdb(rename = "a")]
+                B,
+            }
+        )))
+        .contains("two variants are event `a`"));
+        assert!(err(room_event(&parse_quote!(
+            enum E {}
+        )))
+        .contains("at least one variant"));
+        assert!(err(room_event(&parse_quote!(
+            struct S;
+        )))
+        .contains("is for enums"));
+        assert!(room_event(&parse_quote!(
+            enum E {
+                A { x: i64 },
+                B(String, u8),
+                C,
+            }
+        ))
+        .is_ok());
+    }
+}

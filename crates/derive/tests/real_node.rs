@@ -393,3 +393,92 @@ async fn on_join_runs_again_after_a_dropped_connection_with_events_held_in_order
     );
     drop(rec);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_type_and_enum_wrapper_works() {
+    let node = real_or_skip!();
+    let c = client(&node).await;
+    let s = c.collection("stuff").unwrap();
+    let f = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+
+    // Enums.
+    s.set_enum("Size", &[("S".to_string(), 1), ("L".to_string(), 3)])
+        .await
+        .unwrap();
+    assert!(s.has_enum("Size").await.unwrap());
+    s.mod_enum_add("Size", "M", &2).await.unwrap();
+    s.mod_enum_def("Size", "M").await.unwrap();
+    s.mod_enum_mod("Size", "L", &4).await.unwrap();
+    s.mod_enum_ren("Size", "L", "XL").await.unwrap();
+    s.mod_enum_del("Size", "S").await.unwrap();
+    let e = s.enum_info("Size").await.unwrap();
+    assert_eq!(e.default.as_deref(), Some("M"));
+    // The default member comes first.
+    assert_eq!(
+        e.members,
+        [("M".to_string(), 2.into()), ("XL".to_string(), 4.into())]
+    );
+    s.rename_enum("Size", "Sizes").await.unwrap();
+    assert!(!s.has_enum("Size").await.unwrap());
+
+    // Types, referring to each other.
+    s.new_type("A").await.unwrap();
+    s.new_type("B").await.unwrap();
+    s.set_type("A", &f(&[("b", "B?"), ("n", "int")]))
+        .await
+        .unwrap();
+    s.set_type("B", &f(&[("a", "A?"), ("size", "Sizes")]))
+        .await
+        .unwrap();
+    assert!(s.has_type("A").await.unwrap());
+    s.mod_type_rel("A", "b", Some("a")).await.unwrap();
+    c.query(".a = A{}; .a.b = B{}; .a.b.a == .a;")
+        .scope("//stuff")
+        .decode::<bool>()
+        .await
+        .map(|both_ways| assert!(both_ways))
+        .unwrap();
+    s.mod_type_rel("A", "b", None).await.unwrap();
+    assert_eq!(s.type_count("A").await.unwrap(), 1);
+    s.mod_type_add_with("A", "label", "str", "start")
+        .await
+        .unwrap();
+    assert_eq!(
+        c.query(".a.label;")
+            .scope("//stuff")
+            .decode::<String>()
+            .await
+            .unwrap(),
+        "start"
+    );
+    s.mod_type_add("A", "extra", "int").await.unwrap();
+    s.mod_type_mod("A", "extra", "int?").await.unwrap();
+    s.mod_type_ren("A", "extra", "more").await.unwrap();
+    s.mod_type_del("A", "more").await.unwrap();
+    s.mod_type_hid("A", true).await.unwrap();
+    s.mod_type_idx("A", true).await.unwrap();
+    let a = s.type_info("A").await.unwrap();
+    assert!(a.hide_id && a.auto_index);
+    assert_eq!(a.fields, f(&[("b", "B?"), ("n", "int"), ("label", "str")]));
+    s.new_type("W").await.unwrap();
+    s.set_type("W", &f(&[("n", "int")])).await.unwrap();
+    s.mod_type_wpo("W", true).await.unwrap();
+    assert!(s.type_info("W").await.unwrap().wrap_only);
+    s.rename_type("W", "Wrapper").await.unwrap();
+    s.del_type("Wrapper").await.unwrap();
+    let names: Vec<String> = s
+        .types_info()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let e = s.type_info("Nope").await.unwrap_err();
+    assert_eq!(e.code(), Some(thingsdb_client::ErrorCode::Lookup));
+    s.del_enum("Sizes").await.unwrap_err(); // in use by B
+}

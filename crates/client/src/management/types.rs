@@ -212,6 +212,27 @@ impl ScopeApi<'_, Collection> {
         .await
     }
 
+    /// Adds a field to a type, giving existing instances `initial`
+    /// (`mod_type(name, 'add', field, definition, initial)`).
+    pub async fn mod_type_add_with<V: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        field: &str,
+        spec: &str,
+        initial: &V,
+    ) -> Result<(), Error> {
+        self.call(
+            "mod_type(name, 'add', field, spec, initial);",
+            &[
+                ("name", name.into()),
+                ("field", field.into()),
+                ("spec", spec.into()),
+                ("initial", val(initial)?),
+            ],
+        )
+        .await
+    }
+
     /// Changes a field's definition (`mod_type(name, 'mod', field,
     /// definition)`); the node refuses a change its values do not fit.
     pub async fn mod_type_mod(&self, name: &str, field: &str, spec: &str) -> Result<(), Error> {
@@ -255,6 +276,46 @@ impl ScopeApi<'_, Collection> {
         self.call(
             "mod_type(name, 'wpo', on);",
             &[("name", name.into()), ("on", on.into())],
+        )
+        .await
+    }
+
+    /// Turns hiding the `#` id of returned instances on or off
+    /// (`mod_type(name, 'hid', on)`).
+    pub async fn mod_type_hid(&self, name: &str, on: bool) -> Result<(), Error> {
+        self.call(
+            "mod_type(name, 'hid', on);",
+            &[("name", name.into()), ("on", on.into())],
+        )
+        .await
+    }
+
+    /// Turns giving instances an id as soon as they are made on or off
+    /// (`mod_type(name, 'idx', on)`).
+    pub async fn mod_type_idx(&self, name: &str, on: bool) -> Result<(), Error> {
+        self.call(
+            "mod_type(name, 'idx', on);",
+            &[("name", name.into()), ("on", on.into())],
+        )
+        .await
+    }
+
+    /// Makes `field` and the field `other` of the type it refers to a
+    /// relation (kept in sync both ways), or with `None` ends the relation
+    /// (`mod_type(name, 'rel', field, other)`).
+    pub async fn mod_type_rel(
+        &self,
+        name: &str,
+        field: &str,
+        other: Option<&str>,
+    ) -> Result<(), Error> {
+        self.call(
+            "mod_type(name, 'rel', field, other);",
+            &[
+                ("name", name.into()),
+                ("field", field.into()),
+                ("other", other.map_or(rmpv::Value::Nil, rmpv::Value::from)),
+            ],
         )
         .await
     }
