@@ -63,7 +63,7 @@ pub use handlers::RoomHandlers;
 pub use node_events::NodeEvents;
 pub use request::{BoxFuture, Query, Run};
 pub use room::{Room, RoomEvents};
-pub use room_handler::{NoEvents, RoomHandler, ServedRoom};
+pub use room_handler::{MaybeSend, NoEvents, RoomHandler, ServedRoom};
 pub use scope::Scope;
 pub use typed::{Thing, ThingsEnum, TypedEvent};
 pub use typed_room::{Typed, TypedEvents};

@@ -170,7 +170,9 @@ impl TypedEvent for NoEvents {
 
 /// A room served by a [`RoomHandler`] on a task of its own: made by
 /// [`Room::serve`]. Dropping it leaves the task running until the room is
-/// deleted or the client is closed; [`leave`](Self::leave) ends it.
+/// deleted or the client is closed; [`leave`](Self::leave) ends it. A
+/// handler method that panics ends the serving: `leave` and `finished`
+/// then give [`Error::Closed`].
 pub struct ServedRoom<H> {
     room: Room,
     leave: Option<oneshot::Sender<()>>,

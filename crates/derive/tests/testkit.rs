@@ -359,3 +359,18 @@ async fn serving_a_missing_room_fails_before_any_call() {
     assert_eq!(e.code(), Some(thingsdb_client::ErrorCode::Lookup));
     assert!(log.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_dropped_served_room_keeps_serving() {
+    let node = TestNode::start().await.unwrap();
+    let id = node.create_room("stuff", None);
+    let c = connect(&node).await;
+    let (rec, log, _entered, _gate) = Recorder::new();
+    let served = within(10, c.room("//stuff", id).unwrap().serve(rec))
+        .await
+        .unwrap();
+    drop(served);
+    node.emit(id, "count", &[8.into()]);
+    wait_log(&log, "count 8").await;
+    assert_eq!(node.room_joiners(id).len(), 1);
+}
