@@ -287,3 +287,120 @@ fn room_events_both_ways() {
     };
     assert!(Chat::from_emitted(&e).is_none());
 }
+
+mod roundtrip {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn color() -> impl Strategy<Value = v1::Color> {
+        prop_oneof![
+            Just(v1::Color::Red),
+            Just(v1::Color::Green),
+            Just(v1::Color::Blue)
+        ]
+    }
+
+    fn address() -> impl Strategy<Value = v1::Address> {
+        (".{0,8}", proptest::option::of(any::<i64>()))
+            .prop_map(|(street, number)| v1::Address { street, number })
+    }
+
+    fn leaf_person() -> impl Strategy<Value = v1::Person> {
+        (
+            ".{0,8}",
+            proptest::option::of(".{0,8}"),
+            address(),
+            color(),
+            any::<i64>(),
+            proptest::collection::vec(any::<u8>(), 0..4),
+            proptest::collection::vec(".{0,4}", 0..3),
+            proptest::collection::vec(-1e9f64..1e9, 0..3),
+            any::<bool>(),
+            proptest::option::of(any::<u64>()),
+        )
+            .prop_map(
+                |(name, mail, address, color, born, avatar, tags, scores, active, id)| v1::Person {
+                    id,
+                    name,
+                    mail,
+                    address,
+                    friends: vec![],
+                    team: None,
+                    color,
+                    born: Datetime::from_unix(born),
+                    avatar: Blob(avatar),
+                    tags,
+                    scores,
+                    active,
+                },
+            )
+    }
+
+    fn person() -> impl Strategy<Value = v1::Person> {
+        (
+            leaf_person(),
+            proptest::collection::vec(leaf_person(), 0..3),
+            proptest::option::of(leaf_person()),
+        )
+            .prop_map(|(mut p, friends, lead)| {
+                p.friends = friends;
+                p.team = Some(Box::new(v1::Team {
+                    id: None,
+                    name: "t".into(),
+                    lead,
+                }));
+                p
+            })
+    }
+
+    /// `p` with the ids a node would not echo back (ids are not sent).
+    fn sent(mut p: v1::Person) -> v1::Person {
+        p.id = None;
+        p.friends = p.friends.into_iter().map(sent).collect();
+        if let Some(t) = p.team.as_mut() {
+            t.lead = t.lead.take().map(sent);
+        }
+        p
+    }
+
+    proptest! {
+        #[test]
+        fn what_is_written_reads_back(p in person()) {
+            let bytes = rmp_serde::to_vec_named(&p).unwrap();
+            let back: v1::Person = rmp_serde::from_slice(&bytes).unwrap();
+            prop_assert_eq!(back, sent(p));
+        }
+
+        #[test]
+        fn a_node_map_in_any_key_order_with_an_id_and_extras_reads(a in address(), id in any::<u64>(), seed in any::<u64>()) {
+            let mut fields: Vec<(&str, Value)> = vec![
+                ("#", id.into()),
+                ("street", a.street.as_str().into()),
+                ("extra", Value::Array(vec![1.into()])),
+            ];
+            if let Some(n) = a.number {
+                fields.push(("number", n.into()));
+            }
+            // A deterministic shuffle from the seed.
+            let n = fields.len();
+            for i in 0..n {
+                let j = ((seed >> (i * 8)) as usize) % n;
+                fields.swap(i, j);
+            }
+            let back: v1::Address = rmp_serde::from_slice(&node_map(fields)).unwrap();
+            prop_assert_eq!(back, a);
+        }
+
+        #[test]
+        fn build_code_names_only_the_variable(p in person()) {
+            // Every value comes from `v`: no string of the value is pasted.
+            let code = build_expr(&p, "v");
+            let shape = match p.id {
+                // A thing with an id is the existing thing.
+                Some(id) => code == format!("Person({id})"),
+                None => code.starts_with("Person({name:v.name,"),
+            };
+            prop_assert!(shape && !code.contains('"') && !code.contains('\''), "{}", code);
+        }
+    }
+}
