@@ -29,6 +29,17 @@ pub enum Step {
         /// Its value.
         value: EnumValue,
     },
+    /// `mod_enum(name, 'mod', member, value)`: a member's value changed.
+    ModMember {
+        /// The enum.
+        name: String,
+        /// The member.
+        member: String,
+        /// Its value on the node.
+        from: String,
+        /// The value it gets.
+        to: EnumValue,
+    },
     /// `new_type(name)`: a type without fields yet, so that the types can
     /// refer to each other before they get their fields.
     NewType {
@@ -112,6 +123,12 @@ impl fmt::Display for Step {
             } => {
                 write!(f, "~ enum {name}: add member {member}: {value}")
             }
+            Step::ModMember {
+                name,
+                member,
+                from,
+                to,
+            } => write!(f, "~ enum {name}: change member {member}: {from} -> {to}"),
             Step::NewType { name } => write!(f, "+ type {name}"),
             Step::SetType { name, fields } => {
                 let m: Vec<String> = fields.iter().map(|(n, s)| format!("{n}: {s}")).collect();
@@ -202,12 +219,19 @@ impl Plan {
                 continue;
             };
             for m in &e.members {
-                if !have.members.iter().any(|(n, _)| *n == m.name) {
-                    first.push(Step::AddMember {
+                match have.members.iter().find(|(n, _)| *n == m.name) {
+                    None => first.push(Step::AddMember {
                         name: e.name.clone(),
                         member: m.name.clone(),
                         value: m.value.clone(),
-                    });
+                    }),
+                    Some((_, v)) if !same_value(v, &m.value) => first.push(Step::ModMember {
+                        name: e.name.clone(),
+                        member: m.name.clone(),
+                        from: v.to_string(),
+                        to: m.value.clone(),
+                    }),
+                    Some(_) => {}
                 }
             }
             for (n, _) in &have.members {
@@ -326,6 +350,14 @@ impl Plan {
     }
 }
 
+/// Whether a member's value on the node is `want`.
+fn same_value(have: &rmpv::Value, want: &EnumValue) -> bool {
+    match want {
+        EnumValue::Str(s) => have.as_str() == Some(s.as_str()),
+        EnumValue::Int(i) => have.as_i64() == Some(*i),
+    }
+}
+
 impl fmt::Display for Plan {
     /// One step a line; `nothing to do` for an empty plan; destructive steps
     /// not allowed to run are marked `(skipped)`.
@@ -370,6 +402,9 @@ impl ScopeApi<'_, Collection> {
                     member,
                     value,
                 } => self.mod_enum_add(name, member, value).await,
+                Step::ModMember {
+                    name, member, to, ..
+                } => self.mod_enum_mod(name, member, to).await,
                 Step::NewType { name } => self.new_type(name).await,
                 Step::SetType { name, fields } => self.set_type(name, fields).await,
                 Step::RenameField { name, from, to } => self.mod_type_ren(name, from, to).await,
@@ -488,13 +523,14 @@ mod tests {
             ],
             &[EnumInfo::new(
                 "Color",
-                &[("RED", "RED".into()), ("GREEN", "GREEN".into())],
+                &[("RED", "red".into()), ("GREEN", "GREEN".into())],
             )],
             &schema(),
         );
         assert_eq!(
             plan.to_string(),
-            "~ enum Color: add member BLUE: \"BLUE\"\n\
+            "~ enum Color: change member RED: \"red\" -> \"RED\"\n\
+             ~ enum Color: add member BLUE: \"BLUE\"\n\
              ~ type A: change field me: [A]? -> [A]\n\
              - enum Color: remove member GREEN (destructive) (skipped)\n\
              - type A: remove field old (destructive) (skipped)\n"
