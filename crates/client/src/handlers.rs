@@ -23,8 +23,12 @@ type OtherFn = Box<dyn FnMut(RoomEvent) + Send>;
 /// `on_leave` and `on_delete`, in the shape of python-thingsdb's `Room`,
 /// see [`RoomHandler`](crate::RoomHandler).
 ///
-/// ```no_run
-/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let node = thingsdb_testkit::TestNode::start().await?;
+/// # let client = thingsdb_client::Client::connect(&node.thingsdb_url(), thingsdb_client::Auth::password("admin", "pass")).await?;
+/// # node.create_room("stuff", Some("chat"));
 /// use thingsdb_client::RoomHandlers;
 /// let events = client.room("//stuff", "chat")?.join().await?;
 /// let task = RoomHandlers::new()

@@ -263,8 +263,8 @@ async fn a_typed_room_carries_an_enum_both_ways() {
         ));
     }
     // Unknown and ill-fitting events are kept, not dropped.
-    node.emit(id, "other", &[1.into()]);
-    node.emit(id, "count", &["not a number".into()]);
+    node.emit("stuff", id, "other", &[1.into()]);
+    node.emit("stuff", id, "count", &["not a number".into()]);
     assert!(matches!(within(10, ev_a.next()).await, Some(Typed::Unknown(e)) if e.event == "other"));
     assert!(
         matches!(within(10, ev_a.next()).await, Some(Typed::Invalid(e, _)) if e.event == "count")
@@ -283,18 +283,18 @@ async fn on_join_runs_again_after_the_node_drops_the_connection_and_events_wait_
         .await
         .unwrap();
     assert_eq!(*log.lock().unwrap(), ["init", "join1 start", "join1 end"]);
-    node.emit(id, "count", &[1.into()]);
+    node.emit("stuff", id, "count", &[1.into()]);
     wait_log(&log, "count 1").await;
 
     node.faults().close_now();
     assert_eq!(within(10, entered.recv()).await, Some(2));
     // Joined again (the node lists the new connection), on_join still running.
-    assert_eq!(node.room_joiners(id).len(), 1);
+    assert_eq!(node.room_joiners("stuff", id).len(), 1);
     for n in 2..=4 {
-        assert_eq!(node.emit(id, "count", &[n.into()]), 1);
+        assert_eq!(node.emit("stuff", id, "count", &[n.into()]), 1);
     }
-    node.emit(id, "message", &["x".into(), "y".into()]);
-    node.emit(id, "unknown", &[]);
+    node.emit("stuff", id, "message", &["x".into(), "y".into()]);
+    node.emit("stuff", id, "unknown", &[]);
     // The connection keeps reading while on_join runs: a query gets its answer.
     assert!(c.ping().await.is_ok());
     release_join2_and_check(
@@ -319,12 +319,12 @@ async fn on_join_runs_again_after_the_node_drops_the_connection_and_events_wait_
         Some("leave")
     );
     for _ in 0..100 {
-        if node.room_joiners(id).is_empty() {
+        if node.room_joiners("stuff", id).is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(node.room_joiners(id).is_empty());
+    assert!(node.room_joiners("stuff", id).is_empty());
 }
 
 #[tokio::test]
@@ -336,8 +336,8 @@ async fn on_delete_ends_the_serving() {
     let served = within(10, c.room("//stuff", id).unwrap().serve(rec))
         .await
         .unwrap();
-    node.emit(id, "count", &[5.into()]);
-    assert!(node.delete_room(id));
+    node.emit("stuff", id, "count", &[5.into()]);
+    assert!(node.delete_room("stuff", id));
     let _rec = within(10, served.finished()).await.unwrap();
     assert_eq!(
         *log.lock().unwrap(),
@@ -370,7 +370,7 @@ async fn a_dropped_served_room_keeps_serving() {
         .await
         .unwrap();
     drop(served);
-    node.emit(id, "count", &[8.into()]);
+    node.emit("stuff", id, "count", &[8.into()]);
     wait_log(&log, "count 8").await;
-    assert_eq!(node.room_joiners(id).len(), 1);
+    assert_eq!(node.room_joiners("stuff", id).len(), 1);
 }

@@ -143,11 +143,17 @@ impl ScopeApi<'_, Collection> {
         code: &str,
         vars: &[Var<'_>],
     ) -> Result<T, Error> {
-        let mut q = self.client.query(code).scope(self.scope.as_str());
-        for (k, v) in vars {
-            q = q.var(k, v);
+        let q = self.client.query(code).scope(self.scope.as_str());
+        match vars.split_first() {
+            None => q.decode().await,
+            Some(((k, v), rest)) => {
+                let mut q = q.var(k, v);
+                for (k, v) in rest {
+                    q = q.var(k, v);
+                }
+                q.decode().await
+            }
         }
-        q.decode().await
     }
 
     /// Every type of the collection (`types_info()`).
