@@ -10,6 +10,8 @@ use tokio::sync::oneshot;
 
 use crate::error::Error;
 use crate::events::{Emitted, RoomEvent};
+use crate::lifecycle::{ConnectionEvent, MoveReason};
+use crate::node_events::ConnectionEvents;
 use crate::room::{Room, RoomEvents};
 use crate::typed_room::{Typed, TypedEvent};
 
@@ -36,7 +38,8 @@ impl<T: ?Sized> MaybeSend for T {}
 ///    anything else;
 /// 2. [`on_join`](Self::on_join) after the first join, and again after each
 ///    re-join (the connection was lost and made again, or moved to another
-///    node), so it can (re)read the room's state. Events that arrive while
+///    node ahead of a shutdown: [`ConnectionEvent::Moved`]), so it can
+///    (re)read the room's state. Events that arrive while
 ///    it runs are held and handed over after it, in the order they came.
 ///    [`Room::serve`] returns once the first `on_join` is done;
 /// 3. [`on_event`](Self::on_event) for each event [`Self::Event`] knows,
@@ -215,6 +218,9 @@ impl Room {
     /// [`RoomHandler::on_init`] and the first [`RoomHandler::on_join`] are
     /// done.
     pub async fn serve<H: RoomHandler>(&self, mut handler: H) -> Result<ServedRoom<H>, Error> {
+        // Moves to another node keep the room joined without a word on its
+        // stream; the connection's events tell them.
+        let moves = self.client().connection_events().await?;
         let events = self.join().await?;
         handler.on_init(self).await;
         let (first_join, first_joined) = oneshot::channel();
@@ -222,7 +228,7 @@ impl Room {
         let (done_tx, done) = oneshot::channel();
         let room = self.clone();
         crate::rt::spawn(async move {
-            let handler = serve(handler, room, events, leave_rx, Some(first_join)).await;
+            let handler = serve(handler, room, events, moves, leave_rx, Some(first_join)).await;
             let _ = done_tx.send(handler);
         });
         // Closed without a word: the room went away before its first join
@@ -278,6 +284,35 @@ enum Wake {
     Detached,
 }
 
+/// Whether a connection event means the room is now served by another
+/// connection without a `Joined` on its stream: a move ahead of a node's
+/// shutdown (a move after a lost connection comes with `Disconnected` and
+/// `Joined`), or a gap in the events, where one may have been.
+fn is_silent_rejoin(ev: &ConnectionEvent) -> bool {
+    matches!(
+        ev,
+        ConnectionEvent::Moved {
+            why: MoveReason::ShuttingDown,
+            ..
+        } | ConnectionEvent::Lagged(_)
+    )
+}
+
+/// The next connection event that is a silent re-join; pending forever
+/// once the stream is gone (`moves` is then `None`).
+async fn next_rejoin(moves: &mut Option<ConnectionEvents>) {
+    loop {
+        match moves {
+            Some(m) => match m.recv().await {
+                Some(ev) if is_silent_rejoin(&ev) => return,
+                Some(_) => {}
+                None => *moves = None,
+            },
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// The next item of the stream; pending forever once it is gone.
 async fn next_event(events: &mut Option<RoomEvents>) -> Option<RoomEvent> {
     match events {
@@ -293,10 +328,12 @@ async fn serve<H: RoomHandler>(
     mut handler: H,
     room: Room,
     events: RoomEvents,
+    moves: ConnectionEvents,
     mut leave: oneshot::Receiver<()>,
     mut first_join: Option<oneshot::Sender<()>>,
 ) -> H {
     let mut events = Some(events);
+    let mut moves = Some(moves);
     let mut held: VecDeque<RoomEvent> = VecDeque::new();
     let mut leaving = false;
     loop {
@@ -306,6 +343,7 @@ async fn serve<H: RoomHandler>(
             None => {
                 let wake = tokio::select! {
                     ev = next_event(&mut events) => ev.map_or(Wake::Ended, Wake::Event),
+                    () = next_rejoin(&mut moves) => Wake::Event(RoomEvent::Joined),
                     r = &mut leave, if !leaving => if r.is_ok() { Wake::Leave } else { Wake::Detached },
                 };
                 match wake {
@@ -343,6 +381,7 @@ async fn serve<H: RoomHandler>(
                     biased;
                     after = &mut work => break after,
                     ev = next_event(&mut events) => ev,
+                    () = next_rejoin(&mut moves) => Some(RoomEvent::Joined),
                 };
                 match got {
                     Some(ev) => held.push_back(ev),

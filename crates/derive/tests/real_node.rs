@@ -12,7 +12,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::handler::{release_join2_and_check, wait_log, Chat, Recorder};
+use common::handler::{release_join2_and_check, right_before, wait_log, Chat, Recorder};
 use common::model::{v1, v2};
 use futures::StreamExt;
 use thingsdb_client::management::Step;
@@ -384,6 +384,11 @@ async fn on_join_runs_again_after_a_dropped_connection_with_events_held_in_order
         &["count 2", "count 3", "count 4", "raw unknown"],
     )
     .await;
+    assert!(
+        right_before(&log, "disconnect", "join2 start"),
+        "{:?}",
+        log.lock().unwrap()
+    );
 
     // Leave: on_leave is the last call.
     let rec = within(30, served.leave()).await.unwrap();

@@ -9,7 +9,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::handler::{release_join2_and_check, wait_log, Chat, Recorder};
+use common::handler::{release_join2_and_check, right_before, wait_log, Chat, Recorder};
 use common::model::{v1, v2};
 use futures::StreamExt;
 use thingsdb_client::management::Step;
@@ -309,6 +309,11 @@ async fn on_join_runs_again_after_the_node_drops_the_connection_and_events_wait_
         ],
     )
     .await;
+    assert!(
+        right_before(&log, "disconnect", "join2 start"),
+        "{:?}",
+        log.lock().unwrap()
+    );
 
     // Emitting needs no join; leaving calls on_leave last.
     served.room().emit_event(&Chat::Count(9)).await.unwrap();
@@ -373,4 +378,38 @@ async fn a_dropped_served_room_keeps_serving() {
     node.emit("stuff", id, "count", &[8.into()]);
     wait_log(&log, "count 8").await;
     assert_eq!(node.room_joiners("stuff", id).len(), 1);
+}
+
+#[tokio::test]
+async fn on_join_runs_again_after_a_move_ahead_of_a_shutdown() {
+    let cluster = TestNode::builder().start_cluster(2).await.unwrap();
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let id = a.create_room("stuff", Some("lobby"));
+    let c = Client::builder()
+        .target(&a.tcp_target())
+        .unwrap()
+        .target(&b.tcp_target())
+        .unwrap()
+        .auth(Auth::password("admin", "pass"))
+        .request_timeout(Duration::from_secs(30))
+        .connect()
+        .await
+        .unwrap();
+    let (rec, log, mut entered, gate) = Recorder::new();
+    let served = within(10, c.room("//stuff", id).unwrap().serve(rec))
+        .await
+        .unwrap();
+    a.emit("stuff", id, "count", &[1.into()]);
+    wait_log(&log, "count 1").await;
+
+    // Node a announces its shutdown: the client moves to b without losing
+    // the room (no disconnect), and on_join runs again.
+    a.emit_node_status(thingsdb_client::NodeStatus::ShuttingDown);
+    assert_eq!(within(10, entered.recv()).await, Some(2));
+    for n in 2..=3 {
+        b.emit("stuff", id, "count", &[n.into()]);
+    }
+    release_join2_and_check(&log, &gate, &["count 2", "count 3"]).await;
+    assert!(!log.lock().unwrap().iter().any(|l| l == "disconnect"));
+    let _rec = within(10, served.leave()).await.unwrap();
 }
