@@ -487,3 +487,67 @@ async fn every_type_and_enum_wrapper_works() {
     assert_eq!(e.code(), Some(thingsdb_client::ErrorCode::Lookup));
     s.del_enum("Sizes").await.unwrap_err(); // in use by B
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_join_runs_again_when_the_node_shuts_down_and_the_room_moves() {
+    let Some(cluster) = thingsdb_testkit::real_node::RealCluster::from_env(2)
+        .await
+        .unwrap()
+    else {
+        skipped();
+        return;
+    };
+    let (a, b) = (
+        cluster.nodes[0].tcp_target().unwrap().to_string(),
+        cluster.nodes[1].tcp_target().unwrap().to_string(),
+    );
+    let connect = |targets: Vec<String>| async move {
+        let mut builder = Client::builder();
+        for t in &targets {
+            builder = builder.target(t).unwrap();
+        }
+        builder
+            .auth(Auth::password("admin", "pass"))
+            .request_timeout(Duration::from_secs(60))
+            .connect()
+            .await
+            .unwrap()
+    };
+    let served_client = connect(vec![a, b.clone()]).await;
+    let emitter_client = connect(vec![b]).await;
+    let id: u64 = served_client
+        .query(".moving = room(); .moving.id();")
+        .scope("//stuff")
+        .decode()
+        .await
+        .unwrap();
+    let emitter = emitter_client.room("//stuff", id).unwrap();
+    // The room exists on B once the change reached it.
+    within(120, async {
+        while emitter.emit("ready", &Vec::<u8>::new()).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    let (rec, log, mut entered, gate) = Recorder::new();
+    let served = within(60, served_client.room("//stuff", id).unwrap().serve(rec))
+        .await
+        .unwrap();
+    emitter.emit_event(&Chat::Count(1)).await.unwrap();
+    wait_log(&log, "count 1").await;
+
+    // SIGTERM: the node announces its shutdown; the client moves to B.
+    cluster.nodes[0].terminate().unwrap();
+    assert_eq!(within(120, entered.recv()).await, Some(2));
+    for n in 2..=4 {
+        emitter.emit_event(&Chat::Count(n)).await.unwrap();
+    }
+    release_join2_and_check(&log, &gate, &["count 2", "count 3", "count 4"]).await;
+    // A move, not a lost connection: the room never saw a disconnect.
+    assert!(
+        !log.lock().unwrap().iter().any(|l| l == "disconnect"),
+        "{:?}",
+        log.lock().unwrap()
+    );
+    let _rec = within(60, served.leave()).await.unwrap();
+}
