@@ -479,6 +479,8 @@ const REAL_NODE_TESTS: &[(&str, &str)] = &[
     ("thingsdb-client", "real_management"),
     ("thingsdb-module", "real_node"),
     ("thingsdb-cli", "real_node"),
+    ("thingsdb-cli", "types_rust"),
+    ("thingsdb-derive", "real_node"),
 ];
 
 fn real_node(args: &[String]) -> Step {

@@ -165,6 +165,19 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Print a collection's types and enums: as ThingsDB definitions, or with --rust as
+    /// Rust code (#[derive(Thing)] structs and #[derive(ThingsEnum)] enums for
+    /// thingsdb-client) to start a program from the node's types.
+    Types {
+        /// The collection (//NAME, @:NAME or @collection:NAME); default: --scope.
+        collection: Option<String>,
+        /// Rust code instead of ThingsDB definitions.
+        #[arg(long)]
+        rust: bool,
+        /// Write to this file instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Load a dump made by `export --dump` into an empty collection (the node's import()).
     /// Code made by `export` without --dump is loaded with `thingsdb -s //NAME -f FILE`.
     Import {

@@ -36,6 +36,15 @@ enum Task {
         /// Where to write; standard output when `None`.
         output: Option<std::path::PathBuf>,
     },
+    /// Print a collection's types and enums.
+    Types {
+        /// The collection's scope.
+        scope: Scope,
+        /// As Rust code instead of ThingsDB definitions.
+        rust: bool,
+        /// Where to write; standard output when `None`.
+        output: Option<std::path::PathBuf>,
+    },
     /// Import a dump into a collection.
     Import {
         /// The collection's scope.
@@ -112,6 +121,16 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
             dump,
             output,
         } => rt.block_on(export(&client, &scope, dump, output.as_deref())),
+        Task::Types {
+            scope,
+            rust,
+            output,
+        } => rt.block_on(crate::types::types(
+            &client,
+            &scope,
+            rust,
+            output.as_deref(),
+        )),
         Task::Import {
             scope,
             bytes,
@@ -196,6 +215,15 @@ fn task(cli: &Cli) -> Result<Task, CliError> {
                 output: output.clone(),
             })
         }
+        Some(Command::Types {
+            collection,
+            rust,
+            output,
+        }) => Ok(Task::Types {
+            scope: collection_scope(collection.as_deref().unwrap_or(&cli.scope), "types")?,
+            rust: *rust,
+            output: output.clone(),
+        }),
         Some(Command::Import {
             collection,
             file,
@@ -512,15 +540,25 @@ pub async fn export(
             )))
         }
     };
+    write_out(&bytes, output, "the export")
+}
+
+/// Writes `bytes` to the file `output`, or to standard output (a closed
+/// pipe is not an error there); `what` names them in errors.
+pub(crate) fn write_out(
+    bytes: &[u8],
+    output: Option<&std::path::Path>,
+    what: &str,
+) -> Result<(), CliError> {
     match output {
-        Some(path) => std::fs::write(path, &bytes)
+        Some(path) => std::fs::write(path, bytes)
             .map_err(|e| CliError::Io(format!("cannot write {}: {e}", path.display()))),
         None => {
             let mut out = std::io::stdout().lock();
-            match out.write_all(&bytes).and_then(|()| out.flush()) {
+            match out.write_all(bytes).and_then(|()| out.flush()) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                Err(e) => Err(CliError::Io(format!("cannot write the export: {e}"))),
+                Err(e) => Err(CliError::Io(format!("cannot write {what}: {e}"))),
             }
         }
     }

@@ -6,7 +6,8 @@
 //! [`args`] is the command line, [`commands`] what each invocation does,
 //! [`repl`] the interactive prompt (with [`lexer`], [`highlight`],
 //! [`complete`] and the [`functions`] table for colours and Tab
-//! completion), [`output`] how values are printed as JSON, and [`error`]
+//! completion), [`output`] how values are printed as JSON, [`types`] a collection's
+//! types (as Rust, too), and [`error`]
 //! how failures are reported and which exit status they give.
 
 mod args;
@@ -18,6 +19,7 @@ mod highlight;
 mod lexer;
 mod output;
 mod repl;
+mod types;
 
 use std::process::ExitCode;
 

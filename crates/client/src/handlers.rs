@@ -18,7 +18,10 @@ type OtherFn = Box<dyn FnMut(RoomEvent) + Send>;
 /// connector, in Rust closures.
 ///
 /// Callbacks run one at a time, in the order the events arrived; a callback
-/// that needs to await should spawn a task.
+/// that needs to await should spawn a task. For async handlers with
+/// `on_join` (again after every re-join, events held meanwhile),
+/// `on_leave` and `on_delete`, in the shape of python-thingsdb's `Room`,
+/// see [`RoomHandler`](crate::RoomHandler).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]

@@ -132,6 +132,11 @@ impl Room {
         &self.room
     }
 
+    /// The client this handle uses (for queries from a room handler).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Joins the room and returns the stream of its events. The stream's
     /// buffer waits for a slow consumer ([`Overflow::Wait`]); see
     /// [`Room::join_with`].
