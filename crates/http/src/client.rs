@@ -442,14 +442,37 @@ fn classify(e: reqwest::Error, timeout: Duration) -> Attempt {
     if e.is_connect() {
         return Attempt::NotSent(Error::Transport(format!("cannot connect: {chain}")));
     }
-    let reason = if e.is_body() || e.is_request() || e.is_decode() {
-        LostReason::ClosedByPeer
+    let (reason, what) = if closed_without_answer(&e) {
+        (LostReason::ClosedByPeer, CLOSED_WITHOUT_REPLY)
     } else {
-        LostReason::Io
+        (
+            LostReason::Io,
+            "the connection failed before the node answered; the request may have run",
+        )
     };
     Attempt::Failed(Error::ConnectionLost(
-        ConnectionLost::new(reason, format!("{CLOSED_WITHOUT_REPLY} ({chain})")).with_source(e),
+        ConnectionLost::new(reason, format!("{what} ({chain})")).with_source(e),
     ))
+}
+
+/// Whether the node closed the connection cleanly before its answer was
+/// complete (hyper's "incomplete message"), rather than a reset.
+#[cfg(not(target_arch = "wasm32"))]
+fn closed_without_answer(e: &reqwest::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(h) = c.downcast_ref::<hyper::Error>() {
+            return h.is_incomplete_message();
+        }
+        cur = c.source();
+    }
+    false
+}
+
+/// In a browser, fetch tells nothing more than that it failed.
+#[cfg(target_arch = "wasm32")]
+fn closed_without_answer(_: &reqwest::Error) -> bool {
+    true
 }
 
 /// An error and its sources, joined by `: `.
