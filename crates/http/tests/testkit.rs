@@ -1,4 +1,5 @@
 //! The HTTP client against the testkit's HTTP API and status port.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
