@@ -479,6 +479,7 @@ const REAL_NODE_TESTS: &[(&str, &str)] = &[
     ("thingsdb-client", "real_management"),
     ("thingsdb-module", "real_node"),
     ("thingsdb-cli", "real_node"),
+    ("thingsdb-http", "real_node"),
 ];
 
 fn real_node(args: &[String]) -> Step {
