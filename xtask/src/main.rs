@@ -480,6 +480,7 @@ const REAL_NODE_TESTS: &[(&str, &str)] = &[
     ("thingsdb-module", "real_node"),
     ("thingsdb-cli", "real_node"),
     ("thingsdb-http", "real_node"),
+    ("thingsdb-cli", "http"),
 ];
 
 fn real_node(args: &[String]) -> Step {

@@ -13,6 +13,7 @@ mod complete;
 mod error;
 mod functions;
 mod highlight;
+mod http;
 mod lexer;
 mod output;
 mod repl;
