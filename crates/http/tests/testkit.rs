@@ -258,3 +258,39 @@ async fn status_probes() {
     let wrong = StatusProbe::new(&http.api_url()).unwrap();
     assert!(wrong.status().await.is_err());
 }
+
+#[tokio::test]
+async fn through_the_cors_proxy() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_node, http) = node().await;
+    let proxy = thingsdb_testkit::CorsProxy::start(http.api_addr().to_string())
+        .await
+        .unwrap();
+    let c = HttpClient::new(&proxy.url(), Auth::password("admin", "pass")).unwrap();
+    for _ in 0..3 {
+        assert_eq!(c.query("6 * 7;").await.unwrap(), rmpv::Value::from(42));
+    }
+    let e = c.query("1/0;").await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::ZeroDiv));
+    // The node's custom-error close comes through as a close.
+    let e = c.query("raise(err(-100, 'x'));").await.unwrap_err();
+    assert_eq!(e.lost_reason(), Some(LostReason::ClosedByPeer), "{e:?}");
+    // A preflight is answered with the CORS headers; the node gives 405.
+    let addr = proxy.url().trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(
+        format!("OPTIONS /thingsdb HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://x\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = s.read(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 204"), "{text}");
+    assert!(text.contains("Access-Control-Allow-Origin: *"), "{text}");
+    assert!(
+        text.contains("Access-Control-Allow-Headers: Authorization, Content-Type"),
+        "{text}"
+    );
+}

@@ -12,10 +12,10 @@
 //! bytes asked for as JSON is a type error. The status port answers one
 //! request per connection and closes it.
 //!
-//! The differences: pipelined requests are answered one after the other
-//! (a node closes such a connection), and [`HttpServer::allow_cors`] can
-//! add the CORS headers a node never sends, for browser tests served from
-//! another origin.
+//! The difference: pipelined requests are answered one after the other (a
+//! node closes such a connection). Like a node, it sends no CORS headers;
+//! [`CorsProxy`] in front of it (or of a real node) adds them, for browser
+//! pages from another origin.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -49,7 +49,6 @@ const HOME: &str = "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\" />\
 /// What the test side can change while the server runs.
 struct HttpState {
     status: NodeStatus,
-    cors: bool,
 }
 
 /// A [`TestNode`]'s HTTP API and status port, from
@@ -108,14 +107,6 @@ impl HttpServer {
         self.lock().status = status;
     }
 
-    /// Adds CORS headers (`Access-Control-Allow-Origin: *` and the
-    /// methods and headers the client uses) to every API answer, and
-    /// answers `OPTIONS` preflights with `204`: what a proxy in front of a
-    /// node must do for a page from another origin. A node does neither.
-    pub fn allow_cors(&self, on: bool) {
-        self.lock().cors = on;
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HttpState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -142,7 +133,6 @@ impl TestNode {
         let (api, status) = (api_l.local_addr()?, status_l.local_addr()?);
         let state = Arc::new(Mutex::new(HttpState {
             status: NodeStatus::Ready,
-            cors: false,
         }));
         let shared = self.shared.clone();
         let tasks = vec![
@@ -197,7 +187,6 @@ struct Request {
     path: String,
     content_type: Option<String>,
     authorization: Option<String>,
-    origin: bool,
     body: Bytes,
 }
 
@@ -214,7 +203,6 @@ async fn read_request<R: AsyncRead + Unpin>(io: &mut R, buf: &mut BytesMut) -> O
                     path: req.path.unwrap_or("").to_string(),
                     content_type: None,
                     authorization: None,
-                    origin: false,
                     body: Bytes::new(),
                 };
                 let mut length = None;
@@ -225,8 +213,6 @@ async fn read_request<R: AsyncRead + Unpin>(io: &mut R, buf: &mut BytesMut) -> O
                         r.content_type = Some(value());
                     } else if h.name.eq_ignore_ascii_case("authorization") {
                         r.authorization = Some(value());
-                    } else if h.name.eq_ignore_ascii_case("origin") {
-                        r.origin = true;
                     } else if h.name.eq_ignore_ascii_case("content-length") {
                         length = Some(value().trim().parse::<usize>().ok()?);
                     } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
@@ -305,18 +291,14 @@ impl Answer {
         }
     }
 
-    fn encode(&self, cors: bool) -> Vec<u8> {
+    fn encode(&self) -> Vec<u8> {
         let mut out = format!(
-            "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+            "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
             self.status,
             self.content_type,
             self.body.len()
-        );
-        if cors {
-            out.push_str(CORS_HEADERS);
-        }
-        out.push_str("\r\n");
-        let mut out = out.into_bytes();
+        )
+        .into_bytes();
         out.extend_from_slice(&self.body);
         out
     }
@@ -349,18 +331,13 @@ async fn serve_api(
     };
     let mut buf = BytesMut::with_capacity(4096);
     while let Some(req) = read_request(&mut sock, &mut buf).await {
-        let (status, cors) = {
-            let s = state.lock().unwrap_or_else(|p| p.into_inner());
-            (s.status.clone(), s.cors)
-        };
-        if cors && req.method == "OPTIONS" {
-            let mut out = format!("HTTP/1.1 204 No Content\r\n{CORS_HEADERS}");
-            out.push_str("Content-Length: 0\r\n\r\n");
-            sock.write_all(out.as_bytes()).await?;
-            continue;
-        }
+        let status = state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .status
+            .clone();
         match api_answer(shared, conn, &status, &req) {
-            Some(a) => sock.write_all(&a.encode(cors && req.origin)).await?,
+            Some(a) => sock.write_all(&a.encode()).await?,
             // The node's custom-error bug: no answer, the connection closes.
             None => return Ok(()),
         }
@@ -672,8 +649,147 @@ async fn serve_status(state: &Mutex<HttpState>, mut sock: TcpStream) -> std::io:
             _ => Answer::plain(E404, "NOT FOUND\n"),
         }
     };
-    sock.write_all(&answer.encode(false)).await?;
+    sock.write_all(&answer.encode()).await?;
     sock.shutdown().await
+}
+
+/// A proxy in front of a node's HTTP API that adds the CORS headers a node
+/// never sends and answers `OPTIONS` preflights itself: what a browser
+/// page from another origin needs (a test's stand-in for the reverse proxy
+/// a deployment would put in front of the node). Requests are forwarded
+/// with the headers a node reads (`Authorization`, `Content-Type`,
+/// `Content-Length`), each client connection on an upstream connection of
+/// its own; when the node closes without an answer (its custom-error bug)
+/// the client's connection is closed too. It stops when dropped.
+pub struct CorsProxy {
+    addr: SocketAddr,
+    task: AbortHandle,
+}
+
+impl std::fmt::Debug for CorsProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CorsProxy")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for CorsProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl CorsProxy {
+    /// Starts a proxy on an ephemeral loopback port for the HTTP API at
+    /// `upstream` (`host:port`).
+    pub async fn start(upstream: impl Into<String>) -> std::io::Result<CorsProxy> {
+        let upstream = upstream.into();
+        let l = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let addr = l.local_addr()?;
+        let task = tokio::spawn(async move {
+            let mut set = JoinSet::new();
+            loop {
+                tokio::select! {
+                    Some(_) = set.join_next(), if !set.is_empty() => {}
+                    r = l.accept() => {
+                        let Ok((sock, _)) = r else { continue };
+                        let up = upstream.clone();
+                        set.spawn(async move { let _ = proxy_conn(sock, &up).await; });
+                    }
+                }
+            }
+        })
+        .abort_handle();
+        Ok(CorsProxy { addr, task })
+    }
+
+    /// The proxy's URL, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+async fn proxy_conn(mut sock: TcpStream, upstream: &str) -> std::io::Result<()> {
+    let mut up: Option<TcpStream> = None;
+    let (mut buf, mut up_buf) = (BytesMut::new(), BytesMut::new());
+    while let Some(req) = read_request(&mut sock, &mut buf).await {
+        if req.method == "OPTIONS" {
+            let out = format!("HTTP/1.1 204 No Content\r\n{CORS_HEADERS}Content-Length: 0\r\n\r\n");
+            sock.write_all(out.as_bytes()).await?;
+            continue;
+        }
+        let u = match &mut up {
+            Some(u) => u,
+            None => up.insert(TcpStream::connect(upstream).await?),
+        };
+        let mut head = format!(
+            "{} {} HTTP/1.1\r\nHost: {upstream}\r\n",
+            req.method, req.path
+        );
+        for (k, v) in [
+            ("Authorization", &req.authorization),
+            ("Content-Type", &req.content_type),
+        ] {
+            if let Some(v) = v {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", req.body.len()));
+        let mut out = head.into_bytes();
+        out.extend_from_slice(&req.body);
+        u.write_all(&out).await?;
+        let Some(answer) = read_answer(u, &mut up_buf).await else {
+            // The node closed without an answer: so does the proxy.
+            return Ok(());
+        };
+        sock.write_all(&answer).await?;
+    }
+    Ok(())
+}
+
+/// Reads one answer from the node and returns it with the CORS headers
+/// added; `None` when the connection ends first.
+async fn read_answer<R: AsyncRead + Unpin>(io: &mut R, buf: &mut BytesMut) -> Option<Vec<u8>> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(buf) {
+            Ok(httparse::Status::Complete(head_len)) => {
+                let len = resp
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| {
+                        std::str::from_utf8(h.value)
+                            .ok()?
+                            .trim()
+                            .parse::<usize>()
+                            .ok()
+                    })
+                    .unwrap_or(0);
+                while buf.len() < head_len + len {
+                    if io.read_buf(buf).await.ok()? == 0 {
+                        return None;
+                    }
+                }
+                let all = buf.split_to(head_len + len);
+                // The head without its blank line, the CORS headers, the
+                // blank line and the body.
+                let mut out = all[..head_len - 2].to_vec();
+                out.extend_from_slice(CORS_HEADERS.as_bytes());
+                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(&all[head_len..]);
+                return Some(out);
+            }
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {
+                if io.read_buf(buf).await.ok()? == 0 {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
 }
 
 #[cfg(test)]

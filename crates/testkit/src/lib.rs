@@ -79,7 +79,7 @@ mod state;
 mod tls;
 
 pub use faults::{Corruption, Faults};
-pub use http::HttpServer;
+pub use http::{CorsProxy, HttpServer};
 pub use node::{
     ConnectionInfo, TestCluster, TestNode, TestNodeBuilder, DEFAULT_RESULT_SIZE_LIMIT,
     NODE_WS_FRAGMENT,
