@@ -22,6 +22,13 @@ const CLOSED_WITHOUT_REPLY: &str = "the node closed the connection without answe
      a ThingsDB 1.9.2 node does this when the request raised a custom error \
      (codes -100 to -127, raise(err(-100, ..))), which its HTTP API cannot report";
 
+/// A failed fetch in a browser, which tells nothing more.
+const FETCH_FAILED: &str = "the browser's fetch failed before an answer: the node \
+     could not be reached, or closed the connection without answering (a ThingsDB 1.9.2 \
+     node does this on a custom error, codes -100 to -127), or the browser blocked the \
+     answer (a node sends no CORS headers: a page from another origin needs a proxy \
+     that adds them); the request may have run";
+
 /// Builds an [`HttpClient`]; see [`HttpClient::builder`].
 #[derive(Debug, Clone)]
 pub struct HttpClientBuilder {
@@ -439,10 +446,12 @@ fn classify(e: reqwest::Error, timeout: Duration) -> Attempt {
         return Attempt::Failed(Error::Timeout(timeout));
     }
     let chain = error_chain(&e);
-    if e.is_connect() {
+    if is_connect(&e) {
         return Attempt::NotSent(Error::Transport(format!("cannot connect: {chain}")));
     }
-    let (reason, what) = if closed_without_answer(&e) {
+    let (reason, what) = if cfg!(target_arch = "wasm32") {
+        (LostReason::Other, FETCH_FAILED)
+    } else if closed_without_answer(&e) {
         (LostReason::ClosedByPeer, CLOSED_WITHOUT_REPLY)
     } else {
         (
@@ -453,6 +462,24 @@ fn classify(e: reqwest::Error, timeout: Duration) -> Attempt {
     Attempt::Failed(Error::ConnectionLost(
         ConnectionLost::new(reason, format!("{what} ({chain})")).with_source(e),
     ))
+}
+
+/// Whether connecting failed, so the request was never sent.
+#[cfg(not(target_arch = "wasm32"))]
+fn is_connect(e: &reqwest::Error) -> bool {
+    e.is_connect()
+}
+
+/// In a browser there is no telling (see [`FETCH_FAILED`]).
+#[cfg(target_arch = "wasm32")]
+fn is_connect(_: &reqwest::Error) -> bool {
+    false
+}
+
+/// In a browser there is no telling (see [`FETCH_FAILED`]).
+#[cfg(target_arch = "wasm32")]
+fn closed_without_answer(_: &reqwest::Error) -> bool {
+    false
 }
 
 /// Whether the node closed the connection cleanly before its answer was
@@ -467,12 +494,6 @@ fn closed_without_answer(e: &reqwest::Error) -> bool {
         cur = c.source();
     }
     false
-}
-
-/// In a browser, fetch tells nothing more than that it failed.
-#[cfg(target_arch = "wasm32")]
-fn closed_without_answer(_: &reqwest::Error) -> bool {
-    true
 }
 
 /// An error and its sources, joined by `: `.
