@@ -64,7 +64,7 @@ mod native {
         let flag = |name: &str| args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone());
         let rt = tokio::runtime::Runtime::new()?;
         let node = match flag("--real-node") {
-            Some(bin) => Node::Real(rt.block_on(start_real_node(Path::new(&bin)))?),
+            Some(bin) => Node::Real(Box::new(rt.block_on(start_real_node(Path::new(&bin)))?)),
             None => Node::Kit(rt.block_on(start_node())?),
         };
         let http = match flag("--dir") {
@@ -114,7 +114,7 @@ mod native {
     /// The node the pages talk to.
     enum Node {
         Kit(Arc<TestNode>),
-        Real(RealNode),
+        Real(Box<RealNode>),
     }
 
     impl Node {
