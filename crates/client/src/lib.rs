@@ -52,7 +52,7 @@ pub use error::{ConnectionLost, Error, LostReason, ThingsdbError};
 pub use events::{Emitted, NodeEvent, Overflow, RoomEvent};
 pub use handlers::RoomHandlers;
 pub use node_events::NodeEvents;
-pub use request::{BoxFuture, Query, Run};
+pub use request::{serialize_into, BoxFuture, Query, Run};
 pub use room::{Room, RoomEvents};
 pub use scope::Scope;
 

@@ -58,30 +58,10 @@ fn parse_args() -> Opts {
     o
 }
 
-/// This process's user + system CPU time.
-fn cpu_time() -> Duration {
-    use nix::sys::resource::{getrusage, UsageWho};
-    let u = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage");
-    let tv =
-        |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
-    tv(u.user_time()) + tv(u.system_time())
-}
-
-#[derive(Clone, Copy, Default)]
-struct Cell {
-    rate: f64,
-    cpu_us: f64,
-}
-
-async fn measured<F: std::future::Future<Output = u64>>(f: F) -> Cell {
-    let (cpu0, t0) = (cpu_time(), Instant::now());
-    let n = f.await.max(1) as f64;
-    let (cpu, t) = (cpu_time() - cpu0, t0.elapsed());
-    Cell {
-        rate: n / t.as_secs_f64(),
-        cpu_us: cpu.as_secs_f64() * 1e6 / n,
-    }
-}
+// The same measuring as the client's bench_e2e.
+#[path = "../../client/examples/common/measure.rs"]
+mod measure;
+use measure::{measured, Cell};
 
 async fn best<F, Fut>(mut f: F) -> Cell
 where
@@ -90,16 +70,19 @@ where
 {
     let mut b = Cell::default();
     for _ in 0..ROUNDS {
-        let c = measured(f()).await;
-        if c.rate > b.rate {
-            b = c;
-        }
+        b = b.better(measured(f()).await);
     }
     b
 }
 
-/// `n` tasks each sending queries until `secs` pass; the total answered.
-async fn http_run(c: &HttpClient, n: usize, secs: f64) -> u64 {
+/// `n` tasks each running `one` (a `1 + 1;` query) until `secs` pass; the
+/// total answered.
+async fn run_for<C, F, Fut>(c: &C, n: usize, secs: f64, one: F) -> u64
+where
+    C: Clone + Send + 'static,
+    F: Fn(C) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = i64> + Send,
+{
     let end = Instant::now() + Duration::from_secs_f64(secs);
     let tasks: Vec<_> = (0..n)
         .map(|_| {
@@ -107,8 +90,7 @@ async fn http_run(c: &HttpClient, n: usize, secs: f64) -> u64 {
             tokio::spawn(async move {
                 let mut done = 0u64;
                 while Instant::now() < end {
-                    let v: i64 = c.query("1 + 1;").decode().await.expect("a query over HTTP");
-                    assert_eq!(v, 2);
+                    assert_eq!(one(c.clone()).await, 2);
                     done += 1;
                 }
                 done
@@ -122,27 +104,12 @@ async fn http_run(c: &HttpClient, n: usize, secs: f64) -> u64 {
     total
 }
 
-async fn socket_run(c: &Client, n: usize, secs: f64) -> u64 {
-    let end = Instant::now() + Duration::from_secs_f64(secs);
-    let tasks: Vec<_> = (0..n)
-        .map(|_| {
-            let c = c.clone();
-            tokio::spawn(async move {
-                let mut done = 0u64;
-                while Instant::now() < end {
-                    let v: i64 = c.query("1 + 1;").decode().await.expect("a query over TCP");
-                    assert_eq!(v, 2);
-                    done += 1;
-                }
-                done
-            })
-        })
-        .collect();
-    let mut total = 0;
-    for t in tasks {
-        total += t.await.expect("a bench task");
-    }
-    total
+async fn http_one(c: HttpClient) -> i64 {
+    c.query("1 + 1;").decode().await.expect("a query over HTTP")
+}
+
+async fn socket_one(c: Client) -> i64 {
+    c.query("1 + 1;").decode().await.expect("a query over TCP")
 }
 
 /// The node's HTTP ceiling one at a time: a blocking socket, a request
@@ -231,8 +198,8 @@ async fn run() {
         .unwrap();
     let socket = Client::connect(&target, auth).await.unwrap();
     // Warm both up (connections made, pools filled).
-    let _ = http_run(&http, 64, 0.2).await;
-    let _ = socket_run(&socket, 64, 0.2).await;
+    let _ = run_for(&http, 64, 0.2, http_one).await;
+    let _ = run_for(&socket, 64, 0.2, socket_one).await;
 
     println!("`1 + 1;` against {url} (HTTP keep-alive) and {target} (socket), {} s per cell, best of {ROUNDS}\n", o.secs);
     println!("| requests | HTTP req/s | HTTP CPU µs/req | socket req/s | socket CPU µs/req |");
@@ -248,8 +215,8 @@ async fn run() {
     })
     .await;
     for n in std::iter::once(1).chain(CONCURRENCY.iter().copied()) {
-        let h = best(|| http_run(&http, n, secs)).await;
-        let s = best(|| socket_run(&socket, n, secs)).await;
+        let h = best(|| run_for(&http, n, secs, http_one)).await;
+        let s = best(|| run_for(&socket, n, secs, socket_one)).await;
         let what = if n == 1 {
             "one at a time".to_string()
         } else {

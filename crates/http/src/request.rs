@@ -8,25 +8,11 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use thingsdb_client::{BoxFuture, Error, Scope};
-use thingsdb_protocol::msgpack::{self, Kind, Reader};
+use thingsdb_client::{serialize_into, BoxFuture, Error, Scope};
+use thingsdb_protocol::msgpack::{self, Kind};
 
 use crate::client::HttpClient;
 use crate::reply::{Body, Format};
-
-/// Writes `value` as MessagePack (structs as maps) at the end of `buf` and
-/// returns its kind.
-fn serialize_into<T: Serialize + ?Sized>(buf: &mut BytesMut, value: &T) -> Result<Kind, Error> {
-    let at = buf.len();
-    let mut ser = rmp_serde::Serializer::new(buf.writer()).with_struct_map();
-    if let Err(e) = value.serialize(&mut ser) {
-        buf.truncate(at);
-        return Err(Error::BadArgument(format!("cannot serialize a value: {e}")));
-    }
-    Reader::new(&buf[at..])
-        .peek_kind()
-        .map_err(|_| Error::BadArgument("a value serialized to nothing".into()))
-}
 
 /// The `vars` of a query or the `args` of a run, as MessagePack.
 #[derive(Default)]
