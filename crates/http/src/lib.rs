@@ -49,7 +49,7 @@
 //!
 //! [`reqwest`] (HTTP/1.1 only): natively it is hyper with hyper-util's
 //! keep-alive pool and rustls (with the workspace's `ring` provider and
-//! the transport crate's [`TlsOptions`](thingsdb_transport::TlsOptions)),
+//! the transport crate's `TlsOptions`),
 //! and on `wasm32` the browser's `fetch`, behind one API. hyper-util alone
 //! would need a second, hand-made path for the browser.
 #![cfg_attr(docsrs, feature(doc_cfg))]
