@@ -17,7 +17,7 @@ use crate::repl;
 /// What the invocation asks for, worked out before connecting so that
 /// usage errors need no node.
 #[derive(Debug)]
-enum Task {
+pub(crate) enum Task {
     /// Run this code once.
     Query(String),
     /// Call a procedure with these arguments (an array, a map, or none).
@@ -84,6 +84,9 @@ impl RoomSpec {
 
 /// Runs the whole invocation; the error to print and exit with otherwise.
 pub fn execute(cli: Cli) -> Result<(), CliError> {
+    if let Some(Command::Status { url, check }) = &cli.command {
+        return crate::http::status(url, *check, cli.timeout);
+    }
     let format = if cli.json {
         Format::Compact
     } else {
@@ -98,6 +101,9 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
         ));
     }
     let auth = auth(&cli)?;
+    if let Some(urls) = &cli.http {
+        return crate::http::run(&cli, urls, auth, task, &scope, &vars, format);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -251,6 +257,9 @@ fn task(cli: &Cli) -> Result<Task, CliError> {
                 create: *create,
             })
         }
+        Some(Command::Status { .. }) => Err(CliError::Usage(
+            "status takes no query: thingsdb status URL".into(),
+        )),
         None if std::io::stdin().is_terminal() => Ok(Task::Repl),
         None => {
             let code = read_stdin()?;
@@ -615,7 +624,7 @@ pub async fn import(
     Err(e.into())
 }
 
-fn print_value(value: &Value, format: Format) -> Result<(), CliError> {
+pub(crate) fn print_value(value: &Value, format: Format) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{}", output::render(value, format)).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),

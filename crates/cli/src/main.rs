@@ -16,6 +16,7 @@ mod complete;
 mod error;
 mod functions;
 mod highlight;
+mod http;
 mod lexer;
 mod output;
 mod repl;

@@ -307,6 +307,21 @@ impl ConnectionLost {
         }
     }
 
+    /// The same loss, keeping `source` as its [`std::error::Error::source`]
+    /// (an HTTP or I/O error, for example).
+    ///
+    /// ```
+    /// use thingsdb_client::{ConnectionLost, LostReason};
+    /// use std::error::Error as _;
+    /// let io = std::io::Error::other("reset");
+    /// let l = ConnectionLost::new(LostReason::Io, "lost").with_source(io);
+    /// assert_eq!(l.source().map(|s| s.to_string()).as_deref(), Some("reset"));
+    /// ```
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
     /// Why the connection was lost.
     pub fn reason(&self) -> LostReason {
         self.reason

@@ -49,7 +49,7 @@ pub use events::{Emitted, NodeEvent, Overflow, RoomEvent};
 pub use handlers::RoomHandlers;
 pub use lifecycle::{ConnectionEvent, MoveReason};
 pub use node_events::{ConnectionEvents, EventStream, NodeEvents};
-pub use request::{BoxFuture, Query, Run, VarByVar};
+pub use request::{serialize_into, BoxFuture, Query, Run, VarByVar};
 pub use room::{Room, RoomEvents};
 pub use room_handler::{MaybeSend, NoEvents, RoomHandler, ServedRoom};
 pub use scope::Scope;

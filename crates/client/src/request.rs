@@ -29,12 +29,22 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[cfg(target_arch = "wasm32")]
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
-/// Writes `value` as MessagePack (structs as maps) at the end of `buf`;
-/// returns the kind of value written.
-pub(crate) fn serialize_into<T: Serialize + ?Sized>(
-    buf: &mut BytesMut,
-    value: &T,
-) -> Result<Kind, Error> {
+/// Writes `value` as MessagePack, as requests carry it (structs as maps),
+/// at the end of `buf`; returns the kind of value written. On an error
+/// `buf` is left as it was. Other front ends of the client's API (the
+/// HTTP client) use it to lay out values the same way.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use thingsdb_protocol::msgpack::Kind;
+/// #[derive(serde::Serialize)]
+/// struct V { a: i64 }
+/// let mut buf = BytesMut::new();
+/// assert_eq!(thingsdb_client::serialize_into(&mut buf, &V { a: 1 })?, Kind::Map);
+/// assert_eq!(&buf[..], &[0x81, 0xa1, b'a', 0x01]);
+/// # Ok::<(), thingsdb_client::Error>(())
+/// ```
+pub fn serialize_into<T: Serialize + ?Sized>(buf: &mut BytesMut, value: &T) -> Result<Kind, Error> {
     let at = buf.len();
     let mut ser = rmp_serde::Serializer::new(buf.writer()).with_struct_map();
     if let Err(e) = value.serialize(&mut ser) {

@@ -64,8 +64,9 @@
 //! The differences from a real node that a test may notice: the query
 //! language is a tiny subset (use a handler), procedures are registered in
 //! every scope at once, room ids are small integers handed out by the
-//! testkit, a "refused" connection is accepted and closed at once, and
-//! there is no HTTP API.
+//! testkit, and a "refused" connection is accepted and closed at once.
+//! [`TestNode::serve_http`] adds the HTTP API and the status port
+//! ([`http`]).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod conn;
@@ -73,6 +74,7 @@ mod dispatch;
 #[cfg(feature = "eval")]
 mod eval;
 mod faults;
+pub mod http;
 mod node;
 pub mod raw;
 pub mod real_node;
@@ -81,6 +83,7 @@ mod state;
 mod tls;
 
 pub use faults::{Corruption, Faults};
+pub use http::{CorsProxy, HttpServer};
 pub use node::{
     ConnectionInfo, TestCluster, TestNode, TestNodeBuilder, DEFAULT_RESULT_SIZE_LIMIT,
     NODE_WS_FRAGMENT,

@@ -367,7 +367,7 @@ pub struct ConnectionInfo {
 /// # Ok(()) }
 /// ```
 pub struct TestNode {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     tcp: SocketAddr,
     tls: Option<SocketAddr>,
     ws: SocketAddr,
