@@ -24,12 +24,20 @@ pub type ConnectionEvents = EventStream<ConnectionEvent>;
 /// sees a `Lagged` item with the number of events it missed, as soon as it
 /// has read the events before them; it never slows the connection.
 ///
-/// ```no_run
-/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let node = thingsdb_testkit::TestNode::start().await?;
+/// # let client = thingsdb_client::Client::connect(&node.thingsdb_url(), thingsdb_client::Auth::password("admin", "pass")).await?;
 /// use futures::StreamExt;
+/// use thingsdb_client::NodeEvent;
 /// let mut events = client.node_events().await?;
+/// # client.ping().await?; // the stream is registered before the node warns
+/// # node.emit_warn(1, "disk almost full");
 /// while let Some(ev) = events.next().await {
 ///     println!("{ev:?}");
+/// #   assert_eq!(ev, NodeEvent::Warn { code: 1, message: "disk almost full".into() });
+/// #   break;
 /// }
 /// # Ok(()) }
 /// ```

@@ -44,7 +44,7 @@ async fn restart_reconnects_reauthenticates_and_rejoins_rooms() {
         // Re-joined: the stream sees Joined again and events flow.
         wait_event(&mut events, RoomEvent::Joined).await;
         assert!(node.counters().auth_ok > auths, "re-authenticated");
-        node.emit(room_id, "after", &[]);
+        node.emit("stuff", room_id, "after", &[]);
         wait_emitted(&mut events, "after").await;
         assert!(client.connections_made() >= 2);
     }
@@ -171,7 +171,7 @@ async fn unknown_types_and_broken_events_are_dropped_without_harm() {
     wrong.extend_from_slice(&[0x81, 0xa2, b'i', b'd', 0xc0]);
     node.faults().send_raw(wrong);
     // The connection stays up and events still flow.
-    node.emit(room_id, "fine", &[]);
+    node.emit("stuff", room_id, "fine", &[]);
     wait_emitted(&mut events, "fine").await;
     assert_eq!(client.query("1 + 1;").await.unwrap(), Value::from(2));
     assert_eq!(client.connections_made(), made);
@@ -188,6 +188,7 @@ async fn shutting_down_node_moves_the_client_and_its_rooms() {
         .unwrap()
         .target(&b.ws_url())
         .unwrap()
+        .auth(thingsdb_client::Auth::password("admin", "pass"))
         .reconnect(fast_reconnect())
         .connect()
         .await
@@ -206,8 +207,8 @@ async fn shutting_down_node_moves_the_client_and_its_rooms() {
     // connection to a is closed once it has nothing left to answer.
     assert!(a.wait_for_connections(0, Duration::from_secs(60)).await);
     assert_eq!(b.counters().connections_total(), 1);
-    assert_eq!(b.room_joiners(room_b).len(), 1);
-    b.emit(room_b, "from-b", &[]);
+    assert_eq!(b.room_joiners("stuff", room_b).len(), 1);
+    b.emit("stuff", room_b, "from-b", &[]);
     // The stream saw neither `Disconnected` nor a second `Joined`.
     match within(60, events.recv()).await {
         Some(RoomEvent::Emitted(e)) => assert_eq!(e.event, "from-b"),
@@ -342,7 +343,7 @@ async fn soak_requests_through_random_connection_drops() {
     // The room hears events again after the reconnects.
     let drained = within(60, async {
         loop {
-            node.emit(room_id, "alive", &[]);
+            node.emit("stuff", room_id, "alive", &[]);
             match tokio::time::timeout(Duration::from_millis(500), events.next()).await {
                 Ok(Some(RoomEvent::Emitted(e))) if e.event == "alive" => return true,
                 Ok(Some(_)) | Err(_) => continue,
@@ -404,7 +405,7 @@ async fn a_stalled_consumer_does_not_trip_keepalive() {
         .unwrap();
     // Fill the buffer and more: reading pauses (Overflow::Wait).
     for i in 0..50 {
-        node.emit(room_id, "n", &[thingsdb_client::Value::from(i)]);
+        node.emit("stuff", room_id, "n", &[thingsdb_client::Value::from(i)]);
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
     // Everything arrives, on the first connection.
@@ -444,9 +445,9 @@ async fn a_join_answered_while_the_room_is_being_left_joins_again() {
     let mut second = within(30, second).await.unwrap().unwrap();
     node.faults().reset();
     wait_event(&mut second, RoomEvent::Joined).await;
-    node.emit(room_id, "still-joined", &[]);
+    node.emit("stuff", room_id, "still-joined", &[]);
     wait_emitted(&mut second, "still-joined").await;
-    assert_eq!(node.room_joiners(room_id).len(), 1);
+    assert_eq!(node.room_joiners("stuff", room_id).len(), 1);
 }
 
 #[tokio::test]
@@ -472,7 +473,7 @@ async fn an_abandoned_join_is_left_again() {
         loop {
             tokio::time::sleep(Duration::from_millis(20)).await;
             if node.counters().received(PackageType::Leave) == 1
-                && node.room_joiners(room_id).is_empty()
+                && node.room_joiners("stuff", room_id).is_empty()
             {
                 return;
             }
@@ -549,6 +550,7 @@ async fn connection_events_show_each_move() {
         .unwrap()
         .target(&b.tcp_target())
         .unwrap()
+        .auth(thingsdb_client::Auth::password("admin", "pass"))
         .reconnect(fast_reconnect())
         .connect()
         .await
