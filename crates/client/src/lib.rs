@@ -27,6 +27,7 @@
 //! | scopes | [`Scope`] |
 //! | rooms and their events | [`Room`], [`RoomEvents`], [`RoomEvent`], [`RoomHandlers`] |
 //! | node status and warnings | [`NodeEvents`], [`NodeEvent`] |
+//! | spans, metrics, [`Client::stats`] | [`observe`], [`Stats`] |
 //! | errors | [`Error`], [`ThingsdbError`], [`ErrorCode`] |
 //! | collections, users, tokens, nodes, backups, procedures, tasks | [`management`] |
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -41,6 +42,7 @@ mod handlers;
 mod in_flight;
 pub mod management;
 mod node_events;
+pub mod observe;
 mod request;
 mod room;
 mod rt;
@@ -52,6 +54,7 @@ pub use error::{ConnectionLost, Error, LostReason, ThingsdbError};
 pub use events::{Emitted, NodeEvent, Overflow, RoomEvent};
 pub use handlers::RoomHandlers;
 pub use node_events::NodeEvents;
+pub use observe::{RequestStats, RoomStats, Stats};
 pub use request::{BoxFuture, Query, Run};
 pub use room::{Room, RoomEvents};
 pub use scope::Scope;

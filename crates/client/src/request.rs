@@ -18,6 +18,7 @@ use thingsdb_protocol::request;
 
 use crate::client::{expect_data, Client};
 use crate::error::Error;
+use crate::observe::{Op, OpKind};
 use crate::scope::Scope;
 
 /// A boxed future, as the builders' [`decode`](Query::decode) and
@@ -249,8 +250,22 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
             Some(e) => Err(e),
             None => self.encode(),
         };
-        let (client, timeout) = (self.client, self.timeout);
-        Box::pin(async move { decode(expect_data(client.call(frame?, timeout).await?)?) })
+        let (client, timeout, text) = (self.client, self.timeout, self.text);
+        let kind = match self.kind {
+            Kind2::Query => OpKind::Query,
+            Kind2::Run => OpKind::Run,
+        };
+        // Encoded already: the scope goes along for the request's span.
+        let scope = self.scope.take();
+        Box::pin(async move {
+            let scope = scope.as_ref().unwrap_or_else(|| client.default_scope());
+            let op = Op {
+                kind,
+                scope: scope.as_str(),
+                text,
+            };
+            decode(expect_data(client.call(op, frame?, timeout).await?)?)
+        })
     }
 
     fn poll_value(&mut self, cx: &mut Context<'_>) -> Poll<Result<rmpv::Value, Error>> {

@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     serving: AtomicUsize,
     /// The pool entry at `serving`, written only when it changes.
     serving_target: Mutex<Option<Target>>,
+    /// Spans, metrics and the counters of `Client::stats`.
+    pub observe: crate::observe::Observer,
 }
 
 /// [`Shared::serving`] when no connection serves.
@@ -66,6 +68,7 @@ impl Shared {
             connections: AtomicU64::new(0),
             serving: AtomicUsize::new(index),
             serving_target: Mutex::new(target),
+            observe: crate::observe::Observer::default(),
         }
     }
 
@@ -84,10 +87,14 @@ impl Shared {
     /// Publishes the serving connection's pool index (a load and compare
     /// when it did not change).
     fn publish_serving(&self, index: Option<usize>, targets: &[Target]) {
+        self.observe.sync_pool(targets);
         let new = index.unwrap_or(NOT_SERVING);
-        if self.serving.load(Relaxed) == new {
+        let old = self.serving.load(Relaxed);
+        if old == new {
             return;
         }
+        let was = Some(old).filter(|i| *i != NOT_SERVING);
+        self.observe.serving_changed(was, index, self.dead.get());
         let target = index.and_then(|i| targets.get(i).cloned());
         match self.serving_target.lock() {
             Ok(mut t) => *t = target,
@@ -245,14 +252,20 @@ pub(crate) async fn run(
                 Output::Connect { conn, index, delay } => {
                     let config = config.clone();
                     let target = targets.get(index).cloned();
-                    connecting.push(Box::pin(async move {
-                        rt::sleep(delay).await;
-                        let r = match target {
-                            Some(t) => connect_one(&config, &t).await,
-                            None => Err(Error::BadArgument("no such pool entry".into())),
-                        };
-                        (conn, r)
-                    }));
+                    let span = shared
+                        .observe
+                        .attempt_span(session.serving_index(), index, delay);
+                    connecting.push(Box::pin(tracing::Instrument::instrument(
+                        async move {
+                            rt::sleep(delay).await;
+                            let r = match target {
+                                Some(t) => connect_one(&config, &t).await,
+                                None => Err(Error::BadArgument("no such pool entry".into())),
+                            };
+                            (conn, r)
+                        },
+                        span,
+                    )));
                 }
                 Output::Close { conn } => {
                     if let Some(pos) = links.iter().position(|l| l.conn == conn) {
@@ -290,6 +303,7 @@ pub(crate) async fn run(
         let mut lost = None;
         for link in links.iter_mut().filter(|l| !l.writing) {
             if let Some(batch) = session.poll_transmit(link.conn) {
+                shared.observe.sent(batch.len());
                 match link.writer.queue(batch) {
                     Ok(()) => link.writing = true,
                     Err(e) => lost = Some((link.conn, ConnectionLost::from_transport(e))),
@@ -297,6 +311,7 @@ pub(crate) async fn run(
             }
         }
         if let Some((conn, l)) = lost {
+            shared.observe.lost(&l);
             links.retain(|x| x.conn != conn);
             session.handle_lost(now(), conn, l);
             continue;
@@ -314,9 +329,13 @@ pub(crate) async fn run(
             biased;
             ev = std::future::poll_fn(|cx| poll_links(&mut links, reading, expecting, &mut start, cx)),
                 if !links.is_empty() => match ev {
-                LinkEvent::Frame(conn, frame) => session.handle_frame(now(), conn, frame),
+                LinkEvent::Frame(conn, frame) => {
+                    shared.observe.received(&frame);
+                    session.handle_frame(now(), conn, frame)
+                }
                 LinkEvent::Flushed => {}
                 LinkEvent::Lost(conn, l) => {
+                    shared.observe.lost(&l);
                     links.retain(|x| x.conn != conn);
                     session.handle_lost(now(), conn, l);
                 }

@@ -16,9 +16,13 @@ pub(crate) struct Established {
 
 /// Connects to one target and authenticates, within the connect timeout.
 pub(crate) async fn connect_one(config: &Config, target: &Target) -> Result<Established, Error> {
+    crate::observe::traced_connect(target, connect_inner(config, target)).await
+}
+
+async fn connect_inner(config: &Config, target: &Target) -> Result<Established, Error> {
     let conn = thingsdb_transport::connect(target, &config.connect).await?;
     let (mut tx, mut rx) = conn.split();
-    let handshake = authenticate(&mut tx, &mut rx, &config.auth);
+    let handshake = crate::observe::traced_auth(authenticate(&mut tx, &mut rx, &config.auth));
     match crate::rt::timeout(config.connect.connect_timeout, handshake).await {
         Ok(Ok(())) => Ok(Established { tx, rx }),
         Ok(Err(e)) => Err(e),

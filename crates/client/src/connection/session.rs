@@ -72,7 +72,7 @@ pub(crate) const HELD_CAP: usize = 8192;
 pub(crate) const HANDOVER_CAP: usize = 1024;
 
 /// The reply channel of one request.
-pub(crate) type ReplyTx = oneshot::Sender<Result<Frame, Error>>;
+pub(crate) type ReplyTx = oneshot::Sender<Result<crate::observe::Answer, Error>>;
 
 /// A connection, as the session names it. A new one for every attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -1266,7 +1266,8 @@ impl Session {
         };
         match p {
             Pending::User { reply, .. } => {
-                let _ = reply.send(Ok(frame));
+                let node = self.conn_mut(conn).map(|c| c.index); // observe: the node that answered
+                let _ = reply.send(Ok(crate::observe::Answer { frame, node }));
                 self.sweep_deadlines();
             }
             Pending::TimedOut { .. } => debug!(id = frame.id, "late reply after a timeout dropped"),
