@@ -536,6 +536,36 @@ mod tests {
     }
 
     #[test]
+    fn room_counters_count_events_only() {
+        let obs = crate::observe::Observer::default();
+        let counters = obs.room("stuff", "1");
+        let (sink, mut rx) = event_channel::<RoomEvent>(1, 2, Overflow::Lag);
+        let mut sink = sink.with_counters(counters.clone());
+        let _ = sink.offer(RoomEvent::Joined);
+        for n in 0..4 {
+            let _ = sink.offer(emitted(n));
+        }
+        assert_eq!(next(&mut rx), Some(RoomEvent::Joined));
+        drop(rx);
+        let _ = sink.offer(emitted(9));
+        let s = &obs.stats(0, 0).rooms[0];
+        // 2 slots: the Joined and one event; 3 lagged; 1 after the consumer
+        // left.
+        assert_eq!((s.delivered, s.lagged, s.dropped), (1, 3, 1));
+
+        let (sink, mut rx) = event_channel::<RoomEvent>(2, 1, Overflow::Wait);
+        let sink = sink.with_counters(counters);
+        let handle = sink.handle();
+        assert!(handle.try_send(emitted(0)).is_ok());
+        assert!(matches!(handle.try_send(emitted(1)), Err(Some(_))));
+        assert_eq!(next(&mut rx), Some(emitted(0)));
+        let permit = sink.tx.clone().try_reserve_owned().unwrap();
+        assert!(handle.send_with(permit, emitted(1)).is_none());
+        let s = &obs.stats(0, 0).rooms[0];
+        assert_eq!((s.delivered, s.lagged, s.dropped), (3, 3, 1));
+    }
+
+    #[test]
     fn node_streams_lag_too() {
         let (mut sink, mut rx) = event_channel::<NodeEvent>(1, 1, Overflow::Lag);
         for code in 0..4 {
