@@ -20,15 +20,15 @@
 //! | `error.type` | the ThingsDB error's name (`lookup_err`, ...), or `timeout`, `connection_lost`, `cancelled`, ... |
 //! | `db.response.status_code` | the ThingsDB error code (`-54`) |
 //! | `thingsdb.reply_time_us` | microseconds from handing the request to the connection to its reply |
-//! | `otel.name`, `otel.kind`, `otel.status_code` | for `tracing-opentelemetry` |
+//! | `otel.name`, `otel.kind`, `otel.status_code` | for `tracing-opentelemetry`: the span's name there is `query SCOPE`, `run PROCEDURE`, ... |
 //!
 //! The connection's life is told with target [`LIFECYCLE`]: spans
 //! `thingsdb.connect` (with a child `thingsdb.authenticate`) for every
 //! connection made, `thingsdb.reconnect` around the attempts after a lost
 //! connection, `thingsdb.move` around the connection to the next node when
 //! the serving one shuts down, `thingsdb.join` and `thingsdb.leave` for
-//! rooms, and `INFO` events `connected`, `connection lost`, `moved` and
-//! `stopped`.
+//! rooms, and `INFO` events `connected`, `connection lost`, `not
+//! connected`, `moved` and `stopped`.
 //!
 //! When nothing listens (no subscriber, or one that filters these out) a
 //! span costs a load and a compare: see `cargo xtask bench-observe` for the
@@ -418,7 +418,7 @@ fn describe() {
     metrics::describe_counter!(metric::RECONNECTS, "connections made again after a loss");
     metrics::describe_counter!(
         metric::MOVES,
-        "moves to another node that was not shutting down"
+        "moves to another node because the serving one shut down"
     );
     metrics::describe_counter!(metric::CONNECTIONS_LOST, "connections that broke");
     metrics::describe_counter!(metric::EVENTS_DELIVERED, "room events put in a stream");
@@ -494,7 +494,11 @@ impl Observer {
         let span = info_span!(
             target: REQUESTS,
             "thingsdb.request",
-            otel.name = %format_args!("{} {}", op.kind.as_str(), op.scope),
+            otel.name = %format_args!(
+                "{} {}",
+                op.kind.as_str(),
+                if op.kind == OpKind::Run { op.text } else { op.scope }
+            ),
             otel.kind = "client",
             otel.status_code = Empty,
             db.system.name = "thingsdb",
@@ -589,24 +593,29 @@ impl Observer {
             i.and_then(|i| self.target(i))
                 .map_or_else(|| "-".to_owned(), |t| t.to_string())
         };
-        match (old, new, stopped) {
-            (_, _, Some(e)) => info!(target: LIFECYCLE, reason = %e, "stopped"),
-            (Some(_), Some(_), None) => {
+        if stopped.is_some() {
+            return; // told by `stopped`
+        }
+        match (old, new) {
+            (Some(_), Some(_)) => {
                 self.moves.fetch_add(1, Relaxed);
                 #[cfg(feature = "metrics")]
                 self.metrics.moves.increment(1);
                 info!(target: LIFECYCLE, from = %name(old), to = %name(new), "moved");
             }
-            (None, Some(_), None) => {
+            (None, Some(_)) => {
                 self.reconnects.fetch_add(1, Relaxed);
                 #[cfg(feature = "metrics")]
                 self.metrics.reconnects.increment(1);
                 info!(target: LIFECYCLE, node = %name(new), "connected");
             }
-            (_, None, None) => {
-                info!(target: LIFECYCLE, node = %name(old), "not connected; reconnecting");
-            }
+            (_, None) => info!(target: LIFECYCLE, node = %name(old), "not connected"),
         }
+    }
+
+    /// The client stopped for good: closed, or reconnecting gave up.
+    pub(crate) fn stopped(&self, why: &Error) {
+        info!(target: LIFECYCLE, reason = %why, "stopped");
     }
 
     /// An open connection broke or was closed by the node.

@@ -139,9 +139,11 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
 
 async fn node_with_procedures() -> TestNode {
     let node = TestNode::start().await.unwrap();
-    node.procedure("add_one", |a| match a.param(0, "x").and_then(|v| v.as_i64()) {
-        Some(x) => Reply::value(x + 1),
-        None => Reply::error(ErrorCode::Type, "expected an integer"),
+    node.procedure("add_one", |a| {
+        match a.param(0, "x").and_then(|v| v.as_i64()) {
+            Some(x) => Reply::value(x + 1),
+            None => Reply::error(ErrorCode::Type, "expected an integer"),
+        }
     });
     node.on_query(|q| match q.code.as_str() {
         "missing;" => Reply::error(ErrorCode::Lookup, "no such thing"),
@@ -279,7 +281,12 @@ async fn stats_count_room_events_delivered_and_lagged() {
         .join_with(Overflow::Lag)
         .await
         .unwrap();
-    let mut waiting = client.room("//stuff", "chat").unwrap().join().await.unwrap();
+    let mut waiting = client
+        .room("//stuff", "chat")
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
     for i in 0..20 {
         node.emit(room_id, "n", &[Value::from(i)]);
     }
@@ -296,7 +303,11 @@ async fn stats_count_room_events_delivered_and_lagged() {
     client.ping().await.unwrap();
     let s = client.stats();
     assert_eq!(s.rooms.len(), 2, "{s:?}");
-    let by_id = s.rooms.iter().find(|r| r.room == room_id.to_string()).unwrap();
+    let by_id = s
+        .rooms
+        .iter()
+        .find(|r| r.room == room_id.to_string())
+        .unwrap();
     let by_name = s.rooms.iter().find(|r| r.room == "\"chat\"").unwrap();
     assert_eq!(by_id.collection, "stuff");
     // A Lag stream of 8 holds the Joined and 7 events: 13 lagged.
@@ -349,7 +360,10 @@ async fn a_move_and_a_reconnect_show_in_spans_and_counters() {
     // The connection to b was made inside the move.
     let connects = cap.spans("thingsdb.connect");
     assert_eq!(connects.last().unwrap().parent, Some("thingsdb.move"));
-    assert_eq!(connects.last().unwrap().get("server.port"), Some(b_port.as_str()));
+    assert_eq!(
+        connects.last().unwrap().get("server.port"),
+        Some(b_port.as_str())
+    );
     assert!(cap.messages().iter().any(|m| m == "moved"));
     // Requests are answered by b now, and their spans say so.
     client.query("1 + 1;").await.unwrap();
@@ -382,7 +396,12 @@ async fn metrics_reach_the_recorder() {
     let node = node_with_procedures().await;
     let room_id = node.create_room("stuff", None);
     let client = builder(&node, Via::Tcp).connect().await.unwrap();
-    let mut events = client.room("//stuff", room_id).unwrap().join().await.unwrap();
+    let mut events = client
+        .room("//stuff", room_id)
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
     client.query("1 + 1;").await.unwrap();
     client.query("missing;").await.unwrap_err();
     node.emit(room_id, "n", &[]);
@@ -400,10 +419,7 @@ async fn metrics_reach_the_recorder() {
     ] {
         assert!(page.contains(name), "{name} missing from\n{page}");
     }
-    assert!(
-        page.contains(r#"kind="query",outcome="ok""#),
-        "{page}"
-    );
+    assert!(page.contains(r#"kind="query",outcome="ok""#), "{page}");
     assert!(page.contains(r#"kind="query",outcome="error""#), "{page}");
     assert!(
         page.contains(&format!(

@@ -407,6 +407,7 @@ async fn finish(
     config: &Config,
 ) {
     let _ = shared.dead.set(e.clone());
+    shared.observe.stopped(&e);
     shared.in_flight.store(0, Relaxed);
     shared.publish_serving(None, &[]);
     cmd_rx.close();
