@@ -844,6 +844,7 @@ pub(crate) fn record_error(span: &Span, e: &Error) {
         Error::Timeout(_) => "timeout",
         Error::ConnectionLost(_) => "connection_lost",
         Error::Closed => "closed",
+        Error::Transport(_) => "transport",
         _ => "other",
     };
     span.record("error.type", name);
