@@ -75,6 +75,13 @@ use web_time::Instant;
 
 use crate::error::{ConnectionLost, Error};
 
+/// Whether the instrumentation is compiled in (the default feature
+/// `observe`). Without it every hook below is empty, and
+/// [`Client::stats`](crate::Client::stats) counts only `in_flight` and
+/// `connections`: the baseline that `cargo xtask bench-observe` compares
+/// the instrumented client with.
+const ON: bool = cfg!(feature = "observe");
+
 /// The `tracing` target of request spans.
 pub const REQUESTS: &str = "thingsdb_client::request";
 
@@ -491,6 +498,15 @@ impl Observer {
 
     /// A request starts: its span, and the time when something records it.
     pub(crate) fn request(&self, op: &Op<'_>, query_text: bool) -> RequestGuard<'_> {
+        if !ON {
+            return RequestGuard {
+                obs: self,
+                kind: op.kind,
+                start: None,
+                span: Span::none(),
+                done: true,
+            };
+        }
         let span = info_span!(
             target: REQUESTS,
             "thingsdb.request",
@@ -543,6 +559,9 @@ impl Observer {
 
     /// A package came in.
     pub(crate) fn received(&self, frame: &Frame) {
+        if !ON {
+            return;
+        }
         let n = (HEADER_LEN + frame.payload.len()) as u64;
         self.bytes_in.fetch_add(n, Relaxed);
         #[cfg(feature = "metrics")]
@@ -551,6 +570,9 @@ impl Observer {
 
     /// A batch of packages goes out.
     pub(crate) fn sent(&self, bytes: usize) {
+        if !ON {
+            return;
+        }
         self.bytes_out.fetch_add(bytes as u64, Relaxed);
         #[cfg(feature = "metrics")]
         self.metrics.bytes_out.increment(bytes as u64);
@@ -561,7 +583,7 @@ impl Observer {
     /// The pool as the driver has it now (it only grows): cheap when it
     /// did not.
     pub(crate) fn sync_pool(&self, targets: &[Target]) {
-        if targets.len() > self.pool_len.load(Relaxed) {
+        if ON && targets.len() > self.pool_len.load(Relaxed) {
             let mut pool = lock(&self.pool);
             pool.clear();
             pool.extend_from_slice(targets);
@@ -575,6 +597,9 @@ impl Observer {
 
     /// The first connection is up.
     pub(crate) fn first_connected(&self, index: usize) {
+        if !ON {
+            return;
+        }
         if let Some(t) = self.target(index) {
             info!(target: LIFECYCLE, node = %t, "connected");
         }
@@ -589,6 +614,9 @@ impl Observer {
         new: Option<usize>,
         stopped: Option<&Error>,
     ) {
+        if !ON {
+            return;
+        }
         let name = |i: Option<usize>| {
             i.and_then(|i| self.target(i))
                 .map_or_else(|| "-".to_owned(), |t| t.to_string())
@@ -615,11 +643,16 @@ impl Observer {
 
     /// The client stopped for good: closed, or reconnecting gave up.
     pub(crate) fn stopped(&self, why: &Error) {
-        info!(target: LIFECYCLE, reason = %why, "stopped");
+        if ON {
+            info!(target: LIFECYCLE, reason = %why, "stopped");
+        }
     }
 
     /// An open connection broke or was closed by the node.
     pub(crate) fn lost(&self, lost: &ConnectionLost) {
+        if !ON {
+            return;
+        }
         self.lost.fetch_add(1, Relaxed);
         #[cfg(feature = "metrics")]
         self.metrics.lost.increment(1);
@@ -635,6 +668,9 @@ impl Observer {
         to: usize,
         delay: std::time::Duration,
     ) -> Span {
+        if !ON {
+            return Span::none();
+        }
         let to_node = || self.target(to).map(|t| t.to_string()).unwrap_or_default();
         match from {
             Some(from) => info_span!(
@@ -654,18 +690,22 @@ impl Observer {
 
     // ------------------------------------------------------------- rooms
 
-    /// The counters of a room (shared by all its streams).
-    pub(crate) fn room(&self, collection: &str, room: &str) -> Arc<RoomCounters> {
+    /// The counters of a room (shared by all its streams); `None` without
+    /// the `observe` feature.
+    pub(crate) fn room(&self, collection: &str, room: &str) -> Option<Arc<RoomCounters>> {
+        if !ON {
+            return None;
+        }
         let mut rooms = lock(&self.rooms);
         if let Some(r) = rooms
             .iter()
             .find(|r| r.collection == collection && r.room == room)
         {
-            return r.clone();
+            return Some(r.clone());
         }
         let r = Arc::new(RoomCounters::new(collection, room));
         rooms.push(r.clone());
-        r
+        Some(r)
     }
 
     // ------------------------------------------------------------- stats
@@ -791,6 +831,9 @@ pub(crate) async fn traced_connect<T>(
     connect: impl std::future::Future<Output = Result<T, Error>>,
 ) -> Result<T, Error> {
     use tracing::Instrument;
+    if !ON {
+        return connect.await;
+    }
     let span = info_span!(
         target: LIFECYCLE,
         "thingsdb.connect",
@@ -817,6 +860,9 @@ pub(crate) async fn traced_auth(
     auth: impl std::future::Future<Output = Result<(), Error>>,
 ) -> Result<(), Error> {
     use tracing::Instrument;
+    if !ON {
+        return auth.await;
+    }
     let span = info_span!(target: LIFECYCLE, "thingsdb.authenticate", error.type = Empty);
     let r = auth.instrument(span.clone()).await;
     if let Err(e) = &r {
@@ -827,7 +873,9 @@ pub(crate) async fn traced_auth(
 
 /// A join or leave of a room in a span named `name`.
 pub(crate) fn room_span(leave: bool, scope: &str, room: &dyn std::fmt::Display) -> Span {
-    if leave {
+    if !ON {
+        Span::none()
+    } else if leave {
         info_span!(target: LIFECYCLE, "thingsdb.leave", db.namespace = scope, room = %room, error.type = Empty)
     } else {
         info_span!(target: LIFECYCLE, "thingsdb.join", db.namespace = scope, room = %room, error.type = Empty)
@@ -851,7 +899,7 @@ pub(crate) fn record_error(span: &Span, e: &Error) {
     info!(target: LIFECYCLE, parent: span, error = %e, "failed");
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "observe"))]
 mod tests {
     use super::*;
     use bytes::{Bytes, BytesMut};
@@ -918,11 +966,11 @@ mod tests {
         obs.sync_pool(&[a.clone(), b.clone()]);
         obs.sync_pool(&[]);
         assert_eq!(obs.target(1), Some(b));
-        let r1 = obs.room("stuff", "1");
-        let r2 = obs.room("stuff", "1");
+        let r1 = obs.room("stuff", "1").unwrap();
+        let r2 = obs.room("stuff", "1").unwrap();
         r1.delivered();
         r2.lagged();
-        obs.room("other", "\"chat\"").dropped();
+        obs.room("other", "\"chat\"").unwrap().dropped();
         let s = obs.stats(0, 1);
         assert_eq!(s.rooms.len(), 2);
         assert_eq!(

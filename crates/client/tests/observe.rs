@@ -1,6 +1,7 @@
 //! Spans, stats and (feature `metrics`) metrics against the testkit node:
 //! a subscriber that keeps every closed span with its fields checks what a
 //! tracing backend would get.
+#![cfg(feature = "observe")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
