@@ -403,21 +403,25 @@ fn values_of<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// `cargo VERB --release` of the client's `bench_e2e` example.
+fn bench_e2e_cargo(verb: &str) -> Command {
+    cargo_with([
+        verb,
+        "--release",
+        "--quiet",
+        "-p",
+        "thingsdb-client",
+        "--example",
+        "bench_e2e",
+    ])
+}
+
 fn bench_e2e(args: &[String]) -> Step {
     let targets = values_of(args, "--target");
     let secs = values_of(args, "--secs").last().copied().unwrap_or("1.5");
     let example = |extra: &[&str]| {
-        let mut c = cargo_with([
-            "run",
-            "--release",
-            "--quiet",
-            "-p",
-            "thingsdb-client",
-            "--example",
-            "bench_e2e",
-            "--",
-        ]);
-        c.args(extra);
+        let mut c = bench_e2e_cargo("run");
+        c.arg("--").args(extra);
         c
     };
     let mut main_args = vec!["--secs", secs];
@@ -484,15 +488,7 @@ fn bench_observe(args: &[String]) -> Step {
     ];
     let mut bins = Vec::new();
     for (name, features) in &variants {
-        let mut c = cargo_with([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "thingsdb-client",
-            "--example",
-            "bench_e2e",
-        ]);
+        let mut c = bench_e2e_cargo("build");
         c.args(features);
         run(c)?;
         let bin = dir.join(format!("bench_e2e_{name}"));
