@@ -19,7 +19,7 @@ use futures::StreamExt;
 use thingsdb_protocol::Frame;
 use thingsdb_transport::{FrameReader, FrameWriter, Target};
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{info, Instrument};
 
 use super::handshake::{connect_one, Established};
 use super::session::{reject, Command, ConnId, Output, Session, SessionConfig};
@@ -255,17 +255,14 @@ pub(crate) async fn run(
                     let span = shared
                         .observe
                         .attempt_span(session.serving_index(), index, delay);
-                    connecting.push(Box::pin(tracing::Instrument::instrument(
-                        async move {
-                            rt::sleep(delay).await;
-                            let r = match target {
-                                Some(t) => connect_one(&config, &t).await,
-                                None => Err(Error::BadArgument("no such pool entry".into())),
-                            };
-                            (conn, r)
-                        },
-                        span,
-                    )));
+                    connecting.push(Box::pin(async move {
+                        rt::sleep(delay).instrument(span.clone()).await;
+                        let r = match target {
+                            Some(t) => connect_one(&config, &t).instrument(span).await,
+                            None => Err(Error::BadArgument("no such pool entry".into())),
+                        };
+                        (conn, r)
+                    }));
                 }
                 Output::Close { conn } => {
                     if let Some(pos) = links.iter().position(|l| l.conn == conn) {
