@@ -979,7 +979,7 @@ mod tests {
         let obs = Observer::default();
         let a: Target = "thingsdb://a:1".parse().unwrap();
         let b: Target = "thingsdb://b:2".parse().unwrap();
-        obs.sync_pool(&[a.clone()]);
+        obs.sync_pool(std::slice::from_ref(&a));
         obs.sync_pool(&[a.clone(), b.clone()]);
         obs.sync_pool(&[]);
         assert_eq!(obs.target(1), Some(b));
