@@ -1,4 +1,6 @@
-//! `thingsdb`: a command-line client for ThingsDB.
+#![doc = include_str!("../README.md")]
+//!
+//! # The code
 //!
 //! See `thingsdb --help`. The work is split so that it can be tested:
 //! [`args`] is the command line, [`commands`] what each invocation does,

@@ -46,6 +46,16 @@ impl Nodes {
         }
     }
 
+    /// The credentials: those the harness started the real node(s) with,
+    /// or the testkit's.
+    fn auth(&self) -> Auth {
+        match self {
+            Nodes::Testkit(_) => Auth::password("admin", "pass"),
+            Nodes::Real(n) => Auth::password(n.user(), n.password()),
+            Nodes::Cluster(c) => Auth::password(c.nodes[0].user(), c.nodes[0].password()),
+        }
+    }
+
     fn is_real(&self) -> bool {
         !matches!(self, Nodes::Testkit(_))
     }
@@ -88,7 +98,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let mut builder = Client::builder()
-        .auth(Auth::password("admin", "pass"))
+        .auth(nodes.auth())
         .default_scope("//stuff")?
         .trace_query_text(true)
         .keepalive(Some(Duration::from_secs(2)))

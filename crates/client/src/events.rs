@@ -212,11 +212,13 @@ pub(crate) fn event_channel<T>(
 }
 
 /// Event kinds that can say "this many were dropped".
-pub(crate) trait LagItem {
+pub trait LagItem {
     fn lagged(n: u64) -> Self;
     /// Whether the item is an event the room counters count (not a
-    /// joined, left, ... notice).
-    fn is_event(&self) -> bool;
+    /// joined, left, ... notice); none but a room's emitted events are.
+    fn is_event(&self) -> bool {
+        false
+    }
 }
 impl LagItem for RoomEvent {
     fn lagged(n: u64) -> Self {
@@ -229,9 +231,6 @@ impl LagItem for RoomEvent {
 impl LagItem for NodeEvent {
     fn lagged(n: u64) -> Self {
         NodeEvent::Lagged(n)
-    }
-    fn is_event(&self) -> bool {
-        false
     }
 }
 

@@ -20,8 +20,12 @@ type OtherFn = Box<dyn FnMut(RoomEvent) + Send>;
 /// Callbacks run one at a time, in the order the events arrived; a callback
 /// that needs to await should spawn a task.
 ///
-/// ```no_run
-/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let node = thingsdb_testkit::TestNode::start().await?;
+/// # let client = thingsdb_client::Client::connect(&node.thingsdb_url(), thingsdb_client::Auth::password("admin", "pass")).await?;
+/// # node.create_room("stuff", Some("chat"));
 /// use thingsdb_client::RoomHandlers;
 /// let events = client.room("//stuff", "chat")?.join().await?;
 /// let task = RoomHandlers::new()

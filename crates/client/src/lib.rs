@@ -1,22 +1,6 @@
-//! The ThingsDB connector for Rust.
+#![doc = include_str!("../README.md")]
 //!
-//! Connect over TCP, TLS, WebSocket, secure WebSocket or a Unix socket;
-//! authenticate; run queries and procedures with values from serde; join
-//! rooms and receive their events as streams. A [`Client`] is cheap to
-//! clone and is used from many tasks at once: their requests are pipelined
-//! on one connection. Lost connections are re-made (to another node of the
-//! pool when there are several), re-authenticated and rooms re-joined.
-//!
-//! ```no_run
-//! use thingsdb_client::{Auth, Client};
-//!
-//! # async fn demo() -> Result<(), thingsdb_client::Error> {
-//! let client = Client::connect("thingsdb://localhost:9200", Auth::password("admin", "pass")).await?;
-//! let sum: i64 = client.query("a + b;").var("a", &1).var("b", &2).decode().await?;
-//! assert_eq!(sum, 3);
-//! client.close().await?;
-//! # Ok(()) }
-//! ```
+//! # Where things are
 //!
 //! | concept | where |
 //! |---|---|
@@ -28,8 +12,10 @@
 //! | rooms and their events | [`Room`], [`RoomEvents`], [`RoomEvent`], [`RoomHandlers`] |
 //! | node status and warnings | [`NodeEvents`], [`NodeEvent`] |
 //! | spans, metrics, [`Client::stats`] | [`observe`], [`Stats`] |
+//! | the connection's life: connected, lost, moved | [`ConnectionEvents`], [`ConnectionEvent`] |
 //! | errors | [`Error`], [`ThingsdbError`], [`ErrorCode`] |
 //! | collections, users, tokens, nodes, backups, procedures, tasks | [`management`] |
+//! | tests without a node | [`thingsdb-testkit`](https://docs.rs/thingsdb-testkit) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client;
@@ -40,6 +26,7 @@ mod error;
 mod events;
 mod handlers;
 mod in_flight;
+pub mod lifecycle;
 pub mod management;
 mod node_events;
 pub mod observe;
@@ -53,9 +40,10 @@ pub use config::{Auth, ClientBuilder, Config, ReconnectPolicy};
 pub use error::{ConnectionLost, Error, LostReason, ThingsdbError};
 pub use events::{Emitted, NodeEvent, Overflow, RoomEvent};
 pub use handlers::RoomHandlers;
-pub use node_events::NodeEvents;
+pub use lifecycle::{ConnectionEvent, MoveReason};
+pub use node_events::{ConnectionEvents, EventStream, NodeEvents};
 pub use observe::{RequestStats, RoomStats, Stats};
-pub use request::{BoxFuture, Query, Run};
+pub use request::{BoxFuture, Query, Run, VarByVar};
 pub use room::{Room, RoomEvents};
 pub use scope::Scope;
 

@@ -27,8 +27,9 @@
 //! connection made, `thingsdb.reconnect` around the attempts after a lost
 //! connection, `thingsdb.move` around the connection to the next node when
 //! the serving one shuts down, `thingsdb.join` and `thingsdb.leave` for
-//! rooms, and `INFO` events `connected`, `connection lost`, `not
-//! connected`, `moved` and `stopped`.
+//! rooms, and `INFO` events `connected`, `connection lost`, `moved`,
+//! `authentication failed` and `stopped` (the session's lifecycle events,
+//! [`ConnectionEvent`](crate::ConnectionEvent), as they happen).
 //!
 //! When nothing listens (no subscriber, or one that filters these out) a
 //! span costs a load and a compare: see `cargo xtask bench-observe` for the
@@ -73,7 +74,8 @@ use tracing::field::Empty;
 use tracing::{info, info_span, Span};
 use web_time::Instant;
 
-use crate::error::{ConnectionLost, Error};
+use crate::error::Error;
+use crate::lifecycle::ConnectionEvent;
 
 /// Whether the instrumentation is compiled in (the default feature
 /// `observe`). Without it every hook below is empty, and
@@ -612,49 +614,30 @@ impl Observer {
         lock(&self.pool).get(index).cloned()
     }
 
-    /// The first connection is up.
-    pub(crate) fn first_connected(&self, index: usize) {
-        if !ON {
-            return;
-        }
-        if let Some(t) = self.target(index) {
-            info!(target: LIFECYCLE, node = %t, "connected");
-        }
-    }
-
     /// The serving connection changed from pool entry `old` to `new`
-    /// (`None`: none serves). `stopped` is why the client stopped, once it
-    /// has.
+    /// (`None`: none serves): counts moves and reconnects. `stopped` is why
+    /// the client stopped, once it has.
     pub(crate) fn serving_changed(
         &self,
         old: Option<usize>,
         new: Option<usize>,
         stopped: Option<&Error>,
     ) {
-        if !ON {
+        if !ON || stopped.is_some() {
             return;
-        }
-        let name = |i: Option<usize>| {
-            i.and_then(|i| self.target(i))
-                .map_or_else(|| "-".to_owned(), |t| t.to_string())
-        };
-        if stopped.is_some() {
-            return; // told by `stopped`
         }
         match (old, new) {
             (Some(_), Some(_)) => {
                 self.conn.moves.fetch_add(1, Relaxed);
                 #[cfg(feature = "metrics")]
                 self.metrics.moves.increment(1);
-                info!(target: LIFECYCLE, from = %name(old), to = %name(new), "moved");
             }
             (None, Some(_)) => {
                 self.conn.reconnects.fetch_add(1, Relaxed);
                 #[cfg(feature = "metrics")]
                 self.metrics.reconnects.increment(1);
-                info!(target: LIFECYCLE, node = %name(new), "connected");
             }
-            (_, None) => info!(target: LIFECYCLE, node = %name(old), "not connected"),
+            (_, None) => {}
         }
     }
 
@@ -665,15 +648,38 @@ impl Observer {
         }
     }
 
-    /// An open connection broke or was closed by the node.
-    pub(crate) fn lost(&self, lost: &ConnectionLost) {
+    /// One of the session's lifecycle events (as
+    /// [`Client::connection_events`](crate::Client::connection_events)
+    /// gives them): told at [`LIFECYCLE`], lost connections counted.
+    pub(crate) fn event(&self, ev: &ConnectionEvent) {
         if !ON {
             return;
         }
-        self.conn.lost.fetch_add(1, Relaxed);
-        #[cfg(feature = "metrics")]
-        self.metrics.lost.increment(1);
-        info!(target: LIFECYCLE, reason = ?lost.reason(), detail = %lost, "connection lost");
+        match ev {
+            ConnectionEvent::Connected { target, node_id } => {
+                info!(target: LIFECYCLE, node = %target, node_id, "connected");
+            }
+            ConnectionEvent::Moved { from, to, why } => {
+                info!(target: LIFECYCLE, %from, %to, why = ?why, "moved");
+            }
+            ConnectionEvent::Lost { target, reason } => {
+                self.conn.lost.fetch_add(1, Relaxed);
+                #[cfg(feature = "metrics")]
+                self.metrics.lost.increment(1);
+                info!(
+                    target: LIFECYCLE,
+                    node = %target,
+                    reason = ?reason.reason(),
+                    detail = %reason,
+                    "connection lost"
+                );
+            }
+            ConnectionEvent::AuthFailed { target, error } => {
+                info!(target: LIFECYCLE, node = %target, %error, "authentication failed");
+            }
+            // Told by `stopped`.
+            ConnectionEvent::GaveUp { .. } | ConnectionEvent::Lagged(_) => {}
+        }
     }
 
     /// The span of a connection attempt to pool entry `to` made by the

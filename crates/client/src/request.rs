@@ -145,6 +145,7 @@ struct Core<'a, V: ?Sized> {
     text: &'a str,
     third: Third<'a, V>,
     timeout: Option<Duration>,
+    idempotent: bool,
     error: Option<Error>,
     /// Set when the builder is polled as a future.
     sending: Option<BoxFuture<'a, Result<rmpv::Value, Error>>>,
@@ -159,6 +160,7 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
             text,
             third: Third::None,
             timeout: None,
+            idempotent: false,
             error: None,
             sending: None,
         }
@@ -196,6 +198,28 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
             text: self.text,
             third: Third::Value(value),
             timeout: self.timeout,
+            idempotent: self.idempotent,
+            error: self.error,
+            sending: None,
+        }
+    }
+
+    /// The same builder, for items added one at a time (no value of
+    /// type `V` is held, so the type parameter can change).
+    fn with_items<W: Serialize + ?Sized>(self) -> Core<'a, W> {
+        let third = match self.third {
+            Third::Named(items) => Third::Named(items),
+            Third::Positional(items) => Third::Positional(items),
+            Third::None | Third::Value(_) => Third::None,
+        };
+        Core {
+            client: self.client,
+            kind: self.kind,
+            scope: self.scope,
+            text: self.text,
+            third,
+            timeout: self.timeout,
+            idempotent: self.idempotent,
             error: self.error,
             sending: None,
         }
@@ -251,6 +275,7 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
             None => self.encode(),
         };
         let (client, timeout, text) = (self.client, self.timeout, self.text);
+        let idempotent = self.idempotent;
         let kind = match self.kind {
             Kind2::Query => OpKind::Query,
             Kind2::Run => OpKind::Run,
@@ -264,7 +289,9 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
                 scope: scope.as_str(),
                 text,
             };
-            decode(expect_data(client.call(op, frame?, timeout).await?)?)
+            decode(expect_data(
+                client.call(op, frame?, timeout, idempotent).await?,
+            )?)
         })
     }
 
@@ -299,8 +326,11 @@ fn as_type<T: DeserializeOwned>(data: Bytes) -> Result<T, Error> {
 /// [`decode`](Query::decode) into a Rust type, or [`raw`](Query::raw) for
 /// the MessagePack bytes.
 ///
-/// ```no_run
-/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let node = thingsdb_testkit::TestNode::start().await?;
+/// # let client = thingsdb_client::Client::connect(&node.thingsdb_url(), thingsdb_client::Auth::password("admin", "pass")).await?;
 /// #[derive(serde::Serialize)]
 /// struct Vars { a: i64, b: i64 }
 /// let v: i64 = client
@@ -313,6 +343,45 @@ fn as_type<T: DeserializeOwned>(data: Bytes) -> Result<T, Error> {
 /// # Ok(()) }
 /// ```
 ///
+/// # Variables: `vars` or `var`, not both
+///
+/// Give the variables all at once with [`vars`](Query::vars) (anything
+/// that serializes to a map) or one at a time with [`var`](Query::var).
+/// The two do not mix, and the types see to it: after `var` the query is
+/// a `Query<'_, VarByVar>`, which has no `vars`, and after `vars(&x)` it
+/// is a `Query<'_, X>`, which has no `var`. To add variables in a loop,
+/// collect them in a map and give it to `vars`.
+///
+/// ```compile_fail,E0599
+/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// #[derive(serde::Serialize)]
+/// struct Vars { a: i64 }
+/// // error[E0599]: no method named `var` found for struct `Query<'_, Vars>`
+/// client.query("a * b;").vars(&Vars { a: 6 }).var("b", &7).await?;
+/// # Ok(()) }
+/// ```
+///
+/// ```compile_fail,E0599
+/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// # #[derive(serde::Serialize)]
+/// # struct Vars { a: i64 }
+/// // error[E0599]: no method named `vars` found for struct `Query<'_, VarByVar>`
+/// client.query("a * b;").var("b", &7).vars(&Vars { a: 6 }).await?;
+/// # Ok(()) }
+/// ```
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let node = thingsdb_testkit::TestNode::start().await?;
+/// # let client = thingsdb_client::Client::connect(&node.thingsdb_url(), thingsdb_client::Auth::password("admin", "pass")).await?;
+/// use std::collections::BTreeMap;
+/// let vars: BTreeMap<&str, i64> = [("a", 6), ("b", 7)].into_iter().collect();
+/// let v: i64 = client.query("a * b;").vars(&vars).decode().await?;
+/// assert_eq!(v, 42);
+/// # Ok(()) }
+/// ```
+///
 /// # As a future
 ///
 /// A `Query` is itself a [`Future`] (for an [`rmpv::Value`]): it is sent
@@ -321,8 +390,12 @@ fn as_type<T: DeserializeOwned>(data: Bytes) -> Result<T, Error> {
 /// [`raw`](Query::raw) return futures too. Each request is pipelined on
 /// the one connection: many in flight cost one write.
 ///
-/// ```no_run
-/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let node = thingsdb_testkit::TestNode::start().await?;
+/// # let client = thingsdb_client::Client::connect(&node.thingsdb_url(), thingsdb_client::Auth::password("admin", "pass")).await?;
+/// # node.procedure("add_one", |a| thingsdb_testkit::Reply::value(a.param(0, "x").and_then(|v| v.as_i64()).unwrap_or(0) + 1));
 /// use std::time::Duration;
 /// let all = futures::future::join_all((0..10).map(|i| client.query("x * 2;").var("x", &i))).await;
 /// assert_eq!(all.len(), 10);
@@ -343,8 +416,14 @@ fn as_type<T: DeserializeOwned>(data: Bytes) -> Result<T, Error> {
 /// decoding a nested struct fails with `missing field`. Ask for more depth
 /// in the code, with `return VALUE, DEEP;`:
 ///
-/// ```no_run
-/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let node = thingsdb_testkit::TestNode::start().await?;
+/// # let client = thingsdb_client::Client::connect(&node.thingsdb_url(), thingsdb_client::Auth::password("admin", "pass")).await?;
+/// # #[derive(serde::Serialize)] struct A { city: &'static str }
+/// # #[derive(serde::Serialize)] struct P { name: &'static str, address: A }
+/// # node.on_query(|_| thingsdb_testkit::Reply::serialize(&P { name: "Iris", address: A { city: "Ghent" } }));
 /// #[derive(serde::Deserialize)]
 /// struct Address { city: String }
 /// #[derive(serde::Deserialize)]
@@ -354,6 +433,7 @@ fn as_type<T: DeserializeOwned>(data: Bytes) -> Result<T, Error> {
 ///     .scope("//stuff")
 ///     .decode()
 ///     .await?;
+/// assert_eq!((p.name.as_str(), p.address.city.as_str()), ("Iris", "Ghent"));
 /// # Ok(()) }
 /// ```
 #[must_use = "a query does nothing until it is awaited"]
@@ -369,6 +449,50 @@ impl<'a> Query<'a, ()> {
     }
 }
 
+/// The type parameter of a [`Query`] whose variables are added one at a
+/// time with [`var`](Query::var): such a query has no
+/// [`vars`](Query::vars), so the two ways cannot be mixed. Never made as a
+/// value.
+#[derive(Debug, Clone, Copy)]
+pub enum VarByVar {}
+
+impl Serialize for VarByVar {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        match *self {}
+    }
+}
+
+impl<'a> Query<'a, ()> {
+    /// Sets every variable at once from a value that serializes to a map
+    /// (a struct, a `HashMap`, an `rmpv::Value::Map`). It is serialized
+    /// straight into the request frame when the query is sent.
+    ///
+    /// Only on a query without variables: after `vars` there is no
+    /// [`var`](Query::var), and after `var` no `vars` (see [`Query`]).
+    pub fn vars<W: Serialize + ?Sized>(self, vars: &'a W) -> Query<'a, W> {
+        Query {
+            core: self.core.with_value(vars),
+        }
+    }
+
+    /// Adds one variable; then more with `var`. After it the query has
+    /// no [`vars`](Query::vars) (see [`Query`]).
+    pub fn var<T: Serialize + ?Sized>(mut self, name: &str, value: &T) -> Query<'a, VarByVar> {
+        self.core.push(Some(name), value);
+        Query {
+            core: self.core.with_items(),
+        }
+    }
+}
+
+impl Query<'_, VarByVar> {
+    /// Adds one more variable.
+    pub fn var<T: Serialize + ?Sized>(mut self, name: &str, value: &T) -> Self {
+        self.core.push(Some(name), value);
+        self
+    }
+}
+
 impl<'a, V: Serialize + ?Sized> Query<'a, V> {
     /// Runs the query in this scope instead of the default one.
     pub fn scope(mut self, scope: &str) -> Self {
@@ -376,24 +500,26 @@ impl<'a, V: Serialize + ?Sized> Query<'a, V> {
         self
     }
 
-    /// Sets every variable at once from a value that serializes to a map
-    /// (a struct, a `HashMap`, an `rmpv::Value::Map`). It is serialized
-    /// straight into the request frame when the query is sent.
-    pub fn vars<W: Serialize + ?Sized>(self, vars: &'a W) -> Query<'a, W> {
-        Query {
-            core: self.core.with_value(vars),
-        }
-    }
-
-    /// Adds one variable. Cannot be combined with [`Query::vars`].
-    pub fn var<T: Serialize + ?Sized>(mut self, name: &str, value: &T) -> Self {
-        self.core.push(Some(name), value);
-        self
-    }
-
     /// Sets this request's timeout (instead of the client's).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.core.timeout = Some(timeout);
+        self
+    }
+
+    /// Marks the query safe to run twice (a read, or a write that sets
+    /// rather than adds): when the connection goes after it was written,
+    /// it is sent again (within its timeout, on the next connection)
+    /// instead of failing with [`Error::ConnectionLost`]. Requests that
+    /// provably did not run are sent again either way (see
+    /// [`ClientBuilder::request_attempts`](crate::ClientBuilder::request_attempts)).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+    /// let n: i64 = client.query(".n;").idempotent().decode().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn idempotent(mut self) -> Self {
+        self.core.idempotent = true;
         self
     }
 
@@ -423,11 +549,16 @@ impl<V: Serialize + ?Sized> Future for Query<'_, V> {
 /// [`decode`](Run::decode) or [`raw`](Run::raw). Like [`Query`], a `Run`
 /// is a [`Future`] itself, sent when first polled.
 ///
-/// ```no_run
-/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let node = thingsdb_testkit::TestNode::start().await?;
+/// # let client = thingsdb_client::Client::connect(&node.thingsdb_url(), thingsdb_client::Auth::password("admin", "pass")).await?;
+/// # node.procedure("add_one", |a| thingsdb_testkit::Reply::value(a.param(0, "x").and_then(|v| v.as_i64()).unwrap_or(0) + 1));
 /// let a = client.run("add_one").arg(&41).await?;
 /// let b: i64 = client.run("add_one").named("x", &41).decode().await?;
 /// let c = client.run("add_one").args(&(41,)).await?;
+/// assert_eq!((a, b, c), (42.into(), 42, 42.into()));
 /// # Ok(()) }
 /// ```
 #[must_use = "a procedure call does nothing until it is awaited"]
@@ -474,6 +605,23 @@ impl<'a, V: Serialize + ?Sized> Run<'a, V> {
     /// Sets this request's timeout (instead of the client's).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.core.timeout = Some(timeout);
+        self
+    }
+
+    /// Marks the call safe to run twice (a read, or a write that sets
+    /// rather than adds): when the connection goes after it was written,
+    /// it is sent again (within its timeout, on the next connection)
+    /// instead of failing with [`Error::ConnectionLost`]. Requests that
+    /// provably did not run are sent again either way (see
+    /// [`ClientBuilder::request_attempts`](crate::ClientBuilder::request_attempts)).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+    /// let n: i64 = client.run("get_n").idempotent().decode().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn idempotent(mut self) -> Self {
+        self.core.idempotent = true;
         self
     }
 

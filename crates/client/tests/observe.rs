@@ -289,7 +289,7 @@ async fn stats_count_room_events_delivered_and_lagged() {
         .await
         .unwrap();
     for i in 0..20 {
-        node.emit(room_id, "n", &[Value::from(i)]);
+        node.emit("stuff", room_id, "n", &[Value::from(i)]);
     }
     // The waiting stream holds the Joined and 7 events, then the connection
     // waits for it to be read.
@@ -336,6 +336,7 @@ async fn a_move_and_a_reconnect_show_in_spans_and_counters() {
         .unwrap()
         .target(&b.tcp_target())
         .unwrap()
+        .auth(thingsdb_client::Auth::password("admin", "pass"))
         .reconnect(fast_reconnect())
         .connect()
         .await
@@ -399,7 +400,7 @@ async fn metrics_reach_the_recorder() {
     let mut events = joined(&client, room_id).await;
     client.query("1 + 1;").await.unwrap();
     client.query("missing;").await.unwrap_err();
-    node.emit(room_id, "n", &[]);
+    node.emit("stuff", room_id, "n", &[]);
     client.ping().await.unwrap();
     assert!(matches!(
         within(30, events.recv()).await,

@@ -14,6 +14,11 @@
 //! the code, and decodes the result into a serde struct that ignores
 //! fields it does not know (a newer node may add some), or into `()`.
 //!
+//! The examples on these pages need a real node, so they are compiled but
+//! not run: `thingsdb-testkit` runs none of the management functions (its
+//! README says how to answer the code a wrapper sends).
+//! `tests/real_management.rs` runs every wrapper against ThingsDB.
+//!
 //! ```no_run
 //! # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
 //! use thingsdb_client::management::Access;
