@@ -878,6 +878,26 @@ pub(crate) async fn traced_connect<T>(
     r
 }
 
+/// `fut` in `span`, boxed for the driver's set of connection attempts.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn in_span<T>(
+    span: Span,
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> crate::rt::BoxFuture<T> {
+    use tracing::Instrument;
+    Box::pin(fut.instrument(span))
+}
+
+/// `fut` in `span`, boxed for the driver's set of connection attempts.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn in_span<T>(
+    span: Span,
+    fut: impl std::future::Future<Output = T> + 'static,
+) -> crate::rt::BoxFuture<T> {
+    use tracing::Instrument;
+    Box::pin(fut.instrument(span))
+}
+
 /// AUTH on a fresh connection in a `thingsdb.authenticate` span.
 pub(crate) async fn traced_auth(
     auth: impl std::future::Future<Output = Result<(), Error>>,

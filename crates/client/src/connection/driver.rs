@@ -19,7 +19,7 @@ use futures::StreamExt;
 use thingsdb_protocol::Frame;
 use thingsdb_transport::{FrameReader, FrameWriter, Target};
 use tokio::sync::mpsc;
-use tracing::{info, Instrument};
+use tracing::info;
 
 use super::handshake::{connect_one, Established};
 use super::session::{reject, Command, ConnId, Lifecycle, Output, Session, SessionConfig};
@@ -275,19 +275,17 @@ pub(crate) async fn run(
                     let want = target
                         .as_ref()
                         .and_then(|t| expected.iter().find(|(e, _)| e == t).map(|(_, id)| *id));
-                    connecting.push(Box::pin(async move {
-                        rt::sleep(delay).instrument(span.clone()).await;
-                        let r =
-                            match target {
-                                Some(t) => connect_one(&config, &t)
-                                    .instrument(span)
-                                    .await
-                                    .and_then(|est| match wrong_node(&t, want, est.node_id) {
-                                        Some(e) => Err(e),
-                                        None => Ok(est),
-                                    }),
-                                None => Err(Error::BadArgument("no such pool entry".into())),
-                            };
+                    connecting.push(crate::observe::in_span(span, async move {
+                        rt::sleep(delay).await;
+                        let r = match target {
+                            Some(t) => connect_one(&config, &t).await.and_then(|est| {
+                                match wrong_node(&t, want, est.node_id) {
+                                    Some(e) => Err(e),
+                                    None => Ok(est),
+                                }
+                            }),
+                            None => Err(Error::BadArgument("no such pool entry".into())),
+                        };
                         (conn, r)
                     }));
                 }
