@@ -550,6 +550,7 @@ async fn connection_events_show_each_move() {
         .unwrap()
         .target(&b.tcp_target())
         .unwrap()
+        .auth(thingsdb_client::Auth::password("admin", "pass"))
         .reconnect(fast_reconnect())
         .connect()
         .await
