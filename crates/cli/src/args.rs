@@ -110,6 +110,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Print the connection's life (connect, authenticate, lost, moved) and each request
+    /// with its timing to standard error.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
     /// Keep no history of the prompt across sessions (neither read nor write the file).
     #[arg(long)]
     pub no_history: bool,
@@ -277,6 +282,7 @@ impl fmt::Debug for Cli {
             .field("file", &self.file)
             .field("vars", &self.vars)
             .field("json", &self.json)
+            .field("verbose", &self.verbose)
             .field("no_history", &self.no_history)
             .field("command", &self.command)
             .finish()

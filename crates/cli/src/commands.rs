@@ -460,6 +460,8 @@ pub async fn connect(cli: &Cli, auth: Auth) -> Result<Client, CliError> {
         .join(", ");
     builder = builder
         .auth(auth)
+        // The code typed is shown with each request's timing (--verbose).
+        .trace_query_text(cli.verbose)
         .default_scope(&cli.scope)
         .map_err(|e| CliError::Usage(error_text(&e)))?;
     if let Some(secs) = cli.timeout {

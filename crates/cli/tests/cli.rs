@@ -614,14 +614,51 @@ async fn watch_by_id_stops_when_the_room_is_deleted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_prints_the_connection_and_each_request_with_its_time() {
+    let node = TestNode::start().await.unwrap();
+    let mut cmd = admin(&node.tcp_target());
+    cmd.args(["--verbose", "-q", "1 + 1;"]);
+    let out = output(cmd).await;
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "2");
+    let port = node.tcp_addr().port();
+    for want in [
+        format!("thingsdb.connect{{server.address=\"127.0.0.1\" server.port={port}}}"),
+        "thingsdb.authenticate".to_string(),
+        format!("INFO connected node=thingsdb://127.0.0.1:{port}"),
+        "db.operation.name=\"query\"".to_string(),
+        "db.query.text=\"1 + 1;\"".to_string(),
+        "thingsdb.reply_time_us=".to_string(),
+        "stopped reason=the client is closed".to_string(),
+    ] {
+        assert!(out.stderr.contains(&want), "{want} not in\n{}", out.stderr);
+    }
+    // Without it, nothing but the result.
+    let mut cmd = admin(&node.tcp_target());
+    cmd.args(["-q", "1 + 1;"]);
+    let out = output(cmd).await;
+    assert_eq!(out.stderr, "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_an_unknown_room_is_a_lookup_error() {
     let node = TestNode::start().await.unwrap();
     let mut cmd = admin(&node.ws_url());
     cmd.args(["-s", "//stuff", "watch", "nope"]);
     let out = output(cmd).await;
     assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    // Watching shows the connection's life on standard error, then the
+    // error.
     assert!(
-        out.stderr.starts_with("error: lookup (-54)"),
+        out.stderr.contains("INFO connected node=ws://"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("error: lookup (-54)")),
         "{}",
         out.stderr
     );

@@ -11,6 +11,7 @@ use crate::config::{Auth, ClientBuilder, Config};
 use crate::connection::{driver, handshake, Command, Input, Shared};
 use crate::error::Error;
 use crate::events::{event_channel, Overflow};
+use crate::observe::{Answer, Observer, Op, OpKind, Stats};
 use crate::request::{Query, Run};
 use crate::scope::Scope;
 use thingsdb_transport::Target;
@@ -87,6 +88,7 @@ impl Client {
         };
         let (index, first) = handshake::connect_pool(&config, start).await?;
         let shared = Arc::new(Shared::new(index, config.targets.get(index).cloned()));
+        shared.observe.sync_pool(&config.targets);
         let config = Arc::new(config);
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         crate::rt::spawn(driver::run(
@@ -225,7 +227,12 @@ impl Client {
     pub async fn ping(&self) -> Result<(), Error> {
         let mut frame = BytesMut::with_capacity(thingsdb_protocol::HEADER_LEN);
         request::encode_ping(&mut frame, 0);
-        match Response::decode(&self.call(frame, None, true).await?)? {
+        let op = Op {
+            kind: OpKind::Ping,
+            scope: "",
+            text: "",
+        };
+        match Response::decode(&self.call(op, frame, None, true).await?)? {
             Response::Pong => Ok(()),
             other => Err(unexpected("PONG", &other)),
         }
@@ -237,7 +244,12 @@ impl Client {
     pub async fn authenticate(&self) -> Result<(), Error> {
         let mut frame = BytesMut::new();
         self.config.auth.encode(&mut frame, 0)?;
-        expect_ok(&self.call(frame, None, true).await?)
+        let op = Op {
+            kind: OpKind::Auth,
+            scope: "",
+            text: "",
+        };
+        expect_ok(&self.call(op, frame, None, true).await?)
     }
 
     /// Waits for every request in flight to be answered, then closes the
@@ -355,6 +367,36 @@ impl Client {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// What the client did so far: requests by kind and outcome,
+    /// connections, reconnects and moves, room events, bytes; the counters
+    /// the `metrics` feature exports, as a plain value (see
+    /// [`observe`](crate::observe)). A snapshot; cheap.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), thingsdb_client::Error> {
+    /// use thingsdb_client::{Auth, Client};
+    /// let client = Client::connect("thingsdb://localhost:9200", Auth::password("admin", "pass")).await?;
+    /// client.query("1 + 1;").await?;
+    /// let stats = client.stats();
+    /// assert_eq!(stats.query.ok, 1);
+    /// assert_eq!(stats.connections, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let shared = &self.inner.shared;
+        shared.observe.stats(
+            shared.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+            shared
+                .connections
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// The client's counters and metric handles.
+    pub(crate) fn observer(&self) -> &Observer {
+        &self.inner.shared.observe
+    }
+
     /// Whether the client has stopped for good (closed, or reconnecting
     /// gave up): the error every request fails with from then on
     /// ([`Error::Closed`] after [`Client::close`]), to match on.
@@ -421,14 +463,28 @@ impl Client {
 
     /// Sends one encoded request (id filled in by the connection task) and
     /// waits for its reply, within `timeout` or the configured request
-    /// timeout. Dropping the future cancels the request: if it was not sent
-    /// yet it never is, and a late reply is dropped.
+    /// timeout, in a span (and counted) as `op` says. Dropping the future
+    /// cancels the request: if it was not sent yet it never is, and a late
+    /// reply is dropped.
     pub(crate) async fn call(
         &self,
+        op: Op<'_>,
         frame: BytesMut,
         timeout: Option<Duration>,
         idempotent: bool,
     ) -> Result<Frame, Error> {
+        let observed = self.observer().request(&op, self.config.trace_query_text);
+        let r = self.call_inner(frame, timeout, idempotent).await;
+        observed.finish(&r);
+        r.map(|a| a.frame)
+    }
+
+    async fn call_inner(
+        &self,
+        frame: BytesMut,
+        timeout: Option<Duration>,
+        idempotent: bool,
+    ) -> Result<Answer, Error> {
         let timeout = timeout.unwrap_or(self.config.request_timeout);
         let now = crate::rt::now();
         // A timeout too large to add is as good as none (a year).

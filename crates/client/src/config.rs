@@ -115,6 +115,9 @@ pub struct Config {
     /// How discovery picks learnt nodes' WebSocket ports
     /// ([`ClientBuilder::discover_ws_port`]).
     pub ws_port: crate::discovery::WsPort,
+    /// Whether request spans carry the code of a query as
+    /// `db.query.text` ([`ClientBuilder::trace_query_text`]).
+    pub trace_query_text: bool,
 }
 
 /// Builds a [`Client`](crate::Client).
@@ -164,6 +167,7 @@ impl Default for ClientBuilder {
                 random_start: false,
                 request_attempts: 10,
                 ws_port: crate::discovery::WsPort::SameAsSeed,
+                trace_query_text: false,
             },
         }
     }
@@ -313,6 +317,26 @@ impl ClientBuilder {
     /// ```
     pub fn random_start(mut self, on: bool) -> Self {
         self.config.random_start = on;
+        self
+    }
+
+    /// Whether each query's span (see [`observe`](crate::observe)) carries
+    /// its code as `db.query.text`. Off by default: code may carry secrets
+    /// (pass them as variables, which never go into a span).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), thingsdb_client::Error> {
+    /// use thingsdb_client::{Auth, Client};
+    /// let client = Client::builder()
+    ///     .target("thingsdb://localhost:9200")?
+    ///     .auth(Auth::password("admin", "pass"))
+    ///     .trace_query_text(true)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn trace_query_text(mut self, on: bool) -> Self {
+        self.config.trace_query_text = on;
         self
     }
 

@@ -11,6 +11,7 @@
 //! | scopes | [`Scope`] |
 //! | rooms and their events | [`Room`], [`RoomEvents`], [`RoomEvent`](enum@RoomEvent), [`RoomHandlers`] |
 //! | node status and warnings | [`NodeEvents`], [`NodeEvent`] |
+//! | spans, metrics, [`Client::stats`] | [`observe`], [`Stats`] |
 //! | the connection's life: connected, lost, moved | [`ConnectionEvents`], [`ConnectionEvent`] |
 //! | errors | [`Error`], [`ThingsdbError`], [`ErrorCode`] |
 //! | rooms with typed events, handlers like python's `Room` | [`typed::TypedEvent`], [`TypedEvents`], [`RoomHandler`], [`ServedRoom`] |
@@ -34,6 +35,7 @@ mod in_flight;
 pub mod lifecycle;
 pub mod management;
 mod node_events;
+pub mod observe;
 mod request;
 mod room;
 mod room_handler;
@@ -49,6 +51,7 @@ pub use events::{Emitted, NodeEvent, Overflow, RoomEvent};
 pub use handlers::RoomHandlers;
 pub use lifecycle::{ConnectionEvent, MoveReason};
 pub use node_events::{ConnectionEvents, EventStream, NodeEvents};
+pub use observe::{RequestStats, RoomStats, Stats};
 pub use request::{serialize_into, BoxFuture, Query, Run, VarByVar};
 pub use room::{Room, RoomEvents};
 pub use room_handler::{MaybeSend, NoEvents, RoomHandler, ServedRoom};

@@ -18,6 +18,7 @@ use thingsdb_protocol::request;
 
 use crate::client::{expect_data, Client};
 use crate::error::Error;
+use crate::observe::{Op, OpKind};
 use crate::scope::Scope;
 
 /// A boxed future, as the builders' [`decode`](Query::decode) and
@@ -285,10 +286,23 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
             Some(e) => Err(e),
             None => self.encode(),
         };
-        let (client, timeout, idempotent) = (self.client, self.timeout, self.idempotent);
+        let (client, timeout, text) = (self.client, self.timeout, self.text);
+        let idempotent = self.idempotent;
+        let kind = match self.kind {
+            RequestKind::Query => OpKind::Query,
+            RequestKind::Run => OpKind::Run,
+        };
+        // Encoded already: the scope goes along for the request's span.
+        let scope = self.scope.take();
         Box::pin(async move {
+            let scope = scope.as_ref().unwrap_or_else(|| client.default_scope());
+            let op = Op {
+                kind,
+                scope: scope.as_str(),
+                text,
+            };
             decode(expect_data(
-                client.call(frame?, timeout, idempotent).await?,
+                client.call(op, frame?, timeout, idempotent).await?,
             )?)
         })
     }

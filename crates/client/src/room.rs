@@ -9,11 +9,13 @@ use serde::Serialize;
 use thingsdb_protocol::msgpack::Kind;
 use thingsdb_protocol::{request, Room as RoomRef};
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use crate::client::{expect_ok, Client};
 use crate::connection::{Command, RoomKey, Subscribe};
 use crate::error::Error;
 use crate::events::{event_channel, EventRx, Overflow, RoomEvent};
+use crate::observe::{record_error, room_span, Op, OpKind};
 use crate::request::serialize_into;
 use crate::scope::Scope;
 
@@ -151,8 +153,23 @@ impl Room {
     /// one is dropped or [left](RoomEvents::leave). A room that does not
     /// exist is a `lookup` error.
     pub async fn join_with(&self, overflow: Overflow) -> Result<RoomEvents, Error> {
+        let span = room_span(false, self.scope.as_str(), &self.room);
+        let r = self.join_inner(overflow).instrument(span.clone()).await;
+        if let Err(e) = &r {
+            record_error(&span, e);
+        }
+        r
+    }
+
+    async fn join_inner(&self, overflow: Overflow) -> Result<RoomEvents, Error> {
         let stream_id = self.client.next_stream_id();
         let (sink, rx) = event_channel(stream_id, self.client.config().event_buffer, overflow);
+        let collection = self.scope.collection_name().unwrap_or_default();
+        let sink = sink.with_counters(
+            self.client
+                .observer()
+                .room(collection, &self.room.to_string()),
+        );
         let (reply, answer) = oneshot::channel();
         self.client
             .command(Command::Subscribe(Box::new(Subscribe {
@@ -212,7 +229,12 @@ impl Room {
         } else {
             request::encode_emit(&mut frame, 0, scope, &self.room, event, &encoded)?;
         }
-        expect_ok(&self.client.call(frame, None, false).await?)
+        let op = Op {
+            kind: OpKind::Emit,
+            scope,
+            text: event,
+        };
+        expect_ok(&self.client.call(op, frame, None, false).await?)
     }
 }
 
@@ -278,19 +300,27 @@ impl RoomEvents {
         if self.left {
             return Ok(());
         }
+        let scope = format!("//{}", self.key.collection);
+        let span = room_span(true, &scope, &self.key.id);
         let (ack, done) = oneshot::channel();
-        self.client
+        let sent = self
+            .client
             .command(Command::Unsubscribe {
                 key: self.key.clone(),
                 stream_id: self.stream_id,
                 ack: Some(ack),
             })
-            .await?;
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &sent {
+            record_error(&span, e);
+        }
+        sent?;
         // Only now: had this future been dropped before the command went
         // out, `Drop` still sends it.
         self.left = true;
         // Answered once the node confirmed (or the connection is gone).
-        let _ = done.await;
+        let _ = done.instrument(span).await;
         Ok(())
     }
 }

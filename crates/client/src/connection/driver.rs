@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     serving: AtomicUsize,
     /// The pool entry at `serving`, written only when it changes.
     serving_target: Mutex<Option<Target>>,
+    /// Spans, metrics and the counters of `Client::stats`.
+    pub observe: crate::observe::Observer,
 }
 
 /// [`Shared::serving`] when no connection serves.
@@ -74,6 +76,7 @@ impl Shared {
             connections: AtomicU64::new(0),
             serving: AtomicUsize::new(index),
             serving_target: Mutex::new(target),
+            observe: crate::observe::Observer::default(),
         }
     }
 
@@ -92,10 +95,14 @@ impl Shared {
     /// Publishes the serving connection's pool index (a load and compare
     /// when it did not change).
     fn publish_serving(&self, index: Option<usize>, targets: &[Target]) {
+        self.observe.sync_pool(targets);
         let new = index.unwrap_or(NOT_SERVING);
-        if self.serving.load(Relaxed) == new {
+        let old = self.serving.load(Relaxed);
+        if old == new {
             return;
         }
+        let was = Some(old).filter(|i| *i != NOT_SERVING);
+        self.observe.serving_changed(was, index, self.dead.get());
         let target = index.and_then(|i| targets.get(i).cloned());
         match self.serving_target.lock() {
             Ok(mut t) => *t = target,
@@ -261,10 +268,13 @@ pub(crate) async fn run(
                 Output::Connect { conn, index, delay } => {
                     let config = config.clone();
                     let target = targets.get(index).cloned();
+                    let span = shared
+                        .observe
+                        .attempt_span(session.serving_index(), index, delay);
                     let want = target
                         .as_ref()
                         .and_then(|t| expected.iter().find(|(e, _)| e == t).map(|(_, id)| *id));
-                    connecting.push(Box::pin(async move {
+                    connecting.push(crate::observe::in_span(span, async move {
                         rt::sleep(delay).await;
                         let r = match target {
                             Some(t) => connect_one(&config, &t).await.and_then(|est| {
@@ -292,6 +302,7 @@ pub(crate) async fn run(
         while let Some(ev) = session.poll_event() {
             let ev = public_event(ev, &targets, &mut node_ids);
             if let Some(ev) = ev {
+                shared.observe.event(&ev);
                 watchers.retain_mut(|w| !matches!(w.offer(ev.clone()), Offer::Gone));
             }
         }
@@ -320,6 +331,7 @@ pub(crate) async fn run(
         let mut lost = None;
         for socket in sockets.iter_mut().filter(|l| !l.writing) {
             if let Some(batch) = session.poll_transmit(socket.conn) {
+                shared.observe.sent(batch.len());
                 match socket.writer.queue(batch) {
                     Ok(()) => socket.writing = true,
                     Err(e) => lost = Some((socket.conn, ConnectionLost::from_transport(e))),
@@ -344,7 +356,10 @@ pub(crate) async fn run(
             biased;
             ev = std::future::poll_fn(|cx| poll_sockets(&mut sockets, reading, expecting, &mut start, cx)),
                 if !sockets.is_empty() => match ev {
-                SocketEvent::Frame(conn, frame) => session.handle_frame(now(), conn, frame),
+                SocketEvent::Frame(conn, frame) => {
+                    shared.observe.received(&frame);
+                    session.handle_frame(now(), conn, frame)
+                }
                 SocketEvent::Flushed => {}
                 SocketEvent::Lost(conn, l) => {
                     sockets.retain(|x| x.conn != conn);
@@ -491,6 +506,7 @@ async fn finish(
     config: &Config,
 ) {
     let _ = shared.dead.set(e.clone());
+    shared.observe.stopped(&e);
     shared.in_flight.store(0, Relaxed);
     shared.publish_serving(None, &[]);
     cmd_rx.close();

@@ -18,11 +18,15 @@ pub(crate) struct Established {
 
 /// Connects to one target and authenticates, within the connect timeout.
 pub(crate) async fn connect_one(config: &Config, target: &Target) -> Result<Established, Error> {
+    crate::observe::traced_connect(target, connect_inner(config, target)).await
+}
+
+async fn connect_inner(config: &Config, target: &Target) -> Result<Established, Error> {
     let conn = thingsdb_transport::connect(target, &config.connect).await?;
     let (mut tx, mut rx) = conn.split();
     let ask = config.discover_nodes;
     let handshake = async {
-        authenticate(&mut tx, &mut rx, &config.auth).await?;
+        crate::observe::traced_auth(authenticate(&mut tx, &mut rx, &config.auth)).await?;
         // Which node answered: a learnt target may reach another node.
         Ok::<_, Error>(if ask {
             node_id(&mut tx, &mut rx).await

@@ -152,7 +152,7 @@ struct StreamTrack {
 
 struct ReqTrack {
     token: u64,
-    rx: oneshot::Receiver<Result<Frame, Error>>,
+    rx: oneshot::Receiver<Result<crate::observe::Answer, Error>>,
     done: bool,
     /// The connection it was last written on.
     conn: Option<ConnId>,

@@ -73,7 +73,7 @@ pub(crate) const HELD_CAP: usize = 8192;
 pub(crate) const HANDOVER_CAP: usize = 1024;
 
 /// The reply channel of one request.
-pub(crate) type ReplyTx = oneshot::Sender<Result<Frame, Error>>;
+pub(crate) type ReplyTx = oneshot::Sender<Result<crate::observe::Answer, Error>>;
 
 /// A connection, as the session names it. A new one for every attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -1516,7 +1516,7 @@ impl Session {
         };
         match p {
             Pending::User { req, .. } => {
-                self.answered(now, req, frame);
+                self.answered(now, conn, req, frame);
                 self.sweep_deadlines();
             }
             Pending::TimedOut { .. } => debug!(id = frame.id, "late reply after a timeout dropped"),
@@ -1563,7 +1563,7 @@ impl Session {
     /// it did not run), or REQUEST_CANCEL (-4) for an idempotent request,
     /// sends it again after a back-off while attempts and time are left;
     /// any other answer goes to the caller.
-    fn answered(&mut self, now: Instant, req: Req, frame: Frame) {
+    fn answered(&mut self, now: Instant, conn: ConnId, req: Req, frame: Frame) {
         if frame.type_byte == PackageType::Error as u8 {
             if let Ok(Response::Error(e)) = Response::decode(&frame) {
                 let e = Error::Thingsdb(e.into());
@@ -1586,7 +1586,8 @@ impl Session {
                 }
             }
         }
-        let _ = req.reply.send(Ok(frame));
+        let node = self.conn_mut(conn).map(|c| c.index); // observe: the node that answered
+        let _ = req.reply.send(Ok(crate::observe::Answer { frame, node }));
     }
 
     /// Sends a request that did not run again after a back-off, if its

@@ -213,7 +213,10 @@ impl Harness {
     }
 
     /// A query request; returns its reply channel.
-    pub(crate) fn request(&mut self, timeout: Duration) -> oneshot::Receiver<Result<Frame, Error>> {
+    pub(crate) fn request(
+        &mut self,
+        timeout: Duration,
+    ) -> oneshot::Receiver<Result<crate::observe::Answer, Error>> {
         self.request_with(timeout, false)
     }
 
@@ -222,7 +225,7 @@ impl Harness {
         &mut self,
         timeout: Duration,
         idempotent: bool,
-    ) -> oneshot::Receiver<Result<Frame, Error>> {
+    ) -> oneshot::Receiver<Result<crate::observe::Answer, Error>> {
         let (reply, rx): (ReplyTx, _) = oneshot::channel();
         let mut frame = BytesMut::new();
         let _ = request::encode_query(&mut frame, 0, "@t", "1;", None);
