@@ -28,9 +28,12 @@
 //! | rooms and their events | [`Room`], [`RoomEvents`], [`RoomEvent`], [`RoomHandlers`] |
 //! | node status and warnings | [`NodeEvents`], [`NodeEvent`] |
 //! | errors | [`Error`], [`ThingsdbError`], [`ErrorCode`] |
+//! | without an async runtime | [`blocking`] (feature `blocking`, on by default) |
 //! | collections, users, tokens, nodes, backups, procedures, tasks | [`management`] |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(all(feature = "blocking", not(target_arch = "wasm32")))]
+pub mod blocking;
 mod client;
 mod config;
 mod connection;

@@ -83,7 +83,7 @@ impl Shared {
 
     /// Publishes the serving connection's pool index (a load and compare
     /// when it did not change).
-    fn publish_serving(&self, index: Option<usize>, targets: &[Target]) {
+    pub(crate) fn publish_serving(&self, index: Option<usize>, targets: &[Target]) {
         let new = index.unwrap_or(NOT_SERVING);
         if self.serving.load(Relaxed) == new {
             return;
