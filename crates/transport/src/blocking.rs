@@ -376,6 +376,7 @@ impl BlockingReader {
     /// than the one set, or more than twice as long, so a caller that
     /// waits about as long each time costs no extra system call.
     pub fn recv(&mut self, wait: Option<Duration>) -> Result<Received, Error> {
+        let started = Instant::now();
         loop {
             if let Some(f) = self.next_buffered()? {
                 return Ok(Received::Frame(f));
@@ -383,42 +384,47 @@ impl BlockingReader {
             if self.ended {
                 return self.at_eof();
             }
-            self.arm(wait)?;
-            let started = Instant::now();
+            let left = match wait {
+                Some(w) => match w.checked_sub(started.elapsed()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Ok(Received::TimedOut),
+                },
+                None => None,
+            };
+            self.arm(left)?;
             self.scratch.resize(READ_CHUNK, 0);
             match self.raw.read(&mut self.scratch) {
                 Ok(0) => self.ended = true,
                 Ok(n) => self.take(n)?,
-                Err(e) if is_timeout(&e) => {
-                    // A timeout set longer than asked for ends early on
-                    // the next call; one shorter than asked (see `arm`)
-                    // is waited out again.
-                    match wait {
-                        Some(w) if started.elapsed() < w => continue,
-                        _ => return Ok(Received::TimedOut),
-                    }
-                }
+                // The timeout set may be shorter than asked for (see
+                // `arm`): the loop waits out the rest.
+                Err(e) if is_timeout(&e) => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => self.ended = true,
                 Err(e) => return Err(Error::io(self.kind, e)),
             }
         }
     }
 
+    /// Sets the socket's read timeout for a wait of `wait`, unless the one
+    /// set already fits: not longer than `wait` and at least half of it.
+    /// A new one is set to three quarters of the wait, so that the next,
+    /// slightly shorter wait (a deadline coming closer) still fits.
     fn arm(&mut self, wait: Option<Duration>) -> Result<(), Error> {
-        // A zero timeout means "none" to the socket: wait a microsecond.
-        let wait = wait.map(|w| w.max(Duration::from_micros(1)));
         let keep = match (self.timeout_set, wait) {
             (None, None) => true,
             (Some(set), Some(w)) => set <= w && w <= set * 2,
             _ => false,
         };
-        if !keep {
-            self.raw
-                .sock
-                .set_read_timeout(wait)
-                .map_err(|e| Error::io(self.kind, e))?;
-            self.timeout_set = wait;
+        if keep {
+            return Ok(());
         }
+        // A zero timeout means "none" to the socket: at least 1 us.
+        let set = wait.map(|w| (w - w / 4).max(Duration::from_micros(1)));
+        self.raw
+            .sock
+            .set_read_timeout(set)
+            .map_err(|e| Error::io(self.kind, e))?;
+        self.timeout_set = set;
         Ok(())
     }
 

@@ -166,6 +166,9 @@ struct Role {
     taken: bool,
     /// The event thread reads for good: callers wait for their replies.
     events: bool,
+    /// Threads waiting on the condition variable: only then does letting
+    /// go of the role wake anyone (a wake is a system call).
+    waiters: usize,
 }
 
 /// One client's connection, shared by its handles (and its event thread).
@@ -344,8 +347,11 @@ impl Driver {
     }
 
     fn release_role(&self) {
-        lock(&self.role).taken = false;
-        self.role_cv.notify_all();
+        let mut role = lock(&self.role);
+        role.taken = false;
+        if role.waiters > 0 {
+            self.role_cv.notify_all();
+        }
     }
 
     /// Holding the read role: drives until `rx` gets something (returned,
