@@ -538,7 +538,11 @@ fn syscalls_per_request(target: &str, path: &str, current: bool) -> Option<f64> 
         if !ok {
             return None;
         }
-        let total = text?.lines().rev().find(|l| l.trim_end().ends_with("total"))?.to_owned();
+        let total = text?
+            .lines()
+            .rev()
+            .find(|l| l.trim_end().ends_with("total"))?
+            .to_owned();
         total.split_whitespace().nth(3)?.parse().ok()
     };
     let (a, b) = (count(500)?, count(2500)?);
