@@ -504,8 +504,6 @@ pub fn run_blocking(
     })
 }
 
-
-
 /// A client error's message without the `bad argument: ` prefix.
 pub fn error_text(e: &Error) -> String {
     match e {

@@ -56,6 +56,10 @@ use crate::transport::TransportKind;
 /// How many bytes one read takes at most.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// tungstenite's read buffer over the fed bytes (its default, 128 KiB,
+/// is zeroed before every read it makes).
+const WS_READ_BUFFER: usize = 4096;
+
 /// What [`BlockingReader::recv`] got.
 #[derive(Debug)]
 pub enum Received {
@@ -757,7 +761,9 @@ fn ws_handshake(
     let (mut ws, _response) = tungstenite::client::client_with_config(
         uri.as_str(),
         duplex,
-        Some(crate::ws::config(opts.ws_max_message)),
+        // tungstenite zeroes `read_buffer_size` bytes before each read:
+        // what it reads here is what the reader fed it, a read's worth.
+        Some(crate::ws::config(opts.ws_max_message).read_buffer_size(WS_READ_BUFFER)),
     )
     .map_err(|e| match e {
         tungstenite::HandshakeError::Failure(WsError::Http(resp)) => Error::ws(
