@@ -8,11 +8,13 @@
 //!   the ones named) for N seconds each (default 60), on the nightly
 //!   toolchain; installs cargo-fuzz first if it is missing.
 //! - `cargo xtask bench [-- CRITERION ARGS]`: the criterion benchmarks.
-//! - `cargo xtask bench-e2e [--target URI].. [--secs N] [--python]`: the
-//!   client against a node (or the testkit) next to the node's ceiling,
+//! - `cargo xtask bench-e2e [--target URI].. [--http URL] [--secs N] [--python]`:
+//!   the client against a node (or the testkit) next to the node's ceiling,
 //!   with CPU time and allocations per request, JOIN and event-burst
-//!   latency, and the memory of 10 000 requests in flight; `--python`
-//!   adds the official Python connector on the same node.
+//!   latency, and the memory of 10 000 requests in flight; `--http` adds
+//!   the HTTP API client next to the socket client on the same node (also
+//!   run against the testkit without targets); `--python` adds the
+//!   official Python connector on the same node.
 //! - `cargo xtask soak [--requests N]`: the reconnect soak test, longer.
 //! - `cargo xtask real-node [--bin PATH]`: every real-node test against a
 //!   node started from `PATH` (or `THINGSDB_BIN`), in a private network
@@ -77,7 +79,7 @@ fn print_usage() {
            ci                         fmt, clippy, tests, no_std checks, docs\n  \
            fuzz [--secs N] [TARGET..] run cargo-fuzz targets (default: all, 60 s each)\n  \
            bench [-- ARGS]            run the criterion benchmarks\n  \
-           bench-e2e [--target URI].. [--secs N] [--python]  client vs raw floor, and in-flight memory\n  \
+           bench-e2e [--target URI].. [--http URL] [--secs N] [--python]  client vs raw floor, HTTP API vs socket, in-flight memory\n  \
            soak [--requests N]        the reconnect soak test (default 2 000 000 requests)\n  \
            model [--cases N]          the client session's model-based test (default 100 000 cases)\n  \
            real-node [--bin PATH]     every real-node test (THINGSDB_BIN), WS in a private netns\n  \
@@ -384,6 +386,20 @@ fn bench_e2e(args: &[String]) -> Step {
         c.args(extra);
         c
     };
+    // The HTTP API next to the socket client on the same node
+    // (crates/http/examples/bench_http.rs): with --http URL and a TCP
+    // --target, or both on an in-process testkit node without targets.
+    let http = values_of(args, "--http");
+    let tcp_target = targets.iter().find(|t| !t.starts_with("ws"));
+    if let (Some(url), Some(t)) = (http.last(), tcp_target) {
+        run(http_bench(&["--secs", secs, "--target", t, "--http", url]))?;
+    } else if targets.is_empty() {
+        run(http_bench(&["--secs", secs]))?;
+    } else if !http.is_empty() {
+        return Err(Failure(
+            "--http needs a TCP --target of the same node".into(),
+        ));
+    }
     let mut main_args = vec!["--secs", secs];
     for t in &targets {
         main_args.extend(["--target", t]);
@@ -420,6 +436,22 @@ fn bench_e2e(args: &[String]) -> Step {
         run(c)?;
     }
     Ok(())
+}
+
+/// `cargo run --release` of the HTTP benchmark with `extra` arguments.
+fn http_bench(extra: &[&str]) -> Command {
+    let mut c = cargo_with([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "thingsdb-http",
+        "--example",
+        "bench_http",
+        "--",
+    ]);
+    c.args(extra);
+    c
 }
 
 // ------------------------------------------------------------------- soak
@@ -480,6 +512,10 @@ const REAL_NODE_TESTS: &[(&str, &str)] = &[
     ("thingsdb-client", "real_management"),
     ("thingsdb-module", "real_node"),
     ("thingsdb-cli", "real_node"),
+    ("thingsdb-cli", "types_rust"),
+    ("thingsdb-derive", "real_node"),
+    ("thingsdb-http", "real_node"),
+    ("thingsdb-cli", "http"),
 ];
 
 fn real_node(args: &[String]) -> Step {

@@ -47,9 +47,15 @@ const DEBIAN_BROWSER: &[&str] = &["chromium", "chromium-driver"];
 const BROWSER_TESTS: &[(&str, &str)] = &[
     ("thingsdb-transport", "browser"),
     ("thingsdb-client", "browser"),
+    ("thingsdb-http", "browser"),
 ];
 /// Packages that must build for wasm32 as they are.
-const WASM_PACKAGES: &[&str] = &["thingsdb-protocol", "thingsdb-transport", "thingsdb-client"];
+const WASM_PACKAGES: &[&str] = &[
+    "thingsdb-protocol",
+    "thingsdb-transport",
+    "thingsdb-client",
+    "thingsdb-http",
+];
 
 /// How to run cargo for wasm32 on this machine.
 enum Toolchain {
@@ -213,6 +219,8 @@ pub(crate) fn wasm(args: &[String]) -> Step {
         .env("WASM_BINDGEN_TEST_TIMEOUT", "300")
         .env("THINGSDB_WASM_WS", &node.ws)
         .env("THINGSDB_WASM_CLOSED", &node.closed)
+        .env("THINGSDB_WASM_HTTP", &node.api)
+        .env("THINGSDB_WASM_HTTP_DIRECT", &node.api_direct)
         .env("THINGSDB_WASM_REAL", if real.is_some() { "1" } else { "0" });
         run(c)?;
     }
@@ -511,7 +519,7 @@ fn json_string(s: &str) -> String {
 ///
 /// Without `release` the page is a debug build: it shares the standard
 /// library build of the tests, which keeps CI short; the size figure of
-/// the README is from `--release`.
+/// docs/benchmarks.md is from `--release`.
 fn build_site(
     toolchain: &Toolchain,
     wasm_bindgen: &Path,
@@ -555,6 +563,9 @@ struct Harness {
     child: std::process::Child,
     ws: String,
     closed: String,
+    /// The HTTP API behind a CORS proxy, and the API itself.
+    api: String,
+    api_direct: String,
 }
 
 impl Harness {
@@ -585,9 +596,11 @@ impl Harness {
         };
         let ws = value("ws=");
         let closed = value("closed=");
-        let (ws, closed) = match (ws, closed) {
-            (Ok(w), Ok(c)) => (w, c),
-            (Err(e), _) | (_, Err(e)) => {
+        let api = value("api=");
+        let api_direct = value("api_direct=");
+        let (ws, closed, api, api_direct) = match (ws, closed, api, api_direct) {
+            (Ok(w), Ok(c), Ok(a), Ok(d)) => (w, c, a, d),
+            (Err(e), ..) | (_, Err(e), ..) | (.., Err(e), _) | (.., Err(e)) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(e);
@@ -599,7 +612,13 @@ impl Harness {
             "testkit node"
         };
         println!("xtask wasm: {what} at {ws}");
-        Ok(Harness { child, ws, closed })
+        Ok(Harness {
+            child,
+            ws,
+            closed,
+            api,
+            api_direct,
+        })
     }
 }
 

@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use clap::{Args as ClapArgs, Parser, Subcommand};
+use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 
 /// Text printed at the end of `--help`.
 const AFTER_HELP: &str = "\
@@ -32,7 +32,8 @@ RUST_LOG sets the level of log messages on standard error (default: warn).
 Exit status:
   0  success (for watch: stopped with Ctrl-C, or the room was deleted)
   1  the node refused the query or procedure (a ThingsDB error, printed as
-     `error: NAME (CODE): MESSAGE`)
+     `error: NAME (CODE): MESSAGE`); for status: the node is not good or
+     cannot be reached
   2  usage error, or the node could not be reached or refused the
      credentials, or the connection was lost
 
@@ -44,7 +45,9 @@ Examples:
   echo '.keys();' | thingsdb -s //stuff --json
   thingsdb export //stuff > stuff.ti
   thingsdb export //stuff --dump -o stuff.dump
-  thingsdb import //copy stuff.dump --create";
+  thingsdb import //copy stuff.dump --create
+  thingsdb --http http://localhost:9210 -s //stuff -q '.keys();'
+  thingsdb status http://localhost:8080 --check ready   (exit 0 or 1)";
 
 /// A command-line client for ThingsDB.
 #[derive(Parser)]
@@ -62,6 +65,11 @@ pub struct Cli {
         default_value = "thingsdb://localhost:9200"
     )]
     pub uri: String,
+
+    /// Run the query or procedure through a node's HTTP API (http_api_port) instead:
+    /// http://HOST:9210, several separated by commas. Queries and `run` only.
+    #[arg(long, env = "THINGSDB_HTTP", value_name = "URL")]
+    pub http: Option<String>,
 
     /// The user name (with a password).
     #[arg(long, env = "THINGSDB_USER", default_value = "admin")]
@@ -165,6 +173,28 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Print a collection's types and enums: as ThingsDB definitions, or with --rust as
+    /// Rust code (#[derive(Thing)] structs and #[derive(ThingsEnum)] enums for
+    /// thingsdb-client) to start a program from the node's types.
+    Types {
+        /// The collection (//NAME, @:NAME or @collection:NAME); default: --scope.
+        collection: Option<String>,
+        /// Rust code instead of ThingsDB definitions.
+        #[arg(long)]
+        rust: bool,
+        /// Write to this file instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Ask a node's status port (http_status_port) and exit 0 when it is good, 1 when not
+    /// (or unreachable), like a readiness probe; prints the node's answer.
+    Status {
+        /// The status port: http://HOST:8080 (a path /ready, /status or /healthy chooses the check).
+        url: String,
+        /// What to check.
+        #[arg(long, value_enum, default_value_t = Probe::Ready)]
+        check: Probe,
+    },
     /// Load a dump made by `export --dump` into an empty collection (the node's import()).
     /// Code made by `export` without --dump is loaded with `thingsdb -s //NAME -f FILE`.
     Import {
@@ -179,6 +209,28 @@ pub enum Command {
         #[arg(long)]
         create: bool,
     },
+}
+
+/// What `thingsdb status` asks a node's status port.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// `/status`: READY, AWAY or SYNCHRONIZING is good; NOK is not.
+    Status,
+    /// `/ready`: whether the node takes requests.
+    Ready,
+    /// `/healthy`: whether the node's process answers.
+    Healthy,
+}
+
+impl Probe {
+    /// The probe's name (and its path without the `/`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Probe::Status => "status",
+            Probe::Ready => "ready",
+            Probe::Healthy => "healthy",
+        }
+    }
 }
 
 /// A password or token: `Debug` and `Display` never show it.
@@ -214,6 +266,7 @@ impl fmt::Debug for Cli {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cli")
             .field("uri", &self.uri)
+            .field("http", &self.http)
             .field("user", &self.user)
             .field("password", &self.password)
             .field("token", &self.token)

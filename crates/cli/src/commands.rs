@@ -19,7 +19,7 @@ use crate::repl;
 /// What the invocation asks for, worked out before connecting so that
 /// usage errors need no node.
 #[derive(Debug)]
-enum Task {
+pub(crate) enum Task {
     /// Run this code once.
     Query(String),
     /// Call a procedure with these arguments (an array, a map, or none).
@@ -35,6 +35,15 @@ enum Task {
         scope: Scope,
         /// The binary dump instead of code.
         dump: bool,
+        /// Where to write; standard output when `None`.
+        output: Option<std::path::PathBuf>,
+    },
+    /// Print a collection's types and enums.
+    Types {
+        /// The collection's scope.
+        scope: Scope,
+        /// As Rust code instead of ThingsDB definitions.
+        rust: bool,
         /// Where to write; standard output when `None`.
         output: Option<std::path::PathBuf>,
     },
@@ -77,6 +86,9 @@ impl RoomSpec {
 
 /// Runs the whole invocation; the error to print and exit with otherwise.
 pub fn execute(cli: Cli) -> Result<(), CliError> {
+    if let Some(Command::Status { url, check }) = &cli.command {
+        return crate::http::status(url, *check, cli.timeout);
+    }
     let format = if cli.json {
         Format::Compact
     } else {
@@ -91,6 +103,9 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
         ));
     }
     let auth = auth(&cli)?;
+    if let Some(urls) = &cli.http {
+        return crate::http::run(&cli, urls, auth, task, &scope, &vars, format);
+    }
     // One-shot queries and procedure calls: the blocking client, no
     // runtime to start.
     match &task {
@@ -127,6 +142,16 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
             dump,
             output,
         } => rt.block_on(export(&client, &scope, dump, output.as_deref())),
+        Task::Types {
+            scope,
+            rust,
+            output,
+        } => rt.block_on(crate::types::types(
+            &client,
+            &scope,
+            rust,
+            output.as_deref(),
+        )),
         Task::Import {
             scope,
             bytes,
@@ -211,6 +236,15 @@ fn task(cli: &Cli) -> Result<Task, CliError> {
                 output: output.clone(),
             })
         }
+        Some(Command::Types {
+            collection,
+            rust,
+            output,
+        }) => Ok(Task::Types {
+            scope: collection_scope(collection.as_deref().unwrap_or(&cli.scope), "types")?,
+            rust: *rust,
+            output: output.clone(),
+        }),
         Some(Command::Import {
             collection,
             file,
@@ -238,6 +272,9 @@ fn task(cli: &Cli) -> Result<Task, CliError> {
                 create: *create,
             })
         }
+        Some(Command::Status { .. }) => Err(CliError::Usage(
+            "status takes no query: thingsdb status URL".into(),
+        )),
         None if std::io::stdin().is_terminal() => Ok(Task::Repl),
         None => {
             let code = read_stdin()?;
@@ -559,15 +596,25 @@ pub async fn export(
             )))
         }
     };
+    write_out(&bytes, output, "the export")
+}
+
+/// Writes `bytes` to the file `output`, or to standard output (a closed
+/// pipe is not an error there); `what` names them in errors.
+pub(crate) fn write_out(
+    bytes: &[u8],
+    output: Option<&std::path::Path>,
+    what: &str,
+) -> Result<(), CliError> {
     match output {
-        Some(path) => std::fs::write(path, &bytes)
+        Some(path) => std::fs::write(path, bytes)
             .map_err(|e| CliError::Io(format!("cannot write {}: {e}", path.display()))),
         None => {
             let mut out = std::io::stdout().lock();
-            match out.write_all(&bytes).and_then(|()| out.flush()) {
+            match out.write_all(bytes).and_then(|()| out.flush()) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                Err(e) => Err(CliError::Io(format!("cannot write the export: {e}"))),
+                Err(e) => Err(CliError::Io(format!("cannot write {what}: {e}"))),
             }
         }
     }
@@ -624,7 +671,7 @@ pub async fn import(
     Err(e.into())
 }
 
-fn print_value(value: &Value, format: Format) -> Result<(), CliError> {
+pub(crate) fn print_value(value: &Value, format: Format) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{}", output::render(value, format)).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),

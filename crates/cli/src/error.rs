@@ -25,6 +25,8 @@ pub enum CliError {
     Request(Error),
     /// Reading input or writing output failed.
     Io(String),
+    /// `thingsdb status`: the node is not ready (or not reachable).
+    Probe(String),
 }
 
 impl CliError {
@@ -32,7 +34,7 @@ impl CliError {
     /// node refused a query or procedure, [`EXIT_USAGE`] otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Request(Error::Thingsdb(_)) => EXIT_THINGSDB,
+            CliError::Request(Error::Thingsdb(_)) | CliError::Probe(_) => EXIT_THINGSDB,
             _ => EXIT_USAGE,
         }
     }
@@ -41,7 +43,7 @@ impl CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CliError::Usage(m) | CliError::Io(m) => f.write_str(m),
+            CliError::Usage(m) | CliError::Io(m) | CliError::Probe(m) => f.write_str(m),
             CliError::Connect { targets, source } => match source {
                 Error::Thingsdb(e) if e.code == ErrorCode::Auth => {
                     write!(f, "authentication failed at {targets}: {e}")

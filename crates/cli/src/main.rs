@@ -1,10 +1,13 @@
-//! `thingsdb`: a command-line client for ThingsDB.
+#![doc = include_str!("../README.md")]
+//!
+//! # The code
 //!
 //! See `thingsdb --help`. The work is split so that it can be tested:
 //! [`args`] is the command line, [`commands`] what each invocation does,
 //! [`repl`] the interactive prompt (with [`lexer`], [`highlight`],
 //! [`complete`] and the [`functions`] table for colours and Tab
-//! completion), [`output`] how values are printed as JSON, and [`error`]
+//! completion), [`output`] how values are printed as JSON, [`types`] a collection's
+//! types (as Rust, too), and [`error`]
 //! how failures are reported and which exit status they give.
 
 mod args;
@@ -13,9 +16,11 @@ mod complete;
 mod error;
 mod functions;
 mod highlight;
+mod http;
 mod lexer;
 mod output;
 mod repl;
+mod types;
 
 use std::process::ExitCode;
 

@@ -537,9 +537,10 @@ async fn watch_prints_events_until_interrupted() {
     let joined = w.next_json().await;
     assert_eq!(joined, serde_json::json!({"kind": "joined", "room": room}));
     // Joined: the node knows it, so events emitted now reach the watcher.
-    assert_eq!(node.room_joiners(room).len(), 1);
-    node.emit(room, "new-message", &[Value::from("Hello!")]);
+    assert_eq!(node.room_joiners("stuff", room).len(), 1);
+    node.emit("stuff", room, "new-message", &[Value::from("Hello!")]);
     node.emit(
+        "stuff",
         room,
         "update",
         &[
@@ -593,7 +594,7 @@ async fn watch_by_id_stops_when_the_room_is_deleted() {
     }
     let joined: serde_json::Value = serde_json::from_str(&block).unwrap();
     assert_eq!(joined["kind"], "joined");
-    assert!(node.delete_room(room));
+    assert!(node.delete_room("stuff", room));
     let mut rest = String::new();
     while let Some(line) = tokio::time::timeout(HANG, w.lines.next_line())
         .await
@@ -641,7 +642,7 @@ async fn watch_a_room_found_by_code_over_a_unix_socket() {
     cmd.args(["-s", "//stuff", "--json", "watch", "--code", ".chat.id();"]);
     let mut w = Watcher::spawn(cmd);
     assert_eq!(w.next_json().await["kind"], "joined");
-    node.emit(room, "ping", &[]);
+    node.emit("stuff", room, "ping", &[]);
     assert_eq!(
         w.next_json().await,
         serde_json::json!({"kind": "emitted", "room": room, "event": "ping", "args": []})

@@ -110,49 +110,10 @@ fn parse_args() -> Opts {
 
 // ------------------------------------------------------------- measuring
 
-/// This process's user + system CPU time.
-#[cfg(unix)]
-fn cpu_time() -> Duration {
-    use nix::sys::resource::{getrusage, UsageWho};
-    let u = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage");
-    let tv =
-        |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
-    tv(u.user_time()) + tv(u.system_time())
-}
-
-/// Not measured here.
-#[cfg(not(unix))]
-fn cpu_time() -> Duration {
-    Duration::ZERO
-}
-
-/// A rate and the CPU time it took per request.
-#[derive(Clone, Copy, Default)]
-struct Cell {
-    rate: f64,
-    cpu_us: f64,
-}
-
-impl Cell {
-    fn better(self, other: Cell) -> Cell {
-        if other.rate > self.rate {
-            other
-        } else {
-            self
-        }
-    }
-}
-
-/// Runs `f` (which returns how many requests it did) and measures it.
-async fn measured<F: std::future::Future<Output = u64>>(f: F) -> Cell {
-    let (cpu0, t0) = (cpu_time(), Instant::now());
-    let n = f.await.max(1) as f64;
-    let (cpu, t) = (cpu_time() - cpu0, t0.elapsed());
-    Cell {
-        rate: n / t.as_secs_f64(),
-        cpu_us: cpu.as_secs_f64() * 1e6 / n,
-    }
-}
+// CPU time, rates: shared with the HTTP benchmark (crates/http/examples).
+#[path = "common/measure.rs"]
+mod measure;
+use measure::{cpu_time, measured, Cell};
 
 fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1e3)

@@ -26,10 +26,12 @@ const COMMAND_QUEUE: usize = 4096;
 /// when [`Client::close`] is called or when the last clone (room streams
 /// included) is dropped.
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), thingsdb_client::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use thingsdb_client::{Auth, Client};
-/// let client = Client::connect("thingsdb://localhost:9200", Auth::password("admin", "pass")).await?;
+/// let node = thingsdb_testkit::TestNode::start().await?; // or your node: "thingsdb://localhost:9200"
+/// let client = Client::connect(&node.thingsdb_url(), Auth::password("admin", "pass")).await?;
 /// let two: i64 = client.query("1 + 1;").decode().await?;
 /// let product = client.query("a * b;").scope("//stuff").var("a", &6).var("b", &7).await?;
 /// assert_eq!(product, rmpv::Value::from(42));
@@ -109,7 +111,8 @@ impl Client {
         &self.config
     }
 
-    /// The default scope.
+    /// The scope of requests that name none: `@thingsdb` (`@t`) unless
+    /// the builder or [`Client::with_default_scope`] set another.
     pub fn default_scope(&self) -> &Scope {
         &self.config.default_scope
     }
@@ -121,14 +124,22 @@ impl Client {
     /// by requests and rooms that name none; this handle keeps its own. It
     /// keeps the connection open like any clone.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), thingsdb_client::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use thingsdb_client::{Auth, Client};
-    /// let client = Client::connect("thingsdb://localhost:9200", Auth::password("admin", "pass")).await?;
+    /// let node = thingsdb_testkit::TestNode::start().await?; // or your node: "thingsdb://localhost:9200"
+    /// # node.on_query(|q| thingsdb_testkit::Reply::value(match q.code.as_str() {
+    /// #     ".id();" if q.scope_str == "//stuff" => 1,
+    /// #     "collections_info().len();" if q.scope_str == "@thingsdb" => 1,
+    /// #     _ => -1,
+    /// # }));
+    /// let client = Client::connect(&node.thingsdb_url(), Auth::password("admin", "pass")).await?;
     /// let stuff = client.with_default_scope("//stuff")?;
     /// // `client` still queries `@thingsdb`; `stuff` queries `//stuff`.
     /// let id: u64 = stuff.query(".id();").decode().await?;
     /// let n: usize = client.query("collections_info().len();").decode().await?;
+    /// # assert_eq!((id, n), (1, 1));
     /// # Ok(()) }
     /// ```
     ///
@@ -149,10 +160,12 @@ impl Client {
     /// go the next moment, and requests made while reconnecting wait for
     /// the next connection (within their timeout) rather than fail.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), thingsdb_client::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use thingsdb_client::{Auth, Client};
-    /// let client = Client::connect("thingsdb://localhost:9200", Auth::password("admin", "pass")).await?;
+    /// let node = thingsdb_testkit::TestNode::start().await?; // or your node: "thingsdb://localhost:9200"
+    /// let client = Client::connect(&node.thingsdb_url(), Auth::password("admin", "pass")).await?;
     /// assert!(client.is_connected());
     /// client.close().await?;
     /// assert!(!client.is_connected());
@@ -168,12 +181,16 @@ impl Client {
     /// reconnects and once it has stopped. Like [`Client::is_connected`],
     /// a snapshot.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), thingsdb_client::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use thingsdb_client::{Auth, Client};
+    /// use thingsdb_testkit::TestNode;
+    /// // Two in-process nodes; or "thingsdb://node1.local", "thingsdb://node2.local".
+    /// let (node1, node2) = (TestNode::start().await?, TestNode::start().await?);
     /// let client = Client::builder()
-    ///     .target("thingsdb://node1.local")?
-    ///     .target("thingsdb://node2.local")?
+    ///     .target(&node1.thingsdb_url())?
+    ///     .target(&node2.thingsdb_url())?
     ///     .auth(Auth::password("admin", "pass"))
     ///     .random_start(true)
     ///     .connect()
@@ -181,6 +198,7 @@ impl Client {
     /// if let Some(node) = client.connection_info() {
     ///     println!("connected to {node}");
     /// }
+    /// # assert!(client.connection_info().is_some());
     /// # Ok(()) }
     /// ```
     pub fn connection_info(&self) -> Option<Target> {
@@ -253,6 +271,36 @@ impl Client {
         Ok(crate::node_events::NodeEvents::new(rx))
     }
 
+    /// A stream of what happens to the client's connections from now on:
+    /// connected (target, node id), lost (reason), moved (from, to, why),
+    /// authentication failed, gave up (see [`crate::lifecycle`]). Several
+    /// may be open at once; each gets every event. Like node events these
+    /// streams never slow the connection: a consumer that falls behind sees
+    /// [`ConnectionEvent::Lagged`](crate::ConnectionEvent::Lagged).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+    /// use futures::StreamExt;
+    /// let mut events = client.connection_events().await?;
+    /// while let Some(ev) = events.next().await {
+    ///     println!("{ev:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn connection_events(&self) -> Result<crate::ConnectionEvents, Error> {
+        let (sink, rx) = event_channel(
+            self.next_stream_id(),
+            self.config.event_buffer,
+            Overflow::Lag,
+        );
+        self.inner
+            .cmd_tx
+            .send(Input::ConnectionEvents(Box::new(sink)))
+            .await
+            .map_err(|_| self.gone())?;
+        Ok(crate::EventStream::new(rx))
+    }
+
     /// The rooms this client has a live stream on, as (collection name,
     /// room id) pairs sorted by both: every room joined through
     /// [`Room::join`](crate::Room::join) whose streams are not all dropped
@@ -261,10 +309,13 @@ impl Client {
     /// the new connection). Room
     /// ids are unique only within a collection, hence the pair.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), thingsdb_client::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use thingsdb_client::{Auth, Client};
-    /// let client = Client::connect("thingsdb://localhost:9200", Auth::password("admin", "pass")).await?;
+    /// let node = thingsdb_testkit::TestNode::start().await?; // or your node: "thingsdb://localhost:9200"
+    /// node.create_room("stuff", Some("chat")); // on a node: `.chat = room(); .chat.set_name('chat');`
+    /// let client = Client::connect(&node.thingsdb_url(), Auth::password("admin", "pass")).await?;
     /// let chat = client.room("//stuff", "chat")?.join().await?;
     /// assert_eq!(client.rooms().await?, [("stuff".to_string(), chat.room_id())]);
     /// for (collection, id) in client.rooms().await? {
@@ -317,6 +368,16 @@ impl Client {
         self.inner
             .cmd_tx
             .send(Input::AddTargets(targets))
+            .await
+            .map_err(|_| self.gone())
+    }
+
+    /// Adds pool entries, each with the id of the node it must reach (a
+    /// connection there that reaches another node counts as failed).
+    pub(crate) async fn add_nodes(&self, nodes: Vec<(Target, Option<u32>)>) -> Result<(), Error> {
+        self.inner
+            .cmd_tx
+            .send(Input::AddNodes(nodes))
             .await
             .map_err(|_| self.gone())
     }

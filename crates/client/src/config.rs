@@ -90,7 +90,8 @@ pub struct Config {
     pub targets: Vec<Target>,
     /// Credentials.
     pub auth: Auth,
-    /// The scope used when a request names none.
+    /// The scope used when a request names none: `@thingsdb` (`@t`)
+    /// unless [`ClientBuilder::default_scope`] set another.
     pub default_scope: Scope,
     /// How long a request may take, waiting for a connection included.
     pub request_timeout: Duration,
@@ -118,31 +119,41 @@ pub struct Config {
 
 /// Builds a [`Client`](crate::Client).
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), thingsdb_client::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
 /// use thingsdb_client::{Auth, Client};
+/// use thingsdb_testkit::TestNode;
+/// // Two in-process nodes; or "thingsdb://node1.local", "thingsdb://node2.local".
+/// let (node1, node2) = (TestNode::start().await?, TestNode::start().await?);
 /// let client = Client::builder()
-///     .target("thingsdb://node1.local")?
-///     .target("thingsdb://node2.local")?
+///     .target(&node1.thingsdb_url())?
+///     .target(&node2.thingsdb_url())?
 ///     .auth(Auth::password("admin", "pass"))
 ///     .default_scope("//stuff")?
 ///     .request_timeout(Duration::from_secs(10))
 ///     .connect()
 ///     .await?;
+/// assert_eq!(client.query("6 * 7;").await?, thingsdb_client::Value::from(42));
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
 pub struct ClientBuilder {
     pub(crate) config: Config,
+    /// Whether [`ClientBuilder::auth`] was called: until then `config.auth`
+    /// is an empty token that [`ClientBuilder::connect`] refuses to send.
+    auth_given: bool,
 }
 
 impl Default for ClientBuilder {
     fn default() -> Self {
         ClientBuilder {
+            auth_given: false,
             config: Config {
                 targets: Vec::new(),
-                auth: Auth::password("admin", "pass"),
+                // Never sent: `connect` wants credentials set with `auth`.
+                auth: Auth::token(""),
                 default_scope: Scope::thingsdb(),
                 request_timeout: Duration::from_secs(60),
                 connect: ConnectOptions::default(),
@@ -159,8 +170,10 @@ impl Default for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// A builder with defaults: user `admin`/`pass`, scope `@thingsdb`,
-    /// 60 s request timeout, 30 s keep-alive, reconnect on.
+    /// A builder with defaults: scope `@thingsdb` (`@t`), 60 s request
+    /// timeout, 30 s keep-alive, reconnect on, and no credentials: give
+    /// them with [`ClientBuilder::auth`] (a connector does not guess them;
+    /// [`connect`](ClientBuilder::connect) without them is an error).
     pub fn new() -> Self {
         ClientBuilder::default()
     }
@@ -180,13 +193,18 @@ impl ClientBuilder {
         self
     }
 
-    /// Sets the credentials.
+    /// Sets the credentials: a user name and password
+    /// ([`Auth::password`]) or a token ([`Auth::token`]). Required: there
+    /// is no default user.
     pub fn auth(mut self, auth: Auth) -> Self {
         self.config.auth = auth;
+        self.auth_given = true;
         self
     }
 
-    /// Sets the default scope (`@t` unless set).
+    /// Sets the scope of requests that name none: `@thingsdb` (`@t`)
+    /// unless set. Any scope a node parses: `//stuff` or `@:stuff` for a
+    /// collection, `@thingsdb`, `@node`, `@node:1`.
     pub fn default_scope(mut self, scope: &str) -> Result<Self, Error> {
         self.config.default_scope = Scope::parse(scope)?;
         Ok(self)
@@ -275,13 +293,17 @@ impl ClientBuilder {
     /// node reached is the seed that the other nodes' entries are made
     /// after.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), thingsdb_client::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use thingsdb_client::{Auth, Client};
+    /// use thingsdb_testkit::TestNode;
+    /// // Three in-process nodes; or "thingsdb://node1.local", ...
+    /// let cluster = TestNode::builder().start_cluster(3).await?;
     /// let client = Client::builder()
-    ///     .target("thingsdb://node1.local")?
-    ///     .target("thingsdb://node2.local")?
-    ///     .target("thingsdb://node3.local")?
+    ///     .target(&cluster.node(0).thingsdb_url())?
+    ///     .target(&cluster.node(1).thingsdb_url())?
+    ///     .target(&cluster.node(2).thingsdb_url())?
     ///     .auth(Auth::password("admin", "pass"))
     ///     .random_start(true)
     ///     .connect()
@@ -294,14 +316,35 @@ impl ClientBuilder {
         self
     }
 
-    /// The configuration built so far.
+    /// The configuration built so far (its `auth` is an empty token until
+    /// [`ClientBuilder::auth`] is called).
     pub fn config(&self) -> &Config {
         &self.config
     }
 
     /// Connects to the first node of the pool that answers, authenticates,
     /// and returns the client.
+    ///
+    /// Without [`ClientBuilder::auth`] this is an [`Error::BadArgument`]
+    /// that says so, before anything is sent:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), thingsdb_client::Error> {
+    /// use thingsdb_client::{Client, Error};
+    /// let e = Client::builder().target("localhost:9200")?.connect().await.unwrap_err();
+    /// assert!(matches!(e, Error::BadArgument(_)));
+    /// assert!(e.to_string().contains("no credentials"));
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(self) -> Result<crate::Client, Error> {
+        if !self.auth_given {
+            return Err(Error::BadArgument(
+                "no credentials: call ClientBuilder::auth(Auth::password(user, password)) or \
+                 auth(Auth::token(token)) before connect()"
+                    .into(),
+            ));
+        }
         crate::discovery::connect(self.config).await
     }
 }
@@ -328,6 +371,24 @@ mod tests {
                 "{attempt}: {d:?} vs {bound:?}"
             );
         }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[tokio::test]
+    async fn connect_without_credentials_is_an_error() {
+        // A target that is never dialled: the check comes first.
+        let e = ClientBuilder::new()
+            .target("127.0.0.1:1")
+            .unwrap()
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::BadArgument(m) if m.starts_with("no credentials")),
+            "{e}"
+        );
+        assert!(!ClientBuilder::new().auth_given);
+        assert!(ClientBuilder::new().auth(Auth::token("t")).auth_given);
     }
 
     #[test]

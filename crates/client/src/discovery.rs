@@ -39,7 +39,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use thingsdb_transport::Target;
 
@@ -47,8 +46,9 @@ use crate::client::Client;
 use crate::config::{ClientBuilder, Config};
 use crate::error::Error;
 use crate::events::NodeEvent;
+use crate::lifecycle::ConnectionEvent;
 use crate::management::NodeInfo;
-use crate::node_events::NodeEvents;
+use crate::node_events::{ConnectionEvents, NodeEvents};
 
 impl ClientBuilder {
     /// Learns the cluster when connecting: the nodes of the cluster the
@@ -171,6 +171,20 @@ pub fn pool_targets_with(
     cluster: &Cluster,
     ws_port: &WsPort,
 ) -> Vec<Target> {
+    pool_entries(given, seed, cluster, ws_port)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect()
+}
+
+/// [`pool_targets_with`], each entry with the id of the node it was
+/// learnt for (`None` for the given ones).
+fn pool_entries(
+    given: &[Target],
+    seed: &Target,
+    cluster: &Cluster,
+    ws_port: &WsPort,
+) -> Vec<(Target, Option<u32>)> {
     let mut seen = HashSet::new();
     let mut pool = Vec::with_capacity(given.len() + cluster.nodes.len());
     let seed_client_port = cluster
@@ -182,10 +196,15 @@ pub fn pool_targets_with(
         .nodes
         .iter()
         .filter(|n| n.node_id != cluster.connected)
-        .filter_map(|n| entry_for(seed, n, ws_port, seed_client_port));
-    for t in given.iter().cloned().chain(others) {
+        .filter_map(|n| {
+            Some((
+                entry_for(seed, n, ws_port, seed_client_port)?,
+                Some(n.node_id),
+            ))
+        });
+    for (t, id) in given.iter().map(|t| (t.clone(), None)).chain(others) {
         if seen.insert(key(&t)) {
-            pool.push(t);
+            pool.push((t, id));
         }
     }
     pool
@@ -261,9 +280,6 @@ pub async fn discover(
     ))
 }
 
-/// How often the refresh task checks whether the client reconnected.
-const RECONNECT_CHECK: Duration = Duration::from_secs(2);
-
 /// Connects as [`ClientBuilder::connect`] does; with discovery on, learns
 /// the cluster through the new connection, adds it to the pool, and keeps
 /// learning in the background (see [`spawn_refresh`]).
@@ -282,11 +298,14 @@ pub(crate) async fn connect(config: Config) -> Result<Client, Error> {
         // Listen first, so that no status change after the first
         // discovery goes unnoticed.
         let events = client.node_events().await;
+        let connections = client.connection_events().await;
         learn(&client, &given, &seed).await;
-        match events {
-            Ok(events) => spawn_refresh(&client, given, seed, events),
-            Err(e) => {
-                tracing::warn!(error = %e, "cluster discovery: no node events; not refreshed")
+        match (events, connections) {
+            (Ok(events), Ok(connections)) => {
+                spawn_refresh(&client, given, seed, events, connections)
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cluster discovery: no events; not refreshed")
             }
         }
     }
@@ -297,9 +316,13 @@ pub(crate) async fn connect(config: Config) -> Result<Client, Error> {
 /// returned (discovery is an extra: a user without `@node` access still
 /// connects).
 async fn learn(client: &Client, given: &[Target], seed: &Target) {
-    match discover(client, given, seed).await {
+    let pool = read_cluster(client)
+        .await
+        .map(|c| pool_entries(given, seed, &c, &client.config().ws_port));
+    match pool {
         Ok(pool) => {
-            if let Err(e) = client.add_targets(pool).await {
+            // A learnt entry is that node only if that node answers there.
+            if let Err(e) = client.add_nodes(pool).await {
                 tracing::debug!(error = %e, "cluster discovery: pool not updated");
             }
         }
@@ -308,31 +331,37 @@ async fn learn(client: &Client, given: &[Target], seed: &Target) {
 }
 
 /// Learns the cluster again after every NODE_STATUS event and after every
-/// reconnect, for as long as the client lives. The task holds no strong
-/// handle between rounds, so it does not keep the connection open; it ends
-/// when the client is gone. Nodes are only ever added to the pool (a
-/// removed node is skipped as unreachable).
-fn spawn_refresh(client: &Client, given: Vec<Target>, seed: Target, mut events: NodeEvents) {
+/// new connection (a [`ConnectionEvent::Connected`]), for as long as the
+/// client lives. The task holds no strong handle between rounds, so it
+/// does not keep the connection open; it ends when the client is gone.
+/// Nodes are only ever added to the pool (a removed node is skipped as
+/// unreachable).
+fn spawn_refresh(
+    client: &Client,
+    given: Vec<Target>,
+    seed: Target,
+    events: NodeEvents,
+    connections: ConnectionEvents,
+) {
+    use futures::StreamExt;
     let weak = client.downgrade();
-    let mut connections = client.connections_made();
+    let mut events = futures::stream::select(
+        events.map(|e| matches!(e, NodeEvent::Status { .. })),
+        connections.map(|e| matches!(e, ConnectionEvent::Connected { .. })),
+    );
     crate::rt::spawn(async move {
-        loop {
-            let status_changed = match crate::rt::timeout(RECONNECT_CHECK, events.recv()).await {
-                Ok(None) => return, // the client is gone
-                Ok(Some(NodeEvent::Status { .. })) => true,
-                Ok(Some(_)) | Err(_) => false,
-            };
+        // Ends when both streams end: the client is gone.
+        while let Some(changed) = events.next().await {
+            if !changed {
+                continue;
+            }
             let Some(client) = weak.upgrade() else {
                 return;
             };
             if client.closed_reason().is_some() {
                 return;
             }
-            let made = client.connections_made();
-            if status_changed || made != connections {
-                connections = made;
-                learn(&client, &given, &seed).await;
-            }
+            learn(&client, &given, &seed).await;
         }
     });
 }

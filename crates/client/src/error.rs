@@ -55,6 +55,30 @@ impl From<ErrorReply> for ThingsdbError {
 }
 
 /// Everything a client call can fail with.
+///
+/// A request the node refused is [`Error::Thingsdb`], with ThingsDB's code
+/// typed as an [`ErrorCode`] ([`Error::code`] gives it directly); the other
+/// variants say the request got no answer ([`Error::Timeout`],
+/// [`Error::ConnectionLost`]) or could not be made.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use thingsdb_client::{Auth, Client, Error, ErrorCode};
+/// let node = thingsdb_testkit::TestNode::start().await?; // an in-process node
+/// let client = Client::connect(&node.thingsdb_url(), Auth::password("admin", "pass")).await?;
+///
+/// let e = client.query("1/0;").await.unwrap_err();
+/// assert_eq!(e.code(), Some(ErrorCode::ZeroDiv));
+/// match e {
+///     Error::Thingsdb(t) if t.code == ErrorCode::ZeroDiv => {
+///         assert_eq!(t.to_string(), "zero_div (-58): division or modulo by zero");
+///     }
+///     Error::Timeout(_) | Error::ConnectionLost(_) => { /* no answer: retry? */ }
+///     other => return Err(other.into()),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -281,6 +305,21 @@ impl ConnectionLost {
             source: Some(Arc::new(e)),
             written: true,
         }
+    }
+
+    /// The same loss, keeping `source` as its [`std::error::Error::source`]
+    /// (an HTTP or I/O error, for example).
+    ///
+    /// ```
+    /// use thingsdb_client::{ConnectionLost, LostReason};
+    /// use std::error::Error as _;
+    /// let io = std::io::Error::other("reset");
+    /// let l = ConnectionLost::new(LostReason::Io, "lost").with_source(io);
+    /// assert_eq!(l.source().map(|s| s.to_string()).as_deref(), Some("reset"));
+    /// ```
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
     }
 
     /// Why the connection was lost.

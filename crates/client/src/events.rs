@@ -208,7 +208,7 @@ pub(crate) fn event_channel<T>(
 }
 
 /// Event kinds that can say "this many were dropped".
-pub(crate) trait LagItem {
+pub trait LagItem {
     fn lagged(n: u64) -> Self;
 }
 impl LagItem for RoomEvent {

@@ -29,12 +29,22 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[cfg(target_arch = "wasm32")]
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
-/// Writes `value` as MessagePack (structs as maps) at the end of `buf`;
-/// returns the kind of value written.
-pub(crate) fn serialize_into<T: Serialize + ?Sized>(
-    buf: &mut BytesMut,
-    value: &T,
-) -> Result<Kind, Error> {
+/// Writes `value` as MessagePack, as requests carry it (structs as maps),
+/// at the end of `buf`; returns the kind of value written. On an error
+/// `buf` is left as it was. Other front ends of the client's API (the
+/// HTTP client) use it to lay out values the same way.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use thingsdb_protocol::msgpack::Kind;
+/// #[derive(serde::Serialize)]
+/// struct V { a: i64 }
+/// let mut buf = BytesMut::new();
+/// assert_eq!(thingsdb_client::serialize_into(&mut buf, &V { a: 1 })?, Kind::Map);
+/// assert_eq!(&buf[..], &[0x81, 0xa1, b'a', 0x01]);
+/// # Ok::<(), thingsdb_client::Error>(())
+/// ```
+pub fn serialize_into<T: Serialize + ?Sized>(buf: &mut BytesMut, value: &T) -> Result<Kind, Error> {
     let at = buf.len();
     let mut ser = rmp_serde::Serializer::new(buf.writer()).with_struct_map();
     if let Err(e) = value.serialize(&mut ser) {
@@ -217,6 +227,27 @@ impl<'a, V: Serialize + ?Sized, C: HasDefaultScope> Core<'a, V, C> {
         }
     }
 
+    /// The same builder, for items added one at a time (no value of
+    /// type `V` is held, so the type parameter can change).
+    fn with_items<W: Serialize + ?Sized>(self) -> Core<'a, W, C> {
+        let third = match self.third {
+            Third::Named(items) => Third::Named(items),
+            Third::Positional(items) => Third::Positional(items),
+            Third::None | Third::Value(_) => Third::None,
+        };
+        Core {
+            client: self.client,
+            kind: self.kind,
+            scope: self.scope,
+            text: self.text,
+            third,
+            timeout: self.timeout,
+            idempotent: self.idempotent,
+            error: self.error,
+            sending: None,
+        }
+    }
+
     fn mixed(&self) -> &'static str {
         match self.kind {
             Kind2::Query => "use either vars() or var(), not both",
@@ -312,8 +343,11 @@ pub(crate) fn as_type<T: DeserializeOwned>(data: Bytes) -> Result<T, Error> {
 /// [`decode`](Query::decode) into a Rust type, or [`raw`](Query::raw) for
 /// the MessagePack bytes.
 ///
-/// ```no_run
-/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let node = thingsdb_testkit::TestNode::start().await?;
+/// # let client = thingsdb_client::Client::connect(&node.thingsdb_url(), thingsdb_client::Auth::password("admin", "pass")).await?;
 /// #[derive(serde::Serialize)]
 /// struct Vars { a: i64, b: i64 }
 /// let v: i64 = client
@@ -326,6 +360,45 @@ pub(crate) fn as_type<T: DeserializeOwned>(data: Bytes) -> Result<T, Error> {
 /// # Ok(()) }
 /// ```
 ///
+/// # Variables: `vars` or `var`, not both
+///
+/// Give the variables all at once with [`vars`](Query::vars) (anything
+/// that serializes to a map) or one at a time with [`var`](Query::var).
+/// The two do not mix, and the types see to it: after `var` the query is
+/// a `Query<'_, VarByVar>`, which has no `vars`, and after `vars(&x)` it
+/// is a `Query<'_, X>`, which has no `var`. To add variables in a loop,
+/// collect them in a map and give it to `vars`.
+///
+/// ```compile_fail,E0599
+/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// #[derive(serde::Serialize)]
+/// struct Vars { a: i64 }
+/// // error[E0599]: no method named `var` found for struct `Query<'_, Vars>`
+/// client.query("a * b;").vars(&Vars { a: 6 }).var("b", &7).await?;
+/// # Ok(()) }
+/// ```
+///
+/// ```compile_fail,E0599
+/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// # #[derive(serde::Serialize)]
+/// # struct Vars { a: i64 }
+/// // error[E0599]: no method named `vars` found for struct `Query<'_, VarByVar>`
+/// client.query("a * b;").var("b", &7).vars(&Vars { a: 6 }).await?;
+/// # Ok(()) }
+/// ```
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let node = thingsdb_testkit::TestNode::start().await?;
+/// # let client = thingsdb_client::Client::connect(&node.thingsdb_url(), thingsdb_client::Auth::password("admin", "pass")).await?;
+/// use std::collections::BTreeMap;
+/// let vars: BTreeMap<&str, i64> = [("a", 6), ("b", 7)].into_iter().collect();
+/// let v: i64 = client.query("a * b;").vars(&vars).decode().await?;
+/// assert_eq!(v, 42);
+/// # Ok(()) }
+/// ```
+///
 /// # As a future
 ///
 /// A `Query` is itself a [`Future`] (for an [`rmpv::Value`]): it is sent
@@ -334,8 +407,12 @@ pub(crate) fn as_type<T: DeserializeOwned>(data: Bytes) -> Result<T, Error> {
 /// [`raw`](Query::raw) return futures too. Each request is pipelined on
 /// the one connection: many in flight cost one write.
 ///
-/// ```no_run
-/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let node = thingsdb_testkit::TestNode::start().await?;
+/// # let client = thingsdb_client::Client::connect(&node.thingsdb_url(), thingsdb_client::Auth::password("admin", "pass")).await?;
+/// # node.procedure("add_one", |a| thingsdb_testkit::Reply::value(a.param(0, "x").and_then(|v| v.as_i64()).unwrap_or(0) + 1));
 /// use std::time::Duration;
 /// let all = futures::future::join_all((0..10).map(|i| client.query("x * 2;").var("x", &i))).await;
 /// assert_eq!(all.len(), 10);
@@ -356,8 +433,14 @@ pub(crate) fn as_type<T: DeserializeOwned>(data: Bytes) -> Result<T, Error> {
 /// decoding a nested struct fails with `missing field`. Ask for more depth
 /// in the code, with `return VALUE, DEEP;`:
 ///
-/// ```no_run
-/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let node = thingsdb_testkit::TestNode::start().await?;
+/// # let client = thingsdb_client::Client::connect(&node.thingsdb_url(), thingsdb_client::Auth::password("admin", "pass")).await?;
+/// # #[derive(serde::Serialize)] struct A { city: &'static str }
+/// # #[derive(serde::Serialize)] struct P { name: &'static str, address: A }
+/// # node.on_query(|_| thingsdb_testkit::Reply::serialize(&P { name: "Iris", address: A { city: "Ghent" } }));
 /// #[derive(serde::Deserialize)]
 /// struct Address { city: String }
 /// #[derive(serde::Deserialize)]
@@ -367,6 +450,7 @@ pub(crate) fn as_type<T: DeserializeOwned>(data: Bytes) -> Result<T, Error> {
 ///     .scope("//stuff")
 ///     .decode()
 ///     .await?;
+/// assert_eq!((p.name.as_str(), p.address.city.as_str()), ("Iris", "Ghent"));
 /// # Ok(()) }
 /// ```
 #[must_use = "a query does nothing until it is awaited"]
@@ -382,25 +466,54 @@ impl<'a> Query<'a, ()> {
     }
 }
 
-impl<'a, V: Serialize + ?Sized> Query<'a, V> {
-    /// Runs the query in this scope instead of the default one.
-    pub fn scope(mut self, scope: &str) -> Self {
-        self.core.set_scope(scope);
-        self
-    }
+/// The type parameter of a [`Query`] whose variables are added one at a
+/// time with [`var`](Query::var): such a query has no
+/// [`vars`](Query::vars), so the two ways cannot be mixed. Never made as a
+/// value.
+#[derive(Debug, Clone, Copy)]
+pub enum VarByVar {}
 
+impl Serialize for VarByVar {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        match *self {}
+    }
+}
+
+impl<'a> Query<'a, ()> {
     /// Sets every variable at once from a value that serializes to a map
     /// (a struct, a `HashMap`, an `rmpv::Value::Map`). It is serialized
     /// straight into the request frame when the query is sent.
+    ///
+    /// Only on a query without variables: after `vars` there is no
+    /// [`var`](Query::var), and after `var` no `vars` (see [`Query`]).
     pub fn vars<W: Serialize + ?Sized>(self, vars: &'a W) -> Query<'a, W> {
         Query {
             core: self.core.with_value(vars),
         }
     }
 
-    /// Adds one variable. Cannot be combined with [`Query::vars`].
+    /// Adds one variable; then more with `var`. After it the query has
+    /// no [`vars`](Query::vars) (see [`Query`]).
+    pub fn var<T: Serialize + ?Sized>(mut self, name: &str, value: &T) -> Query<'a, VarByVar> {
+        self.core.push(Some(name), value);
+        Query {
+            core: self.core.with_items(),
+        }
+    }
+}
+
+impl Query<'_, VarByVar> {
+    /// Adds one more variable.
     pub fn var<T: Serialize + ?Sized>(mut self, name: &str, value: &T) -> Self {
         self.core.push(Some(name), value);
+        self
+    }
+}
+
+impl<'a, V: Serialize + ?Sized> Query<'a, V> {
+    /// Runs the query in this scope instead of the default one.
+    pub fn scope(mut self, scope: &str) -> Self {
+        self.core.set_scope(scope);
         self
     }
 
@@ -453,11 +566,16 @@ impl<V: Serialize + ?Sized> Future for Query<'_, V> {
 /// [`decode`](Run::decode) or [`raw`](Run::raw). Like [`Query`], a `Run`
 /// is a [`Future`] itself, sent when first polled.
 ///
-/// ```no_run
-/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let node = thingsdb_testkit::TestNode::start().await?;
+/// # let client = thingsdb_client::Client::connect(&node.thingsdb_url(), thingsdb_client::Auth::password("admin", "pass")).await?;
+/// # node.procedure("add_one", |a| thingsdb_testkit::Reply::value(a.param(0, "x").and_then(|v| v.as_i64()).unwrap_or(0) + 1));
 /// let a = client.run("add_one").arg(&41).await?;
 /// let b: i64 = client.run("add_one").named("x", &41).decode().await?;
 /// let c = client.run("add_one").args(&(41,)).await?;
+/// assert_eq!((a, b, c), (42.into(), 42, 42.into()));
 /// # Ok(()) }
 /// ```
 #[must_use = "a procedure call does nothing until it is awaited"]

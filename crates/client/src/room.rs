@@ -24,8 +24,12 @@ use crate::scope::Scope;
 /// [`Client::room_by_code`] (by code that returns the room's id). Joining
 /// gives a [`RoomEvents`] stream; emitting needs no join.
 ///
-/// ```no_run
-/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let node = thingsdb_testkit::TestNode::start().await?;
+/// # let client = thingsdb_client::Client::connect(&node.thingsdb_url(), thingsdb_client::Auth::password("admin", "pass")).await?;
+/// # node.create_room("stuff", Some("chat"));
 /// use futures::StreamExt;
 /// use thingsdb_client::RoomEvent;
 /// let room = client.room("//stuff", "chat")?;
@@ -69,17 +73,20 @@ impl Client {
     /// by id or by name; an error when the default scope is not a
     /// collection.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), thingsdb_client::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use thingsdb_client::{Auth, Client};
+    /// let node = thingsdb_testkit::TestNode::start().await?; // or your node: "thingsdb://localhost:9200"
+    /// node.create_room("stuff", Some("chat"));
     /// let client = Client::builder()
-    ///     .target("thingsdb://localhost:9200")?
+    ///     .target(&node.thingsdb_url())?
     ///     .auth(Auth::password("admin", "pass"))
     ///     .default_scope("//stuff")?
     ///     .connect()
     ///     .await?;
     /// let mut events = client.room_in_default("chat")?.join().await?;
-    /// # let _ = events.recv().await;
+    /// # assert_eq!(events.recv().await, Some(thingsdb_client::RoomEvent::Joined));
     /// # Ok(()) }
     /// ```
     pub fn room_in_default(&self, room: impl Into<RoomRef>) -> Result<Room, Error> {
@@ -123,6 +130,11 @@ impl Room {
     /// How the room is named: by id or by name.
     pub fn room_ref(&self) -> &RoomRef {
         &self.room
+    }
+
+    /// The client this handle uses (for queries from a room handler).
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// Joins the room and returns the stream of its events. The stream's
@@ -259,8 +271,12 @@ impl RoomEvents {
     /// was the last stream. Returns once done; the stream then yields the
     /// events that came before, [`RoomEvent::Left`], and ends.
     ///
-    /// ```no_run
-    /// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = thingsdb_testkit::TestNode::start().await?;
+    /// # let client = thingsdb_client::Client::connect(&node.thingsdb_url(), thingsdb_client::Auth::password("admin", "pass")).await?;
+    /// # node.create_room("stuff", Some("chat"));
     /// use thingsdb_client::RoomEvent;
     /// let mut events = client.room("//stuff", "chat")?.join().await?;
     /// events.leave().await?;

@@ -149,7 +149,7 @@ fn rooms_in_two_collections_with_one_id_and_a_blocking_receiver() {
             ea.recv_timeout(Duration::from_millis(20)),
             Err(RecvTimeoutError::Timeout)
         ));
-        node.emit_in("other", b, "only-b", &[Value::from(1)]);
+        node.emit("other", b, "only-b", &[Value::from(1)]);
         client
             .room("//stuff", a)
             .unwrap()
@@ -208,7 +208,7 @@ fn a_dropped_connection_is_remade_and_rooms_rejoined() {
         node.connection_faults(conn).close_now();
         wait_for(&mut events, &RoomEvent::Disconnected);
         wait_for(&mut events, &RoomEvent::Joined);
-        node.emit(room, "after", &[]);
+        node.emit("stuff", room, "after", &[]);
         match next_event(&mut events) {
             RoomEvent::Emitted(e) => assert_eq!(e.event, "after"),
             other => panic!("{other:?}"),

@@ -74,6 +74,7 @@ async fn shutdown_under_load(cluster: &RealCluster, a: &str, b: &str) {
     let emitter = Client::builder()
         .target(b)
         .unwrap()
+        .auth(Auth::password("admin", "pass"))
         .default_scope("//stuff")
         .unwrap()
         .request_timeout(Duration::from_secs(60))

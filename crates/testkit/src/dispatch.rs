@@ -62,7 +62,7 @@ fn data_frame(id: u16, payload: Bytes) -> Frame {
     Frame::new(PackageType::Data, id, payload)
 }
 
-fn reply_frame(shared: &Shared, id: u16, r: &Reply) -> Frame {
+pub(crate) fn reply_frame(shared: &Shared, id: u16, r: &Reply) -> Frame {
     match r {
         Reply::Error { code, message } => error_frame(id, *code, message),
         other => match other.data_bytes() {
@@ -226,7 +226,7 @@ fn auth(shared: &Shared, conn: u64, id: u16, frame: &Frame) -> Frame {
     }
 }
 
-fn query(shared: &Shared, conn: u64, payload: &[u8]) -> Result<Reply, Reply> {
+pub(crate) fn query(shared: &Shared, conn: u64, payload: &[u8]) -> Result<Reply, Reply> {
     let (items, scope_str, scope) = scoped(payload)?;
     if let Scope::Node(Some(n)) = scope {
         check_scope(shared, &Scope::Node(Some(n)))?;
@@ -295,7 +295,7 @@ fn no_handler(_: &Query) -> Reply {
     )
 }
 
-fn run(shared: &Shared, conn: u64, payload: &[u8]) -> Result<Reply, Reply> {
+pub(crate) fn run(shared: &Shared, conn: u64, payload: &[u8]) -> Result<Reply, Reply> {
     let (items, scope_str, scope) = scoped(payload)?;
     let Some(name) = items.get(1).and_then(|v| v.as_str()) else {
         return Err(Reply::error(

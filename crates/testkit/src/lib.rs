@@ -1,4 +1,6 @@
-//! An in-process ThingsDB node stand-in for tests.
+#![doc = include_str!("../README.md")]
+//!
+//! # The node in detail
 //!
 //! [`TestNode`] listens on ephemeral loopback ports over TCP, WebSocket and
 //! a Unix socket (and TLS / secure WebSocket when given a certificate),
@@ -13,7 +15,8 @@
 //!   one it is refused with an operation error (-63), unless the `eval`
 //!   feature is on: then simple arithmetic (`1 + 1;`, `a * b;` with vars)
 //!   is evaluated as a node would (`Query::evaluate`, an opt-in test
-//!   convenience, not a query language);
+//!   convenience, not a query language), and code beyond it gets -63 with
+//!   a message saying how to answer it;
 //! - RUN calls procedures registered with [`TestNode::procedure`]; an
 //!   unknown one gets -54, spread arguments get -53;
 //! - JOIN / LEAVE by id or name reply with an array of ids (nil where not
@@ -61,14 +64,17 @@
 //! The differences from a real node that a test may notice: the query
 //! language is a tiny subset (use a handler), procedures are registered in
 //! every scope at once, room ids are small integers handed out by the
-//! testkit, a "refused" connection is accepted and closed at once, and
-//! there is no HTTP API.
+//! testkit, and a "refused" connection is accepted and closed at once.
+//! [`TestNode::serve_http`] adds the HTTP API and the status port
+//! ([`http`]).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod conn;
 mod dispatch;
 #[cfg(feature = "eval")]
 mod eval;
 mod faults;
+pub mod http;
 mod node;
 pub mod raw;
 pub mod real_node;
@@ -77,6 +83,7 @@ mod state;
 mod tls;
 
 pub use faults::{Corruption, Faults};
+pub use http::{CorsProxy, HttpServer};
 pub use node::{
     ConnectionInfo, TestCluster, TestNode, TestNodeBuilder, DEFAULT_RESULT_SIZE_LIMIT,
     NODE_WS_FRAGMENT,

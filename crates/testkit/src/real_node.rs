@@ -4,13 +4,17 @@
 //!
 //! 1. `THINGSDB_TEST_ADDR=host:port` and/or `THINGSDB_TEST_WS=ws://host:port`
 //!    name a running node (user `admin`, password `pass`, or
-//!    `THINGSDB_TEST_USER` / `THINGSDB_TEST_PASSWORD`);
+//!    `THINGSDB_TEST_USER` / `THINGSDB_TEST_PASSWORD`;
+//!    `THINGSDB_TEST_HTTP=http://host:port` and
+//!    `THINGSDB_TEST_STATUS=http://host:port` name its HTTP API and status
+//!    port);
 //! 2. otherwise `THINGSDB_BIN=/path/to/thingsdb` is started with `--init`
 //!    and a temporary config and storage directory: the client port and
 //!    node port on free ports of 127.0.0.1, a Unix socket in the temporary
-//!    directory, the HTTP API and status ports off. A node always binds its
-//!    WebSocket port on every interface, so WebSocket is only enabled when
-//!    `THINGSDB_BIN_WS=1` is set too. The node is killed and its files are
+//!    directory. A node always binds its WebSocket, HTTP API and status
+//!    ports on every interface, so they are only enabled when
+//!    `THINGSDB_BIN_WS=1` is set too (run such tests in a network
+//!    namespace with only loopback: `cargo xtask real-node`). The node is killed and its files are
 //!    removed when the [`RealNode`] is dropped;
 //! 3. otherwise there is no node: `Ok(None)`, and the caller prints
 //!    [`SKIP_MESSAGE`].
@@ -54,6 +58,8 @@ pub struct RealNode {
     child: Option<Child>,
     dir: Option<tempfile::TempDir>,
     node_port: Option<u16>,
+    /// The HTTP API's and the status port's URLs.
+    http: (Option<String>, Option<String>),
 }
 
 impl std::fmt::Debug for RealNode {
@@ -92,6 +98,7 @@ impl RealNode {
                 child: None,
                 dir: None,
                 node_port: None,
+                http: (env("THINGSDB_TEST_HTTP"), env("THINGSDB_TEST_STATUS")),
             };
             node.wait_ready(Instant::now() + START_TIMEOUT).await?;
             return Ok(Some(node));
@@ -130,6 +137,12 @@ impl RealNode {
         let client_port = free_port()?;
         let node_port = free_port()?;
         let ws_port = if with_ws { free_port()? } else { 0 };
+        // The HTTP ports too bind every interface: with the WebSocket one.
+        let (http_api_port, http_status_port) = if with_ws {
+            (free_port()?, free_port()?)
+        } else {
+            (0, 0)
+        };
         let sock = dir.path().join("client.sock");
         let storage = dir.path().join("data");
         let modules = dir.path().join("modules");
@@ -146,8 +159,8 @@ impl RealNode {
                  bind_node_addr = 127.0.0.1\n\
                  node_name = 127.0.0.1\n\
                  ip_support = IPV4ONLY\n\
-                 http_api_port = 0\n\
-                 http_status_port = 0\n\
+                 http_api_port = {http_api_port}\n\
+                 http_status_port = {http_status_port}\n\
                  ws_port = {ws_port}\n\
                  storage_path = {}/\n\
                  pipe_client_name = {}\n\
@@ -184,6 +197,10 @@ impl RealNode {
             child: Some(child),
             dir: Some(dir),
             node_port: Some(node_port),
+            http: (
+                with_ws.then(|| format!("http://127.0.0.1:{http_api_port}")),
+                with_ws.then(|| format!("http://127.0.0.1:{http_status_port}")),
+            ),
         };
         let deadline = Instant::now() + START_TIMEOUT;
         // Wait for the client port, watching for an early exit.
@@ -330,6 +347,17 @@ impl RealNode {
     /// The WebSocket URL, `ws://host:port`.
     pub fn ws_url(&self) -> Option<&str> {
         self.ws.as_deref()
+    }
+
+    /// The HTTP API's URL, `http://host:port`, when it is on (see the
+    /// [module documentation](self)).
+    pub fn http_api_url(&self) -> Option<&str> {
+        self.http.0.as_deref()
+    }
+
+    /// The status port's URL, `http://host:port`, when it is on.
+    pub fn http_status_url(&self) -> Option<&str> {
+        self.http.1.as_deref()
     }
 
     /// The Unix socket (started nodes only).

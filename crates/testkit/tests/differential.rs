@@ -6,6 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+// The HTTP API and the status port.
+#[path = "differential/http.rs"]
+mod http;
 
 use std::time::Duration;
 

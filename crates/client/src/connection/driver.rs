@@ -22,9 +22,11 @@ use tokio::sync::mpsc;
 use tracing::info;
 
 use super::handshake::{connect_one, Established};
-use super::session::{reject, Command, ConnId, Output, Session, SessionConfig};
+use super::session::{reject, Command, ConnId, Lifecycle, Output, Session, SessionConfig};
 use crate::config::Config;
 use crate::error::{ConnectionLost, Error, LostReason};
+use crate::events::{Offer, Sink};
+use crate::lifecycle::ConnectionEvent;
 use crate::rt;
 
 /// How many queued commands one wake-up takes at most, so that replies and
@@ -35,8 +37,13 @@ const DRAIN_BATCH: usize = 512;
 pub(crate) enum Input {
     /// A command for the session.
     Cmd(Command),
-    /// More nodes for the pool (cluster discovery, management).
+    /// More nodes for the pool (management).
     AddTargets(Vec<Target>),
+    /// More nodes for the pool, each with the id of the node it must reach
+    /// when known (cluster discovery).
+    AddNodes(Vec<(Target, Option<u32>)>),
+    /// Attach a stream of connection events.
+    ConnectionEvents(Box<Sink<ConnectionEvent>>),
 }
 
 /// State shared between the driver and the handles, for diagnostics.
@@ -222,6 +229,8 @@ pub(crate) async fn run(
     first: Established,
 ) {
     let mut targets = config.targets.clone();
+    // The node a learnt pool entry must reach.
+    let mut expected: Vec<(Target, u32)> = Vec::new();
     let mut session = Session::new(SessionConfig {
         keepalive: config.keepalive,
         reconnect: config.reconnect.clone(),
@@ -235,8 +244,14 @@ pub(crate) async fn run(
         FuturesUnordered::new();
     let mut closes: FuturesUnordered<BoxFut<()>> = FuturesUnordered::new();
     let mut start = 0usize;
+    // Connection event streams, and the node id each open connection
+    // reached (when asked).
+    let mut watchers: Vec<Sink<ConnectionEvent>> = Vec::new();
+    let mut node_ids: Vec<(ConnId, Option<u32>)> = Vec::new();
 
+    let first_node = first.node_id;
     let conn = session.adopt(now(), first_index);
+    node_ids.push((conn, first_node));
     links.push(Link::new(conn, first));
 
     let mut timer = rt::Timer::new();
@@ -247,10 +262,18 @@ pub(crate) async fn run(
                 Output::Connect { conn, index, delay } => {
                     let config = config.clone();
                     let target = targets.get(index).cloned();
+                    let want = target
+                        .as_ref()
+                        .and_then(|t| expected.iter().find(|(e, _)| e == t).map(|(_, id)| *id));
                     connecting.push(Box::pin(async move {
                         rt::sleep(delay).await;
                         let r = match target {
-                            Some(t) => connect_one(&config, &t).await,
+                            Some(t) => connect_one(&config, &t).await.and_then(|est| {
+                                match wrong_node(&t, want, est.node_id) {
+                                    Some(e) => Err(e),
+                                    None => Ok(est),
+                                }
+                            }),
                             None => Err(Error::BadArgument("no such pool entry".into())),
                         };
                         (conn, r)
@@ -265,6 +288,12 @@ pub(crate) async fn run(
                         closes.push(close(link.writer));
                     }
                 }
+            }
+        }
+        while let Some(ev) = session.poll_event() {
+            let ev = public_event(ev, &targets, &mut node_ids);
+            if let Some(ev) = ev {
+                watchers.retain_mut(|w| !matches!(w.offer(ev.clone()), Offer::Gone));
             }
         }
         shared
@@ -326,6 +355,7 @@ pub(crate) async fn run(
             Some((conn, r)) = connecting.next(), if !connecting.is_empty() => match r {
                 Ok(est) => {
                     info!(conn = conn.0, "connected");
+                    node_ids.push((conn, est.node_id));
                     links.push(Link::new(conn, est));
                     session.handle_connected(now(), conn);
                 }
@@ -343,13 +373,13 @@ pub(crate) async fn run(
             },
             cmd = cmd_rx.recv(), if accepting => match cmd {
                 Some(input) => {
-                    apply(&mut session, &mut targets, input);
+                    apply(&mut session, &mut targets, &mut expected, &mut watchers, input);
                     for _ in 1..DRAIN_BATCH {
                         if !session.wants_commands() {
                             break;
                         }
                         match cmd_rx.try_recv() {
-                            Ok(input) => apply(&mut session, &mut targets, input),
+                            Ok(input) => apply(&mut session, &mut targets, &mut expected, &mut watchers, input),
                             Err(_) => break,
                         }
                     }
@@ -364,11 +394,83 @@ pub(crate) async fn run(
     }
 }
 
-fn apply(session: &mut Session, targets: &mut Vec<Target>, input: Input) {
+/// The error for a learnt pool entry where another node answered than the
+/// one it was learnt for (`want`); `None` when it is that node, or either
+/// id is unknown.
+fn wrong_node(target: &Target, want: Option<u32>, got: Option<u32>) -> Option<Error> {
+    match (want, got) {
+        (Some(want), Some(got)) if want != got => Some(Error::Transport(format!(
+            "{target} was learnt as node {want} but node {got} answered there"
+        ))),
+        _ => None,
+    }
+}
+
+/// A session's lifecycle event as the public stream shows it: pool
+/// indexes become targets. `None` for an index out of the pool.
+fn public_event(
+    ev: Lifecycle,
+    targets: &[Target],
+    node_ids: &mut Vec<(ConnId, Option<u32>)>,
+) -> Option<ConnectionEvent> {
+    let target = |i: usize| targets.get(i).cloned();
+    Some(match ev {
+        Lifecycle::Connected { conn, index } => {
+            let node_id = node_ids
+                .iter()
+                .find(|(c, _)| *c == conn)
+                .and_then(|(_, n)| *n);
+            node_ids.retain(|(c, _)| *c >= conn);
+            info!(conn = conn.0, index, node_id, "serving");
+            ConnectionEvent::Connected {
+                target: target(index)?,
+                node_id,
+            }
+        }
+        Lifecycle::Moved { from, to, why } => {
+            info!(from, to, ?why, "moved");
+            ConnectionEvent::Moved {
+                from: target(from)?,
+                to: target(to)?,
+                why,
+            }
+        }
+        Lifecycle::Lost { index, lost } => ConnectionEvent::Lost {
+            target: target(index)?,
+            reason: lost,
+        },
+        Lifecycle::AuthFailed { index, error } => ConnectionEvent::AuthFailed {
+            target: target(index)?,
+            error,
+        },
+        Lifecycle::GaveUp { error } => ConnectionEvent::GaveUp { error },
+    })
+}
+
+fn apply(
+    session: &mut Session,
+    targets: &mut Vec<Target>,
+    expected: &mut Vec<(Target, u32)>,
+    watchers: &mut Vec<Sink<ConnectionEvent>>,
+    input: Input,
+) {
     match input {
         Input::Cmd(cmd) => session.handle_command(now(), cmd),
+        Input::ConnectionEvents(sink) => watchers.push(*sink),
         Input::AddTargets(more) => {
             for t in more {
+                if !targets.contains(&t) {
+                    targets.push(t);
+                }
+            }
+            session.handle_pool_size(targets.len());
+        }
+        Input::AddNodes(more) => {
+            for (t, id) in more {
+                if let Some(id) = id {
+                    expected.retain(|(e, _)| *e != t);
+                    expected.push((t.clone(), id));
+                }
                 if !targets.contains(&t) {
                     targets.push(t);
                 }
@@ -409,5 +511,23 @@ async fn finish(
     .await;
     for ack in session.take_close_acks() {
         let _ = ack.send(());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_learnt_entry_must_reach_its_node() {
+        let t = Target::tcp("127.0.0.1", 9201);
+        assert!(wrong_node(&t, Some(1), Some(1)).is_none());
+        assert!(
+            wrong_node(&t, None, Some(0)).is_none(),
+            "a given target: any node"
+        );
+        assert!(wrong_node(&t, Some(1), None).is_none(), "not asked");
+        let e = wrong_node(&t, Some(1), Some(0)).map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("learnt as node 1 but node 0")));
     }
 }

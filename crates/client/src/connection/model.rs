@@ -228,6 +228,9 @@ impl World {
 
     /// Takes the session's outputs and writes; checks ids.
     fn pump(&mut self, fresh: Option<ConnId>) -> Result<(), String> {
+        while let Some(e) = self.h.s.poll_event() {
+            self.transcript.push(format!("{e:?}"));
+        }
         for o in std::iter::from_fn(|| self.h.s.poll_output()).collect::<Vec<_>>() {
             self.transcript.push(format!("{o:?}"));
             match o {

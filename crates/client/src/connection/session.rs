@@ -57,6 +57,7 @@ use crate::events::{
     Emitted, NodeEvent, NodeSink, Offer, Overflow, Parked, RoomEvent, RoomSink, SinkHandle,
 };
 use crate::in_flight::{InFlight, MAX_IN_FLIGHT};
+use crate::lifecycle::MoveReason;
 use crate::scope::Scope;
 
 /// Stop taking new requests while this much waits to be written on a
@@ -142,6 +143,28 @@ pub(crate) enum Output {
     /// Write what [`Session::poll_transmit`] still gives for `conn`, then
     /// close it. The session has forgotten it.
     Close { conn: ConnId },
+}
+
+/// What happened to the session's connections, in order: the driver
+/// turns these into the public [`ConnectionEvent`](crate::ConnectionEvent)s
+/// (pool indexes into targets) and is the one place a tracing or metrics
+/// layer needs to hook into.
+#[derive(Debug, Clone)]
+pub(crate) enum Lifecycle {
+    /// `conn`, to pool entry `index`, is open and authenticated.
+    Connected { conn: ConnId, index: usize },
+    /// New requests go to pool entry `to` instead of `from`.
+    Moved {
+        from: usize,
+        to: usize,
+        why: MoveReason,
+    },
+    /// The connection to pool entry `index` went.
+    Lost { index: usize, lost: ConnectionLost },
+    /// Pool entry `index` refused the credentials.
+    AuthFailed { index: usize, error: Error },
+    /// The session stopped reconnecting: it is finished.
+    GaveUp { error: Error },
 }
 
 /// Settings the session needs.
@@ -475,6 +498,11 @@ pub(crate) struct Session {
     /// `close()` callers to answer once the driver has closed the sockets.
     close_acks: Vec<oneshot::Sender<()>>,
     outputs: VecDeque<Output>,
+    /// Lifecycle events not yet taken by the driver.
+    events: VecDeque<Lifecycle>,
+    /// The pool index of the serving connection that was lost last, until
+    /// another serves.
+    lost_serving: Option<usize>,
     /// The last event scope seen and its collection, so that routing an
     /// event parses its scope only when it changes.
     scope_cache: Option<(String, Option<Arc<str>>)>,
@@ -503,6 +531,8 @@ impl Session {
             finished: None,
             close_acks: Vec::new(),
             outputs: VecDeque::new(),
+            events: VecDeque::new(),
+            lost_serving: None,
             scope_cache: None,
             connections_made: 0,
         }
@@ -513,6 +543,11 @@ impl Session {
     /// The next thing the driver must do.
     pub(crate) fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
+    }
+
+    /// The next lifecycle event (see [`Lifecycle`]).
+    pub(crate) fn poll_event(&mut self) -> Option<Lifecycle> {
+        self.events.pop_front()
     }
 
     /// Everything queued for `conn`, as one batch.
@@ -893,6 +928,10 @@ impl Session {
         c.tries = c.tries.saturating_add(1);
         // Bad credentials are not fixed by trying the rest of the pool.
         if error.code() == Some(thingsdb_protocol::ErrorCode::Auth) {
+            self.events.push_back(Lifecycle::AuthFailed {
+                index: c.index,
+                error: error.clone(),
+            });
             let round = (c.tries as usize).div_ceil(pool);
             c.tries = u32::try_from(round * pool).unwrap_or(u32::MAX);
         }
@@ -996,6 +1035,18 @@ impl Session {
         });
         let old = self.serving.replace(conn);
         debug!(conn = conn.0, index, replaces = ?old.map(|c| c.0), "serving");
+        self.events.push_back(Lifecycle::Connected { conn, index });
+        let from = match old.and_then(|o| self.conns.iter().find(|c| c.id == o)) {
+            Some(o) => Some((o.index, MoveReason::ShuttingDown)),
+            None => self.lost_serving.take().map(|i| (i, MoveReason::Lost)),
+        };
+        if let Some((from, why)) = from.filter(|(from, _)| *from != index) {
+            self.events.push_back(Lifecycle::Moved {
+                from,
+                to: index,
+                why,
+            });
+        }
         match old {
             Some(old) => {
                 // Make before break: the old node is shutting down.
@@ -1076,6 +1127,13 @@ impl Session {
         } else {
             lost
         };
+        self.events.push_back(Lifecycle::Lost {
+            index: c.index,
+            lost: lost.clone(),
+        });
+        if self.serving == Some(conn) {
+            self.lost_serving = Some(c.index);
+        }
         let failed = self.in_flight.drain_where(|p| p.conn() == conn);
         debug!(conn = conn.0, index = c.index, role = ?c.role, waiting = failed.len(), reason = %lost, "connection let go");
         // Requests that did not run (never written), or may run twice
@@ -2374,6 +2432,10 @@ impl Session {
         }
         self.finished = Some(e.clone());
         let closed = matches!(self.closing, Closing::Requested(_));
+        if !closed {
+            self.events
+                .push_back(Lifecycle::GaveUp { error: e.clone() });
+        }
         let err = if closed { Error::Closed } else { e };
         for c in std::mem::take(&mut self.conns) {
             self.outputs.push_back(Output::Close { conn: c.id });

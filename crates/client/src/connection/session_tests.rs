@@ -487,3 +487,58 @@ fn requests_on_a_draining_connection_end_when_it_is_lost() {
     h.frame(next, data(sent[0].id, 1));
     assert!(matches!(b.try_recv(), Ok(Ok(_))));
 }
+
+/// The lifecycle events, as text.
+fn events(h: &mut Harness) -> Vec<String> {
+    std::iter::from_fn(|| h.s.poll_event())
+        .map(|e| match e {
+            Lifecycle::Connected { index, .. } => format!("connected {index}"),
+            Lifecycle::Moved { from, to, why } => format!("moved {from}->{to} {why:?}"),
+            Lifecycle::Lost { index, lost } => format!("lost {index} {:?}", lost.reason()),
+            Lifecycle::AuthFailed { index, .. } => format!("auth failed {index}"),
+            Lifecycle::GaveUp { .. } => "gave up".to_string(),
+        })
+        .collect()
+}
+
+#[test]
+fn lifecycle_events_show_each_move() {
+    let (mut h, c) = Harness::new(2, None);
+    assert_eq!(events(&mut h), ["connected 0"]);
+    // Make before break on SHUTTING_DOWN.
+    h.frame(c, shutting_down());
+    let next = connect_output(&mut h);
+    h.s.handle_connected(h.now, next);
+    assert_eq!(events(&mut h), ["connected 1", "moved 0->1 ShuttingDown"]);
+    // Lost, then a failed connect with bad credentials, then back.
+    h.s.handle_lost(h.now, next, ConnectionLost::new(LostReason::Io, "reset"));
+    let again = connect_output(&mut h);
+    let auth = Error::Thingsdb(ThingsdbError::new(
+        thingsdb_protocol::ErrorCode::Auth,
+        "bad credentials",
+    ));
+    h.s.handle_connect_failed(h.now, again, &auth);
+    let third = connect_output(&mut h);
+    h.s.handle_connected(h.now, third);
+    let seen = events(&mut h);
+    assert_eq!(seen[0], "lost 1 Io");
+    assert_eq!(seen[1], "auth failed 1");
+    assert!(seen[2].starts_with("connected "), "{seen:?}");
+    // The draining connection was let go meanwhile.
+    assert!(!seen.iter().any(|e| e == "gave up"));
+}
+
+#[test]
+fn lifecycle_says_when_the_session_gives_up() {
+    let (mut h, c) = Harness::new(1, None);
+    h.s.cfg.reconnect.enabled = false;
+    let _ = events(&mut h);
+    h.s.handle_lost(h.now, c, ConnectionLost::new(LostReason::Io, "reset"));
+    assert_eq!(events(&mut h), ["lost 0 Io", "gave up"]);
+    // A close is not giving up.
+    let (mut h, _) = Harness::new(1, None);
+    let _ = events(&mut h);
+    let (ack, _done) = tokio::sync::oneshot::channel();
+    h.s.handle_command(h.now, Command::Close(ack));
+    assert!(events(&mut h).is_empty());
+}

@@ -5,8 +5,10 @@
 //! ```text
 //! web-harness serve [--dir DIR]
 //!     prints `ws=ws://127.0.0.1:P`, `closed=ws://127.0.0.1:Q` (a port
-//!     nobody listens on) and, with --dir, `http=http://127.0.0.1:R/`;
-//!     runs until its standard input closes.
+//!     nobody listens on), `api=http://127.0.0.1:S` (the node's HTTP API
+//!     behind a proxy that adds CORS headers), `api_direct=http://...`
+//!     (the HTTP API itself, which sends none) and, with --dir,
+//!     `http=http://127.0.0.1:R/`; runs until its standard input closes.
 //! web-harness chat --dir DIR --out DIR [--chromedriver PATH] [--chromium PATH]
 //!     serves DIR, opens DIR/index.html twice in headless Chromium through
 //!     chromedriver, makes the pages chat, checks that each page shows the
@@ -62,7 +64,7 @@ mod native {
         let flag = |name: &str| args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone());
         let rt = tokio::runtime::Runtime::new()?;
         let node = match flag("--real-node") {
-            Some(bin) => Node::Real(rt.block_on(start_real_node(Path::new(&bin)))?),
+            Some(bin) => Node::Real(Box::new(rt.block_on(start_real_node(Path::new(&bin)))?)),
             None => Node::Kit(rt.block_on(start_node())?),
         };
         let http = match flag("--dir") {
@@ -71,8 +73,11 @@ mod native {
         };
         match args.first().map(String::as_str) {
             Some("serve") => {
+                let (api, direct) = rt.block_on(http_api(&node))?;
                 println!("ws={}", node.ws_url());
                 println!("closed=ws://127.0.0.1:{}", closed_port()?);
+                println!("api={}", api.0.url());
+                println!("api_direct={direct}");
                 if let Some(h) = &http {
                     println!("http={h}");
                 }
@@ -109,7 +114,7 @@ mod native {
     /// The node the pages talk to.
     enum Node {
         Kit(Arc<TestNode>),
-        Real(RealNode),
+        Real(Box<RealNode>),
     }
 
     impl Node {
@@ -119,6 +124,39 @@ mod native {
                 Node::Real(n) => n.ws_url().unwrap_or_default().to_owned(),
             }
         }
+    }
+
+    /// The node's HTTP API (the testkit's, or the real node's) and a CORS
+    /// proxy in front of it, for pages from another origin; the proxy (with
+    /// what it needs kept alive) and the API's own URL.
+    async fn http_api(
+        node: &Node,
+    ) -> Result<
+        (
+            (
+                thingsdb_testkit::CorsProxy,
+                Option<thingsdb_testkit::HttpServer>,
+            ),
+            String,
+        ),
+        Error,
+    > {
+        let (server, direct) = match node {
+            Node::Kit(n) => {
+                let s = n.serve_http().await?;
+                let url = s.api_url();
+                (Some(s), url)
+            }
+            Node::Real(n) => (
+                None,
+                n.http_api_url()
+                    .ok_or("the real node has no HTTP API port")?
+                    .to_owned(),
+            ),
+        };
+        let proxy =
+            thingsdb_testkit::CorsProxy::start(direct.trim_start_matches("http://")).await?;
+        Ok(((proxy, server), direct))
     }
 
     /// Whether this process's network namespace has no interface but
@@ -207,6 +245,11 @@ mod native {
                         .delay_replies(Duration::from_millis(ms));
                 }
                 return Reply::nil();
+            }
+            if code.starts_with("raise(err(-1") {
+                // A custom error: over HTTP a 1.9.2 node closes the
+                // connection without an answer.
+                return Reply::error(ErrorCode::from_code(-100), "custom");
             }
             if code == "silence();" {
                 // A black hole: requests are read, nothing comes back.
