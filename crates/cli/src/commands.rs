@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use rmpv::Value;
 use thingsdb_client::{
-    blocking, Auth, Client, ClientBuilder, Error, ErrorCode, RoomEvent, RoomRef, Scope, TlsOptions,
+    blocking, Auth, Client, ClientBuilder, ConnectionEvent, Error, ErrorCode, RoomEvent, RoomRef,
+    Scope, TlsOptions,
 };
 
 use crate::args::{Cli, Command, Secret};
@@ -750,7 +751,9 @@ impl Stop {
 }
 
 /// Joins the room and prints its events to `out` until Ctrl-C (Ok), the
-/// room's deletion (Ok), or the end of the connection (an error).
+/// room's deletion (Ok), or the end of the connection (an error). What
+/// happens to the connection meanwhile (lost, moved to another node) goes
+/// to stderr, so `out` holds events only.
 pub async fn watch<W: Write>(
     client: &Client,
     scope: &str,
@@ -765,11 +768,16 @@ pub async fn watch<W: Write>(
         RoomSpec::Code(code) => client.room_by_code(scope, code).await?,
     };
     let mut events = room.join().await?;
+    let mut connection = client.connection_events().await?;
     let room_id = events.room_id();
     loop {
         let event = tokio::select! {
             biased;
             _ = stop.wait() => return Ok(()),
+            Some(ev) = connection.recv() => {
+                eprintln!("{}", connection_line(&ev));
+                continue;
+            }
             ev = events.recv() => ev,
         };
         let Some(event) = event else {
@@ -789,9 +797,47 @@ pub async fn watch<W: Write>(
     }
 }
 
+/// A connection event as one line of text.
+fn connection_line(ev: &ConnectionEvent) -> String {
+    match ev {
+        ConnectionEvent::Connected { target, node_id } => match node_id {
+            Some(id) => format!("connected to node {id} at {target}"),
+            None => format!("connected to {target}"),
+        },
+        ConnectionEvent::Moved { from, to, why } => format!("moved from {from} to {to} ({why:?})"),
+        ConnectionEvent::Lost { target, reason } => format!("lost {target}: {reason}"),
+        ConnectionEvent::AuthFailed { target, error } => {
+            format!("authentication failed at {target}: {error}")
+        }
+        ConnectionEvent::GaveUp { error } => format!("gave up: {error}"),
+        ConnectionEvent::Lagged(n) => format!("{n} connection events missed"),
+        other => format!("{other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_events_read_as_lines() {
+        let a: thingsdb_client::Target = "127.0.0.1:9200".parse().unwrap();
+        let b: thingsdb_client::Target = "127.0.0.1:9201".parse().unwrap();
+        let line = connection_line(&ConnectionEvent::Moved {
+            from: a,
+            to: b.clone(),
+            why: thingsdb_client::MoveReason::ShuttingDown,
+        });
+        assert!(
+            line.starts_with("moved from ") && line.ends_with("(ShuttingDown)"),
+            "{line}"
+        );
+        let line = connection_line(&ConnectionEvent::Connected {
+            target: b,
+            node_id: Some(1),
+        });
+        assert!(line.starts_with("connected to node 1 at "), "{line}");
+    }
 
     #[test]
     fn rooms_by_id_or_name() {

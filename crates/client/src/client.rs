@@ -356,9 +356,10 @@ impl Client {
     }
 
     /// Whether the client has stopped for good (closed, or reconnecting
-    /// gave up); the reason when it has.
-    pub fn closed_reason(&self) -> Option<String> {
-        self.inner.shared.dead.get().map(|e| e.to_string())
+    /// gave up): the error every request fails with from then on
+    /// ([`Error::Closed`] after [`Client::close`]), to match on.
+    pub fn closed_reason(&self) -> Option<Error> {
+        self.inner.shared.dead.get().cloned()
     }
 
     /// Adds nodes to the pool, to connect to when the current node goes

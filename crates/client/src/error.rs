@@ -166,9 +166,10 @@ impl Error {
     }
 
     /// Whether the failed request may have taken effect on the node: true
-    /// when the client cannot know (no answer in time, or the connection
-    /// went after the request was written); false when the node answered
-    /// with an error (a failed query changes nothing) or the request was
+    /// when the client cannot know (no answer in time, the connection went
+    /// after the request was written, or REQUEST_CANCEL (-4): a node gave
+    /// up waiting on another one); false when the node answered with any
+    /// other error (a failed query changes nothing) or the request was
     /// never sent.
     ///
     /// ```
@@ -180,6 +181,9 @@ impl Error {
     pub fn may_have_run(&self) -> bool {
         match self {
             Error::Timeout(_) => true,
+            // A node gave up waiting on another node; the request may have
+            // run there.
+            Error::Thingsdb(e) => e.code == ErrorCode::RequestCancel,
             Error::ConnectionLost(l) => l.written,
             Error::Retried { may_have_run, .. } => *may_have_run,
             _ => false,

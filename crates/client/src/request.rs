@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::scope::Scope;
 
 /// A boxed future, as the builders' [`decode`](Query::decode) and
-/// [`raw`](Query::raw) return.
+/// [`raw`](Query::raw) return; the crate's one boxed-future alias.
 #[cfg(not(target_arch = "wasm32"))]
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// A boxed future, as the builders' `IntoFuture` returns; in a browser
@@ -138,7 +138,7 @@ impl<V: Serialize + ?Sized> Third<'_, V> {
 
 /// What kind of request a builder makes.
 #[derive(Clone, Copy)]
-pub(crate) enum Kind2 {
+pub(crate) enum RequestKind {
     Query,
     Run,
 }
@@ -162,7 +162,7 @@ impl HasDefaultScope for Client {
 /// request in flight.
 pub(crate) struct Core<'a, V: ?Sized, C = Client> {
     pub(crate) client: &'a C,
-    kind: Kind2,
+    kind: RequestKind,
     scope: Option<Scope>,
     /// The code of a query, the procedure of a run.
     text: &'a str,
@@ -175,7 +175,7 @@ pub(crate) struct Core<'a, V: ?Sized, C = Client> {
 }
 
 impl<'a, V: Serialize + ?Sized, C: HasDefaultScope> Core<'a, V, C> {
-    pub(crate) fn new(client: &'a C, kind: Kind2, text: &'a str) -> Self {
+    pub(crate) fn new(client: &'a C, kind: RequestKind, text: &'a str) -> Self {
         Core {
             client,
             kind,
@@ -250,8 +250,8 @@ impl<'a, V: Serialize + ?Sized, C: HasDefaultScope> Core<'a, V, C> {
 
     fn mixed(&self) -> &'static str {
         match self.kind {
-            Kind2::Query => "use either vars() or var(), not both",
-            Kind2::Run => "use one of args(), arg() or named() for a procedure call",
+            RequestKind::Query => "use either vars() or var(), not both",
+            RequestKind::Run => "use one of args(), arg() or named() for a procedure call",
         }
     }
 
@@ -266,8 +266,8 @@ impl<'a, V: Serialize + ?Sized, C: HasDefaultScope> Core<'a, V, C> {
         let mut buf = BytesMut::with_capacity(32 + scope.len() + self.text.len());
         let third = (!self.third.is_none()).then_some(|b: &mut BytesMut| self.third.write(b));
         let r = match self.kind {
-            Kind2::Query => request::encode_query_with(&mut buf, 0, scope, self.text, third),
-            Kind2::Run => request::encode_run_with(&mut buf, 0, scope, self.text, third),
+            RequestKind::Query => request::encode_query_with(&mut buf, 0, scope, self.text, third),
+            RequestKind::Run => request::encode_run_with(&mut buf, 0, scope, self.text, third),
         };
         match r {
             Ok(()) => Ok(buf),
@@ -275,8 +275,10 @@ impl<'a, V: Serialize + ?Sized, C: HasDefaultScope> Core<'a, V, C> {
             // is of the wrong shape.
             Err(Error::Protocol(thingsdb_protocol::Error::WrongType { .. })) => {
                 Err(Error::BadArgument(match self.kind {
-                    Kind2::Query => "query vars must serialize to a map (a struct or a map)".into(),
-                    Kind2::Run => {
+                    RequestKind::Query => {
+                        "query vars must serialize to a map (a struct or a map)".into()
+                    }
+                    RequestKind::Run => {
                         "procedure args must serialize to an array (positional) or a map (named)"
                             .into()
                     }
@@ -461,7 +463,7 @@ pub struct Query<'a, V: ?Sized = ()> {
 impl<'a> Query<'a, ()> {
     pub(crate) fn new(client: &'a Client, code: &'a str) -> Self {
         Query {
-            core: Core::new(client, Kind2::Query, code),
+            core: Core::new(client, RequestKind::Query, code),
         }
     }
 }
@@ -526,7 +528,9 @@ impl<'a, V: Serialize + ?Sized> Query<'a, V> {
     /// Marks the query safe to run twice (a read, or a write that sets
     /// rather than adds): when the connection goes after it was written,
     /// it is sent again (within its timeout, on the next connection)
-    /// instead of failing with [`Error::ConnectionLost`]. Requests that
+    /// instead of failing with [`Error::ConnectionLost`]; and when a node
+    /// answers REQUEST_CANCEL (-4, it gave up waiting on another node,
+    /// which may have run it). Requests that
     /// provably did not run are sent again either way (see
     /// [`ClientBuilder::request_attempts`](crate::ClientBuilder::request_attempts)).
     ///
@@ -586,7 +590,7 @@ pub struct Run<'a, V: ?Sized = ()> {
 impl<'a> Run<'a, ()> {
     pub(crate) fn new(client: &'a Client, procedure: &'a str) -> Self {
         Run {
-            core: Core::new(client, Kind2::Run, procedure),
+            core: Core::new(client, RequestKind::Run, procedure),
         }
     }
 }
@@ -628,7 +632,9 @@ impl<'a, V: Serialize + ?Sized> Run<'a, V> {
     /// Marks the call safe to run twice (a read, or a write that sets
     /// rather than adds): when the connection goes after it was written,
     /// it is sent again (within its timeout, on the next connection)
-    /// instead of failing with [`Error::ConnectionLost`]. Requests that
+    /// instead of failing with [`Error::ConnectionLost`]; and when a node
+    /// answers REQUEST_CANCEL (-4, it gave up waiting on another node,
+    /// which may have run it). Requests that
     /// provably did not run are sent again either way (see
     /// [`ClientBuilder::request_attempts`](crate::ClientBuilder::request_attempts)).
     ///

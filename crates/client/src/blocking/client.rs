@@ -17,7 +17,7 @@ use crate::client::{expect_data, expect_ok, unexpected};
 use crate::config::{Auth, ClientBuilder, Config};
 use crate::connection::Command;
 use crate::error::Error;
-use crate::request::{as_raw, as_type, as_value, Core, HasDefaultScope, Kind2};
+use crate::request::{as_raw, as_type, as_value, Core, HasDefaultScope, RequestKind};
 use crate::scope::Scope;
 
 /// A blocking connection to ThingsDB: cheap to clone, `Send + Sync`.
@@ -158,7 +158,7 @@ impl Client {
     /// [`rmpv::Value`]), [`Query::decode`] or [`Query::raw`].
     pub fn query<'a>(&'a self, code: &'a str) -> Query<'a> {
         Query {
-            core: Core::new(self, Kind2::Query, code),
+            core: Core::new(self, RequestKind::Query, code),
         }
     }
 
@@ -166,7 +166,7 @@ impl Client {
     /// returned builder, then finish it like a [`Query`].
     pub fn run<'a>(&'a self, procedure: &'a str) -> Run<'a> {
         Run {
-            core: Core::new(self, Kind2::Run, procedure),
+            core: Core::new(self, RequestKind::Run, procedure),
         }
     }
 

@@ -642,6 +642,9 @@ impl Core {
                     }
                 }
             }
+            // Lifecycle events (connected, lost, moved) have no blocking
+            // receiver yet: the session's own log of them is all.
+            while self.session.poll_event().is_some() {}
             let mut lost = None;
             for (conn, w) in self.writers.iter_mut() {
                 if let Some(batch) = self.session.poll_transmit(*conn) {

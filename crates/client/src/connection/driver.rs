@@ -27,6 +27,7 @@ use crate::config::Config;
 use crate::error::{ConnectionLost, Error, LostReason};
 use crate::events::{Offer, Sink};
 use crate::lifecycle::ConnectionEvent;
+use crate::request::BoxFuture;
 use crate::rt;
 
 /// How many queued commands one wake-up takes at most, so that replies and
@@ -104,10 +105,8 @@ impl Shared {
     }
 }
 
-type BoxFut<T> = rt::BoxFuture<T>;
-
 /// The driver's side of one open connection.
-struct Link {
+struct Socket {
     conn: ConnId,
     reader: FrameReader,
     writer: FrameWriter,
@@ -117,12 +116,12 @@ struct Link {
     unacked: bool,
 }
 
-impl Link {
-    fn new(conn: ConnId, est: Established) -> Link {
+impl Socket {
+    fn new(conn: ConnId, est: Established) -> Socket {
         let mut reader = est.rx;
-        // Quick ACKs only when the node has more to send (see `poll_links`).
+        // Quick ACKs only when the node has more to send (see `poll_sockets`).
         reader.set_manual_quick_ack(true);
-        Link {
+        Socket {
             conn,
             reader,
             writer: est.tx,
@@ -133,7 +132,7 @@ impl Link {
 }
 
 /// What one of the open connections did.
-enum LinkEvent {
+enum SocketEvent {
     Frame(ConnId, Frame),
     Lost(ConnId, ConnectionLost),
     Flushed,
@@ -148,26 +147,26 @@ enum LinkEvent {
 /// `TCP_NODELAY`, so its next small package would otherwise wait for our
 /// delayed ACK (about 40 ms on Linux). When nothing more is expected (one
 /// request at a time, its reply read), the ACK rides on the next request.
-fn poll_links(
-    links: &mut [Link],
+fn poll_sockets(
+    sockets: &mut [Socket],
     reading: bool,
     expecting: bool,
     start: &mut usize,
     cx: &mut Context<'_>,
-) -> Poll<LinkEvent> {
-    let n = links.len();
+) -> Poll<SocketEvent> {
+    let n = sockets.len();
     *start = start.wrapping_add(1);
     for k in 0..n {
-        let link = &mut links[(*start + k) % n];
-        if link.writing {
-            match link.writer.poll_flush(cx) {
+        let socket = &mut sockets[(*start + k) % n];
+        if socket.writing {
+            match socket.writer.poll_flush(cx) {
                 Poll::Ready(Ok(())) => {
-                    link.writing = false;
-                    return Poll::Ready(LinkEvent::Flushed);
+                    socket.writing = false;
+                    return Poll::Ready(SocketEvent::Flushed);
                 }
                 Poll::Ready(Err(e)) => {
-                    return Poll::Ready(LinkEvent::Lost(
-                        link.conn,
+                    return Poll::Ready(SocketEvent::Lost(
+                        socket.conn,
                         ConnectionLost::from_transport(e),
                     ))
                 }
@@ -175,14 +174,14 @@ fn poll_links(
             }
         }
         if reading {
-            match link.reader.poll_recv(cx) {
+            match socket.reader.poll_recv(cx) {
                 Poll::Ready(Ok(Some(frame))) => {
-                    link.unacked = true;
-                    return Poll::Ready(LinkEvent::Frame(link.conn, frame));
+                    socket.unacked = true;
+                    return Poll::Ready(SocketEvent::Frame(socket.conn, frame));
                 }
                 Poll::Ready(Ok(None)) => {
-                    return Poll::Ready(LinkEvent::Lost(
-                        link.conn,
+                    return Poll::Ready(SocketEvent::Lost(
+                        socket.conn,
                         ConnectionLost::new(
                             LostReason::ClosedByPeer,
                             "the node closed the connection",
@@ -190,14 +189,14 @@ fn poll_links(
                     ))
                 }
                 Poll::Ready(Err(e)) => {
-                    return Poll::Ready(LinkEvent::Lost(
-                        link.conn,
+                    return Poll::Ready(SocketEvent::Lost(
+                        socket.conn,
                         ConnectionLost::from_transport(e),
                     ))
                 }
                 Poll::Pending => {
-                    if std::mem::take(&mut link.unacked) && expecting {
-                        link.reader.quick_ack();
+                    if std::mem::take(&mut socket.unacked) && expecting {
+                        socket.reader.quick_ack();
                     }
                 }
             }
@@ -207,7 +206,7 @@ fn poll_links(
 }
 
 /// Closes a writer the session let go of: what is queued is written first.
-fn close(mut writer: FrameWriter) -> BoxFut<()> {
+fn close(mut writer: FrameWriter) -> BoxFuture<'static, ()> {
     Box::pin(async move {
         let _ = writer.flush().await;
         let _ = writer.close().await;
@@ -238,11 +237,11 @@ pub(crate) async fn run(
         request_attempts: config.request_attempts,
         seed: rand::random(),
     });
-    let mut links: Vec<Link> = Vec::with_capacity(2);
+    let mut sockets: Vec<Socket> = Vec::with_capacity(2);
     // Connection attempts (rare), and graceful closes.
-    let mut connecting: FuturesUnordered<BoxFut<(ConnId, Result<Established, Error>)>> =
+    let mut connecting: FuturesUnordered<BoxFuture<'static, (ConnId, Result<Established, Error>)>> =
         FuturesUnordered::new();
-    let mut closes: FuturesUnordered<BoxFut<()>> = FuturesUnordered::new();
+    let mut closes: FuturesUnordered<BoxFuture<'static, ()>> = FuturesUnordered::new();
     let mut start = 0usize;
     // Connection event streams, and the node id each open connection
     // reached (when asked).
@@ -252,7 +251,7 @@ pub(crate) async fn run(
     let first_node = first.node_id;
     let conn = session.adopt(now(), first_index);
     node_ids.push((conn, first_node));
-    links.push(Link::new(conn, first));
+    sockets.push(Socket::new(conn, first));
 
     let mut timer = rt::Timer::new();
 
@@ -280,12 +279,12 @@ pub(crate) async fn run(
                     }));
                 }
                 Output::Close { conn } => {
-                    if let Some(pos) = links.iter().position(|l| l.conn == conn) {
-                        let mut link = links.swap_remove(pos);
+                    if let Some(pos) = sockets.iter().position(|l| l.conn == conn) {
+                        let mut socket = sockets.swap_remove(pos);
                         if let Some(batch) = session.poll_transmit(conn) {
-                            let _ = link.writer.queue(batch);
+                            let _ = socket.writer.queue(batch);
                         }
-                        closes.push(close(link.writer));
+                        closes.push(close(socket.writer));
                     }
                 }
             }
@@ -309,7 +308,7 @@ pub(crate) async fn run(
                 &mut cmd_rx,
                 &shared,
                 e,
-                links,
+                sockets,
                 closes,
                 &config,
             )
@@ -319,16 +318,16 @@ pub(crate) async fn run(
         // Write what the session queued, one batch per connection while the
         // previous one is still being written.
         let mut lost = None;
-        for link in links.iter_mut().filter(|l| !l.writing) {
-            if let Some(batch) = session.poll_transmit(link.conn) {
-                match link.writer.queue(batch) {
-                    Ok(()) => link.writing = true,
-                    Err(e) => lost = Some((link.conn, ConnectionLost::from_transport(e))),
+        for socket in sockets.iter_mut().filter(|l| !l.writing) {
+            if let Some(batch) = session.poll_transmit(socket.conn) {
+                match socket.writer.queue(batch) {
+                    Ok(()) => socket.writing = true,
+                    Err(e) => lost = Some((socket.conn, ConnectionLost::from_transport(e))),
                 }
             }
         }
         if let Some((conn, l)) = lost {
-            links.retain(|x| x.conn != conn);
+            sockets.retain(|x| x.conn != conn);
             session.handle_lost(now(), conn, l);
             continue;
         }
@@ -343,12 +342,12 @@ pub(crate) async fn run(
         // write rather than one write per request.
         tokio::select! {
             biased;
-            ev = std::future::poll_fn(|cx| poll_links(&mut links, reading, expecting, &mut start, cx)),
-                if !links.is_empty() => match ev {
-                LinkEvent::Frame(conn, frame) => session.handle_frame(now(), conn, frame),
-                LinkEvent::Flushed => {}
-                LinkEvent::Lost(conn, l) => {
-                    links.retain(|x| x.conn != conn);
+            ev = std::future::poll_fn(|cx| poll_sockets(&mut sockets, reading, expecting, &mut start, cx)),
+                if !sockets.is_empty() => match ev {
+                SocketEvent::Frame(conn, frame) => session.handle_frame(now(), conn, frame),
+                SocketEvent::Flushed => {}
+                SocketEvent::Lost(conn, l) => {
+                    sockets.retain(|x| x.conn != conn);
                     session.handle_lost(now(), conn, l);
                 }
             },
@@ -356,7 +355,7 @@ pub(crate) async fn run(
                 Ok(est) => {
                     info!(conn = conn.0, "connected");
                     node_ids.push((conn, est.node_id));
-                    links.push(Link::new(conn, est));
+                    sockets.push(Socket::new(conn, est));
                     session.handle_connected(now(), conn);
                 }
                 Err(e) => session.handle_connect_failed(now(), conn, &e),
@@ -487,8 +486,8 @@ async fn finish(
     cmd_rx: &mut mpsc::Receiver<Input>,
     shared: &Shared,
     e: Error,
-    links: Vec<Link>,
-    mut closes: FuturesUnordered<BoxFut<()>>,
+    sockets: Vec<Socket>,
+    mut closes: FuturesUnordered<BoxFuture<'static, ()>>,
     config: &Config,
 ) {
     let _ = shared.dead.set(e.clone());
@@ -500,8 +499,8 @@ async fn finish(
             reject(cmd, e.clone());
         }
     }
-    for link in links {
-        closes.push(close(link.writer));
+    for socket in sockets {
+        closes.push(close(socket.writer));
     }
     // A peer that does not take the close is not waited for longer than a
     // connect.

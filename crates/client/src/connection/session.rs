@@ -440,6 +440,17 @@ struct RoomEntry {
     repeats: Option<Repeats>,
 }
 
+impl RoomEntry {
+    /// Takes out the leavers waiting on `conn`.
+    fn take_leavers(&mut self, conn: ConnId) -> Vec<Leaver> {
+        let (gone, stay) = std::mem::take(&mut self.leavers)
+            .into_iter()
+            .partition(|l| l.conn == conn);
+        self.leavers = stay;
+        gone
+    }
+}
+
 /// The events an old connection delivered last, to drop when the new
 /// connection delivers them again. The new connection's events start
 /// somewhere in this run (or after it); once one of them is found in it,
@@ -468,11 +479,20 @@ impl Repeats {
     }
 }
 
-/// Why the session ended.
-enum Closing {
+/// Where the session is in its life: one state, not flags checked in
+/// pairs.
+enum Life {
     Open,
-    /// `close()` was called (or every handle is gone): finish in flight.
-    Requested(Vec<oneshot::Sender<()>>),
+    /// `close()` was called (or every handle is gone): what is in flight
+    /// finishes, nothing new is taken; these `close()` callers are answered
+    /// once it is closed.
+    Closing(Vec<oneshot::Sender<()>>),
+    /// Ended with `error`; `acks` are the `close()` callers to answer once
+    /// the driver has closed the sockets.
+    Finished {
+        error: Error,
+        acks: Vec<oneshot::Sender<()>>,
+    },
 }
 
 /// The client's protocol state machine; see the module docs.
@@ -493,10 +513,7 @@ pub(crate) struct Session {
     held: VecDeque<Held>,
     /// Requests waiting out their back-off before the next attempt.
     resend: Vec<(Instant, Req)>,
-    closing: Closing,
-    finished: Option<Error>,
-    /// `close()` callers to answer once the driver has closed the sockets.
-    close_acks: Vec<oneshot::Sender<()>>,
+    life: Life,
     outputs: VecDeque<Output>,
     /// Lifecycle events not yet taken by the driver.
     events: VecDeque<Lifecycle>,
@@ -527,9 +544,7 @@ impl Session {
             parked: VecDeque::new(),
             held: VecDeque::new(),
             resend: Vec::new(),
-            closing: Closing::Open,
-            finished: None,
-            close_acks: Vec::new(),
+            life: Life::Open,
             outputs: VecDeque::new(),
             events: VecDeque::new(),
             lost_serving: None,
@@ -581,7 +596,7 @@ impl Session {
 
     /// Whether the driver should hand over more commands.
     pub(crate) fn wants_commands(&self) -> bool {
-        if self.finished.is_some() || matches!(self.closing, Closing::Requested(_)) {
+        if !matches!(self.life, Life::Open) {
             return false;
         }
         match self.serving {
@@ -616,7 +631,10 @@ impl Session {
     /// Why the session ended, once it has: the driver stops and fails any
     /// command still coming with this error.
     pub(crate) fn finished(&self) -> Option<&Error> {
-        self.finished.as_ref()
+        match &self.life {
+            Life::Finished { error, .. } => Some(error),
+            _ => None,
+        }
     }
 
     /// Requests (and joins, leaves, pings) waiting for an answer.
@@ -725,16 +743,15 @@ impl Session {
 
     /// A command from a client handle.
     pub(crate) fn handle_command(&mut self, now: Instant, cmd: Command) {
-        if let Some(e) = &self.finished {
-            let e = e.clone();
-            reject(cmd, e);
+        if let Life::Finished { error, .. } = &self.life {
+            reject(cmd, error.clone());
             return;
         }
         if let Command::Rooms(reply) = cmd {
             let _ = reply.send(self.live_rooms());
             return;
         }
-        if matches!(self.closing, Closing::Requested(_)) {
+        if matches!(self.life, Life::Closing(_)) {
             match cmd {
                 Command::Close(ack) => self.add_close_ack(ack),
                 Command::Unsubscribe {
@@ -789,7 +806,7 @@ impl Session {
             } => self.unsubscribe(key, stream_id, ack),
             Command::NodeEvents(sink) => self.node_sinks.push(*sink),
             Command::Close(ack) => {
-                self.closing = Closing::Requested(vec![ack]);
+                self.life = Life::Closing(vec![ack]);
                 self.check_closed();
             }
             Command::Rooms(reply) => {
@@ -814,8 +831,8 @@ impl Session {
 
     /// Every client handle is gone: finish what is in flight, then close.
     pub(crate) fn handle_handles_gone(&mut self) {
-        if self.finished.is_none() && matches!(self.closing, Closing::Open) {
-            self.closing = Closing::Requested(Vec::new());
+        if matches!(self.life, Life::Open) {
+            self.life = Life::Closing(Vec::new());
             self.check_closed();
         }
     }
@@ -906,7 +923,7 @@ impl Session {
             self.outputs.push_back(Output::Close { conn });
             return;
         };
-        if self.finished.is_some() {
+        if self.is_finished() {
             self.outputs.push_back(Output::Close { conn });
             return;
         }
@@ -920,7 +937,7 @@ impl Session {
             return;
         };
         debug!(error = %error, index = c.index, "connect failed");
-        if self.finished.is_some() || matches!(self.closing, Closing::Requested(_)) {
+        if !matches!(self.life, Life::Open) {
             self.check_closed();
             return;
         }
@@ -995,6 +1012,15 @@ impl Session {
     fn new_conn_id(&mut self) -> ConnId {
         self.next_conn += 1;
         ConnId(self.next_conn)
+    }
+
+    /// The connections whose node is shutting down.
+    fn draining(&self) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|c| c.role == Role::Draining)
+            .map(|c| c.id)
+            .collect()
     }
 
     fn conn_mut(&mut self, conn: ConnId) -> Option<&mut Conn> {
@@ -1166,17 +1192,11 @@ impl Session {
         if self.serving == Some(conn) {
             self.serving = None;
             // A draining connection does not outlive its successor.
-            let draining: Vec<ConnId> = self
-                .conns
-                .iter()
-                .filter(|c| c.role == Role::Draining)
-                .map(|c| c.id)
-                .collect();
-            for d in draining {
+            for d in self.draining() {
                 self.outputs.push_back(Output::Close { conn: d });
                 self.drop_conn(now, d, lost.clone());
             }
-            if matches!(self.closing, Closing::Requested(_)) {
+            if matches!(self.life, Life::Closing(_)) {
                 for req in again {
                     req.fail(Error::ConnectionLost(lost.clone()));
                 }
@@ -1207,7 +1227,7 @@ impl Session {
             }
         }
         for req in again {
-            if self.finished.is_some() {
+            if self.is_finished() {
                 req.fail(Error::ConnectionLost(lost.clone()));
             } else {
                 self.dispatch(now, req);
@@ -1221,20 +1241,8 @@ impl Session {
         let Some(room) = self.rooms.get_mut(key) else {
             return;
         };
-        let mut leavers = Vec::new();
-        room.leavers.retain_mut(|l| {
-            if l.conn == conn {
-                leavers.push((l.sink.handle(), l.ack.take()));
-                false
-            } else {
-                true
-            }
-        });
-        for (tx, ack) in leavers {
-            self.park_or_send(tx, RoomEvent::Left);
-            if let Some(ack) = ack {
-                let _ = ack.send(());
-            }
+        for l in room.take_leavers(conn) {
+            self.finish_leaver(l);
         }
         let Some(room) = self.rooms.get_mut(key) else {
             return;
@@ -1316,12 +1324,7 @@ impl Session {
             let Some(room) = self.rooms.get_mut(&key) else {
                 continue;
             };
-            let leavers: Vec<Leaver> = {
-                let (gone, stay): (Vec<Leaver>, Vec<Leaver>) =
-                    room.leavers.drain(..).partition(|l| l.conn == conn);
-                room.leavers = stay;
-                gone
-            };
+            let leavers = room.take_leavers(conn);
             let drop_room = room.link.conn() == Some(conn) && room.streams.is_empty();
             for l in leavers {
                 self.finish_leaver(l);
@@ -1557,13 +1560,23 @@ impl Session {
     }
 
     /// A request's answer: NODE_ERROR (-51, the node could not take it;
-    /// it did not run) sends it again after a back-off while attempts and
-    /// time are left; any other answer goes to the caller.
+    /// it did not run), or REQUEST_CANCEL (-4) for an idempotent request,
+    /// sends it again after a back-off while attempts and time are left;
+    /// any other answer goes to the caller.
     fn answered(&mut self, now: Instant, req: Req, frame: Frame) {
         if frame.type_byte == PackageType::Error as u8 {
             if let Ok(Response::Error(e)) = Response::decode(&frame) {
                 let e = Error::Thingsdb(e.into());
                 if e.code() == Some(thingsdb_protocol::ErrorCode::Node) {
+                    self.retry_later(now, req, e);
+                    return;
+                }
+                // REQUEST_CANCEL (-4): a node lost the node it waited on
+                // (a change id, a forwarded request) and may or may not
+                // have run it: sent again only when that is safe.
+                if e.code() == Some(thingsdb_protocol::ErrorCode::RequestCancel) && req.idempotent {
+                    let mut req = req;
+                    req.ran = true;
                     self.retry_later(now, req, e);
                     return;
                 }
@@ -1793,16 +1806,7 @@ impl Session {
                 if matches!(room.link, Link::Leaving(_)) {
                     return;
                 }
-                if self.send_room(conn, &key, PackageType::Leave, |key, conn| Pending::Leave {
-                    key,
-                    conn,
-                }) {
-                    if let Some(r) = self.rooms.get_mut(&key) {
-                        r.link = Link::Leaving(conn);
-                    }
-                } else {
-                    self.remove_room(&key);
-                }
+                self.leave_or_remove(conn, &key);
                 return;
             }
         }
@@ -1820,6 +1824,20 @@ impl Session {
                 conn,
             });
         }
+    }
+
+    /// Sends a LEAVE of `key` on `conn` (the room is `Leaving` there);
+    /// when it cannot be sent the room is gone. Whether it was sent.
+    fn leave_or_remove(&mut self, conn: ConnId, key: &RoomKey) -> bool {
+        let sent = self.send_room(conn, key, PackageType::Leave, |key, conn| Pending::Leave {
+            key,
+            conn,
+        });
+        match self.rooms.get_mut(key) {
+            Some(r) if sent => r.link = Link::Leaving(conn),
+            _ => self.remove_room(key),
+        }
+        sent
     }
 
     fn unsubscribe(&mut self, key: RoomKey, stream_id: u64, ack: Option<oneshot::Sender<()>>) {
@@ -1917,9 +1935,7 @@ impl Session {
         let Some(room) = self.rooms.get_mut(key) else {
             return;
         };
-        let (gone, stay): (Vec<Leaver>, Vec<Leaver>) =
-            room.leavers.drain(..).partition(|l| l.conn == conn);
-        room.leavers = stay;
+        let gone = room.take_leavers(conn);
         if let Some(h) = room.handover.as_mut().filter(|h| h.old == conn) {
             h.old_done = true;
         }
@@ -2166,10 +2182,7 @@ impl Session {
         if let Some(h) = room.handover.as_mut().filter(|h| h.old == conn) {
             h.old_done = true;
         }
-        let (gone, stay): (Vec<Leaver>, Vec<Leaver>) =
-            room.leavers.drain(..).partition(|l| l.conn == conn);
-        room.leavers = stay;
-        for l in gone {
+        for l in room.take_leavers(conn) {
             self.finish_leaver(l);
         }
         self.maybe_complete_handover(key);
@@ -2226,8 +2239,7 @@ impl Session {
             || self.cfg.pool_len < 2
             || !self.cfg.reconnect.enabled
             || self.connecting.is_some()
-            || matches!(self.closing, Closing::Requested(_))
-            || self.finished.is_some()
+            || !matches!(self.life, Life::Open)
         {
             return;
         }
@@ -2235,14 +2247,8 @@ impl Session {
             return;
         };
         // A connection still draining is let go: its node went first.
-        let draining: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|c| c.role == Role::Draining)
-            .map(|c| c.id)
-            .collect();
         let index = (c.index + 1) % self.cfg.pool_len;
-        for d in draining {
+        for d in self.draining() {
             self.outputs.push_back(Output::Close { conn: d });
             self.drop_conn(
                 now,
@@ -2325,16 +2331,10 @@ impl Session {
             Link::Joining(c) | Link::AwaitingOnJoin(c) | Link::Joined(c)
                 if self.conns.iter().any(|x| x.id == c) =>
             {
-                if self.send_room(c, key, PackageType::Leave, |key, conn| Pending::Leave {
-                    key,
-                    conn,
-                }) {
+                if self.leave_or_remove(c, key) {
                     if let Some(r) = self.rooms.get_mut(key) {
-                        r.link = Link::Leaving(c);
                         r.handover = None;
                     }
-                } else {
-                    self.remove_room(key);
                 }
             }
             Link::Leaving(_) => {}
@@ -2379,7 +2379,7 @@ impl Session {
     // -------------------------------------------------------------- close
 
     fn add_close_ack(&mut self, ack: oneshot::Sender<()>) {
-        if let Closing::Requested(acks) = &mut self.closing {
+        if let Life::Closing(acks) = &mut self.life {
             acks.push(ack);
         }
         self.check_closed();
@@ -2391,13 +2391,7 @@ impl Session {
             self.flush_held(now);
         }
         if self.conns.len() > 1 {
-            let draining: Vec<ConnId> = self
-                .conns
-                .iter()
-                .filter(|c| c.role == Role::Draining)
-                .map(|c| c.id)
-                .collect();
-            for conn in draining {
+            for conn in self.draining() {
                 self.maybe_close_draining(conn);
             }
         }
@@ -2405,7 +2399,7 @@ impl Session {
     }
 
     fn check_closed(&mut self) {
-        if self.finished.is_some() || !matches!(self.closing, Closing::Requested(_)) {
+        if !matches!(self.life, Life::Closing(_)) {
             return;
         }
         let waiting = self
@@ -2427,11 +2421,18 @@ impl Session {
     /// Ends the session: everything waiting fails with `e`, streams end,
     /// connections close.
     fn finish(&mut self, e: Error) {
-        if self.finished.is_some() {
-            return;
-        }
-        self.finished = Some(e.clone());
-        let closed = matches!(self.closing, Closing::Requested(_));
+        let (closed, acks) = match std::mem::replace(&mut self.life, Life::Open) {
+            Life::Open => (false, Vec::new()),
+            Life::Closing(acks) => (true, acks),
+            done @ Life::Finished { .. } => {
+                self.life = done;
+                return;
+            }
+        };
+        self.life = Life::Finished {
+            error: e.clone(),
+            acks,
+        };
         if !closed {
             self.events
                 .push_back(Lifecycle::GaveUp { error: e.clone() });
@@ -2474,15 +2475,19 @@ impl Session {
         }
         self.node_sinks.clear();
         self.parked.clear();
-        if let Closing::Requested(acks) = &mut self.closing {
-            self.close_acks.append(acks);
-        }
+    }
+
+    fn is_finished(&self) -> bool {
+        matches!(self.life, Life::Finished { .. })
     }
 
     /// The `close()` callers to answer, once the session has finished and
     /// the driver closed the connections.
     pub(crate) fn take_close_acks(&mut self) -> Vec<oneshot::Sender<()>> {
-        std::mem::take(&mut self.close_acks)
+        match &mut self.life {
+            Life::Finished { acks, .. } => std::mem::take(acks),
+            _ => Vec::new(),
+        }
     }
 }
 

@@ -542,3 +542,53 @@ fn lifecycle_says_when_the_session_gives_up() {
     h.s.handle_command(h.now, Command::Close(ack));
     assert!(events(&mut h).is_empty());
 }
+
+#[test]
+fn request_cancel_is_sent_again_only_for_idempotent_requests() {
+    let (mut h, c) = Harness::new(1, None);
+    let mut plain = h.request(T);
+    let mut idem = h.request_with(T, true);
+    let sent = h.sent(c);
+    let cancel = |id| {
+        let mut b = BytesMut::new();
+        let _ = thingsdb_protocol::response::encode_error(
+            &mut b,
+            id,
+            thingsdb_protocol::ErrorCode::RequestCancel,
+            "request is cancelled",
+        );
+        Frame::new(
+            PackageType::Error,
+            id,
+            b.split_off(thingsdb_protocol::HEADER_LEN).freeze(),
+        )
+    };
+    h.frame(c, cancel(sent[0].id));
+    h.frame(c, cancel(sent[1].id));
+    // The plain one gets the node's answer as it is.
+    match plain.try_recv() {
+        Ok(Ok(f)) => assert_eq!(f.type_byte, PackageType::Error as u8),
+        other => panic!("{other:?}"),
+    }
+    assert!(idem.try_recv().is_err(), "sent again after a back-off");
+    // Cancelled at every attempt: it fails at the cap (4 in the harness),
+    // saying it may have run.
+    for _ in 0..3 {
+        h.advance(Duration::from_millis(500));
+        let again = h.sent(c);
+        assert_eq!(again.len(), 1);
+        h.frame(c, cancel(again[0].id));
+    }
+    match idem.try_recv() {
+        Ok(Err(e)) => {
+            assert_eq!(
+                e.code(),
+                Some(thingsdb_protocol::ErrorCode::RequestCancel),
+                "{e}"
+            );
+            assert!(e.may_have_run());
+            assert_eq!(e.attempts(), 4);
+        }
+        other => panic!("{other:?}"),
+    }
+}
