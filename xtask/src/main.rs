@@ -646,6 +646,7 @@ const REAL_NODE_TESTS: &[(&str, &str)] = &[
     ("thingsdb-transport", "real_node"),
     ("thingsdb-client", "real_node"),
     ("thingsdb-client", "real_cluster"),
+    ("thingsdb-client", "blocking_real"),
     ("thingsdb-client", "real_management"),
     ("thingsdb-module", "real_node"),
     ("thingsdb-cli", "real_node"),

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use rmpv::Value;
 use thingsdb_client::{
-    Auth, Client, ConnectionEvent, Error, ErrorCode, RoomEvent, RoomRef, Scope, TlsOptions,
+    blocking, Auth, Client, ClientBuilder, ConnectionEvent, Error, ErrorCode, RoomEvent, RoomRef,
+    Scope, TlsOptions,
 };
 
 use crate::args::{Cli, Command, Secret};
@@ -106,20 +107,33 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
     if let Some(urls) = &cli.http {
         return crate::http::run(&cli, urls, auth, task, &scope, &vars, format);
     }
+    // One-shot queries and procedure calls: the blocking client, no
+    // runtime to start.
+    match &task {
+        Task::Query(code) => {
+            let client = connect_blocking(&cli, auth)?;
+            let result = query_blocking(&client, scope.as_str(), code, &vars)
+                .and_then(|v| print_value(&v, format));
+            let _ = client.close();
+            return result;
+        }
+        Task::Run { procedure, args } => {
+            let client = connect_blocking(&cli, auth)?;
+            let result = run_blocking(&client, scope.as_str(), procedure, args.as_ref())
+                .and_then(|v| print_value(&v, format));
+            let _ = client.close();
+            return result;
+        }
+        _ => {}
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Io(format!("cannot start the async runtime: {e}")))?;
     let client = rt.block_on(connect(&cli, auth))?;
     let result = match task {
-        Task::Query(code) => rt.block_on(async {
-            let value = query(&client, scope.as_str(), &code, &vars).await?;
-            print_value(&value, format)
-        }),
-        Task::Run { procedure, args } => rt.block_on(async {
-            let value = run(&client, scope.as_str(), &procedure, args.as_ref()).await?;
-            print_value(&value, format)
-        }),
+        // Answered above, without a runtime.
+        Task::Query(_) | Task::Run { .. } => Ok(()),
         Task::Watch(room) => rt.block_on(async {
             let mut out = std::io::stdout();
             watch(&client, scope.as_str(), &room, format, &mut out).await
@@ -442,8 +456,9 @@ fn targets(uri: &str, tls: bool) -> Result<Vec<String>, CliError> {
     Ok(targets)
 }
 
-/// Connects and authenticates with the settings of the command line.
-pub async fn connect(cli: &Cli, auth: Auth) -> Result<Client, CliError> {
+/// A client builder with the settings of the command line, and the
+/// targets as shown in a connect error.
+fn builder(cli: &Cli, auth: Auth) -> Result<(ClientBuilder, String), CliError> {
     let targets = targets(&cli.uri, cli.tls.tls)?;
     let mut builder = Client::builder();
     for t in &targets {
@@ -477,9 +492,55 @@ pub async fn connect(cli: &Cli, auth: Auth) -> Result<Client, CliError> {
         eprintln!("warning: --insecure: TLS certificates are NOT checked; anyone in between can read and change the traffic");
         builder = builder.tls(TlsOptions::dangerous_accept_any_certificate());
     }
+    Ok((builder, shown))
+}
+
+/// Connects and authenticates with the settings of the command line.
+pub async fn connect(cli: &Cli, auth: Auth) -> Result<Client, CliError> {
+    let (builder, shown) = builder(cli, auth)?;
     builder.connect().await.map_err(|source| CliError::Connect {
         targets: shown,
         source,
+    })
+}
+
+/// As [`connect`], for the blocking client: one-shot queries and
+/// procedure calls need no async runtime (nor its threads) at all.
+pub fn connect_blocking(cli: &Cli, auth: Auth) -> Result<blocking::Client, CliError> {
+    let (builder, shown) = builder(cli, auth)?;
+    builder
+        .connect_blocking()
+        .map_err(|source| CliError::Connect {
+            targets: shown,
+            source,
+        })
+}
+
+/// Runs `code` in `scope` with `vars` on the blocking client.
+pub fn query_blocking(
+    client: &blocking::Client,
+    scope: &str,
+    code: &str,
+    vars: &Value,
+) -> Result<Value, CliError> {
+    let q = client.query(code).scope(scope);
+    Ok(match vars {
+        Value::Map(pairs) if !pairs.is_empty() => q.vars(vars).send()?,
+        _ => q.send()?,
+    })
+}
+
+/// Calls `procedure` in `scope` with `args` on the blocking client.
+pub fn run_blocking(
+    client: &blocking::Client,
+    scope: &str,
+    procedure: &str,
+    args: Option<&Value>,
+) -> Result<Value, CliError> {
+    let r = client.run(procedure).scope(scope);
+    Ok(match args {
+        Some(args) => r.args(args).send()?,
+        None => r.send()?,
     })
 }
 
@@ -502,21 +563,6 @@ pub async fn query(
     let value = match vars {
         Value::Map(pairs) if !pairs.is_empty() => q.vars(vars).await?,
         _ => q.await?,
-    };
-    Ok(value)
-}
-
-/// Calls `procedure` in `scope` with `args` (an array or a map).
-pub async fn run(
-    client: &Client,
-    scope: &str,
-    procedure: &str,
-    args: Option<&Value>,
-) -> Result<Value, CliError> {
-    let r = client.run(procedure).scope(scope);
-    let value = match args {
-        Some(args) => r.args(args).await?,
-        None => r.await?,
     };
     Ok(value)
 }

@@ -27,6 +27,13 @@
 //! cell, divided by the requests done; against the in-process testkit node
 //! (no `--target`) it includes the node's work too.
 //!
+//! One request at a time, a second table puts the blocking client
+//! (`thingsdb_client::blocking`) and the async client (multi-thread and
+//! current-thread runtimes) next to the raw blocking socket, with the
+//! system calls each makes per request: counted by running this program
+//! again under `strace -f -c` for two numbers of requests and taking the
+//! difference (so connecting and start-up cancel out).
+//!
 //! Credentials: `THINGSDB_USER` / `THINGSDB_PASSWORD` (admin/pass).
 //! Prints Markdown tables.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -42,6 +49,7 @@ use bytes::BytesMut;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use thingsdb_client::blocking::Client as BlockingClient;
 use thingsdb_client::{Auth, Client, RoomEvent};
 use thingsdb_protocol::{request, Event, Frame, PackageType, Room, HEADER_LEN};
 use thingsdb_transport::{ConnectOptions, FrameReader, FrameWriter, Target};
@@ -73,6 +81,10 @@ struct Opts {
     memory_only: bool,
     /// Only the client's pipelined rate (see the module docs).
     pipelined_only: bool,
+    /// Only `count` requests one at a time through this path
+    /// (`floor`, `blocking`, `async`), for counting system calls.
+    syscalls_of: Option<String>,
+    count: u64,
 }
 
 fn parse_args() -> Opts {
@@ -85,6 +97,8 @@ fn parse_args() -> Opts {
         in_flight_check: 10_000,
         memory_only: false,
         pipelined_only: false,
+        syscalls_of: None,
+        count: 1000,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -96,6 +110,8 @@ fn parse_args() -> Opts {
             "--in-flight" => o.in_flight_check = val().parse().expect("--in-flight takes a number"),
             "--memory-only" => o.memory_only = true,
             "--pipelined-only" => o.pipelined_only = true,
+            "--syscalls-of" => o.syscalls_of = Some(val()),
+            "--count" => o.count = val().parse().expect("--count takes a number"),
             "--bench" | "--current-thread" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -108,7 +124,7 @@ fn parse_args() -> Opts {
 // CPU time, rates: shared with the HTTP benchmark (crates/http/examples).
 #[path = "common/measure.rs"]
 mod measure;
-use measure::{measured, Cell};
+use measure::{cpu_time, measured, Cell};
 
 fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1e3)
@@ -249,8 +265,17 @@ impl RawConn {
         }
     }
 
-    fn wait_replies(&mut self, mut n: u64) {
-        quickack(&self.s);
+    fn wait_replies(&mut self, n: u64) {
+        self.wait_replies_acking(n, true)
+    }
+
+    /// Reads until `n` replies came; `ack` re-arms quick ACKs around each
+    /// read (two system calls that one request at a time does not need:
+    /// the next request carries the ACK).
+    fn wait_replies_acking(&mut self, mut n: u64, ack: bool) {
+        if ack {
+            quickack(&self.s);
+        }
         let mut c = Counter {
             buf: Vec::new(),
             ws: self.ws,
@@ -259,7 +284,9 @@ impl RawConn {
         while n > 0 {
             let k = self.s.read(&mut b).unwrap();
             assert!(k > 0, "closed");
-            quickack(&self.s);
+            if ack {
+                quickack(&self.s);
+            }
             n -= c.feed(&b[..k]);
         }
     }
@@ -324,7 +351,8 @@ fn floor_pipelined(target: &str, o: &Opts, secs: f64, window: usize) -> u64 {
     n
 }
 
-/// One blocking socket, one request at a time.
+/// One blocking socket, one request at a time: a write and a read per
+/// request.
 fn floor_one_at_a_time(target: &str, o: &Opts, secs: f64) -> u64 {
     let mut conn = RawConn::open(target, o);
     let one = conn.wrap(&query_frame());
@@ -332,7 +360,7 @@ fn floor_one_at_a_time(target: &str, o: &Opts, secs: f64) -> u64 {
     let mut n = 0;
     while Instant::now() < deadline {
         conn.s.write_all(&one).unwrap();
-        conn.wait_replies(1);
+        conn.wait_replies_acking(1, false);
         n += 1;
     }
     n
@@ -374,6 +402,123 @@ async fn client_run(client: &Client, secs: f64, window: usize) -> u64 {
         }
     }
     done
+}
+
+/// The blocking client, one request at a time, on this (blocking) thread.
+fn blocking_run(client: &BlockingClient, secs: f64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let mut done = 0u64;
+    while Instant::now() < deadline {
+        client.query("1+1;").scope("@t").raw().unwrap();
+        done += 1;
+    }
+    done
+}
+
+fn blocking_connect(target: &str, o: &Opts) -> BlockingClient {
+    BlockingClient::builder()
+        .target(target)
+        .unwrap()
+        .auth(Auth::password(o.user.clone(), o.password.clone()))
+        .keepalive(None)
+        .connect_blocking()
+        .unwrap()
+}
+
+async fn blocking_cell(target: &str, o: &Opts, secs: f64) -> Cell {
+    let (t, o2) = (target.to_owned(), clone_opts(o));
+    tokio::task::spawn_blocking(move || {
+        let client = blocking_connect(&t, &o2);
+        blocking_run(&client, 0.1);
+        let (cpu0, t0) = (cpu_time(), Instant::now());
+        let n = blocking_run(&client, secs).max(1) as f64;
+        let (cpu, el) = (cpu_time() - cpu0, t0.elapsed());
+        client.close().unwrap();
+        Cell {
+            rate: n / el.as_secs_f64(),
+            cpu_us: cpu.as_secs_f64() * 1e6 / n,
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// `--syscalls-of PATH`: connects, warms up, then makes `--count`
+/// requests one at a time and exits.
+async fn syscalls_only(o: &Opts, path: &str) {
+    let target = o.targets[0].clone();
+    let n = o.count;
+    match path {
+        "floor" => {
+            let o2 = clone_opts(o);
+            tokio::task::spawn_blocking(move || {
+                let mut conn = RawConn::open(&target, &o2);
+                let one = conn.wrap(&query_frame());
+                for _ in 0..n {
+                    conn.s.write_all(&one).unwrap();
+                    conn.wait_replies_acking(1, false);
+                }
+            })
+            .await
+            .unwrap();
+        }
+        "blocking" => {
+            let o2 = clone_opts(o);
+            tokio::task::spawn_blocking(move || {
+                let client = blocking_connect(&target, &o2);
+                for _ in 0..n {
+                    client.query("1+1;").scope("@t").raw().unwrap();
+                }
+            })
+            .await
+            .unwrap();
+        }
+        "async" => {
+            let client = connect(&target, o).await;
+            for _ in 0..n {
+                client.query("1+1;").scope("@t").raw().await.unwrap();
+            }
+        }
+        other => panic!("unknown --syscalls-of {other}"),
+    }
+}
+
+/// System calls per request of one path, one request at a time: this
+/// program under `strace -f -c` for 500 and for 2 500 requests, the
+/// difference divided by 2 000. `None` without strace.
+fn syscalls_per_request(target: &str, path: &str, current: bool) -> Option<f64> {
+    let count = |n: u64| -> Option<f64> {
+        let out = std::env::temp_dir().join(format!(
+            "bench_e2e_strace_{}_{path}_{n}.txt",
+            std::process::id()
+        ));
+        let exe = std::env::current_exe().ok()?;
+        let mut c = std::process::Command::new("strace");
+        c.args(["-f", "-c", "-o"])
+            .arg(&out)
+            .arg(exe)
+            .args(["--syscalls-of", path, "--target", target, "--count"])
+            .arg(n.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if current {
+            c.arg("--current-thread");
+        }
+        let ok = c.status().ok()?.success();
+        let text = std::fs::read_to_string(&out).ok();
+        let _ = std::fs::remove_file(&out);
+        if !ok {
+            return None;
+        }
+        let total = text?
+            .lines()
+            .rev()
+            .find(|l| l.trim_end().ends_with("total"))?
+            .to_owned();
+        total.split_whitespace().nth(3)?.parse().ok()
+    };
+    let (a, b) = (count(500)?, count(2500)?);
+    Some((b - a) / 2000.0)
 }
 
 /// Heap allocations per request, pipelined, over `n` requests.
@@ -617,6 +762,10 @@ async fn run(current: bool) {
         }
         return;
     }
+    if let Some(path) = o.syscalls_of.clone() {
+        syscalls_only(&o, &path).await;
+        return;
+    }
     if o.memory_only {
         print_memory_header(&o);
         for target in o.targets.clone() {
@@ -641,6 +790,7 @@ async fn run(current: bool) {
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     let mut memory_rows = Vec::new();
     let mut latency_rows = Vec::new();
+    let mut single_rows = Vec::new();
     for target in o.targets.clone() {
         let client = connect(&target, &o).await;
         // The same client without quick ACKs: what they cost in CPU.
@@ -655,10 +805,17 @@ async fn run(current: bool) {
             // decide the ratio.
             let secs = o.secs / ROUNDS as f64;
             let (mut fl, mut ours, mut noqa) = (Cell::default(), Cell::default(), Cell::default());
+            let mut blk = Cell::default();
             for _ in 0..ROUNDS {
                 fl = fl.better(floor(&target, &o, secs, window).await);
                 ours = ours.better(measured(client_run(&client, secs, window)).await);
                 noqa = noqa.better(measured(client_run(&no_qa, secs, window)).await);
+                if window == 1 {
+                    blk = blk.better(blocking_cell(&target, &o, secs).await);
+                }
+            }
+            if window == 1 {
+                single_rows.push((kind(&target), target.clone(), fl, blk, ours));
             }
             let allocs = if window > 1 {
                 format!("{allocs:.1}")
@@ -690,6 +847,34 @@ async fn run(current: bool) {
             let ours = client_latency(&target, &o, room).await;
             latency_rows.push((kind(&target), off, on, ours));
         }
+    }
+    println!("\nOne request at a time: the blocking client (`thingsdb_client::blocking`) and this run's async client next to the raw blocking socket (the floor), and system calls per request (`strace -f -c`, 2 000 requests; n/a without strace or against the testkit)\n");
+    println!("| transport | floor (req/s, CPU us/req) | blocking (req/s, CPU us/req) | blocking / floor (rate, CPU) | async {} (req/s, CPU us/req) | async / floor (rate, CPU) | syscalls/req: floor, blocking, async |", if current { "current-thread" } else { "multi-thread" });
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (k, target, fl, blk, ours) in single_rows {
+        let sc = |path: &str| {
+            if _testkit.is_some() {
+                return "n/a".to_string();
+            }
+            syscalls_per_request(&target, path, current)
+                .map_or("n/a".to_string(), |v| format!("{v:.1}"))
+        };
+        println!(
+            "| {k} | {:.0}, {:.1} | {:.0}, {:.1} | {:.2}x, {:.2}x | {:.0}, {:.1} | {:.2}x, {:.2}x | {}, {}, {} |",
+            fl.rate,
+            fl.cpu_us,
+            blk.rate,
+            blk.cpu_us,
+            blk.rate / fl.rate,
+            blk.cpu_us / fl.cpu_us,
+            ours.rate,
+            ours.cpu_us,
+            ours.rate / fl.rate,
+            ours.cpu_us / fl.cpu_us,
+            sc("floor"),
+            sc("blocking"),
+            sc("async"),
+        );
     }
     println!();
     print_memory_header(&o);
@@ -756,5 +941,7 @@ fn clone_opts(o: &Opts) -> Opts {
         in_flight_check: o.in_flight_check,
         memory_only: o.memory_only,
         pipelined_only: o.pipelined_only,
+        syscalls_of: o.syscalls_of.clone(),
+        count: o.count,
     }
 }

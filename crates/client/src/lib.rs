@@ -15,6 +15,7 @@
 //! | the connection's life: connected, lost, moved | [`ConnectionEvents`], [`ConnectionEvent`] |
 //! | errors | [`Error`], [`ThingsdbError`], [`ErrorCode`] |
 //! | rooms with typed events, handlers like python's `Room` | [`typed::TypedEvent`], [`TypedEvents`], [`RoomHandler`], [`ServedRoom`] |
+//! | without an async runtime | [`blocking`] (feature `blocking`, on by default) |
 //! | collections, users, tokens, nodes, backups, procedures, tasks, types | [`management`] |
 //! | Rust structs and enums as ThingsDB types (`#[derive(Thing)]`) | [`typed`] |
 //! | tests without a node | [`thingsdb-testkit`](https://docs.rs/thingsdb-testkit) |
@@ -23,6 +24,9 @@
 // The derive macros name `::thingsdb_client`; this lets them work inside
 // this crate's own tests too.
 extern crate self as thingsdb_client;
+
+#[cfg(all(feature = "blocking", not(target_arch = "wasm32")))]
+pub mod blocking;
 
 mod client;
 mod config;

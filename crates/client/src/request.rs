@@ -139,30 +139,44 @@ impl<V: Serialize + ?Sized> Third<'_, V> {
 
 /// What kind of request a builder makes.
 #[derive(Clone, Copy)]
-enum RequestKind {
+pub(crate) enum RequestKind {
     Query,
     Run,
 }
 
-/// The one builder core of [`Query`] and [`Run`]: the scope, the code or
-/// procedure, the third payload element, the timeout, the first error met
-/// while building, and, once polled, the request in flight.
-struct Core<'a, V: ?Sized> {
-    client: &'a Client,
+/// A client a builder can be made on: the async [`Client`], or the
+/// blocking one.
+pub(crate) trait HasDefaultScope {
+    /// The scope of requests that name none.
+    fn default_scope(&self) -> &Scope;
+}
+
+impl HasDefaultScope for Client {
+    fn default_scope(&self) -> &Scope {
+        Client::default_scope(self)
+    }
+}
+
+/// The one builder core of [`Query`] and [`Run`] (and of their blocking
+/// twins): the scope, the code or procedure, the third payload element,
+/// the timeout, the first error met while building, and, once polled, the
+/// request in flight.
+pub(crate) struct Core<'a, V: ?Sized, C = Client> {
+    pub(crate) client: &'a C,
     kind: RequestKind,
     scope: Option<Scope>,
     /// The code of a query, the procedure of a run.
     text: &'a str,
     third: Third<'a, V>,
-    timeout: Option<Duration>,
-    idempotent: bool,
-    error: Option<Error>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) idempotent: bool,
+    pub(crate) error: Option<Error>,
     /// Set when the builder is polled as a future.
     sending: Option<BoxFuture<'a, Result<rmpv::Value, Error>>>,
 }
 
-impl<'a, V: Serialize + ?Sized> Core<'a, V> {
-    fn new(client: &'a Client, kind: RequestKind, text: &'a str) -> Self {
+impl<'a, V: Serialize + ?Sized, C: HasDefaultScope> Core<'a, V, C> {
+    pub(crate) fn new(client: &'a C, kind: RequestKind, text: &'a str) -> Self {
         Core {
             client,
             kind,
@@ -176,7 +190,7 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
         }
     }
 
-    fn set_scope(&mut self, scope: &str) {
+    pub(crate) fn set_scope(&mut self, scope: &str) {
         match Scope::parse(scope) {
             Ok(s) => self.scope = Some(s),
             Err(e) => self.fail(e),
@@ -189,7 +203,7 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
         }
     }
 
-    fn push<T: Serialize + ?Sized>(&mut self, name: Option<&str>, value: &T) {
+    pub(crate) fn push<T: Serialize + ?Sized>(&mut self, name: Option<&str>, value: &T) {
         if let Err(e) = self.third.push(name, value, self.mixed()) {
             self.fail(e);
         }
@@ -197,7 +211,7 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
 
     /// The same builder holding a value of another type (which replaces
     /// an earlier one; items added one at a time do not mix with it).
-    fn with_value<W: Serialize + ?Sized>(mut self, value: &'a W) -> Core<'a, W> {
+    pub(crate) fn with_value<W: Serialize + ?Sized>(mut self, value: &'a W) -> Core<'a, W, C> {
         if matches!(self.third, Third::Named(_) | Third::Positional(_)) {
             self.fail(Error::BadArgument(self.mixed().into()));
         }
@@ -216,7 +230,7 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
 
     /// The same builder, for items added one at a time (no value of
     /// type `V` is held, so the type parameter can change).
-    fn with_items<W: Serialize + ?Sized>(self) -> Core<'a, W> {
+    fn with_items<W: Serialize + ?Sized>(self) -> Core<'a, W, C> {
         let third = match self.third {
             Third::Named(items) => Third::Named(items),
             Third::Positional(items) => Third::Positional(items),
@@ -244,7 +258,7 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
 
     /// The request frame, laid out by the protocol crate's encoders with
     /// the third element serialized straight into it.
-    fn encode(&self) -> Result<BytesMut, Error> {
+    pub(crate) fn encode(&self) -> Result<BytesMut, Error> {
         let scope = self
             .scope
             .as_ref()
@@ -275,6 +289,16 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
         }
     }
 
+    /// The request frame, or the first error met while building.
+    pub(crate) fn take_frame(&mut self) -> Result<BytesMut, Error> {
+        match self.error.take() {
+            Some(e) => Err(e),
+            None => self.encode(),
+        }
+    }
+}
+
+impl<'a, V: Serialize + ?Sized> Core<'a, V> {
     /// Sends the request (or reports the first building error) and turns
     /// the DATA payload into the caller's type with `decode`; one
     /// allocation.
@@ -282,12 +306,9 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
         &mut self,
         decode: fn(Bytes) -> Result<T, Error>,
     ) -> BoxFuture<'a, Result<T, Error>> {
-        let frame = match self.error.take() {
-            Some(e) => Err(e),
-            None => self.encode(),
-        };
-        let (client, timeout, text) = (self.client, self.timeout, self.text);
-        let idempotent = self.idempotent;
+        let frame = self.take_frame();
+        let (client, timeout, idempotent) = (self.client, self.timeout, self.idempotent);
+        let text = self.text;
         let kind = match self.kind {
             RequestKind::Query => OpKind::Query,
             RequestKind::Run => OpKind::Run,
@@ -318,17 +339,17 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
     }
 }
 
-fn as_raw(data: Bytes) -> Result<Bytes, Error> {
+pub(crate) fn as_raw(data: Bytes) -> Result<Bytes, Error> {
     Ok(data)
 }
 
-fn as_value(data: Bytes) -> Result<rmpv::Value, Error> {
+pub(crate) fn as_value(data: Bytes) -> Result<rmpv::Value, Error> {
     // `expect_data` got these bytes from `Response::decode`, which checked
     // them: no second scan.
     thingsdb_protocol::decode_validated_value(&data).map_err(Error::Protocol)
 }
 
-fn as_type<T: DeserializeOwned>(data: Bytes) -> Result<T, Error> {
+pub(crate) fn as_type<T: DeserializeOwned>(data: Bytes) -> Result<T, Error> {
     rmp_serde::from_slice(&data).map_err(|e| Error::Decode(e.to_string()))
 }
 

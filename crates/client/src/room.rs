@@ -216,26 +216,39 @@ impl Room {
         args: &A,
         peers_only: bool,
     ) -> Result<(), Error> {
-        let mut encoded = BytesMut::new();
-        if serialize_into(&mut encoded, args)? != Kind::Array {
-            return Err(Error::BadArgument(
-                "emit args must serialize to an array (a tuple, slice or Vec)".into(),
-            ));
-        }
-        let mut frame = BytesMut::with_capacity(32 + event.len() + encoded.len());
-        let scope = self.scope.as_str();
-        if peers_only {
-            request::encode_emit_peer(&mut frame, 0, scope, &self.room, event, &encoded)?;
-        } else {
-            request::encode_emit(&mut frame, 0, scope, &self.room, event, &encoded)?;
-        }
+        let frame = emit_frame(&self.scope, &self.room, event, args, peers_only)?;
         let op = Op {
             kind: OpKind::Emit,
-            scope,
+            scope: self.scope.as_str(),
             text: event,
         };
         expect_ok(&self.client.call(op, frame, None, false).await?)
     }
+}
+
+/// The EMIT (or EMIT_PEER) request for `event` with `args` in a room;
+/// shared by the async and the blocking client.
+pub(crate) fn emit_frame<A: Serialize + ?Sized>(
+    scope: &Scope,
+    room: &RoomRef,
+    event: &str,
+    args: &A,
+    peers_only: bool,
+) -> Result<BytesMut, Error> {
+    let mut encoded = BytesMut::new();
+    if serialize_into(&mut encoded, args)? != Kind::Array {
+        return Err(Error::BadArgument(
+            "emit args must serialize to an array (a tuple, slice or Vec)".into(),
+        ));
+    }
+    let mut frame = BytesMut::with_capacity(32 + event.len() + encoded.len());
+    let scope = scope.as_str();
+    if peers_only {
+        request::encode_emit_peer(&mut frame, 0, scope, room, event, &encoded)?;
+    } else {
+        request::encode_emit(&mut frame, 0, scope, room, event, &encoded)?;
+    }
+    Ok(frame)
 }
 
 /// The events of a joined room, as a [`Stream`] of [`RoomEvent`].

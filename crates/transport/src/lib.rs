@@ -8,6 +8,7 @@
 //! | [`connect`](mod@connect) | [`connect`](fn@connect) and [`ConnectOptions`] |
 //! | [`tls`] | [`TlsOptions`]: which certificates to trust |
 //! | [`transport`] | [`Connection`], [`FrameReader`], [`FrameWriter`], [`TransportKind`] |
+//! | [`blocking`] | the same transports over std sockets, for a client without an async runtime |
 //!
 //! Sending takes a [`bytes::Bytes`] of one or more whole packages: a
 //! caller with several queued passes them at once, and a stream transport
@@ -21,6 +22,8 @@
 // its links to native-only items (TLS, Unix sockets) have no target.
 #![cfg_attr(target_arch = "wasm32", allow(rustdoc::broken_intra_doc_links))]
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod blocking;
 mod common;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod connect;

@@ -94,7 +94,7 @@ impl Shared {
 
     /// Publishes the serving connection's pool index (a load and compare
     /// when it did not change).
-    fn publish_serving(&self, index: Option<usize>, targets: &[Target]) {
+    pub(crate) fn publish_serving(&self, index: Option<usize>, targets: &[Target]) {
         self.observe.sync_pool(targets);
         let new = index.unwrap_or(NOT_SERVING);
         let old = self.serving.load(Relaxed);

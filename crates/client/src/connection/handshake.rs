@@ -102,10 +102,7 @@ async fn authenticate(
     auth: &Auth,
 ) -> Result<(), Error> {
     let mut buf = BytesMut::new();
-    match auth {
-        Auth::Password { user, password } => request::encode_auth(&mut buf, 0, user, password)?,
-        Auth::Token(token) => request::encode_auth_token(&mut buf, 0, token)?,
-    }
+    auth.encode(&mut buf, 0)?;
     tx.send(buf.freeze()).await?;
     loop {
         let Some(frame) = rx.recv().await? else {
@@ -114,21 +111,29 @@ async fn authenticate(
                 "the node closed the connection during authentication",
             )));
         };
-        let Ok(t) = frame.package_type() else {
-            continue;
-        };
-        if t.direction() != Direction::Response || frame.id != 0 {
-            continue; // an event before the answer: nothing joined yet
+        if let Some(answer) = auth_answer(&frame) {
+            return answer;
         }
-        return match Response::decode(&frame)? {
-            Response::Ok => Ok(()),
-            Response::Error(e) => Err(Error::Thingsdb(e.into())),
-            _ => Err(Error::Protocol(
-                thingsdb_protocol::Error::UnexpectedPackageType {
-                    expected: "OK or ERROR",
-                    got: t,
-                },
-            )),
-        };
     }
+}
+
+/// What a frame received right after AUTH says: `None` when it is not the
+/// answer (an event before it: nothing is joined yet), else the outcome.
+/// Shared by the async and the blocking driver.
+pub(crate) fn auth_answer(frame: &thingsdb_protocol::Frame) -> Option<Result<(), Error>> {
+    let t = frame.package_type().ok()?;
+    if t.direction() != Direction::Response || frame.id != 0 {
+        return None;
+    }
+    Some(match Response::decode(frame) {
+        Ok(Response::Ok) => Ok(()),
+        Ok(Response::Error(e)) => Err(Error::Thingsdb(e.into())),
+        Ok(_) => Err(Error::Protocol(
+            thingsdb_protocol::Error::UnexpectedPackageType {
+                expected: "OK or ERROR",
+                got: t,
+            },
+        )),
+        Err(e) => Err(e.into()),
+    })
 }

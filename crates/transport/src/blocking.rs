@@ -1,0 +1,879 @@
+//! Packages over std sockets, without an async runtime: TCP, TLS over
+//! TCP, Unix sockets, and WebSocket (`ws://`, `wss://`) through
+//! tungstenite's blocking API.
+//!
+//! [`connect`] opens a connection and splits it into a [`BlockingReader`]
+//! and a [`BlockingWriter`] that two threads may use at once: the reader
+//! may sit in a blocking read while the writer sends. A TCP or Unix
+//! connection is one socket with two handles (`try_clone`); TLS and
+//! WebSocket keep their state (rustls' `ClientConnection`, tungstenite's
+//! `WebSocket`) behind a lock that is taken only to process bytes already
+//! read or to queue bytes to write, never during a blocking read.
+//!
+//! Receiving works as the async reader does: bytes go into one buffer and
+//! whole packages are cut off its front with
+//! [`thingsdb_protocol::decode_frame`]. Sending writes a batch of whole
+//! packages with one system call on a plain socket.
+//!
+//! ```no_run
+//! use bytes::BytesMut;
+//! use std::time::Duration;
+//! use thingsdb_protocol::request;
+//! use thingsdb_transport::blocking::{connect, Received};
+//! use thingsdb_transport::{ConnectOptions, Target};
+//!
+//! # fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! let target: Target = "localhost:9200".parse()?;
+//! let (mut rx, mut tx) = connect(&target, &ConnectOptions::default())?;
+//! let mut out = BytesMut::new();
+//! request::encode_ping(&mut out, 1);
+//! tx.send(out.freeze())?;
+//! if let Received::Frame(pong) = rx.recv(Some(Duration::from_secs(5)))? {
+//!     assert_eq!(pong.id, 1);
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+#[cfg(unix)]
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rustls::ClientConnection;
+use thingsdb_protocol::{decode_frame, Frame, Header, HEADER_LEN};
+use tungstenite::error::{Error as WsError, ProtocolError};
+use tungstenite::{Message, WebSocket};
+
+use crate::connect::ConnectOptions;
+use crate::error::Error;
+use crate::frames::{count_whole_frames, split_next};
+use crate::target::Target;
+use crate::transport::TransportKind;
+
+/// How many bytes one read takes at most.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// tungstenite's read buffer over the fed bytes (its default, 128 KiB,
+/// is zeroed before every read it makes).
+const WS_READ_BUFFER: usize = 4096;
+
+/// What [`BlockingReader::recv`] got.
+#[derive(Debug)]
+pub enum Received {
+    /// A whole package.
+    Frame(Frame),
+    /// Nothing came within the wait.
+    TimedOut,
+    /// The peer ended the connection cleanly (between packages).
+    Closed,
+}
+
+/// A lock that survives a thread that panicked while holding it (the
+/// state it guards is bytes, consistent between calls).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+// ------------------------------------------------------------ raw bytes
+
+/// The socket under every transport, for timeouts, peeking and shutdown.
+#[derive(Debug)]
+enum Socket {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(UnixStream),
+}
+
+impl Socket {
+    fn try_clone(&self) -> io::Result<Socket> {
+        Ok(match self {
+            Socket::Tcp(s) => Socket::Tcp(s.try_clone()?),
+            #[cfg(unix)]
+            Socket::Unix(s) => Socket::Unix(s.try_clone()?),
+        })
+    }
+
+    fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.set_read_timeout(d),
+            #[cfg(unix)]
+            Socket::Unix(s) => s.set_read_timeout(d),
+        }
+    }
+
+    fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.set_write_timeout(d),
+            #[cfg(unix)]
+            Socket::Unix(s) => s.set_write_timeout(d),
+        }
+    }
+
+    fn shutdown(&self, how: Shutdown) {
+        let _ = match self {
+            Socket::Tcp(s) => s.shutdown(how),
+            #[cfg(unix)]
+            Socket::Unix(s) => s.shutdown(how),
+        };
+    }
+
+    /// Whether reading now would return at once (bytes, the peer's end,
+    /// or an error): a peek that does not wait. Only on Linux; elsewhere
+    /// it says "nothing", and a dead peer is found by the next read.
+    fn readable_now(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        {
+            let mut one = [std::mem::MaybeUninit::<u8>::uninit()];
+            let sock = match self {
+                Socket::Tcp(s) => socket2::SockRef::from(s),
+                #[cfg(unix)]
+                Socket::Unix(s) => socket2::SockRef::from(s),
+            };
+            match sock.recv_with_flags(&mut one, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
+                Ok(_) => true,
+                Err(e) => !is_timeout(&e) && e.kind() != io::ErrorKind::Interrupted,
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            false
+        }
+    }
+
+    fn quick_ack(&self) {
+        #[cfg(target_os = "linux")]
+        if let Socket::Tcp(s) = self {
+            let _ = socket2::SockRef::from(s).set_tcp_quickack(true);
+        }
+    }
+}
+
+impl Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.read(buf),
+            #[cfg(unix)]
+            Socket::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.write(buf),
+            #[cfg(unix)]
+            Socket::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Plain bytes in: straight from the socket, or decrypted.
+struct RawRead {
+    sock: Socket,
+    tls: Option<Arc<Mutex<ClientConnection>>>,
+    /// Encrypted bytes read and not yet given to rustls.
+    scratch: Vec<u8>,
+}
+
+impl RawRead {
+    /// Reads plain bytes into `out`; `Ok(0)` at the end of the stream. A
+    /// read timeout set on the socket gives a `WouldBlock`/`TimedOut`
+    /// error.
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let Some(tls) = &self.tls else {
+            return loop {
+                match self.sock.read(out) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    r => break r,
+                }
+            };
+        };
+        loop {
+            {
+                let mut c = lock(tls);
+                match c.reader().read(out) {
+                    Ok(n) => return Ok(n), // 0: close_notify
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    // The peer went without close_notify: an end like any
+                    // other, since packages delimit themselves.
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                    Err(e) => return Err(e),
+                }
+            }
+            self.scratch.resize(READ_CHUNK, 0);
+            let n = match self.sock.read(&mut self.scratch) {
+                Ok(0) => return Ok(0),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let mut c = lock(tls);
+            let mut fed = &self.scratch[..n];
+            while !fed.is_empty() {
+                c.read_tls(&mut fed)?;
+                if let Err(e) = c.process_new_packets() {
+                    // Tell the peer (an alert), then give up.
+                    let _ = c.write_tls(&mut self.sock);
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
+            }
+            // What rustls wants to send of its own accord (alerts, key
+            // updates) goes out now.
+            while c.wants_write() {
+                c.write_tls(&mut self.sock)?;
+            }
+        }
+    }
+}
+
+/// Plain bytes out: straight to the socket, or encrypted.
+struct RawWrite {
+    sock: Socket,
+    tls: Option<Arc<Mutex<ClientConnection>>>,
+}
+
+impl Write for RawWrite {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &self.tls {
+            None => self.sock.write(buf),
+            Some(tls) => {
+                let mut c = lock(tls);
+                let n = c.writer().write(buf)?;
+                while c.wants_write() {
+                    c.write_tls(&mut self.sock)?;
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+// ------------------------------------------------------------ WebSocket
+
+/// The stream tungstenite runs over: reads what the reader fed it (or,
+/// during the handshake, the socket itself), writes to the socket.
+struct Duplex {
+    inbox: Vec<u8>,
+    at: usize,
+    handshake: Option<RawRead>,
+    out: RawWrite,
+}
+
+impl Read for Duplex {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.at < self.inbox.len() {
+            let n = buf.len().min(self.inbox.len() - self.at);
+            buf[..n].copy_from_slice(&self.inbox[self.at..self.at + n]);
+            self.at += n;
+            if self.at == self.inbox.len() {
+                self.inbox.clear();
+                self.at = 0;
+            }
+            return Ok(n);
+        }
+        match &mut self.handshake {
+            Some(r) => r.read(buf),
+            None => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+impl Write for Duplex {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+type SharedWs = Arc<Mutex<WebSocket<Duplex>>>;
+
+fn ws_error(kind: TransportKind, e: WsError) -> Error {
+    match e {
+        WsError::ConnectionClosed | WsError::AlreadyClosed => Error::Closed,
+        WsError::Io(e) => Error::io(kind, e),
+        e @ WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Error::ws(
+            "the peer closed the connection without a closing handshake",
+            Some(Box::new(e)),
+        ),
+        e => Error::ws(e.to_string(), Some(Box::new(e))),
+    }
+}
+
+// ------------------------------------------------------------ the halves
+
+/// The receiving half of a blocking connection.
+pub struct BlockingReader {
+    raw: RawRead,
+    ws: Option<SharedWs>,
+    buf: BytesMut,
+    scratch: Vec<u8>,
+    max_payload: u32,
+    kind: TransportKind,
+    /// The read timeout set on the socket now (`None`: none).
+    timeout_set: Option<Duration>,
+    ended: bool,
+}
+
+impl std::fmt::Debug for BlockingReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingReader")
+            .field("kind", &self.kind)
+            .field("buffered", &self.buf.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlockingReader {
+    /// The transport it reads from.
+    pub fn kind(&self) -> TransportKind {
+        self.kind
+    }
+
+    /// Whether a whole package is buffered: [`BlockingReader::recv`]
+    /// returns it without reading.
+    pub fn has_buffered_frame(&self) -> bool {
+        Header::decode_prefix(&self.buf, self.max_payload)
+            .is_ok_and(|h| self.buf.len() >= h.frame_len())
+    }
+
+    /// Whether a read would return at once: bytes or the end of the
+    /// connection are waiting (Linux; elsewhere always `false`). One
+    /// system call that never waits.
+    pub fn readable_now(&self) -> bool {
+        !self.buf.is_empty() || self.raw.sock.readable_now()
+    }
+
+    /// Sends an ACK the kernel may be holding back (TCP and TLS on Linux;
+    /// a no-op elsewhere): call it when the peer has more to send, so its
+    /// next small package is not held back by Nagle's algorithm.
+    pub fn quick_ack(&self) {
+        if matches!(self.kind, TransportKind::Tcp | TransportKind::Tls) {
+            self.raw.sock.quick_ack();
+        }
+    }
+
+    /// The next package, waiting at most `wait` (`None`: for ever).
+    ///
+    /// The socket's read timeout is changed only when `wait` is shorter
+    /// than the one set, or more than twice as long, so a caller that
+    /// waits about as long each time costs no extra system call.
+    pub fn recv(&mut self, wait: Option<Duration>) -> Result<Received, Error> {
+        let started = Instant::now();
+        loop {
+            if let Some(f) = self.next_buffered()? {
+                return Ok(Received::Frame(f));
+            }
+            if self.ended {
+                return self.at_eof();
+            }
+            let left = match wait {
+                Some(w) => match w.checked_sub(started.elapsed()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Ok(Received::TimedOut),
+                },
+                None => None,
+            };
+            self.arm(left)?;
+            self.scratch.resize(READ_CHUNK, 0);
+            match self.raw.read(&mut self.scratch) {
+                Ok(0) => self.ended = true,
+                Ok(n) => self.take(n)?,
+                // The timeout set may be shorter than asked for (see
+                // `arm`): the loop waits out the rest.
+                Err(e) if is_timeout(&e) => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => self.ended = true,
+                Err(e) => return Err(Error::io(self.kind, e)),
+            }
+        }
+    }
+
+    /// Sets the socket's read timeout for a wait of `wait`, unless the one
+    /// set already fits: not longer than `wait` and at least half of it.
+    /// A new one is set to three quarters of the wait, so that the next,
+    /// slightly shorter wait (a deadline coming closer) still fits.
+    fn arm(&mut self, wait: Option<Duration>) -> Result<(), Error> {
+        let keep = match (self.timeout_set, wait) {
+            (None, None) => true,
+            (Some(set), Some(w)) => set <= w && w <= set * 2,
+            _ => false,
+        };
+        if keep {
+            return Ok(());
+        }
+        // A zero timeout means "none" to the socket: at least 1 us.
+        let set = wait.map(|w| (w - w / 4).max(Duration::from_micros(1)));
+        self.raw
+            .sock
+            .set_read_timeout(set)
+            .map_err(|e| Error::io(self.kind, e))?;
+        self.timeout_set = set;
+        Ok(())
+    }
+
+    /// Hands `n` bytes of `scratch` to the framing layer.
+    fn take(&mut self, n: usize) -> Result<(), Error> {
+        match &self.ws {
+            None => {
+                self.buf.extend_from_slice(&self.scratch[..n]);
+                Ok(())
+            }
+            Some(ws) => {
+                let mut ws = lock(ws);
+                ws.get_mut().inbox.extend_from_slice(&self.scratch[..n]);
+                loop {
+                    match ws.read() {
+                        Ok(Message::Binary(b)) => {
+                            let f = Frame::parse(b, self.max_payload)?;
+                            f.encode_into(&mut self.buf)?;
+                        }
+                        Ok(Message::Text(_)) => return Err(Error::TextMessage),
+                        Ok(Message::Close(_)) => {
+                            // tungstenite queued the close reply.
+                            let _ = ws.flush();
+                            self.ended = true;
+                            return Ok(());
+                        }
+                        Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {
+                            // A pong tungstenite queued goes out now.
+                            let _ = ws.flush();
+                        }
+                        Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                            return Ok(())
+                        }
+                        Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
+                            self.ended = true;
+                            return Ok(());
+                        }
+                        Err(e) => return Err(ws_error(self.kind, e)),
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_buffered(&mut self) -> Result<Option<Frame>, Error> {
+        // A protocol error leaves the bad header in the buffer, so every
+        // later call reports it again: the stream is out of sync.
+        Ok(decode_frame(&mut self.buf, self.max_payload)?)
+    }
+
+    fn at_eof(&self) -> Result<Received, Error> {
+        if self.buf.is_empty() {
+            return Ok(Received::Closed);
+        }
+        let needed = match self.buf.first_chunk::<HEADER_LEN>() {
+            Some(h) => Header::decode(h, self.max_payload)?.frame_len(),
+            None => HEADER_LEN,
+        };
+        Err(Error::ClosedMidFrame {
+            available: self.buf.len(),
+            needed,
+        })
+    }
+
+    /// Ends the connection both ways, so that a thread blocked in
+    /// [`BlockingReader::recv`] on it returns.
+    pub fn shutdown(&self) {
+        self.raw.sock.shutdown(Shutdown::Both);
+    }
+}
+
+/// The sending half of a blocking connection.
+pub struct BlockingWriter {
+    raw: RawWrite,
+    ws: Option<SharedWs>,
+    kind: TransportKind,
+    closed: bool,
+}
+
+impl std::fmt::Debug for BlockingWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingWriter")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlockingWriter {
+    /// The transport it writes to.
+    pub fn kind(&self) -> TransportKind {
+        self.kind
+    }
+
+    /// Writes a batch of one or more whole packages, blocking until the
+    /// socket took it all (one system call on a plain socket when it has
+    /// room). Over WebSocket each package is one binary message.
+    pub fn send(&mut self, mut frames: Bytes) -> Result<(), Error> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        count_whole_frames(&frames)?;
+        let kind = self.kind;
+        match &self.ws {
+            None => self.raw.write_all(&frames).map_err(|e| Error::io(kind, e)),
+            Some(ws) => {
+                let mut ws = lock(ws);
+                while let Some(pkg) = split_next(&mut frames) {
+                    ws.write(Message::Binary(pkg))
+                        .map_err(|e| ws_error(kind, e))?;
+                }
+                ws.flush().map_err(|e| ws_error(kind, e))
+            }
+        }
+    }
+
+    /// Ends the connection politely (a WebSocket Close, a TLS
+    /// close_notify), then shuts the socket down both ways, so that a
+    /// reader blocked on it returns.
+    pub fn close(&mut self) {
+        if std::mem::replace(&mut self.closed, true) {
+            return;
+        }
+        if let Some(ws) = &self.ws {
+            let mut ws = lock(ws);
+            let _ = ws.close(None);
+            let _ = ws.flush();
+        } else if let Some(tls) = &self.raw.tls {
+            let mut c = lock(tls);
+            c.send_close_notify();
+            let _ = c.write_tls(&mut self.raw.sock);
+        }
+        self.raw.sock.shutdown(Shutdown::Both);
+    }
+}
+
+// ------------------------------------------------------------ connect
+
+/// Connects to `target` and splits the connection: resolves the host,
+/// opens the socket (TCP with `TCP_NODELAY`, or the Unix socket), then runs
+/// the TLS and WebSocket handshakes the target needs, each step within
+/// `opts.connect_timeout`.
+pub fn connect(
+    target: &Target,
+    opts: &ConnectOptions,
+) -> Result<(BlockingReader, BlockingWriter), Error> {
+    let (sock, kind, host) = match target {
+        Target::Unix(path) => (connect_unix(target, path)?, TransportKind::Unix, None),
+        Target::Tcp { host, port } => (
+            connect_tcp(target, host, *port, opts)?,
+            TransportKind::Tcp,
+            None,
+        ),
+        Target::Tls { host, port } => (
+            connect_tcp(target, host, *port, opts)?,
+            TransportKind::Tls,
+            Some(host),
+        ),
+        Target::Ws { host, port, .. } => (
+            connect_tcp(target, host, *port, opts)?,
+            TransportKind::Ws,
+            None,
+        ),
+        Target::Wss { host, port, .. } => (
+            connect_tcp(target, host, *port, opts)?,
+            TransportKind::Wss,
+            Some(host),
+        ),
+    };
+    let io_err = |e| Error::io(kind, e);
+    // Every handshake step waits at most the connect timeout.
+    sock.set_read_timeout(Some(opts.connect_timeout))
+        .map_err(io_err)?;
+    sock.set_write_timeout(Some(opts.connect_timeout))
+        .map_err(io_err)?;
+    let tls = match host {
+        Some(host) => Some(tls_handshake(target, host, opts, &sock)?),
+        None => None,
+    };
+    let raw_read = RawRead {
+        sock: sock.try_clone().map_err(io_err)?,
+        tls: tls.clone(),
+        scratch: Vec::new(),
+    };
+    let make_write = |tls| -> Result<RawWrite, Error> {
+        Ok(RawWrite {
+            sock: sock.try_clone().map_err(io_err)?,
+            tls,
+        })
+    };
+    let (raw_read, raw_write, ws) = match kind {
+        TransportKind::Ws | TransportKind::Wss => {
+            let (r, ws) = ws_handshake(target, opts, raw_read, make_write(tls)?, kind)?;
+            // tungstenite writes through its own `Duplex`; this one is
+            // for shutting down.
+            (r, make_write(None)?, Some(Arc::new(Mutex::new(ws))))
+        }
+        _ => (raw_read, make_write(tls)?, None),
+    };
+    // Writes block until the socket takes them; reads set their own.
+    sock.set_write_timeout(None).map_err(io_err)?;
+    Ok((
+        BlockingReader {
+            raw: raw_read,
+            ws: ws.clone(),
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            scratch: Vec::new(),
+            max_payload: opts.max_payload,
+            kind,
+            timeout_set: Some(opts.connect_timeout),
+            ended: false,
+        },
+        BlockingWriter {
+            raw: raw_write,
+            ws,
+            kind,
+            closed: false,
+        },
+    ))
+}
+
+fn connect_tcp(
+    target: &Target,
+    host: &str,
+    port: u16,
+    opts: &ConnectOptions,
+) -> Result<Socket, Error> {
+    let failed = |source| Error::Connect {
+        target: target.to_string(),
+        source,
+    };
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let deadline = Instant::now() + opts.connect_timeout;
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the name resolved to no address");
+    for addr in (host, port).to_socket_addrs().map_err(failed)? {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::ConnectTimeout {
+                target: target.to_string(),
+                elapsed_ms: u64::try_from(opts.connect_timeout.as_millis()).unwrap_or(u64::MAX),
+            });
+        }
+        match TcpStream::connect_timeout(&addr, left) {
+            Ok(s) => {
+                s.set_nodelay(true).map_err(failed)?;
+                return Ok(Socket::Tcp(s));
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                return Err(Error::ConnectTimeout {
+                    target: target.to_string(),
+                    elapsed_ms: u64::try_from(opts.connect_timeout.as_millis()).unwrap_or(u64::MAX),
+                })
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(failed(last))
+}
+
+#[cfg(unix)]
+fn connect_unix(target: &Target, path: &std::path::Path) -> Result<Socket, Error> {
+    UnixStream::connect(path)
+        .map(Socket::Unix)
+        .map_err(|source| Error::Connect {
+            target: target.to_string(),
+            source,
+        })
+}
+
+#[cfg(not(unix))]
+fn connect_unix(target: &Target, _path: &std::path::Path) -> Result<Socket, Error> {
+    Err(Error::Connect {
+        target: target.to_string(),
+        source: io::Error::new(
+            io::ErrorKind::Unsupported,
+            "Unix sockets are not available on this platform",
+        ),
+    })
+}
+
+fn tls_handshake(
+    target: &Target,
+    host: &str,
+    opts: &ConnectOptions,
+    sock: &Socket,
+) -> Result<Arc<Mutex<ClientConnection>>, Error> {
+    let config = opts.tls.client_config()?;
+    let name = opts.tls.name_for(host)?;
+    let mut conn = ClientConnection::new(config, name)
+        .map_err(|e| Error::tls(format!("TLS setup for {target}"), e))?;
+    let mut s = sock
+        .try_clone()
+        .map_err(|e| Error::io(TransportKind::Tls, e))?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut s).map_err(|e| {
+            if e.kind() == io::ErrorKind::InvalidData && e.get_ref().is_some() {
+                if let Some(inner) = e.into_inner() {
+                    return Error::Tls {
+                        message: format!("handshake with {target} failed: {inner}"),
+                        source: Some(inner),
+                    };
+                }
+                return Error::tls_msg(format!("handshake with {target} failed"));
+            }
+            Error::Tls {
+                message: format!("handshake with {target} failed: {e}"),
+                source: Some(Box::new(e)),
+            }
+        })?;
+    }
+    Ok(Arc::new(Mutex::new(conn)))
+}
+
+fn ws_handshake(
+    target: &Target,
+    opts: &ConnectOptions,
+    raw_read: RawRead,
+    raw_write: RawWrite,
+    kind: TransportKind,
+) -> Result<(RawRead, WebSocket<Duplex>), Error> {
+    let uri = target.to_string();
+    let duplex = Duplex {
+        inbox: Vec::new(),
+        at: 0,
+        handshake: Some(raw_read),
+        out: raw_write,
+    };
+    let (mut ws, _response) = tungstenite::client::client_with_config(
+        uri.as_str(),
+        duplex,
+        // tungstenite zeroes `read_buffer_size` bytes before each read:
+        // what it reads here is what the reader fed it, a read's worth.
+        Some(crate::ws::config(opts.ws_max_message).read_buffer_size(WS_READ_BUFFER)),
+    )
+    .map_err(|e| match e {
+        tungstenite::HandshakeError::Failure(WsError::Http(resp)) => Error::ws(
+            format!("handshake with {uri} refused: HTTP {}", resp.status()),
+            None,
+        ),
+        tungstenite::HandshakeError::Failure(e) => Error::ws(
+            format!("handshake with {uri} failed: {e}"),
+            Some(Box::new(e)),
+        ),
+        tungstenite::HandshakeError::Interrupted(_) => {
+            Error::io(kind, io::ErrorKind::TimedOut.into())
+        }
+    })?;
+    match ws.get_mut().handshake.take() {
+        Some(r) => Ok((r, ws)),
+        None => Err(Error::ws("handshake lost its reader", None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use thingsdb_protocol::PackageType;
+
+    fn pair() -> (BlockingReader, BlockingWriter, TcpStream) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let t: Target = l.local_addr().unwrap().to_string().parse().unwrap();
+        let (r, w) = connect(&t, &ConnectOptions::default()).unwrap();
+        let (peer, _) = l.accept().unwrap();
+        (r, w, peer)
+    }
+
+    fn frame(id: u16, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        Frame::new(PackageType::Query, id, Bytes::copy_from_slice(payload))
+            .encode_into(&mut v)
+            .unwrap();
+        v
+    }
+
+    #[test]
+    fn frames_both_ways_in_pieces() {
+        let (mut r, mut w, mut peer) = pair();
+        let mut both = frame(1, b"abc");
+        both.extend(frame(2, b""));
+        w.send(Bytes::from(both.clone())).unwrap();
+        let mut got = vec![0; both.len()];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(got, both);
+        // Byte by byte back: still two whole frames.
+        for b in &both {
+            peer.write_all(&[*b]).unwrap();
+        }
+        let mut ids = Vec::new();
+        while ids.len() < 2 {
+            match r.recv(Some(Duration::from_secs(10))).unwrap() {
+                Received::Frame(f) => ids.push(f.id),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(ids, [1, 2]);
+        assert!(!r.has_buffered_frame());
+    }
+
+    #[test]
+    fn timeout_end_and_cut_short() {
+        let (mut r, _w, mut peer) = pair();
+        assert!(matches!(
+            r.recv(Some(Duration::from_millis(20))).unwrap(),
+            Received::TimedOut
+        ));
+        assert!(!r.readable_now());
+        let f = frame(3, b"xyz");
+        peer.write_all(&f[..5]).unwrap();
+        drop(peer);
+        let e = r.recv(Some(Duration::from_secs(10))).unwrap_err();
+        assert!(
+            matches!(e, Error::ClosedMidFrame { available: 5, .. }),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn clean_end_and_bad_input() {
+        let (mut r, _w, peer) = pair();
+        drop(peer);
+        assert!(matches!(
+            r.recv(Some(Duration::from_secs(10))).unwrap(),
+            Received::Closed
+        ));
+        let (mut r, mut w, mut peer) = pair();
+        peer.write_all(&[0, 0, 0, 0, 0, 0, 0x20, 0x00]).unwrap();
+        assert!(matches!(r.recv(None), Err(Error::Protocol(_))));
+        assert!(matches!(
+            w.send(Bytes::from_static(b"abc")),
+            Err(Error::NotWholeFrames(_))
+        ));
+        w.close();
+        assert!(matches!(w.send(Bytes::new()), Err(Error::Closed)));
+    }
+
+    #[test]
+    fn nothing_listening_is_a_connect_error() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let t: Target = l.local_addr().unwrap().to_string().parse().unwrap();
+        drop(l);
+        assert!(matches!(
+            connect(&t, &ConnectOptions::default()),
+            Err(Error::Connect { .. })
+        ));
+    }
+}
