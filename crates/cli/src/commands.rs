@@ -108,8 +108,10 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
         return crate::http::run(&cli, urls, auth, task, &scope, &vars, format);
     }
     // One-shot queries and procedure calls: the blocking client, no
-    // runtime to start.
+    // runtime to start. With --verbose the async client answers them, for
+    // its request and connection spans (the blocking client has none).
     match &task {
+        _ if cli.verbose => {}
         Task::Query(code) => {
             let client = connect_blocking(&cli, auth)?;
             let result = query_blocking(&client, scope.as_str(), code, &vars)
@@ -132,8 +134,15 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
         .map_err(|e| CliError::Io(format!("cannot start the async runtime: {e}")))?;
     let client = rt.block_on(connect(&cli, auth))?;
     let result = match task {
-        // Answered above, without a runtime.
-        Task::Query(_) | Task::Run { .. } => Ok(()),
+        // Without --verbose, answered above without a runtime.
+        Task::Query(code) => rt.block_on(async {
+            let value = query(&client, scope.as_str(), &code, &vars).await?;
+            print_value(&value, format)
+        }),
+        Task::Run { procedure, args } => rt.block_on(async {
+            let value = run(&client, scope.as_str(), &procedure, args.as_ref()).await?;
+            print_value(&value, format)
+        }),
         Task::Watch(room) => rt.block_on(async {
             let mut out = std::io::stdout();
             watch(&client, scope.as_str(), &room, format, &mut out).await
@@ -541,6 +550,21 @@ pub fn run_blocking(
     Ok(match args {
         Some(args) => r.args(args).send()?,
         None => r.send()?,
+    })
+}
+
+/// Calls `procedure` in `scope` with `args` on the async client (for
+/// `--verbose`, whose spans the blocking client does not make).
+pub async fn run(
+    client: &Client,
+    scope: &str,
+    procedure: &str,
+    args: Option<&Value>,
+) -> Result<Value, CliError> {
+    let r = client.run(procedure).scope(scope);
+    Ok(match args {
+        Some(args) => r.args(args).await?,
+        None => r.await?,
     })
 }
 
