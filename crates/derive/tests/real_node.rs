@@ -12,12 +12,14 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::handler::{release_join2_and_check, right_before, wait_log, Chat, Recorder};
+use common::handler::{
+    release_join2_and_check, right_before, typed_exchange, wait_log, Chat, Recorder,
+};
 use common::model::{v1, v2};
 use futures::StreamExt;
 use thingsdb_client::management::Step;
 use thingsdb_client::typed::{Blob, Datetime, Fetch, Schema};
-use thingsdb_client::{Auth, Client, ReconnectPolicy, RoomEvent, Typed};
+use thingsdb_client::{Auth, Client, ReconnectPolicy, Typed};
 use thingsdb_testkit::real_node::{RealNode, SKIP_MESSAGE};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -259,30 +261,7 @@ async fn a_typed_room_carries_an_enum_both_ways() {
         .unwrap();
     let room_a = a.room("//stuff", id).unwrap();
     let room_b = b.room("//stuff", id).unwrap();
-    let mut ev_a = room_a.join().await.unwrap().typed::<Chat>();
-    let mut ev_b = room_b.join().await.unwrap().typed::<Chat>();
-    for ev in [&mut ev_a, &mut ev_b] {
-        assert!(matches!(
-            within(30, ev.next()).await,
-            Some(Typed::Room(RoomEvent::Joined))
-        ));
-    }
-    let hi = Chat::Message {
-        user: "a".into(),
-        text: "hi".into(),
-    };
-    room_a.emit_event_peers(&hi).await.unwrap();
-    match within(30, ev_b.next()).await {
-        Some(Typed::Event(got)) => assert_eq!(got, hi),
-        other => panic!("{other:?}"),
-    }
-    room_b.emit_event(&Chat::Count(3)).await.unwrap();
-    for ev in [&mut ev_a, &mut ev_b] {
-        match within(30, ev.next()).await {
-            Some(Typed::Event(Chat::Count(3))) => {}
-            other => panic!("{other:?}"),
-        }
-    }
+    let (mut ev_a, _ev_b) = typed_exchange(&room_a, &room_b).await;
     // From ThingsDB code, and an event the enum does not know.
     b.query(".chat.emit('message', 'node', 'from code'); .chat.emit('other', 1);")
         .scope("//stuff")

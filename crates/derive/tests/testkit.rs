@@ -9,12 +9,14 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::handler::{release_join2_and_check, right_before, wait_log, Chat, Recorder};
+use common::handler::{
+    release_join2_and_check, right_before, typed_exchange, wait_log, Chat, Recorder,
+};
 use common::model::{v1, v2};
 use futures::StreamExt;
 use thingsdb_client::management::Step;
 use thingsdb_client::typed::Schema;
-use thingsdb_client::{Auth, Client, ReconnectPolicy, RoomEvent, Typed, Value};
+use thingsdb_client::{Auth, Client, ReconnectPolicy, Typed, Value};
 use thingsdb_testkit::{Reply, TestNode};
 
 async fn connect(node: &TestNode) -> Client {
@@ -238,30 +240,7 @@ async fn a_typed_room_carries_an_enum_both_ways() {
     let b = connect(&node).await;
     let room_a = a.room("//stuff", "chat").unwrap();
     let room_b = b.room("//stuff", id).unwrap();
-    let mut ev_a = room_a.join().await.unwrap().typed::<Chat>();
-    let mut ev_b = room_b.join().await.unwrap().typed::<Chat>();
-    for ev in [&mut ev_a, &mut ev_b] {
-        assert!(matches!(
-            within(10, ev.next()).await,
-            Some(Typed::Room(RoomEvent::Joined))
-        ));
-    }
-    let hi = Chat::Message {
-        user: "a".into(),
-        text: "hi".into(),
-    };
-    room_a.emit_event_peers(&hi).await.unwrap();
-    match within(10, ev_b.recv()).await {
-        Some(Typed::Event(got)) => assert_eq!(got, hi),
-        other => panic!("{other:?}"),
-    }
-    room_b.emit_event(&Chat::Count(7)).await.unwrap();
-    for ev in [&mut ev_a, &mut ev_b] {
-        assert!(matches!(
-            within(10, ev.next()).await,
-            Some(Typed::Event(Chat::Count(7)))
-        ));
-    }
+    let (mut ev_a, _ev_b) = typed_exchange(&room_a, &room_b).await;
     // Unknown and ill-fitting events are kept, not dropped.
     node.emit("stuff", id, "other", &[1.into()]);
     node.emit("stuff", id, "count", &["not a number".into()]);

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use thingsdb_client::{Emitted, Room, RoomEvent, RoomHandler};
+use thingsdb_client::{Emitted, Room, RoomEvent, RoomHandler, Typed, TypedEvents};
 use tokio::sync::{mpsc, Notify};
 
 /// The events of the test room.
@@ -142,4 +142,45 @@ pub async fn release_join2_and_check(log: &Log, gate: &Notify, after: &[&str]) {
 pub fn right_before(log: &Log, first: &str, then: &str) -> bool {
     let l = log.lock().unwrap();
     l.windows(2).any(|w| w[0] == first && w[1] == then)
+}
+
+/// Joins `a` and `b` as typed streams, sends a message from `a` to its
+/// peers and a count from `b` to everyone, and checks each arrives as the
+/// enum; returns the streams for more.
+pub async fn typed_exchange(
+    a: &thingsdb_client::Room,
+    b: &thingsdb_client::Room,
+) -> (TypedEvents<Chat>, TypedEvents<Chat>) {
+    use futures::StreamExt;
+    let mut ev_a = a.join().await.unwrap().typed::<Chat>();
+    let mut ev_b = b.join().await.unwrap().typed::<Chat>();
+    for ev in [&mut ev_a, &mut ev_b] {
+        let first = within30(ev.next()).await;
+        assert!(
+            matches!(first, Some(Typed::Room(RoomEvent::Joined))),
+            "{first:?}"
+        );
+    }
+    let hi = Chat::Message {
+        user: "a".into(),
+        text: "hi".into(),
+    };
+    a.emit_event_peers(&hi).await.unwrap();
+    match within30(ev_b.next()).await {
+        Some(Typed::Event(got)) => assert_eq!(got, hi),
+        other => panic!("{other:?}"),
+    }
+    b.emit_event(&Chat::Count(7)).await.unwrap();
+    for ev in [&mut ev_a, &mut ev_b] {
+        let got = within30(ev.next()).await;
+        assert!(matches!(got, Some(Typed::Event(Chat::Count(7)))), "{got:?}");
+    }
+    (ev_a, ev_b)
+}
+
+/// `f`, or a panic after 30 s.
+async fn within30<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(30), f)
+        .await
+        .expect("the operation hung")
 }
