@@ -15,6 +15,10 @@
 //!   the HTTP API client next to the socket client on the same node (also
 //!   run against the testkit without targets); `--python` adds the
 //!   official Python connector on the same node.
+//! - `cargo xtask bench-observe [--target URI].. [--secs N] [--rounds N]`:
+//!   the client's pipelined rate and CPU per request built without its
+//!   instrumentation and with all of it (spans, stats, metrics; nothing
+//!   listening), the two builds in turns.
 //! - `cargo xtask soak [--requests N]`: the reconnect soak test, longer.
 //! - `cargo xtask real-node [--bin PATH]`: every real-node test against a
 //!   node started from `PATH` (or `THINGSDB_BIN`), in a private network
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("bench-e2e") => bench_e2e(&args[1..]),
+        Some("bench-observe") => bench_observe(&args[1..]),
         Some("soak") => soak(&args[1..]),
         Some("model") => model(&args[1..]),
         Some("real-node") => real_node(&args[1..]),
@@ -80,6 +85,7 @@ fn print_usage() {
            fuzz [--secs N] [TARGET..] run cargo-fuzz targets (default: all, 60 s each)\n  \
            bench [-- ARGS]            run the criterion benchmarks\n  \
            bench-e2e [--target URI].. [--http URL] [--secs N] [--python]  client vs raw floor, HTTP API vs socket, in-flight memory\n  \
+           bench-observe [--target URI].. [--secs N] [--rounds N]  pipelined rate with and without the client's instrumentation\n  \
            soak [--requests N]        the reconnect soak test (default 2 000 000 requests)\n  \
            model [--cases N]          the client session's model-based test (default 100 000 cases)\n  \
            real-node [--bin PATH]     every real-node test (THINGSDB_BIN), WS in a private netns\n  \
@@ -173,6 +179,36 @@ fn ci() -> Step {
     ]))?;
     run(cargo_with(["test", "--workspace", "--all-targets"]))?;
     run(cargo_with(["test", "--workspace", "--doc"]))?;
+    // The client's optional instrumentation: with metrics, and without any.
+    run(cargo_with([
+        "clippy",
+        "-p",
+        "thingsdb-client",
+        "--all-targets",
+        "--features",
+        "metrics",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo_with([
+        "test",
+        "-p",
+        "thingsdb-client",
+        "--features",
+        "metrics",
+        "--test",
+        "observe",
+    ]))?;
+    run(cargo_with([
+        "clippy",
+        "-p",
+        "thingsdb-client",
+        "--no-default-features",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     run(cargo_with([
         "build",
         "-p",
@@ -369,21 +405,25 @@ fn values_of<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// `cargo VERB --release` of the client's `bench_e2e` example.
+fn bench_e2e_cargo(verb: &str) -> Command {
+    cargo_with([
+        verb,
+        "--release",
+        "--quiet",
+        "-p",
+        "thingsdb-client",
+        "--example",
+        "bench_e2e",
+    ])
+}
+
 fn bench_e2e(args: &[String]) -> Step {
     let targets = values_of(args, "--target");
     let secs = values_of(args, "--secs").last().copied().unwrap_or("1.5");
     let example = |extra: &[&str]| {
-        let mut c = cargo_with([
-            "run",
-            "--release",
-            "--quiet",
-            "-p",
-            "thingsdb-client",
-            "--example",
-            "bench_e2e",
-            "--",
-        ]);
-        c.args(extra);
+        let mut c = bench_e2e_cargo("run");
+        c.arg("--").args(extra);
         c
     };
     // The HTTP API next to the socket client on the same node
@@ -454,6 +494,104 @@ fn http_bench(extra: &[&str]) -> Command {
     c
 }
 
+// ---------------------------------------------------------- bench-observe
+
+/// The client's pipelined rate built without its instrumentation and with
+/// all of it (spans, stats, metrics), nothing listening: two builds of the
+/// `bench_e2e` example run in turns, round after round, so both meet the
+/// same machine.
+fn bench_observe(args: &[String]) -> Step {
+    let targets = values_of(args, "--target");
+    let secs = values_of(args, "--secs").last().copied().unwrap_or("2");
+    let rounds: usize = values_of(args, "--rounds")
+        .last()
+        .copied()
+        .unwrap_or("5")
+        .parse()
+        .map_err(|_| Failure("--rounds takes a number".into()))?;
+    let dir = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+        .join("release")
+        .join("examples");
+    let variants = [
+        ("without", vec!["--no-default-features"]),
+        ("with", vec!["--features", "metrics"]),
+    ];
+    let mut bins = Vec::new();
+    for (name, features) in &variants {
+        let mut c = bench_e2e_cargo("build");
+        c.args(features);
+        run(c)?;
+        let bin = dir.join(format!("bench_e2e_{name}"));
+        std::fs::copy(dir.join("bench_e2e"), &bin)
+            .map_err(|e| Failure(format!("cannot copy the bench_e2e build: {e}")))?;
+        bins.push(bin);
+    }
+    // (transport, variant) -> rounds of (req/s, CPU us/req)
+    let mut cells: std::collections::BTreeMap<(String, usize), Vec<(f64, f64)>> =
+        std::collections::BTreeMap::new();
+    for round in 0..rounds {
+        // Each round the other build goes first.
+        let order: Vec<usize> = if round % 2 == 0 {
+            vec![0, 1]
+        } else {
+            vec![1, 0]
+        };
+        for v in order {
+            let mut c = Command::new(&bins[v]);
+            c.args(["--pipelined-only", "--secs", secs]);
+            for t in &targets {
+                c.args(["--target", t]);
+            }
+            for line in output(c)?.lines() {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if let ["pipelined", transport, rate, cpu] = f[..] {
+                    let (Ok(rate), Ok(cpu)) = (rate.parse(), cpu.parse()) else {
+                        continue;
+                    };
+                    cells
+                        .entry((transport.to_string(), v))
+                        .or_default()
+                        .push((rate, cpu));
+                }
+            }
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    println!(
+        "\nPipelined `1+1;`, {secs} s per run, {rounds} rounds, builds in turns; median (best) of the rounds\n"
+    );
+    println!("| transport | without (req/s) | with (req/s) | rate difference | without (CPU us/req) | with (CPU us/req) | CPU difference |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let transports: std::collections::BTreeSet<String> =
+        cells.keys().map(|(t, _)| t.clone()).collect();
+    for t in transports {
+        let get = |v: usize| cells.get(&(t.clone(), v)).cloned().unwrap_or_default();
+        let (a, b) = (get(0), get(1));
+        let best = |c: &[(f64, f64)]| c.iter().map(|x| x.0).fold(0.0, f64::max);
+        let (ra, rb) = (
+            median(a.iter().map(|x| x.0).collect()),
+            median(b.iter().map(|x| x.0).collect()),
+        );
+        let (ca, cb) = (
+            median(a.iter().map(|x| x.1).collect()),
+            median(b.iter().map(|x| x.1).collect()),
+        );
+        println!(
+            "| {t} | {ra:.0} ({:.0}) | {rb:.0} ({:.0}) | {:+.1}% | {ca:.2} | {cb:.2} | {:+.1}% |",
+            best(&a),
+            best(&b),
+            (rb / ra - 1.0) * 100.0,
+            (cb / ca - 1.0) * 100.0
+        );
+    }
+    Ok(())
+}
+
 // ------------------------------------------------------------------- soak
 
 fn soak(args: &[String]) -> Step {
@@ -511,6 +649,8 @@ const REAL_NODE_TESTS: &[(&str, &str)] = &[
     ("thingsdb-client", "real_management"),
     ("thingsdb-module", "real_node"),
     ("thingsdb-cli", "real_node"),
+    ("thingsdb-cli", "types_rust"),
+    ("thingsdb-derive", "real_node"),
     ("thingsdb-http", "real_node"),
     ("thingsdb-cli", "http"),
 ];

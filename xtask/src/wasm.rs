@@ -519,7 +519,7 @@ fn json_string(s: &str) -> String {
 ///
 /// Without `release` the page is a debug build: it shares the standard
 /// library build of the tests, which keeps CI short; the size figure of
-/// the README is from `--release`.
+/// docs/benchmarks.md is from `--release`.
 fn build_site(
     toolchain: &Toolchain,
     wasm_bindgen: &Path,

@@ -110,6 +110,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Print the connection's life (connect, authenticate, lost, moved) and each request
+    /// with its timing to standard error.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
     /// Keep no history of the prompt across sessions (neither read nor write the file).
     #[arg(long)]
     pub no_history: bool,
@@ -169,6 +174,19 @@ pub enum Command {
         /// The binary dump (export({dump: true})) instead of code.
         #[arg(long)]
         dump: bool,
+        /// Write to this file instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Print a collection's types and enums: as ThingsDB definitions, or with --rust as
+    /// Rust code (#[derive(Thing)] structs and #[derive(ThingsEnum)] enums for
+    /// thingsdb-client) to start a program from the node's types.
+    Types {
+        /// The collection (//NAME, @:NAME or @collection:NAME); default: --scope.
+        collection: Option<String>,
+        /// Rust code instead of ThingsDB definitions.
+        #[arg(long)]
+        rust: bool,
         /// Write to this file instead of standard output.
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
@@ -264,6 +282,7 @@ impl fmt::Debug for Cli {
             .field("file", &self.file)
             .field("vars", &self.vars)
             .field("json", &self.json)
+            .field("verbose", &self.verbose)
             .field("no_history", &self.no_history)
             .field("command", &self.command)
             .finish()

@@ -6,7 +6,9 @@ use std::io::{IsTerminal, Read, Write};
 use std::time::Duration;
 
 use rmpv::Value;
-use thingsdb_client::{Auth, Client, Error, ErrorCode, RoomEvent, RoomRef, Scope, TlsOptions};
+use thingsdb_client::{
+    Auth, Client, ConnectionEvent, Error, ErrorCode, RoomEvent, RoomRef, Scope, TlsOptions,
+};
 
 use crate::args::{Cli, Command, Secret};
 use crate::error::CliError;
@@ -33,6 +35,15 @@ pub(crate) enum Task {
         scope: Scope,
         /// The binary dump instead of code.
         dump: bool,
+        /// Where to write; standard output when `None`.
+        output: Option<std::path::PathBuf>,
+    },
+    /// Print a collection's types and enums.
+    Types {
+        /// The collection's scope.
+        scope: Scope,
+        /// As Rust code instead of ThingsDB definitions.
+        rust: bool,
         /// Where to write; standard output when `None`.
         output: Option<std::path::PathBuf>,
     },
@@ -118,6 +129,16 @@ pub fn execute(cli: Cli) -> Result<(), CliError> {
             dump,
             output,
         } => rt.block_on(export(&client, &scope, dump, output.as_deref())),
+        Task::Types {
+            scope,
+            rust,
+            output,
+        } => rt.block_on(crate::types::types(
+            &client,
+            &scope,
+            rust,
+            output.as_deref(),
+        )),
         Task::Import {
             scope,
             bytes,
@@ -202,6 +223,15 @@ fn task(cli: &Cli) -> Result<Task, CliError> {
                 output: output.clone(),
             })
         }
+        Some(Command::Types {
+            collection,
+            rust,
+            output,
+        }) => Ok(Task::Types {
+            scope: collection_scope(collection.as_deref().unwrap_or(&cli.scope), "types")?,
+            rust: *rust,
+            output: output.clone(),
+        }),
         Some(Command::Import {
             collection,
             file,
@@ -430,6 +460,8 @@ pub async fn connect(cli: &Cli, auth: Auth) -> Result<Client, CliError> {
         .join(", ");
     builder = builder
         .auth(auth)
+        // The code typed is shown with each request's timing (--verbose).
+        .trace_query_text(cli.verbose)
         .default_scope(&cli.scope)
         .map_err(|e| CliError::Usage(error_text(&e)))?;
     if let Some(secs) = cli.timeout {
@@ -521,15 +553,25 @@ pub async fn export(
             )))
         }
     };
+    write_out(&bytes, output, "the export")
+}
+
+/// Writes `bytes` to the file `output`, or to standard output (a closed
+/// pipe is not an error there); `what` names them in errors.
+pub(crate) fn write_out(
+    bytes: &[u8],
+    output: Option<&std::path::Path>,
+    what: &str,
+) -> Result<(), CliError> {
     match output {
-        Some(path) => std::fs::write(path, &bytes)
+        Some(path) => std::fs::write(path, bytes)
             .map_err(|e| CliError::Io(format!("cannot write {}: {e}", path.display()))),
         None => {
             let mut out = std::io::stdout().lock();
-            match out.write_all(&bytes).and_then(|()| out.flush()) {
+            match out.write_all(bytes).and_then(|()| out.flush()) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                Err(e) => Err(CliError::Io(format!("cannot write the export: {e}"))),
+                Err(e) => Err(CliError::Io(format!("cannot write {what}: {e}"))),
             }
         }
     }
@@ -665,7 +707,9 @@ impl Stop {
 }
 
 /// Joins the room and prints its events to `out` until Ctrl-C (Ok), the
-/// room's deletion (Ok), or the end of the connection (an error).
+/// room's deletion (Ok), or the end of the connection (an error). What
+/// happens to the connection meanwhile (lost, moved to another node) goes
+/// to stderr, so `out` holds events only.
 pub async fn watch<W: Write>(
     client: &Client,
     scope: &str,
@@ -680,11 +724,16 @@ pub async fn watch<W: Write>(
         RoomSpec::Code(code) => client.room_by_code(scope, code).await?,
     };
     let mut events = room.join().await?;
+    let mut connection = client.connection_events().await?;
     let room_id = events.room_id();
     loop {
         let event = tokio::select! {
             biased;
             _ = stop.wait() => return Ok(()),
+            Some(ev) = connection.recv() => {
+                eprintln!("{}", connection_line(&ev));
+                continue;
+            }
             ev = events.recv() => ev,
         };
         let Some(event) = event else {
@@ -704,9 +753,47 @@ pub async fn watch<W: Write>(
     }
 }
 
+/// A connection event as one line of text.
+fn connection_line(ev: &ConnectionEvent) -> String {
+    match ev {
+        ConnectionEvent::Connected { target, node_id } => match node_id {
+            Some(id) => format!("connected to node {id} at {target}"),
+            None => format!("connected to {target}"),
+        },
+        ConnectionEvent::Moved { from, to, why } => format!("moved from {from} to {to} ({why:?})"),
+        ConnectionEvent::Lost { target, reason } => format!("lost {target}: {reason}"),
+        ConnectionEvent::AuthFailed { target, error } => {
+            format!("authentication failed at {target}: {error}")
+        }
+        ConnectionEvent::GaveUp { error } => format!("gave up: {error}"),
+        ConnectionEvent::Lagged(n) => format!("{n} connection events missed"),
+        other => format!("{other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_events_read_as_lines() {
+        let a: thingsdb_client::Target = "127.0.0.1:9200".parse().unwrap();
+        let b: thingsdb_client::Target = "127.0.0.1:9201".parse().unwrap();
+        let line = connection_line(&ConnectionEvent::Moved {
+            from: a,
+            to: b.clone(),
+            why: thingsdb_client::MoveReason::ShuttingDown,
+        });
+        assert!(
+            line.starts_with("moved from ") && line.ends_with("(ShuttingDown)"),
+            "{line}"
+        );
+        let line = connection_line(&ConnectionEvent::Connected {
+            target: b,
+            node_id: Some(1),
+        });
+        assert!(line.starts_with("connected to node 1 at "), "{line}");
+    }
 
     #[test]
     fn rooms_by_id_or_name() {

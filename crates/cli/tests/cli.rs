@@ -537,9 +537,10 @@ async fn watch_prints_events_until_interrupted() {
     let joined = w.next_json().await;
     assert_eq!(joined, serde_json::json!({"kind": "joined", "room": room}));
     // Joined: the node knows it, so events emitted now reach the watcher.
-    assert_eq!(node.room_joiners(room).len(), 1);
-    node.emit(room, "new-message", &[Value::from("Hello!")]);
+    assert_eq!(node.room_joiners("stuff", room).len(), 1);
+    node.emit("stuff", room, "new-message", &[Value::from("Hello!")]);
     node.emit(
+        "stuff",
         room,
         "update",
         &[
@@ -593,7 +594,7 @@ async fn watch_by_id_stops_when_the_room_is_deleted() {
     }
     let joined: serde_json::Value = serde_json::from_str(&block).unwrap();
     assert_eq!(joined["kind"], "joined");
-    assert!(node.delete_room(room));
+    assert!(node.delete_room("stuff", room));
     let mut rest = String::new();
     while let Some(line) = tokio::time::timeout(HANG, w.lines.next_line())
         .await
@@ -613,14 +614,51 @@ async fn watch_by_id_stops_when_the_room_is_deleted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_prints_the_connection_and_each_request_with_its_time() {
+    let node = TestNode::start().await.unwrap();
+    let mut cmd = admin(&node.tcp_target());
+    cmd.args(["--verbose", "-q", "1 + 1;"]);
+    let out = output(cmd).await;
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "2");
+    let port = node.tcp_addr().port();
+    for want in [
+        format!("thingsdb.connect{{server.address=\"127.0.0.1\" server.port={port}}}"),
+        "thingsdb.authenticate".to_string(),
+        format!("INFO connected node=thingsdb://127.0.0.1:{port}"),
+        "db.operation.name=\"query\"".to_string(),
+        "db.query.text=\"1 + 1;\"".to_string(),
+        "thingsdb.reply_time_us=".to_string(),
+        "stopped reason=the client is closed".to_string(),
+    ] {
+        assert!(out.stderr.contains(&want), "{want} not in\n{}", out.stderr);
+    }
+    // Without it, nothing but the result.
+    let mut cmd = admin(&node.tcp_target());
+    cmd.args(["-q", "1 + 1;"]);
+    let out = output(cmd).await;
+    assert_eq!(out.stderr, "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_an_unknown_room_is_a_lookup_error() {
     let node = TestNode::start().await.unwrap();
     let mut cmd = admin(&node.ws_url());
     cmd.args(["-s", "//stuff", "watch", "nope"]);
     let out = output(cmd).await;
     assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    // Watching shows the connection's life on standard error, then the
+    // error.
     assert!(
-        out.stderr.starts_with("error: lookup (-54)"),
+        out.stderr.contains("INFO connected node=ws://"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("error: lookup (-54)")),
         "{}",
         out.stderr
     );
@@ -641,7 +679,7 @@ async fn watch_a_room_found_by_code_over_a_unix_socket() {
     cmd.args(["-s", "//stuff", "--json", "watch", "--code", ".chat.id();"]);
     let mut w = Watcher::spawn(cmd);
     assert_eq!(w.next_json().await["kind"], "joined");
-    node.emit(room, "ping", &[]);
+    node.emit("stuff", room, "ping", &[]);
     assert_eq!(
         w.next_json().await,
         serde_json::json!({"kind": "emitted", "room": room, "event": "ping", "args": []})

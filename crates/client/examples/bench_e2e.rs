@@ -10,6 +10,13 @@
 //! cargo run --release -p thingsdb-client --example bench_e2e -- [--target URI]... [--secs N] [--window N]
 //! ```
 //!
+//! `--pipelined-only` measures the client's pipelined rate only, once per
+//! target, and prints `pipelined TRANSPORT REQ_PER_S CPU_US_PER_REQ`
+//! lines: `cargo xtask bench-observe` runs it built with and without the
+//! client's instrumentation (features `observe`, `metrics`), round after
+//! round, for the overhead of spans, metrics and stats when nothing
+//! listens.
+//!
 //! The floor is the node's ceiling, measured without any client library:
 //! pipelined, a writer thread keeps `--window` pre-encoded requests in
 //! flight over a blocking socket while a reader thread only counts
@@ -64,6 +71,8 @@ struct Opts {
     /// Only the in-flight memory check (run one process per transport, so
     /// each is measured from a fresh process).
     memory_only: bool,
+    /// Only the client's pipelined rate (see the module docs).
+    pipelined_only: bool,
 }
 
 fn parse_args() -> Opts {
@@ -75,6 +84,7 @@ fn parse_args() -> Opts {
         password: std::env::var("THINGSDB_PASSWORD").unwrap_or_else(|_| "pass".into()),
         in_flight_check: 10_000,
         memory_only: false,
+        pipelined_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -85,6 +95,7 @@ fn parse_args() -> Opts {
             "--window" => o.window = val().parse().expect("--window takes a number"),
             "--in-flight" => o.in_flight_check = val().parse().expect("--in-flight takes a number"),
             "--memory-only" => o.memory_only = true,
+            "--pipelined-only" => o.pipelined_only = true,
             "--bench" | "--current-thread" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -596,6 +607,16 @@ async fn run(current: bool) {
     } else {
         None
     };
+    if o.pipelined_only {
+        for target in o.targets.clone() {
+            let client = connect(&target, &o).await;
+            client_run(&client, 0.2, o.window).await;
+            let c = measured(client_run(&client, o.secs, o.window)).await;
+            println!("pipelined {} {:.0} {:.2}", kind(&target), c.rate, c.cpu_us);
+            client.close().await.unwrap();
+        }
+        return;
+    }
     if o.memory_only {
         print_memory_header(&o);
         for target in o.targets.clone() {
@@ -734,5 +755,6 @@ fn clone_opts(o: &Opts) -> Opts {
         password: o.password.clone(),
         in_flight_check: o.in_flight_check,
         memory_only: o.memory_only,
+        pipelined_only: o.pipelined_only,
     }
 }

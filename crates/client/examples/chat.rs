@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run -p thingsdb-client --example chat
-//! THINGSDB_URI=ws://localhost:9270 cargo run -p thingsdb-client --example chat
+//! THINGSDB_PASSWORD=pass THINGSDB_URI=ws://localhost:9270 cargo run -p thingsdb-client --example chat
 //! ```
 
 mod common;

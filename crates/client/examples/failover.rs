@@ -2,7 +2,8 @@
 //!
 //! With `THINGSDB_URIS` (comma separated, for example
 //! `thingsdb://127.0.0.1:9200,thingsdb://127.0.0.1:9201`) it uses those nodes
-//! of a real cluster; stop the node it is on and watch it move. Without it,
+//! of a real cluster (with `THINGSDB_PASSWORD` or `THINGSDB_TOKEN`); stop
+//! the node it is on and watch it move. Without it,
 //! two in-process testkit nodes stand in, and the first one says it is
 //! shutting down.
 //!
@@ -16,12 +17,17 @@ use futures::StreamExt;
 use thingsdb_client::{Auth, Client, NodeEvent, ReconnectPolicy};
 use thingsdb_testkit::TestNode;
 
+mod common;
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut testkit = Vec::new();
+    // The testkit's user; a real cluster's from the environment.
+    let mut auth = Auth::password("admin", "pass");
     let uris: Vec<String> = match std::env::var("THINGSDB_URIS") {
         Ok(list) if !list.is_empty() => {
             println!("using the pool {list} (THINGSDB_URIS)");
+            auth = common::env_auth()?;
             list.split(',').map(|s| s.trim().to_string()).collect()
         }
         _ => {
@@ -35,7 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let mut builder = Client::builder()
-        .auth(Auth::password("admin", "pass"))
+        .auth(auth)
         .keepalive(Some(Duration::from_secs(5)))
         .reconnect(ReconnectPolicy {
             initial_delay: Duration::from_millis(100),

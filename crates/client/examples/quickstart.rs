@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run -p thingsdb-client --example quickstart
-//! THINGSDB_URI=thingsdb://localhost:9200 cargo run -p thingsdb-client --example quickstart
+//! THINGSDB_PASSWORD=pass THINGSDB_URI=thingsdb://localhost:9200 cargo run -p thingsdb-client --example quickstart
 //! ```
 
 mod common;

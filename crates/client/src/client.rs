@@ -11,6 +11,7 @@ use crate::config::{Auth, ClientBuilder, Config};
 use crate::connection::{driver, handshake, Command, Input, Shared};
 use crate::error::Error;
 use crate::events::{event_channel, Overflow};
+use crate::observe::{Answer, Observer, Op, OpKind, Stats};
 use crate::request::{Query, Run};
 use crate::scope::Scope;
 use thingsdb_transport::Target;
@@ -26,10 +27,12 @@ const COMMAND_QUEUE: usize = 4096;
 /// when [`Client::close`] is called or when the last clone (room streams
 /// included) is dropped.
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), thingsdb_client::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use thingsdb_client::{Auth, Client};
-/// let client = Client::connect("thingsdb://localhost:9200", Auth::password("admin", "pass")).await?;
+/// let node = thingsdb_testkit::TestNode::start().await?; // or your node: "thingsdb://localhost:9200"
+/// let client = Client::connect(&node.thingsdb_url(), Auth::password("admin", "pass")).await?;
 /// let two: i64 = client.query("1 + 1;").decode().await?;
 /// let product = client.query("a * b;").scope("//stuff").var("a", &6).var("b", &7).await?;
 /// assert_eq!(product, rmpv::Value::from(42));
@@ -85,6 +88,7 @@ impl Client {
         };
         let (index, first) = handshake::connect_pool(&config, start).await?;
         let shared = Arc::new(Shared::new(index, config.targets.get(index).cloned()));
+        shared.observe.sync_pool(&config.targets);
         let config = Arc::new(config);
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         crate::rt::spawn(driver::run(
@@ -109,7 +113,8 @@ impl Client {
         &self.config
     }
 
-    /// The default scope.
+    /// The scope of requests that name none: `@thingsdb` (`@t`) unless
+    /// the builder or [`Client::with_default_scope`] set another.
     pub fn default_scope(&self) -> &Scope {
         &self.config.default_scope
     }
@@ -121,14 +126,22 @@ impl Client {
     /// by requests and rooms that name none; this handle keeps its own. It
     /// keeps the connection open like any clone.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), thingsdb_client::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use thingsdb_client::{Auth, Client};
-    /// let client = Client::connect("thingsdb://localhost:9200", Auth::password("admin", "pass")).await?;
+    /// let node = thingsdb_testkit::TestNode::start().await?; // or your node: "thingsdb://localhost:9200"
+    /// # node.on_query(|q| thingsdb_testkit::Reply::value(match q.code.as_str() {
+    /// #     ".id();" if q.scope_str == "//stuff" => 1,
+    /// #     "collections_info().len();" if q.scope_str == "@thingsdb" => 1,
+    /// #     _ => -1,
+    /// # }));
+    /// let client = Client::connect(&node.thingsdb_url(), Auth::password("admin", "pass")).await?;
     /// let stuff = client.with_default_scope("//stuff")?;
     /// // `client` still queries `@thingsdb`; `stuff` queries `//stuff`.
     /// let id: u64 = stuff.query(".id();").decode().await?;
     /// let n: usize = client.query("collections_info().len();").decode().await?;
+    /// # assert_eq!((id, n), (1, 1));
     /// # Ok(()) }
     /// ```
     ///
@@ -149,10 +162,12 @@ impl Client {
     /// go the next moment, and requests made while reconnecting wait for
     /// the next connection (within their timeout) rather than fail.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), thingsdb_client::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use thingsdb_client::{Auth, Client};
-    /// let client = Client::connect("thingsdb://localhost:9200", Auth::password("admin", "pass")).await?;
+    /// let node = thingsdb_testkit::TestNode::start().await?; // or your node: "thingsdb://localhost:9200"
+    /// let client = Client::connect(&node.thingsdb_url(), Auth::password("admin", "pass")).await?;
     /// assert!(client.is_connected());
     /// client.close().await?;
     /// assert!(!client.is_connected());
@@ -168,12 +183,16 @@ impl Client {
     /// reconnects and once it has stopped. Like [`Client::is_connected`],
     /// a snapshot.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), thingsdb_client::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use thingsdb_client::{Auth, Client};
+    /// use thingsdb_testkit::TestNode;
+    /// // Two in-process nodes; or "thingsdb://node1.local", "thingsdb://node2.local".
+    /// let (node1, node2) = (TestNode::start().await?, TestNode::start().await?);
     /// let client = Client::builder()
-    ///     .target("thingsdb://node1.local")?
-    ///     .target("thingsdb://node2.local")?
+    ///     .target(&node1.thingsdb_url())?
+    ///     .target(&node2.thingsdb_url())?
     ///     .auth(Auth::password("admin", "pass"))
     ///     .random_start(true)
     ///     .connect()
@@ -181,6 +200,7 @@ impl Client {
     /// if let Some(node) = client.connection_info() {
     ///     println!("connected to {node}");
     /// }
+    /// # assert!(client.connection_info().is_some());
     /// # Ok(()) }
     /// ```
     pub fn connection_info(&self) -> Option<Target> {
@@ -207,7 +227,12 @@ impl Client {
     pub async fn ping(&self) -> Result<(), Error> {
         let mut frame = BytesMut::with_capacity(thingsdb_protocol::HEADER_LEN);
         request::encode_ping(&mut frame, 0);
-        match Response::decode(&self.call(frame, None).await?)? {
+        let op = Op {
+            kind: OpKind::Ping,
+            scope: "",
+            text: "",
+        };
+        match Response::decode(&self.call(op, frame, None, true).await?)? {
             Response::Pong => Ok(()),
             other => Err(unexpected("PONG", &other)),
         }
@@ -219,7 +244,12 @@ impl Client {
     pub async fn authenticate(&self) -> Result<(), Error> {
         let mut frame = BytesMut::new();
         self.config.auth.encode(&mut frame, 0)?;
-        expect_ok(&self.call(frame, None).await?)
+        let op = Op {
+            kind: OpKind::Auth,
+            scope: "",
+            text: "",
+        };
+        expect_ok(&self.call(op, frame, None, true).await?)
     }
 
     /// Waits for every request in flight to be answered, then closes the
@@ -253,6 +283,36 @@ impl Client {
         Ok(crate::node_events::NodeEvents::new(rx))
     }
 
+    /// A stream of what happens to the client's connections from now on:
+    /// connected (target, node id), lost (reason), moved (from, to, why),
+    /// authentication failed, gave up (see [`crate::lifecycle`]). Several
+    /// may be open at once; each gets every event. Like node events these
+    /// streams never slow the connection: a consumer that falls behind sees
+    /// [`ConnectionEvent::Lagged`](crate::ConnectionEvent::Lagged).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+    /// use futures::StreamExt;
+    /// let mut events = client.connection_events().await?;
+    /// while let Some(ev) = events.next().await {
+    ///     println!("{ev:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn connection_events(&self) -> Result<crate::ConnectionEvents, Error> {
+        let (sink, rx) = event_channel(
+            self.next_stream_id(),
+            self.config.event_buffer,
+            Overflow::Lag,
+        );
+        self.inner
+            .cmd_tx
+            .send(Input::ConnectionEvents(Box::new(sink)))
+            .await
+            .map_err(|_| self.gone())?;
+        Ok(crate::EventStream::new(rx))
+    }
+
     /// The rooms this client has a live stream on, as (collection name,
     /// room id) pairs sorted by both: every room joined through
     /// [`Room::join`](crate::Room::join) whose streams are not all dropped
@@ -261,10 +321,13 @@ impl Client {
     /// the new connection). Room
     /// ids are unique only within a collection, hence the pair.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), thingsdb_client::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use thingsdb_client::{Auth, Client};
-    /// let client = Client::connect("thingsdb://localhost:9200", Auth::password("admin", "pass")).await?;
+    /// let node = thingsdb_testkit::TestNode::start().await?; // or your node: "thingsdb://localhost:9200"
+    /// node.create_room("stuff", Some("chat")); // on a node: `.chat = room(); .chat.set_name('chat');`
+    /// let client = Client::connect(&node.thingsdb_url(), Auth::password("admin", "pass")).await?;
     /// let chat = client.room("//stuff", "chat")?.join().await?;
     /// assert_eq!(client.rooms().await?, [("stuff".to_string(), chat.room_id())]);
     /// for (collection, id) in client.rooms().await? {
@@ -304,10 +367,41 @@ impl Client {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// What the client did so far: requests by kind and outcome,
+    /// connections, reconnects and moves, room events, bytes; the counters
+    /// the `metrics` feature exports, as a plain value (see
+    /// [`observe`](crate::observe)). A snapshot; cheap.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), thingsdb_client::Error> {
+    /// use thingsdb_client::{Auth, Client};
+    /// let client = Client::connect("thingsdb://localhost:9200", Auth::password("admin", "pass")).await?;
+    /// client.query("1 + 1;").await?;
+    /// let stats = client.stats();
+    /// assert_eq!(stats.query.ok, 1);
+    /// assert_eq!(stats.connections, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let shared = &self.inner.shared;
+        shared.observe.stats(
+            shared.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+            shared
+                .connections
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// The client's counters and metric handles.
+    pub(crate) fn observer(&self) -> &Observer {
+        &self.inner.shared.observe
+    }
+
     /// Whether the client has stopped for good (closed, or reconnecting
-    /// gave up); the reason when it has.
-    pub fn closed_reason(&self) -> Option<String> {
-        self.inner.shared.dead.get().map(|e| e.to_string())
+    /// gave up): the error every request fails with from then on
+    /// ([`Error::Closed`] after [`Client::close`]), to match on.
+    pub fn closed_reason(&self) -> Option<Error> {
+        self.inner.shared.dead.get().cloned()
     }
 
     /// Adds nodes to the pool, to connect to when the current node goes
@@ -317,6 +411,16 @@ impl Client {
         self.inner
             .cmd_tx
             .send(Input::AddTargets(targets))
+            .await
+            .map_err(|_| self.gone())
+    }
+
+    /// Adds pool entries, each with the id of the node it must reach (a
+    /// connection there that reaches another node counts as failed).
+    pub(crate) async fn add_nodes(&self, nodes: Vec<(Target, Option<u32>)>) -> Result<(), Error> {
+        self.inner
+            .cmd_tx
+            .send(Input::AddNodes(nodes))
             .await
             .map_err(|_| self.gone())
     }
@@ -359,13 +463,28 @@ impl Client {
 
     /// Sends one encoded request (id filled in by the connection task) and
     /// waits for its reply, within `timeout` or the configured request
-    /// timeout. Dropping the future cancels the request: if it was not sent
-    /// yet it never is, and a late reply is dropped.
+    /// timeout, in a span (and counted) as `op` says. Dropping the future
+    /// cancels the request: if it was not sent yet it never is, and a late
+    /// reply is dropped.
     pub(crate) async fn call(
+        &self,
+        op: Op<'_>,
+        frame: BytesMut,
+        timeout: Option<Duration>,
+        idempotent: bool,
+    ) -> Result<Frame, Error> {
+        let observed = self.observer().request(&op, self.config.trace_query_text);
+        let r = self.call_inner(frame, timeout, idempotent).await;
+        observed.finish(&r);
+        r.map(|a| a.frame)
+    }
+
+    async fn call_inner(
         &self,
         frame: BytesMut,
         timeout: Option<Duration>,
-    ) -> Result<Frame, Error> {
+        idempotent: bool,
+    ) -> Result<Answer, Error> {
         let timeout = timeout.unwrap_or(self.config.request_timeout);
         let now = crate::rt::now();
         // A timeout too large to add is as good as none (a year).
@@ -378,6 +497,7 @@ impl Client {
             reply,
             deadline,
             timeout,
+            idempotent,
         });
         // The connection task times the request out; the caller only waits
         // itself when the command queue is full.

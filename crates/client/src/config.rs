@@ -62,6 +62,12 @@ impl ReconnectPolicy {
     /// The delay before attempt `n` (0-based; attempt 0 has none), with
     /// "full jitter": a random duration up to the exponential bound.
     pub fn delay(&self, attempt: u32) -> Duration {
+        self.delay_with(attempt, |max| rand::random_range(0..=max))
+    }
+
+    /// [`ReconnectPolicy::delay`] with the jitter from `random`, which
+    /// gives a number in `0..=max` nanoseconds.
+    pub(crate) fn delay_with(&self, attempt: u32, random: impl FnOnce(u64) -> u64) -> Duration {
         if attempt == 0 {
             return Duration::ZERO;
         }
@@ -73,7 +79,7 @@ impl ReconnectPolicy {
         // Full jitter, but never below half the bound, so a crowd of
         // clients spreads out without hammering a node that just came back.
         let half = nanos / 2;
-        Duration::from_nanos(half + rand::random_range(0..=nanos - half))
+        Duration::from_nanos(half + random(nanos - half).min(nanos - half))
     }
 }
 
@@ -84,7 +90,8 @@ pub struct Config {
     pub targets: Vec<Target>,
     /// Credentials.
     pub auth: Auth,
-    /// The scope used when a request names none.
+    /// The scope used when a request names none: `@thingsdb` (`@t`)
+    /// unless [`ClientBuilder::default_scope`] set another.
     pub default_scope: Scope,
     /// How long a request may take, waiting for a connection included.
     pub request_timeout: Duration,
@@ -102,35 +109,54 @@ pub struct Config {
     /// Whether the first connection starts at a random node of the pool
     /// rather than the first ([`ClientBuilder::random_start`]).
     pub random_start: bool,
+    /// How many times a request is sent at most
+    /// ([`ClientBuilder::request_attempts`]).
+    pub request_attempts: u32,
+    /// How discovery picks learnt nodes' WebSocket ports
+    /// ([`ClientBuilder::discover_ws_port`]).
+    pub ws_port: crate::discovery::WsPort,
+    /// Whether request spans carry the code of a query as
+    /// `db.query.text` ([`ClientBuilder::trace_query_text`]).
+    pub trace_query_text: bool,
 }
 
 /// Builds a [`Client`](crate::Client).
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), thingsdb_client::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
 /// use thingsdb_client::{Auth, Client};
+/// use thingsdb_testkit::TestNode;
+/// // Two in-process nodes; or "thingsdb://node1.local", "thingsdb://node2.local".
+/// let (node1, node2) = (TestNode::start().await?, TestNode::start().await?);
 /// let client = Client::builder()
-///     .target("thingsdb://node1.local")?
-///     .target("thingsdb://node2.local")?
+///     .target(&node1.thingsdb_url())?
+///     .target(&node2.thingsdb_url())?
 ///     .auth(Auth::password("admin", "pass"))
 ///     .default_scope("//stuff")?
 ///     .request_timeout(Duration::from_secs(10))
 ///     .connect()
 ///     .await?;
+/// assert_eq!(client.query("6 * 7;").await?, thingsdb_client::Value::from(42));
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
 pub struct ClientBuilder {
     pub(crate) config: Config,
+    /// Whether [`ClientBuilder::auth`] was called: until then `config.auth`
+    /// is an empty token that [`ClientBuilder::connect`] refuses to send.
+    auth_given: bool,
 }
 
 impl Default for ClientBuilder {
     fn default() -> Self {
         ClientBuilder {
+            auth_given: false,
             config: Config {
                 targets: Vec::new(),
-                auth: Auth::password("admin", "pass"),
+                // Never sent: `connect` wants credentials set with `auth`.
+                auth: Auth::token(""),
                 default_scope: Scope::thingsdb(),
                 request_timeout: Duration::from_secs(60),
                 connect: ConnectOptions::default(),
@@ -139,14 +165,19 @@ impl Default for ClientBuilder {
                 event_buffer: 1024,
                 discover_nodes: false,
                 random_start: false,
+                request_attempts: 10,
+                ws_port: crate::discovery::WsPort::SameAsSeed,
+                trace_query_text: false,
             },
         }
     }
 }
 
 impl ClientBuilder {
-    /// A builder with defaults: user `admin`/`pass`, scope `@thingsdb`,
-    /// 60 s request timeout, 30 s keep-alive, reconnect on.
+    /// A builder with defaults: scope `@thingsdb` (`@t`), 60 s request
+    /// timeout, 30 s keep-alive, reconnect on, and no credentials: give
+    /// them with [`ClientBuilder::auth`] (a connector does not guess them;
+    /// [`connect`](ClientBuilder::connect) without them is an error).
     pub fn new() -> Self {
         ClientBuilder::default()
     }
@@ -166,13 +197,18 @@ impl ClientBuilder {
         self
     }
 
-    /// Sets the credentials.
+    /// Sets the credentials: a user name and password
+    /// ([`Auth::password`]) or a token ([`Auth::token`]). Required: there
+    /// is no default user.
     pub fn auth(mut self, auth: Auth) -> Self {
         self.config.auth = auth;
+        self.auth_given = true;
         self
     }
 
-    /// Sets the default scope (`@t` unless set).
+    /// Sets the scope of requests that name none: `@thingsdb` (`@t`)
+    /// unless set. Any scope a node parses: `//stuff` or `@:stuff` for a
+    /// collection, `@thingsdb`, `@node`, `@node:1`.
     pub fn default_scope(mut self, scope: &str) -> Result<Self, Error> {
         self.config.default_scope = Scope::parse(scope)?;
         Ok(self)
@@ -216,6 +252,25 @@ impl ClientBuilder {
         self
     }
 
+    /// Sets how many times a request is sent at most (default 10; at least
+    /// 1, which turns resending off). A request is sent again, within its
+    /// own timeout and after a back-off of 100 ms doubling up to 1 s, when
+    /// it provably did not run: the node answered NODE_ERROR (-51: not
+    /// ready, shutting down, no node to take a change), or the connection
+    /// went before the request was written. A request marked
+    /// [`idempotent`](crate::Query::idempotent) is also sent again when the
+    /// connection went after it was written. A request that fails after
+    /// more than one attempt fails with [`Error::Retried`](crate::Error::Retried).
+    ///
+    /// ```
+    /// let builder = thingsdb_client::Client::builder().request_attempts(3);
+    /// assert_eq!(builder.config().request_attempts, 3);
+    /// ```
+    pub fn request_attempts(mut self, attempts: u32) -> Self {
+        self.config.request_attempts = attempts.max(1);
+        self
+    }
+
     /// Sets the reconnect policy.
     pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
         self.config.reconnect = policy;
@@ -242,13 +297,17 @@ impl ClientBuilder {
     /// node reached is the seed that the other nodes' entries are made
     /// after.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), thingsdb_client::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use thingsdb_client::{Auth, Client};
+    /// use thingsdb_testkit::TestNode;
+    /// // Three in-process nodes; or "thingsdb://node1.local", ...
+    /// let cluster = TestNode::builder().start_cluster(3).await?;
     /// let client = Client::builder()
-    ///     .target("thingsdb://node1.local")?
-    ///     .target("thingsdb://node2.local")?
-    ///     .target("thingsdb://node3.local")?
+    ///     .target(&cluster.node(0).thingsdb_url())?
+    ///     .target(&cluster.node(1).thingsdb_url())?
+    ///     .target(&cluster.node(2).thingsdb_url())?
     ///     .auth(Auth::password("admin", "pass"))
     ///     .random_start(true)
     ///     .connect()
@@ -261,14 +320,55 @@ impl ClientBuilder {
         self
     }
 
-    /// The configuration built so far.
+    /// Whether each query's span (see [`observe`](crate::observe)) carries
+    /// its code as `db.query.text`. Off by default: code may carry secrets
+    /// (pass them as variables, which never go into a span).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), thingsdb_client::Error> {
+    /// use thingsdb_client::{Auth, Client};
+    /// let client = Client::builder()
+    ///     .target("thingsdb://localhost:9200")?
+    ///     .auth(Auth::password("admin", "pass"))
+    ///     .trace_query_text(true)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn trace_query_text(mut self, on: bool) -> Self {
+        self.config.trace_query_text = on;
+        self
+    }
+
+    /// The configuration built so far (its `auth` is an empty token until
+    /// [`ClientBuilder::auth`] is called).
     pub fn config(&self) -> &Config {
         &self.config
     }
 
     /// Connects to the first node of the pool that answers, authenticates,
     /// and returns the client.
+    ///
+    /// Without [`ClientBuilder::auth`] this is an [`Error::BadArgument`]
+    /// that says so, before anything is sent:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), thingsdb_client::Error> {
+    /// use thingsdb_client::{Client, Error};
+    /// let e = Client::builder().target("localhost:9200")?.connect().await.unwrap_err();
+    /// assert!(matches!(e, Error::BadArgument(_)));
+    /// assert!(e.to_string().contains("no credentials"));
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(self) -> Result<crate::Client, Error> {
+        if !self.auth_given {
+            return Err(Error::BadArgument(
+                "no credentials: call ClientBuilder::auth(Auth::password(user, password)) or \
+                 auth(Auth::token(token)) before connect()"
+                    .into(),
+            ));
+        }
         crate::discovery::connect(self.config).await
     }
 }
@@ -295,6 +395,24 @@ mod tests {
                 "{attempt}: {d:?} vs {bound:?}"
             );
         }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[tokio::test]
+    async fn connect_without_credentials_is_an_error() {
+        // A target that is never dialled: the check comes first.
+        let e = ClientBuilder::new()
+            .target("127.0.0.1:1")
+            .unwrap()
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::BadArgument(m) if m.starts_with("no credentials")),
+            "{e}"
+        );
+        assert!(!ClientBuilder::new().auth_given);
+        assert!(ClientBuilder::new().auth(Auth::token("t")).auth_given);
     }
 
     #[test]

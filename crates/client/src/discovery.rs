@@ -16,7 +16,7 @@
 //! |---|---|
 //! | `host:port` (TCP) | TCP to `node_name:client_port` |
 //! | `thingsdbs://` (TLS) | TLS to `node_name:client_port` (TLS terminated on the client port, as at the seed) |
-//! | `ws://`, `wss://` | the same scheme and path on `node_name`, at the node's `ws_port` when it reports one; ThingsDB 1.9.2 reports none, so the seed's port is used (nodes of one cluster normally share a configuration) |
+//! | `ws://`, `wss://` | the same scheme and path on `node_name`, at the node's `ws_port` when it reports one; ThingsDB 1.9.2 reports none, so the [`WsPort`] rule decides: by default the seed's port (nodes on separate hosts sharing one configuration) |
 //! | `unix:` | TCP to `node_name:client_port` (a socket path only reaches a node on this machine) |
 //!
 //! The given targets stay first, in their order; the node the seed reached
@@ -38,7 +38,7 @@
 //! ```
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::sync::Arc;
 
 use thingsdb_transport::Target;
 
@@ -46,8 +46,9 @@ use crate::client::Client;
 use crate::config::{ClientBuilder, Config};
 use crate::error::Error;
 use crate::events::NodeEvent;
+use crate::lifecycle::ConnectionEvent;
 use crate::management::NodeInfo;
-use crate::node_events::NodeEvents;
+use crate::node_events::{ConnectionEvents, NodeEvents};
 
 impl ClientBuilder {
     /// Learns the cluster when connecting: the nodes of the cluster the
@@ -57,6 +58,63 @@ impl ClientBuilder {
     /// `@node` scope.
     pub fn discover_nodes(mut self, on: bool) -> Self {
         self.config.discover_nodes = on;
+        self
+    }
+}
+
+/// How discovery picks the WebSocket port of a node it learnt from a
+/// `ws://` or `wss://` seed. ThingsDB 1.9.2's `node_info()` reports no
+/// WebSocket port, so the client needs a rule (a node that does report
+/// one is reached there whatever the rule).
+///
+/// ```
+/// use thingsdb_client::discovery::WsPort;
+/// use thingsdb_client::Client;
+/// // Several nodes on one host, each with its WebSocket port 70 above its
+/// // client port (9200/9270, 9201/9271, ...):
+/// let b = Client::builder().discover_nodes(true).discover_ws_port(WsPort::SeedOffset);
+/// // Any other layout: a function of the node.
+/// let b = Client::builder().discover_ws_port(WsPort::custom(|node| Some(9270 + node.node_id as u16)));
+/// ```
+#[derive(Clone, Default)]
+pub enum WsPort {
+    /// The seed's WebSocket port on every node: nodes on separate hosts
+    /// with one configuration. The default.
+    #[default]
+    SameAsSeed,
+    /// The seed's WebSocket port minus its client port, added to each
+    /// node's client port: several nodes on one host with a fixed offset.
+    SeedOffset,
+    /// A function of the node's `node_info()`; `None` leaves the node out.
+    Custom(WsPortFn),
+}
+
+/// The function of a [`WsPort::Custom`] rule.
+pub type WsPortFn = Arc<dyn Fn(&NodeInfo) -> Option<u16> + Send + Sync>;
+
+impl WsPort {
+    /// A [`WsPort::Custom`] rule from a function.
+    pub fn custom(f: impl Fn(&NodeInfo) -> Option<u16> + Send + Sync + 'static) -> WsPort {
+        WsPort::Custom(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for WsPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WsPort::SameAsSeed => "SameAsSeed",
+            WsPort::SeedOffset => "SeedOffset",
+            WsPort::Custom(_) => "Custom(..)",
+        })
+    }
+}
+
+impl ClientBuilder {
+    /// Sets how discovery picks the WebSocket port of the nodes it learns
+    /// from a `ws://` or `wss://` seed (see [`WsPort`]; default: the
+    /// seed's port, which suits nodes on separate hosts).
+    pub fn discover_ws_port(mut self, rule: WsPort) -> Self {
+        self.config.ws_port = rule;
         self
     }
 }
@@ -103,16 +161,50 @@ pub async fn read_cluster(client: &Client) -> Result<Cluster, Error> {
 /// entry for every node of `cluster` but the connected one, made after
 /// `seed`'s transport (the table in [the module](crate::discovery)).
 pub fn pool_targets(given: &[Target], seed: &Target, cluster: &Cluster) -> Vec<Target> {
+    pool_targets_with(given, seed, cluster, &WsPort::SameAsSeed)
+}
+
+/// [`pool_targets`] with a [`WsPort`] rule for WebSocket seeds.
+pub fn pool_targets_with(
+    given: &[Target],
+    seed: &Target,
+    cluster: &Cluster,
+    ws_port: &WsPort,
+) -> Vec<Target> {
+    pool_entries(given, seed, cluster, ws_port)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect()
+}
+
+/// [`pool_targets_with`], each entry with the id of the node it was
+/// learnt for (`None` for the given ones).
+fn pool_entries(
+    given: &[Target],
+    seed: &Target,
+    cluster: &Cluster,
+    ws_port: &WsPort,
+) -> Vec<(Target, Option<u32>)> {
     let mut seen = HashSet::new();
     let mut pool = Vec::with_capacity(given.len() + cluster.nodes.len());
+    let seed_client_port = cluster
+        .nodes
+        .iter()
+        .find(|n| n.node_id == cluster.connected)
+        .map(|n| n.client_port);
     let others = cluster
         .nodes
         .iter()
         .filter(|n| n.node_id != cluster.connected)
-        .filter_map(|n| entry_for(seed, n));
-    for t in given.iter().cloned().chain(others) {
+        .filter_map(|n| {
+            Some((
+                entry_for(seed, n, ws_port, seed_client_port)?,
+                Some(n.node_id),
+            ))
+        });
+    for (t, id) in given.iter().map(|t| (t.clone(), None)).chain(others) {
         if seen.insert(key(&t)) {
-            pool.push(t);
+            pool.push((t, id));
         }
     }
     pool
@@ -120,7 +212,12 @@ pub fn pool_targets(given: &[Target], seed: &Target, cluster: &Cluster) -> Vec<T
 
 /// The entry for one node, after the seed's transport; `None` when the
 /// node has no usable name.
-fn entry_for(seed: &Target, node: &NodeInfo) -> Option<Target> {
+fn entry_for(
+    seed: &Target,
+    node: &NodeInfo,
+    rule: &WsPort,
+    seed_client_port: Option<u16>,
+) -> Option<Target> {
     let host = node.node_name.trim();
     if host.is_empty() {
         return None;
@@ -130,14 +227,21 @@ fn entry_for(seed: &Target, node: &NodeInfo) -> Option<Target> {
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
+    // The node's WebSocket port: the one it reports, else the rule's.
+    let ws = |seed_port: u16| {
+        node.ws_port.or_else(|| match rule {
+            WsPort::SameAsSeed => Some(seed_port),
+            WsPort::SeedOffset => {
+                let offset = i32::from(seed_port) - i32::from(seed_client_port?);
+                u16::try_from(i32::from(node.client_port) + offset).ok()
+            }
+            WsPort::Custom(f) => f(node),
+        })
+    };
     Some(match seed {
         Target::Tls { .. } => Target::tls(host, node.client_port),
-        Target::Ws { port, path, .. } => {
-            Target::ws(host, node.ws_port.unwrap_or(*port), path.as_str())
-        }
-        Target::Wss { port, path, .. } => {
-            Target::wss(host, node.ws_port.unwrap_or(*port), path.as_str())
-        }
+        Target::Ws { port, path, .. } => Target::ws(host, ws(*port)?, path.as_str()),
+        Target::Wss { port, path, .. } => Target::wss(host, ws(*port)?, path.as_str()),
         // TCP, Unix, and any transport added later: plain TCP.
         _ => Target::tcp(host, node.client_port),
     })
@@ -168,11 +272,13 @@ pub async fn discover(
     seed: &Target,
 ) -> Result<Vec<Target>, Error> {
     let cluster = read_cluster(client).await?;
-    Ok(pool_targets(given, seed, &cluster))
+    Ok(pool_targets_with(
+        given,
+        seed,
+        &cluster,
+        &client.config().ws_port,
+    ))
 }
-
-/// How often the refresh task checks whether the client reconnected.
-const RECONNECT_CHECK: Duration = Duration::from_secs(2);
 
 /// Connects as [`ClientBuilder::connect`] does; with discovery on, learns
 /// the cluster through the new connection, adds it to the pool, and keeps
@@ -192,11 +298,14 @@ pub(crate) async fn connect(config: Config) -> Result<Client, Error> {
         // Listen first, so that no status change after the first
         // discovery goes unnoticed.
         let events = client.node_events().await;
+        let connections = client.connection_events().await;
         learn(&client, &given, &seed).await;
-        match events {
-            Ok(events) => spawn_refresh(&client, given, seed, events),
-            Err(e) => {
-                tracing::warn!(error = %e, "cluster discovery: no node events; not refreshed")
+        match (events, connections) {
+            (Ok(events), Ok(connections)) => {
+                spawn_refresh(&client, given, seed, events, connections)
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cluster discovery: no events; not refreshed")
             }
         }
     }
@@ -207,9 +316,13 @@ pub(crate) async fn connect(config: Config) -> Result<Client, Error> {
 /// returned (discovery is an extra: a user without `@node` access still
 /// connects).
 async fn learn(client: &Client, given: &[Target], seed: &Target) {
-    match discover(client, given, seed).await {
+    let pool = read_cluster(client)
+        .await
+        .map(|c| pool_entries(given, seed, &c, &client.config().ws_port));
+    match pool {
         Ok(pool) => {
-            if let Err(e) = client.add_targets(pool).await {
+            // A learnt entry is that node only if that node answers there.
+            if let Err(e) = client.add_nodes(pool).await {
                 tracing::debug!(error = %e, "cluster discovery: pool not updated");
             }
         }
@@ -218,31 +331,37 @@ async fn learn(client: &Client, given: &[Target], seed: &Target) {
 }
 
 /// Learns the cluster again after every NODE_STATUS event and after every
-/// reconnect, for as long as the client lives. The task holds no strong
-/// handle between rounds, so it does not keep the connection open; it ends
-/// when the client is gone. Nodes are only ever added to the pool (a
-/// removed node is skipped as unreachable).
-fn spawn_refresh(client: &Client, given: Vec<Target>, seed: Target, mut events: NodeEvents) {
+/// new connection (a [`ConnectionEvent::Connected`]), for as long as the
+/// client lives. The task holds no strong handle between rounds, so it
+/// does not keep the connection open; it ends when the client is gone.
+/// Nodes are only ever added to the pool (a removed node is skipped as
+/// unreachable).
+fn spawn_refresh(
+    client: &Client,
+    given: Vec<Target>,
+    seed: Target,
+    events: NodeEvents,
+    connections: ConnectionEvents,
+) {
+    use futures::StreamExt;
     let weak = client.downgrade();
-    let mut connections = client.connections_made();
+    let mut events = futures::stream::select(
+        events.map(|e| matches!(e, NodeEvent::Status { .. })),
+        connections.map(|e| matches!(e, ConnectionEvent::Connected { .. })),
+    );
     crate::rt::spawn(async move {
-        loop {
-            let status_changed = match crate::rt::timeout(RECONNECT_CHECK, events.recv()).await {
-                Ok(None) => return, // the client is gone
-                Ok(Some(NodeEvent::Status { .. })) => true,
-                Ok(Some(_)) | Err(_) => false,
-            };
+        // Ends when both streams end: the client is gone.
+        while let Some(changed) = events.next().await {
+            if !changed {
+                continue;
+            }
             let Some(client) = weak.upgrade() else {
                 return;
             };
             if client.closed_reason().is_some() {
                 return;
             }
-            let made = client.connections_made();
-            if status_changed || made != connections {
-                connections = made;
-                learn(&client, &given, &seed).await;
-            }
+            learn(&client, &given, &seed).await;
         }
     });
 }
@@ -352,6 +471,30 @@ mod tests {
             (45713, 33973)
         );
         assert_eq!(c.nodes[1].ws_port, None);
+    }
+
+    #[test]
+    fn ws_port_rules_for_learnt_nodes() {
+        // Node 0 (client port 45713) is the seed at ws port 45783 (+70).
+        let seed = Target::ws("127.0.0.1", 45783, "/");
+        let c = cluster(0);
+        let port = |rule: &WsPort| match pool_targets_with(&[], &seed, &c, rule).as_slice() {
+            [Target::Ws { port, .. }] => Some(*port),
+            [] => None,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(port(&WsPort::SameAsSeed), Some(45783));
+        assert_eq!(port(&WsPort::SeedOffset), Some(33973 + 70));
+        assert_eq!(
+            port(&WsPort::custom(|n| Some(9270 + n.node_id as u16))),
+            Some(9271)
+        );
+        assert_eq!(port(&WsPort::custom(|_| None)), None, "left out");
+        // The default is the seed's port.
+        assert!(matches!(
+            ClientBuilder::new().config().ws_port,
+            WsPort::SameAsSeed
+        ));
     }
 
     #[test]

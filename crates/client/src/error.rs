@@ -55,6 +55,30 @@ impl From<ErrorReply> for ThingsdbError {
 }
 
 /// Everything a client call can fail with.
+///
+/// A request the node refused is [`Error::Thingsdb`], with ThingsDB's code
+/// typed as an [`ErrorCode`] ([`Error::code`] gives it directly); the other
+/// variants say the request got no answer ([`Error::Timeout`],
+/// [`Error::ConnectionLost`]) or could not be made.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use thingsdb_client::{Auth, Client, Error, ErrorCode};
+/// let node = thingsdb_testkit::TestNode::start().await?; // an in-process node
+/// let client = Client::connect(&node.thingsdb_url(), Auth::password("admin", "pass")).await?;
+///
+/// let e = client.query("1/0;").await.unwrap_err();
+/// assert_eq!(e.code(), Some(ErrorCode::ZeroDiv));
+/// match e {
+///     Error::Thingsdb(t) if t.code == ErrorCode::ZeroDiv => {
+///         assert_eq!(t.to_string(), "zero_div (-58): division or modulo by zero");
+///     }
+///     Error::Timeout(_) | Error::ConnectionLost(_) => { /* no answer: retry? */ }
+///     other => return Err(other.into()),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -66,11 +90,28 @@ pub enum Error {
     /// the node; its late reply is dropped.
     #[error("request timed out after {0:?}")]
     Timeout(Duration),
-    /// The connection was lost while the request was in flight. The request
-    /// may or may not have run on the node; it is never resent silently.
+    /// The connection was lost while the request was in flight. A request
+    /// that was written may or may not have run on the node
+    /// ([`Error::may_have_run`]); it is sent again only when it was never
+    /// written or is marked [`idempotent`](crate::Query::idempotent).
     /// [`ConnectionLost::reason`] says why, as a value a program can match.
     #[error("connection lost: {0}")]
     ConnectionLost(#[source] ConnectionLost),
+    /// The request was to be sent more than once (the node answered
+    /// NODE_ERROR, -51, "cannot take it now"; or the connection went before
+    /// it was written, or after, for an idempotent request) and its last
+    /// attempt failed with `last`. The predicates ([`Error::code`],
+    /// [`Error::is_timeout`], ...) answer for `last`.
+    #[error("{last} (attempts: {attempts})")]
+    Retried {
+        /// How many times the request was sent.
+        attempts: u32,
+        /// Whether any attempt may have run on the node.
+        may_have_run: bool,
+        /// Why the last attempt failed.
+        #[source]
+        last: Box<Error>,
+    },
     /// The peer sent something that is not valid protocol.
     #[error("protocol error: {0}")]
     Protocol(#[from] thingsdb_protocol::Error),
@@ -99,7 +140,7 @@ impl Error {
     /// assert!(!e.is_timeout());
     /// ```
     pub fn code(&self) -> Option<ErrorCode> {
-        match self {
+        match self.last() {
             Error::Thingsdb(e) => Some(e.code),
             _ => None,
         }
@@ -107,20 +148,62 @@ impl Error {
 
     /// True for [`Error::Timeout`]: no answer came in time.
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Error::Timeout(_))
+        matches!(self.last(), Error::Timeout(_))
     }
 
     /// True for [`Error::ConnectionLost`]: the request may or may not have
-    /// run on the node.
+    /// run on the node (see [`Error::may_have_run`]).
     pub fn is_connection_lost(&self) -> bool {
-        matches!(self, Error::ConnectionLost(_))
+        matches!(self.last(), Error::ConnectionLost(_))
     }
 
     /// Why the connection was lost, for [`Error::ConnectionLost`].
     pub fn lost_reason(&self) -> Option<LostReason> {
-        match self {
+        match self.last() {
             Error::ConnectionLost(l) => Some(l.reason()),
             _ => None,
+        }
+    }
+
+    /// Whether the failed request may have taken effect on the node: true
+    /// when the client cannot know (no answer in time, the connection went
+    /// after the request was written, or REQUEST_CANCEL (-4): a node gave
+    /// up waiting on another one); false when the node answered with any
+    /// other error (a failed query changes nothing) or the request was
+    /// never sent.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use thingsdb_client::{Error, ErrorCode, ThingsdbError};
+    /// assert!(Error::Timeout(Duration::from_secs(1)).may_have_run());
+    /// assert!(!Error::from(ThingsdbError::new(ErrorCode::Node, "not ready")).may_have_run());
+    /// ```
+    pub fn may_have_run(&self) -> bool {
+        match self {
+            Error::Timeout(_) => true,
+            // A node gave up waiting on another node; the request may have
+            // run there.
+            Error::Thingsdb(e) => e.code == ErrorCode::RequestCancel,
+            Error::ConnectionLost(l) => l.written,
+            Error::Retried { may_have_run, .. } => *may_have_run,
+            _ => false,
+        }
+    }
+
+    /// How many times the failed request was sent: 1, or more for
+    /// [`Error::Retried`] (0 is never returned).
+    pub fn attempts(&self) -> u32 {
+        match self {
+            Error::Retried { attempts, .. } => *attempts,
+            _ => 1,
+        }
+    }
+
+    /// The error itself, or the last attempt's for [`Error::Retried`].
+    fn last(&self) -> &Error {
+        match self {
+            Error::Retried { last, .. } => last.last(),
+            other => other,
         }
     }
 }
@@ -187,6 +270,9 @@ pub struct ConnectionLost {
     reason: LostReason,
     message: Arc<str>,
     source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
+    /// Whether the request had been written (may have run); see
+    /// [`Error::may_have_run`].
+    written: bool,
 }
 
 impl ConnectionLost {
@@ -196,7 +282,14 @@ impl ConnectionLost {
             reason,
             message: message.into().into(),
             source: None,
+            written: true,
         }
+    }
+
+    /// The same loss, for a request that was never written.
+    pub(crate) fn unwritten(mut self) -> Self {
+        self.written = false;
+        self
     }
 
     /// A loss caused by a transport error, keeping it as the source.
@@ -214,6 +307,7 @@ impl ConnectionLost {
             reason,
             message: e.to_string().into(),
             source: Some(Arc::new(e)),
+            written: true,
         }
     }
 

@@ -24,6 +24,7 @@ use thingsdb_protocol::{EmitEvent, NodeStatus};
 use tokio::sync::mpsc;
 
 use crate::error::Error;
+use crate::observe::RoomCounters;
 
 /// What a stream's full event buffer does.
 ///
@@ -167,6 +168,8 @@ pub(crate) struct Sink<T> {
     /// with the consumer's [`EventRx`], which reports them itself once it
     /// has read everything before the gap.
     dropped: Arc<AtomicU64>,
+    /// The room's event counters (room streams only).
+    counters: Option<Arc<RoomCounters>>,
 }
 
 pub(crate) type RoomSink = Sink<RoomEvent>;
@@ -202,23 +205,41 @@ pub(crate) fn event_channel<T>(
             tx,
             overflow,
             dropped: dropped.clone(),
+            counters: None,
         },
         EventRx { rx, dropped },
     )
 }
 
 /// Event kinds that can say "this many were dropped".
-pub(crate) trait LagItem {
+pub trait LagItem {
     fn lagged(n: u64) -> Self;
+    /// Whether the item is an event the room counters count (not a
+    /// joined, left, ... notice); none but a room's emitted events are.
+    fn is_event(&self) -> bool {
+        false
+    }
 }
 impl LagItem for RoomEvent {
     fn lagged(n: u64) -> Self {
         RoomEvent::Lagged(n)
     }
+    fn is_event(&self) -> bool {
+        matches!(self, RoomEvent::Emitted(_))
+    }
 }
 impl LagItem for NodeEvent {
     fn lagged(n: u64) -> Self {
         NodeEvent::Lagged(n)
+    }
+}
+
+/// Counts what became of an item offered to a room stream.
+fn count<T: LagItem>(counters: &Option<Arc<RoomCounters>>, item: &T, what: fn(&RoomCounters)) {
+    if let Some(c) = counters {
+        if item.is_event() {
+            what(c);
+        }
     }
 }
 
@@ -236,10 +257,32 @@ impl<T: LagItem> Sink<T> {
     /// Offers an event without waiting. A `Lag` stream takes it only while
     /// more than [`CONTROL_RESERVE`] slots are free.
     pub(crate) fn offer(&mut self, item: T) -> Offer<T> {
+        if self.counters.is_none() {
+            return self.offer_item(item);
+        }
+        let event = item.is_event();
+        let r = self.offer_item(item);
+        if let (true, Some(c)) = (event, &self.counters) {
+            match r {
+                Offer::Taken => {} // counted by `offer_item`: delivered or lagged
+                Offer::Gone => c.dropped(),
+                Offer::Full(_) => {} // parked: counted when it goes in
+            }
+        }
+        r
+    }
+
+    fn offer_item(&mut self, item: T) -> Offer<T> {
         use mpsc::error::TrySendError;
         if self.overflow == Overflow::Wait {
+            let counted = self.counters.as_ref().filter(|_| item.is_event()).cloned();
             return match self.tx.try_send(item) {
-                Ok(()) => Offer::Taken,
+                Ok(()) => {
+                    if let Some(c) = counted {
+                        c.delivered();
+                    }
+                    Offer::Taken
+                }
                 Err(TrySendError::Closed(_)) => Offer::Gone,
                 Err(TrySendError::Full(item)) => Offer::Full(item),
             };
@@ -250,6 +293,7 @@ impl<T: LagItem> Sink<T> {
         if self.dropped.load(Ordering::Acquire) > 0 {
             // A gap the consumer has not been told of: it goes first.
             if self.tx.capacity() <= CONTROL_RESERVE {
+                count(&self.counters, &item, RoomCounters::lagged);
                 self.count_drop();
                 return Offer::Taken;
             }
@@ -261,13 +305,23 @@ impl<T: LagItem> Sink<T> {
             }
         }
         if self.tx.capacity() <= CONTROL_RESERVE {
+            count(&self.counters, &item, RoomCounters::lagged);
             self.count_drop();
             return Offer::Taken;
         }
+        let counted = self.counters.as_ref().filter(|_| item.is_event()).cloned();
         match self.tx.try_send(item) {
-            Ok(()) => Offer::Taken,
+            Ok(()) => {
+                if let Some(c) = counted {
+                    c.delivered();
+                }
+                Offer::Taken
+            }
             Err(TrySendError::Closed(_)) => Offer::Gone,
             Err(TrySendError::Full(_)) => {
+                if let Some(c) = counted {
+                    c.lagged();
+                }
                 self.count_drop();
                 Offer::Taken
             }
@@ -297,7 +351,14 @@ impl<T> Sink<T> {
         SinkHandle {
             tx: self.tx.clone(),
             lag: (self.overflow == Overflow::Lag).then(|| self.dropped.clone()),
+            counters: self.counters.clone(),
         }
+    }
+
+    /// The same sink, counting its events in `counters`.
+    pub(crate) fn with_counters(mut self, counters: Option<Arc<RoomCounters>>) -> Self {
+        self.counters = counters;
+        self
     }
 
     /// Whether the consumer is gone.
@@ -350,6 +411,8 @@ impl<T: LagItem> EventRx<T> {
 pub(crate) struct SinkHandle<T> {
     pub tx: mpsc::Sender<T>,
     pub lag: Option<Arc<AtomicU64>>,
+    /// The room's event counters (room streams only).
+    pub counters: Option<Arc<RoomCounters>>,
 }
 
 impl<T: LagItem> SinkHandle<T> {
@@ -357,6 +420,19 @@ impl<T: LagItem> SinkHandle<T> {
     /// buffer has no room (`Err(Some)`), drops it when the consumer is gone
     /// (`Err(None)`).
     pub(crate) fn try_send(&self, item: T) -> Result<(), Option<T>> {
+        let event = item.is_event();
+        let r = self.try_send_item(item);
+        if let (true, Some(c)) = (event, &self.counters) {
+            match &r {
+                Ok(()) => c.delivered(),
+                Err(None) => c.dropped(),
+                Err(Some(_)) => {} // parked: counted when it goes in
+            }
+        }
+        r
+    }
+
+    fn try_send_item(&self, item: T) -> Result<(), Option<T>> {
         use mpsc::error::TrySendError;
         if let Some(lag) = &self.lag {
             if lag.load(Ordering::Acquire) > 0 {
@@ -389,6 +465,7 @@ impl<T: LagItem> SinkHandle<T> {
                 return Some(item);
             }
         }
+        count(&self.counters, &item, RoomCounters::delivered);
         permit.send(item);
         None
     }
@@ -455,6 +532,39 @@ mod tests {
         assert_eq!(next(&mut rx), Some(emitted(0)));
         drop(rx);
         assert!(matches!(sink.offer(emitted(2)), Offer::Gone));
+    }
+
+    #[test]
+    fn room_counters_count_events_only() {
+        let obs = crate::observe::Observer::default();
+        let counters = obs.room("stuff", "1");
+        if counters.is_none() {
+            return; // built without the `observe` feature
+        }
+        let (sink, mut rx) = event_channel::<RoomEvent>(1, 2, Overflow::Lag);
+        let mut sink = sink.with_counters(counters.clone());
+        let _ = sink.offer(RoomEvent::Joined);
+        for n in 0..4 {
+            let _ = sink.offer(emitted(n));
+        }
+        assert_eq!(next(&mut rx), Some(RoomEvent::Joined));
+        drop(rx);
+        let _ = sink.offer(emitted(9));
+        let s = &obs.stats(0, 0).rooms[0];
+        // 2 slots: the Joined and one event; 3 lagged; 1 after the consumer
+        // left.
+        assert_eq!((s.delivered, s.lagged, s.dropped), (1, 3, 1));
+
+        let (sink, mut rx) = event_channel::<RoomEvent>(2, 1, Overflow::Wait);
+        let sink = sink.with_counters(counters);
+        let handle = sink.handle();
+        assert!(handle.try_send(emitted(0)).is_ok());
+        assert!(matches!(handle.try_send(emitted(1)), Err(Some(_))));
+        assert_eq!(next(&mut rx), Some(emitted(0)));
+        let permit = sink.tx.clone().try_reserve_owned().unwrap();
+        assert!(handle.send_with(permit, emitted(1)).is_none());
+        let s = &obs.stats(0, 0).rooms[0];
+        assert_eq!((s.delivered, s.lagged, s.dropped), (3, 3, 1));
     }
 
     #[test]

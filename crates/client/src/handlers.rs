@@ -18,10 +18,17 @@ type OtherFn = Box<dyn FnMut(RoomEvent) + Send>;
 /// connector, in Rust closures.
 ///
 /// Callbacks run one at a time, in the order the events arrived; a callback
-/// that needs to await should spawn a task.
+/// that needs to await should spawn a task. For async handlers with
+/// `on_join` (again after every re-join, events held meanwhile),
+/// `on_leave` and `on_delete`, in the shape of python-thingsdb's `Room`,
+/// see [`RoomHandler`](crate::RoomHandler).
 ///
-/// ```no_run
-/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let node = thingsdb_testkit::TestNode::start().await?;
+/// # let client = thingsdb_client::Client::connect(&node.thingsdb_url(), thingsdb_client::Auth::password("admin", "pass")).await?;
+/// # node.create_room("stuff", Some("chat"));
 /// use thingsdb_client::RoomHandlers;
 /// let events = client.room("//stuff", "chat")?.join().await?;
 /// let task = RoomHandlers::new()

@@ -72,6 +72,16 @@ impl<T> InFlight<T> {
         out
     }
 
+    /// Every taken id and its value, by id.
+    #[cfg(test)]
+    pub fn iter(&self) -> impl Iterator<Item = (u16, &T)> {
+        self.slots
+            .iter()
+            .enumerate()
+            // `slots` never holds more than 65536 entries.
+            .filter_map(|(i, s)| s.as_ref().map(|v| (i as u16, v)))
+    }
+
     /// How many ids are taken.
     pub fn len(&self) -> usize {
         self.len

@@ -1,22 +1,6 @@
-//! The ThingsDB connector for Rust.
+#![doc = include_str!("../README.md")]
 //!
-//! Connect over TCP, TLS, WebSocket, secure WebSocket or a Unix socket;
-//! authenticate; run queries and procedures with values from serde; join
-//! rooms and receive their events as streams. A [`Client`] is cheap to
-//! clone and is used from many tasks at once: their requests are pipelined
-//! on one connection. Lost connections are re-made (to another node of the
-//! pool when there are several), re-authenticated and rooms re-joined.
-//!
-//! ```no_run
-//! use thingsdb_client::{Auth, Client};
-//!
-//! # async fn demo() -> Result<(), thingsdb_client::Error> {
-//! let client = Client::connect("thingsdb://localhost:9200", Auth::password("admin", "pass")).await?;
-//! let sum: i64 = client.query("a + b;").var("a", &1).var("b", &2).decode().await?;
-//! assert_eq!(sum, 3);
-//! client.close().await?;
-//! # Ok(()) }
-//! ```
+//! # Where things are
 //!
 //! | concept | where |
 //! |---|---|
@@ -25,11 +9,20 @@
 //! | learning the cluster from one seed | [`discovery`] |
 //! | queries and procedures | [`Query`], [`Run`] |
 //! | scopes | [`Scope`] |
-//! | rooms and their events | [`Room`], [`RoomEvents`], [`RoomEvent`], [`RoomHandlers`] |
+//! | rooms and their events | [`Room`], [`RoomEvents`], [`RoomEvent`](enum@RoomEvent), [`RoomHandlers`] |
 //! | node status and warnings | [`NodeEvents`], [`NodeEvent`] |
+//! | spans, metrics, [`Client::stats`] | [`observe`], [`Stats`] |
+//! | the connection's life: connected, lost, moved | [`ConnectionEvents`], [`ConnectionEvent`] |
 //! | errors | [`Error`], [`ThingsdbError`], [`ErrorCode`] |
-//! | collections, users, tokens, nodes, backups, procedures, tasks | [`management`] |
+//! | rooms with typed events, handlers like python's `Room` | [`typed::TypedEvent`], [`TypedEvents`], [`RoomHandler`], [`ServedRoom`] |
+//! | collections, users, tokens, nodes, backups, procedures, tasks, types | [`management`] |
+//! | Rust structs and enums as ThingsDB types (`#[derive(Thing)]`) | [`typed`] |
+//! | tests without a node | [`thingsdb-testkit`](https://docs.rs/thingsdb-testkit) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+// The derive macros name `::thingsdb_client`; this lets them work inside
+// this crate's own tests too.
+extern crate self as thingsdb_client;
 
 mod client;
 mod config;
@@ -39,22 +32,37 @@ mod error;
 mod events;
 mod handlers;
 mod in_flight;
+pub mod lifecycle;
 pub mod management;
 mod node_events;
+pub mod observe;
 mod request;
 mod room;
+mod room_handler;
 mod rt;
 mod scope;
+pub mod typed;
+mod typed_room;
 
 pub use client::Client;
 pub use config::{Auth, ClientBuilder, Config, ReconnectPolicy};
 pub use error::{ConnectionLost, Error, LostReason, ThingsdbError};
 pub use events::{Emitted, NodeEvent, Overflow, RoomEvent};
 pub use handlers::RoomHandlers;
-pub use node_events::NodeEvents;
-pub use request::{serialize_into, BoxFuture, Query, Run};
+pub use lifecycle::{ConnectionEvent, MoveReason};
+pub use node_events::{ConnectionEvents, EventStream, NodeEvents};
+pub use observe::{RequestStats, RoomStats, Stats};
+pub use request::{serialize_into, BoxFuture, Query, Run, VarByVar};
 pub use room::{Room, RoomEvents};
+pub use room_handler::{MaybeSend, NoEvents, RoomHandler, ServedRoom};
 pub use scope::Scope;
+pub use typed::{Thing, ThingsEnum, TypedEvent};
+pub use typed_room::{Typed, TypedEvents};
+
+/// `#[derive(Thing)]`, `#[derive(ThingsEnum)]` and `#[derive(RoomEvent)]`
+/// (the `derive` feature, on by default); see [`typed`].
+#[cfg(feature = "derive")]
+pub use thingsdb_derive::{RoomEvent, Thing, ThingsEnum};
 
 pub use rmpv::Value;
 pub use thingsdb_protocol::{ErrorCode, NodeStatus, Room as RoomRef};

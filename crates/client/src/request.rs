@@ -18,10 +18,11 @@ use thingsdb_protocol::request;
 
 use crate::client::{expect_data, Client};
 use crate::error::Error;
+use crate::observe::{Op, OpKind};
 use crate::scope::Scope;
 
 /// A boxed future, as the builders' [`decode`](Query::decode) and
-/// [`raw`](Query::raw) return.
+/// [`raw`](Query::raw) return; the crate's one boxed-future alias.
 #[cfg(not(target_arch = "wasm32"))]
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// A boxed future, as the builders' `IntoFuture` returns; in a browser
@@ -138,7 +139,7 @@ impl<V: Serialize + ?Sized> Third<'_, V> {
 
 /// What kind of request a builder makes.
 #[derive(Clone, Copy)]
-enum Kind2 {
+enum RequestKind {
     Query,
     Run,
 }
@@ -148,19 +149,20 @@ enum Kind2 {
 /// while building, and, once polled, the request in flight.
 struct Core<'a, V: ?Sized> {
     client: &'a Client,
-    kind: Kind2,
+    kind: RequestKind,
     scope: Option<Scope>,
     /// The code of a query, the procedure of a run.
     text: &'a str,
     third: Third<'a, V>,
     timeout: Option<Duration>,
+    idempotent: bool,
     error: Option<Error>,
     /// Set when the builder is polled as a future.
     sending: Option<BoxFuture<'a, Result<rmpv::Value, Error>>>,
 }
 
 impl<'a, V: Serialize + ?Sized> Core<'a, V> {
-    fn new(client: &'a Client, kind: Kind2, text: &'a str) -> Self {
+    fn new(client: &'a Client, kind: RequestKind, text: &'a str) -> Self {
         Core {
             client,
             kind,
@@ -168,6 +170,7 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
             text,
             third: Third::None,
             timeout: None,
+            idempotent: false,
             error: None,
             sending: None,
         }
@@ -205,6 +208,28 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
             text: self.text,
             third: Third::Value(value),
             timeout: self.timeout,
+            idempotent: self.idempotent,
+            error: self.error,
+            sending: None,
+        }
+    }
+
+    /// The same builder, for items added one at a time (no value of
+    /// type `V` is held, so the type parameter can change).
+    fn with_items<W: Serialize + ?Sized>(self) -> Core<'a, W> {
+        let third = match self.third {
+            Third::Named(items) => Third::Named(items),
+            Third::Positional(items) => Third::Positional(items),
+            Third::None | Third::Value(_) => Third::None,
+        };
+        Core {
+            client: self.client,
+            kind: self.kind,
+            scope: self.scope,
+            text: self.text,
+            third,
+            timeout: self.timeout,
+            idempotent: self.idempotent,
             error: self.error,
             sending: None,
         }
@@ -212,8 +237,8 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
 
     fn mixed(&self) -> &'static str {
         match self.kind {
-            Kind2::Query => "use either vars() or var(), not both",
-            Kind2::Run => "use one of args(), arg() or named() for a procedure call",
+            RequestKind::Query => "use either vars() or var(), not both",
+            RequestKind::Run => "use one of args(), arg() or named() for a procedure call",
         }
     }
 
@@ -228,8 +253,8 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
         let mut buf = BytesMut::with_capacity(32 + scope.len() + self.text.len());
         let third = (!self.third.is_none()).then_some(|b: &mut BytesMut| self.third.write(b));
         let r = match self.kind {
-            Kind2::Query => request::encode_query_with(&mut buf, 0, scope, self.text, third),
-            Kind2::Run => request::encode_run_with(&mut buf, 0, scope, self.text, third),
+            RequestKind::Query => request::encode_query_with(&mut buf, 0, scope, self.text, third),
+            RequestKind::Run => request::encode_run_with(&mut buf, 0, scope, self.text, third),
         };
         match r {
             Ok(()) => Ok(buf),
@@ -237,8 +262,10 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
             // is of the wrong shape.
             Err(Error::Protocol(thingsdb_protocol::Error::WrongType { .. })) => {
                 Err(Error::BadArgument(match self.kind {
-                    Kind2::Query => "query vars must serialize to a map (a struct or a map)".into(),
-                    Kind2::Run => {
+                    RequestKind::Query => {
+                        "query vars must serialize to a map (a struct or a map)".into()
+                    }
+                    RequestKind::Run => {
                         "procedure args must serialize to an array (positional) or a map (named)"
                             .into()
                     }
@@ -259,8 +286,25 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
             Some(e) => Err(e),
             None => self.encode(),
         };
-        let (client, timeout) = (self.client, self.timeout);
-        Box::pin(async move { decode(expect_data(client.call(frame?, timeout).await?)?) })
+        let (client, timeout, text) = (self.client, self.timeout, self.text);
+        let idempotent = self.idempotent;
+        let kind = match self.kind {
+            RequestKind::Query => OpKind::Query,
+            RequestKind::Run => OpKind::Run,
+        };
+        // Encoded already: the scope goes along for the request's span.
+        let scope = self.scope.take();
+        Box::pin(async move {
+            let scope = scope.as_ref().unwrap_or_else(|| client.default_scope());
+            let op = Op {
+                kind,
+                scope: scope.as_str(),
+                text,
+            };
+            decode(expect_data(
+                client.call(op, frame?, timeout, idempotent).await?,
+            )?)
+        })
     }
 
     fn poll_value(&mut self, cx: &mut Context<'_>) -> Poll<Result<rmpv::Value, Error>> {
@@ -294,8 +338,11 @@ fn as_type<T: DeserializeOwned>(data: Bytes) -> Result<T, Error> {
 /// [`decode`](Query::decode) into a Rust type, or [`raw`](Query::raw) for
 /// the MessagePack bytes.
 ///
-/// ```no_run
-/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let node = thingsdb_testkit::TestNode::start().await?;
+/// # let client = thingsdb_client::Client::connect(&node.thingsdb_url(), thingsdb_client::Auth::password("admin", "pass")).await?;
 /// #[derive(serde::Serialize)]
 /// struct Vars { a: i64, b: i64 }
 /// let v: i64 = client
@@ -308,6 +355,45 @@ fn as_type<T: DeserializeOwned>(data: Bytes) -> Result<T, Error> {
 /// # Ok(()) }
 /// ```
 ///
+/// # Variables: `vars` or `var`, not both
+///
+/// Give the variables all at once with [`vars`](Query::vars) (anything
+/// that serializes to a map) or one at a time with [`var`](Query::var).
+/// The two do not mix, and the types see to it: after `var` the query is
+/// a `Query<'_, VarByVar>`, which has no `vars`, and after `vars(&x)` it
+/// is a `Query<'_, X>`, which has no `var`. To add variables in a loop,
+/// collect them in a map and give it to `vars`.
+///
+/// ```compile_fail,E0599
+/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// #[derive(serde::Serialize)]
+/// struct Vars { a: i64 }
+/// // error[E0599]: no method named `var` found for struct `Query<'_, Vars>`
+/// client.query("a * b;").vars(&Vars { a: 6 }).var("b", &7).await?;
+/// # Ok(()) }
+/// ```
+///
+/// ```compile_fail,E0599
+/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// # #[derive(serde::Serialize)]
+/// # struct Vars { a: i64 }
+/// // error[E0599]: no method named `vars` found for struct `Query<'_, VarByVar>`
+/// client.query("a * b;").var("b", &7).vars(&Vars { a: 6 }).await?;
+/// # Ok(()) }
+/// ```
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let node = thingsdb_testkit::TestNode::start().await?;
+/// # let client = thingsdb_client::Client::connect(&node.thingsdb_url(), thingsdb_client::Auth::password("admin", "pass")).await?;
+/// use std::collections::BTreeMap;
+/// let vars: BTreeMap<&str, i64> = [("a", 6), ("b", 7)].into_iter().collect();
+/// let v: i64 = client.query("a * b;").vars(&vars).decode().await?;
+/// assert_eq!(v, 42);
+/// # Ok(()) }
+/// ```
+///
 /// # As a future
 ///
 /// A `Query` is itself a [`Future`] (for an [`rmpv::Value`]): it is sent
@@ -316,8 +402,12 @@ fn as_type<T: DeserializeOwned>(data: Bytes) -> Result<T, Error> {
 /// [`raw`](Query::raw) return futures too. Each request is pipelined on
 /// the one connection: many in flight cost one write.
 ///
-/// ```no_run
-/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let node = thingsdb_testkit::TestNode::start().await?;
+/// # let client = thingsdb_client::Client::connect(&node.thingsdb_url(), thingsdb_client::Auth::password("admin", "pass")).await?;
+/// # node.procedure("add_one", |a| thingsdb_testkit::Reply::value(a.param(0, "x").and_then(|v| v.as_i64()).unwrap_or(0) + 1));
 /// use std::time::Duration;
 /// let all = futures::future::join_all((0..10).map(|i| client.query("x * 2;").var("x", &i))).await;
 /// assert_eq!(all.len(), 10);
@@ -338,8 +428,14 @@ fn as_type<T: DeserializeOwned>(data: Bytes) -> Result<T, Error> {
 /// decoding a nested struct fails with `missing field`. Ask for more depth
 /// in the code, with `return VALUE, DEEP;`:
 ///
-/// ```no_run
-/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let node = thingsdb_testkit::TestNode::start().await?;
+/// # let client = thingsdb_client::Client::connect(&node.thingsdb_url(), thingsdb_client::Auth::password("admin", "pass")).await?;
+/// # #[derive(serde::Serialize)] struct A { city: &'static str }
+/// # #[derive(serde::Serialize)] struct P { name: &'static str, address: A }
+/// # node.on_query(|_| thingsdb_testkit::Reply::serialize(&P { name: "Iris", address: A { city: "Ghent" } }));
 /// #[derive(serde::Deserialize)]
 /// struct Address { city: String }
 /// #[derive(serde::Deserialize)]
@@ -349,6 +445,7 @@ fn as_type<T: DeserializeOwned>(data: Bytes) -> Result<T, Error> {
 ///     .scope("//stuff")
 ///     .decode()
 ///     .await?;
+/// assert_eq!((p.name.as_str(), p.address.city.as_str()), ("Iris", "Ghent"));
 /// # Ok(()) }
 /// ```
 #[must_use = "a query does nothing until it is awaited"]
@@ -359,8 +456,52 @@ pub struct Query<'a, V: ?Sized = ()> {
 impl<'a> Query<'a, ()> {
     pub(crate) fn new(client: &'a Client, code: &'a str) -> Self {
         Query {
-            core: Core::new(client, Kind2::Query, code),
+            core: Core::new(client, RequestKind::Query, code),
         }
+    }
+}
+
+/// The type parameter of a [`Query`] whose variables are added one at a
+/// time with [`var`](Query::var): such a query has no
+/// [`vars`](Query::vars), so the two ways cannot be mixed. Never made as a
+/// value.
+#[derive(Debug, Clone, Copy)]
+pub enum VarByVar {}
+
+impl Serialize for VarByVar {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        match *self {}
+    }
+}
+
+impl<'a> Query<'a, ()> {
+    /// Sets every variable at once from a value that serializes to a map
+    /// (a struct, a `HashMap`, an `rmpv::Value::Map`). It is serialized
+    /// straight into the request frame when the query is sent.
+    ///
+    /// Only on a query without variables: after `vars` there is no
+    /// [`var`](Query::var), and after `var` no `vars` (see [`Query`]).
+    pub fn vars<W: Serialize + ?Sized>(self, vars: &'a W) -> Query<'a, W> {
+        Query {
+            core: self.core.with_value(vars),
+        }
+    }
+
+    /// Adds one variable; then more with `var`. After it the query has
+    /// no [`vars`](Query::vars) (see [`Query`]).
+    pub fn var<T: Serialize + ?Sized>(mut self, name: &str, value: &T) -> Query<'a, VarByVar> {
+        self.core.push(Some(name), value);
+        Query {
+            core: self.core.with_items(),
+        }
+    }
+}
+
+impl Query<'_, VarByVar> {
+    /// Adds one more variable.
+    pub fn var<T: Serialize + ?Sized>(mut self, name: &str, value: &T) -> Self {
+        self.core.push(Some(name), value);
+        self
     }
 }
 
@@ -371,24 +512,28 @@ impl<'a, V: Serialize + ?Sized> Query<'a, V> {
         self
     }
 
-    /// Sets every variable at once from a value that serializes to a map
-    /// (a struct, a `HashMap`, an `rmpv::Value::Map`). It is serialized
-    /// straight into the request frame when the query is sent.
-    pub fn vars<W: Serialize + ?Sized>(self, vars: &'a W) -> Query<'a, W> {
-        Query {
-            core: self.core.with_value(vars),
-        }
-    }
-
-    /// Adds one variable. Cannot be combined with [`Query::vars`].
-    pub fn var<T: Serialize + ?Sized>(mut self, name: &str, value: &T) -> Self {
-        self.core.push(Some(name), value);
-        self
-    }
-
     /// Sets this request's timeout (instead of the client's).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.core.timeout = Some(timeout);
+        self
+    }
+
+    /// Marks the query safe to run twice (a read, or a write that sets
+    /// rather than adds): when the connection goes after it was written,
+    /// it is sent again (within its timeout, on the next connection)
+    /// instead of failing with [`Error::ConnectionLost`]; and when a node
+    /// answers REQUEST_CANCEL (-4, it gave up waiting on another node,
+    /// which may have run it). Requests that
+    /// provably did not run are sent again either way (see
+    /// [`ClientBuilder::request_attempts`](crate::ClientBuilder::request_attempts)).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+    /// let n: i64 = client.query(".n;").idempotent().decode().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn idempotent(mut self) -> Self {
+        self.core.idempotent = true;
         self
     }
 
@@ -418,11 +563,16 @@ impl<V: Serialize + ?Sized> Future for Query<'_, V> {
 /// [`decode`](Run::decode) or [`raw`](Run::raw). Like [`Query`], a `Run`
 /// is a [`Future`] itself, sent when first polled.
 ///
-/// ```no_run
-/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let node = thingsdb_testkit::TestNode::start().await?;
+/// # let client = thingsdb_client::Client::connect(&node.thingsdb_url(), thingsdb_client::Auth::password("admin", "pass")).await?;
+/// # node.procedure("add_one", |a| thingsdb_testkit::Reply::value(a.param(0, "x").and_then(|v| v.as_i64()).unwrap_or(0) + 1));
 /// let a = client.run("add_one").arg(&41).await?;
 /// let b: i64 = client.run("add_one").named("x", &41).decode().await?;
 /// let c = client.run("add_one").args(&(41,)).await?;
+/// assert_eq!((a, b, c), (42.into(), 42, 42.into()));
 /// # Ok(()) }
 /// ```
 #[must_use = "a procedure call does nothing until it is awaited"]
@@ -433,7 +583,7 @@ pub struct Run<'a, V: ?Sized = ()> {
 impl<'a> Run<'a, ()> {
     pub(crate) fn new(client: &'a Client, procedure: &'a str) -> Self {
         Run {
-            core: Core::new(client, Kind2::Run, procedure),
+            core: Core::new(client, RequestKind::Run, procedure),
         }
     }
 }
@@ -469,6 +619,25 @@ impl<'a, V: Serialize + ?Sized> Run<'a, V> {
     /// Sets this request's timeout (instead of the client's).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.core.timeout = Some(timeout);
+        self
+    }
+
+    /// Marks the call safe to run twice (a read, or a write that sets
+    /// rather than adds): when the connection goes after it was written,
+    /// it is sent again (within its timeout, on the next connection)
+    /// instead of failing with [`Error::ConnectionLost`]; and when a node
+    /// answers REQUEST_CANCEL (-4, it gave up waiting on another node,
+    /// which may have run it). Requests that
+    /// provably did not run are sent again either way (see
+    /// [`ClientBuilder::request_attempts`](crate::ClientBuilder::request_attempts)).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+    /// let n: i64 = client.run("get_n").idempotent().decode().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn idempotent(mut self) -> Self {
+        self.core.idempotent = true;
         self
     }
 

@@ -9,11 +9,13 @@ use serde::Serialize;
 use thingsdb_protocol::msgpack::Kind;
 use thingsdb_protocol::{request, Room as RoomRef};
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use crate::client::{expect_ok, Client};
 use crate::connection::{Command, RoomKey, Subscribe};
 use crate::error::Error;
 use crate::events::{event_channel, EventRx, Overflow, RoomEvent};
+use crate::observe::{record_error, room_span, Op, OpKind};
 use crate::request::serialize_into;
 use crate::scope::Scope;
 
@@ -24,8 +26,12 @@ use crate::scope::Scope;
 /// [`Client::room_by_code`] (by code that returns the room's id). Joining
 /// gives a [`RoomEvents`] stream; emitting needs no join.
 ///
-/// ```no_run
-/// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let node = thingsdb_testkit::TestNode::start().await?;
+/// # let client = thingsdb_client::Client::connect(&node.thingsdb_url(), thingsdb_client::Auth::password("admin", "pass")).await?;
+/// # node.create_room("stuff", Some("chat"));
 /// use futures::StreamExt;
 /// use thingsdb_client::RoomEvent;
 /// let room = client.room("//stuff", "chat")?;
@@ -69,17 +75,20 @@ impl Client {
     /// by id or by name; an error when the default scope is not a
     /// collection.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), thingsdb_client::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use thingsdb_client::{Auth, Client};
+    /// let node = thingsdb_testkit::TestNode::start().await?; // or your node: "thingsdb://localhost:9200"
+    /// node.create_room("stuff", Some("chat"));
     /// let client = Client::builder()
-    ///     .target("thingsdb://localhost:9200")?
+    ///     .target(&node.thingsdb_url())?
     ///     .auth(Auth::password("admin", "pass"))
     ///     .default_scope("//stuff")?
     ///     .connect()
     ///     .await?;
     /// let mut events = client.room_in_default("chat")?.join().await?;
-    /// # let _ = events.recv().await;
+    /// # assert_eq!(events.recv().await, Some(thingsdb_client::RoomEvent::Joined));
     /// # Ok(()) }
     /// ```
     pub fn room_in_default(&self, room: impl Into<RoomRef>) -> Result<Room, Error> {
@@ -125,6 +134,11 @@ impl Room {
         &self.room
     }
 
+    /// The client this handle uses (for queries from a room handler).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Joins the room and returns the stream of its events. The stream's
     /// buffer waits for a slow consumer ([`Overflow::Wait`]); see
     /// [`Room::join_with`].
@@ -139,8 +153,23 @@ impl Room {
     /// one is dropped or [left](RoomEvents::leave). A room that does not
     /// exist is a `lookup` error.
     pub async fn join_with(&self, overflow: Overflow) -> Result<RoomEvents, Error> {
+        let span = room_span(false, self.scope.as_str(), &self.room);
+        let r = self.join_inner(overflow).instrument(span.clone()).await;
+        if let Err(e) = &r {
+            record_error(&span, e);
+        }
+        r
+    }
+
+    async fn join_inner(&self, overflow: Overflow) -> Result<RoomEvents, Error> {
         let stream_id = self.client.next_stream_id();
         let (sink, rx) = event_channel(stream_id, self.client.config().event_buffer, overflow);
+        let collection = self.scope.collection_name().unwrap_or_default();
+        let sink = sink.with_counters(
+            self.client
+                .observer()
+                .room(collection, &self.room.to_string()),
+        );
         let (reply, answer) = oneshot::channel();
         self.client
             .command(Command::Subscribe(Box::new(Subscribe {
@@ -200,7 +229,12 @@ impl Room {
         } else {
             request::encode_emit(&mut frame, 0, scope, &self.room, event, &encoded)?;
         }
-        expect_ok(&self.client.call(frame, None).await?)
+        let op = Op {
+            kind: OpKind::Emit,
+            scope,
+            text: event,
+        };
+        expect_ok(&self.client.call(op, frame, None, false).await?)
     }
 }
 
@@ -246,8 +280,12 @@ impl RoomEvents {
     /// was the last stream. Returns once done; the stream then yields the
     /// events that came before, [`RoomEvent::Left`], and ends.
     ///
-    /// ```no_run
-    /// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let node = thingsdb_testkit::TestNode::start().await?;
+    /// # let client = thingsdb_client::Client::connect(&node.thingsdb_url(), thingsdb_client::Auth::password("admin", "pass")).await?;
+    /// # node.create_room("stuff", Some("chat"));
     /// use thingsdb_client::RoomEvent;
     /// let mut events = client.room("//stuff", "chat")?.join().await?;
     /// events.leave().await?;
@@ -262,19 +300,27 @@ impl RoomEvents {
         if self.left {
             return Ok(());
         }
+        let scope = format!("//{}", self.key.collection);
+        let span = room_span(true, &scope, &self.key.id);
         let (ack, done) = oneshot::channel();
-        self.client
+        let sent = self
+            .client
             .command(Command::Unsubscribe {
                 key: self.key.clone(),
                 stream_id: self.stream_id,
                 ack: Some(ack),
             })
-            .await?;
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &sent {
+            record_error(&span, e);
+        }
+        sent?;
         // Only now: had this future been dropped before the command went
         // out, `Drop` still sends it.
         self.left = true;
         // Answered once the node confirmed (or the connection is gone).
-        let _ = done.await;
+        let _ = done.instrument(span).await;
         Ok(())
     }
 }

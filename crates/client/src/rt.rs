@@ -16,15 +16,6 @@ use std::time::Duration;
 
 pub(crate) use web_time::Instant;
 
-/// A boxed future the driver keeps in its sets: `Send` where tasks may
-/// move between threads, not in a browser (whose sockets are not `Send`).
-#[cfg(not(target_arch = "wasm32"))]
-pub(crate) type BoxFuture<T> = futures::future::BoxFuture<'static, T>;
-/// A boxed future the driver keeps in its sets: `Send` where tasks may
-/// move between threads, not in a browser (whose sockets are not `Send`).
-#[cfg(target_arch = "wasm32")]
-pub(crate) type BoxFuture<T> = futures::future::LocalBoxFuture<'static, T>;
-
 /// The time now.
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn now() -> Instant {

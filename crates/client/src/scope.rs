@@ -56,7 +56,7 @@ impl Scope {
         })
     }
 
-    /// The thingsdb scope, `@thingsdb`.
+    /// The thingsdb scope, `@thingsdb` (`@t`): a client's default scope.
     pub fn thingsdb() -> Scope {
         Scope {
             text: "@thingsdb".into(),
@@ -146,7 +146,7 @@ impl fmt::Debug for Scope {
 }
 
 impl Default for Scope {
-    /// `@thingsdb`, the default scope of a client.
+    /// `@thingsdb` (`@t`), the default scope of a client.
     fn default() -> Self {
         Scope::thingsdb()
     }

@@ -355,7 +355,7 @@ async fn close_ends_everything() {
 
 /// Prints how long `Client::connect` (WebSocket open and AUTH) and the
 /// first room event (`Joined`) take from the page: medians of 20 clients.
-/// Speed is not asserted; the numbers are the README's figures.
+/// Speed is not asserted; the numbers are the figures of docs/benchmarks.md.
 #[wasm_bindgen_test]
 async fn figures_client_connect_and_first_event() {
     let Some(ws) = node() else { return };

@@ -38,9 +38,9 @@ async fn rooms_with_one_id_in_two_collections_stay_apart() {
         assert_eq!(within(30, alpha.next()).await, Some(RoomEvent::Joined));
         assert_eq!(within(30, beta.next()).await, Some(RoomEvent::Joined));
         assert_eq!((alpha.collection(), beta.collection()), ("alpha", "beta"));
-        assert_eq!(node.room_joiners_in("beta", b).len(), 1, "{via:?}");
-        node.emit_in("alpha", a, "n", &[Value::from(1)]);
-        node.emit_in("beta", b, "n", &[Value::from(2)]);
+        assert_eq!(node.room_joiners("beta", b).len(), 1, "{via:?}");
+        node.emit("alpha", a, "n", &[Value::from(1)]);
+        node.emit("beta", b, "n", &[Value::from(2)]);
         // A query answered after both events: both were routed by then.
         client.query("1;").await.unwrap();
         assert_eq!(n_of(&within(30, alpha.next()).await.unwrap()), Some(1));
@@ -61,7 +61,7 @@ async fn two_joins_back_to_back_give_one_joined_each() {
         let room = client.room("//stuff", "chat").unwrap();
         let (s1, s2) = tokio::join!(room.join(), room.join());
         let (mut s1, mut s2) = (s1.unwrap(), s2.unwrap());
-        node.emit(id, "n", &[Value::from(7)]);
+        node.emit("stuff", id, "n", &[Value::from(7)]);
         client.query("1;").await.unwrap();
         for s in [&mut s1, &mut s2] {
             assert_eq!(within(30, s.next()).await, Some(RoomEvent::Joined));
@@ -84,10 +84,10 @@ async fn leave_delivers_left_and_ends_the_stream() {
         two.leave().await.unwrap();
         assert_eq!(within(30, two.next()).await, Some(RoomEvent::Left));
         assert_eq!(within(30, two.next()).await, None);
-        assert_eq!(node.room_joiners(id).len(), 1);
+        assert_eq!(node.room_joiners("stuff", id).len(), 1);
         // The last stream leaves on the node; `Left` once it confirmed.
         one.leave().await.unwrap();
-        assert!(node.room_joiners(id).is_empty());
+        assert!(node.room_joiners("stuff", id).is_empty());
         assert_eq!(within(30, one.next()).await, Some(RoomEvent::Left));
         assert_eq!(within(30, one.next()).await, None, "{via:?}");
     }
@@ -109,7 +109,7 @@ async fn lag_is_reported_without_a_further_event() {
     let mut status = client.node_events().await.unwrap();
     const N: i64 = 200_000;
     for i in 0..N {
-        node.emit(id, "n", &[Value::from(i)]);
+        node.emit("stuff", id, "n", &[Value::from(i)]);
     }
     for i in 0..5_000 {
         node.emit_warn(i, "w");
@@ -118,7 +118,7 @@ async fn lag_is_reported_without_a_further_event() {
     // connection: once it is read, the client has handled them all.
     let marker = node.create_room("stuff", None);
     let mut mark = common::joined_first(&client, marker).await;
-    node.emit(marker, "done", &[]);
+    node.emit("stuff", marker, "done", &[]);
     common::wait_emitted(&mut mark, "done").await;
     // Read everything (a consumer reaching the end of the gap): the count
     // of what was dropped comes out with no later event to carry it.
@@ -200,7 +200,7 @@ async fn shutdown_under_load(cluster: &TestCluster, via: Via) {
         tokio::spawn(async move {
             let mut n = 0i64;
             while !stop.load(Ordering::Relaxed) {
-                b.emit(id, "n", &[Value::from(n)]);
+                b.emit("stuff", id, "n", &[Value::from(n)]);
                 n += 1;
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -319,7 +319,7 @@ async fn targets_added_at_run_time_are_used() {
         Value::from(2)
     );
     assert_eq!(b.connections().len(), 1);
-    b.emit(id, "on-b", &[]);
+    b.emit("stuff", id, "on-b", &[]);
     match within(60, events.next()).await {
         Some(RoomEvent::Emitted(e)) => assert_eq!(e.event, "on-b"),
         other => panic!("{other:?}"),

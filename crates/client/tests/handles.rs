@@ -130,7 +130,7 @@ async fn is_connected_is_false_while_reconnecting_and_once_closed() {
     node.restart().await;
     until(|| !client.is_connected()).await;
     assert_eq!(client.connection_info(), None);
-    assert_eq!(client.closed_reason(), None, "it is reconnecting");
+    assert!(client.closed_reason().is_none(), "it is reconnecting");
     node.accept_connections();
     until(|| client.is_connected()).await;
     assert_eq!(client.query("2;").await.unwrap(), Value::from(2));

@@ -829,3 +829,38 @@ async fn discovery_leaves_out_what_it_cannot_learn() {
     assert!(thingsdb_client::discovery::read_cluster(&c).await.is_err());
     assert_eq!(c.query("6 * 7;").await.unwrap(), Value::from(42));
 }
+
+/// With discovery on, the client asks which node answered after AUTH; the
+/// connection events carry it.
+#[tokio::test]
+async fn with_discovery_the_client_knows_which_node_answered() {
+    use futures::StreamExt;
+    let a = TestNode::start().await.unwrap();
+    a.on_query(|q| match q.code.as_str() {
+        "node_info().load().node_id;" => Reply::value(7),
+        _ => q.evaluate(),
+    });
+    let c = common::builder(&a, Via::Tcp)
+        .discover_nodes(true)
+        .reconnect(common::fast_reconnect())
+        .connect()
+        .await
+        .unwrap();
+    let mut events = c.connection_events().await.unwrap();
+    a.restart().await;
+    let target_a = thingsdb_client::Target::parse(&a.tcp_target()).unwrap();
+    let connected = common::within(60, async {
+        loop {
+            match events.next().await {
+                Some(thingsdb_client::ConnectionEvent::Connected { target, node_id }) => {
+                    break (target, node_id)
+                }
+                Some(_) => {}
+                None => panic!("the stream ended"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(connected, (target_a, Some(7)));
+    assert_eq!(c.query("6 * 7;").await.unwrap(), Value::from(42));
+}

@@ -74,6 +74,7 @@ async fn shutdown_under_load(cluster: &RealCluster, a: &str, b: &str) {
     let emitter = Client::builder()
         .target(b)
         .unwrap()
+        .auth(Auth::password("admin", "pass"))
         .default_scope("//stuff")
         .unwrap()
         .request_timeout(Duration::from_secs(60))
@@ -216,4 +217,10 @@ async fn shutdown_under_load(cluster: &RealCluster, a: &str, b: &str) {
     assert_eq!(client.connections_made(), 2);
     let v = within(60, client.query("1 + 1;")).await.unwrap();
     assert_eq!(v, Value::from(2));
+    // The move shows in the counters: one move, no reconnect, every query
+    // counted as answered.
+    let stats = client.stats();
+    assert_eq!((stats.moves, stats.reconnects), (1, 0), "{stats:?}");
+    assert_eq!(stats.query.ok, answered.load(Ordering::Relaxed) + 2);
+    assert_eq!(stats.query.total(), stats.query.ok, "{stats:?}");
 }

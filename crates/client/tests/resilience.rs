@@ -10,9 +10,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{builder, fast_reconnect, joined, wait_emitted, wait_event, within, Via, ALL};
 use futures::StreamExt;
-use thingsdb_client::{Error, NodeStatus, ReconnectPolicy, RoomEvent, Value};
+use thingsdb_client::{
+    ConnectionEvent, Error, ErrorCode, MoveReason, NodeStatus, ReconnectPolicy, RoomEvent, Target,
+    Value,
+};
 use thingsdb_protocol::{Header, PackageType};
-use thingsdb_testkit::{Corruption, TestNode};
+use thingsdb_testkit::{Corruption, Reply, TestNode};
 
 #[tokio::test]
 async fn restart_reconnects_reauthenticates_and_rejoins_rooms() {
@@ -41,7 +44,7 @@ async fn restart_reconnects_reauthenticates_and_rejoins_rooms() {
         // Re-joined: the stream sees Joined again and events flow.
         wait_event(&mut events, RoomEvent::Joined).await;
         assert!(node.counters().auth_ok > auths, "re-authenticated");
-        node.emit(room_id, "after", &[]);
+        node.emit("stuff", room_id, "after", &[]);
         wait_emitted(&mut events, "after").await;
         assert!(client.connections_made() >= 2);
     }
@@ -168,7 +171,7 @@ async fn unknown_types_and_broken_events_are_dropped_without_harm() {
     wrong.extend_from_slice(&[0x81, 0xa2, b'i', b'd', 0xc0]);
     node.faults().send_raw(wrong);
     // The connection stays up and events still flow.
-    node.emit(room_id, "fine", &[]);
+    node.emit("stuff", room_id, "fine", &[]);
     wait_emitted(&mut events, "fine").await;
     assert_eq!(client.query("1 + 1;").await.unwrap(), Value::from(2));
     assert_eq!(client.connections_made(), made);
@@ -185,6 +188,7 @@ async fn shutting_down_node_moves_the_client_and_its_rooms() {
         .unwrap()
         .target(&b.ws_url())
         .unwrap()
+        .auth(thingsdb_client::Auth::password("admin", "pass"))
         .reconnect(fast_reconnect())
         .connect()
         .await
@@ -203,8 +207,8 @@ async fn shutting_down_node_moves_the_client_and_its_rooms() {
     // connection to a is closed once it has nothing left to answer.
     assert!(a.wait_for_connections(0, Duration::from_secs(60)).await);
     assert_eq!(b.counters().connections_total(), 1);
-    assert_eq!(b.room_joiners(room_b).len(), 1);
-    b.emit(room_b, "from-b", &[]);
+    assert_eq!(b.room_joiners("stuff", room_b).len(), 1);
+    b.emit("stuff", room_b, "from-b", &[]);
     // The stream saw neither `Disconnected` nor a second `Joined`.
     match within(60, events.recv()).await {
         Some(RoomEvent::Emitted(e)) => assert_eq!(e.event, "from-b"),
@@ -339,7 +343,7 @@ async fn soak_requests_through_random_connection_drops() {
     // The room hears events again after the reconnects.
     let drained = within(60, async {
         loop {
-            node.emit(room_id, "alive", &[]);
+            node.emit("stuff", room_id, "alive", &[]);
             match tokio::time::timeout(Duration::from_millis(500), events.next()).await {
                 Ok(Some(RoomEvent::Emitted(e))) if e.event == "alive" => return true,
                 Ok(Some(_)) | Err(_) => continue,
@@ -401,7 +405,7 @@ async fn a_stalled_consumer_does_not_trip_keepalive() {
         .unwrap();
     // Fill the buffer and more: reading pauses (Overflow::Wait).
     for i in 0..50 {
-        node.emit(room_id, "n", &[thingsdb_client::Value::from(i)]);
+        node.emit("stuff", room_id, "n", &[thingsdb_client::Value::from(i)]);
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
     // Everything arrives, on the first connection.
@@ -441,9 +445,9 @@ async fn a_join_answered_while_the_room_is_being_left_joins_again() {
     let mut second = within(30, second).await.unwrap().unwrap();
     node.faults().reset();
     wait_event(&mut second, RoomEvent::Joined).await;
-    node.emit(room_id, "still-joined", &[]);
+    node.emit("stuff", room_id, "still-joined", &[]);
     wait_emitted(&mut second, "still-joined").await;
-    assert_eq!(node.room_joiners(room_id).len(), 1);
+    assert_eq!(node.room_joiners("stuff", room_id).len(), 1);
 }
 
 #[tokio::test]
@@ -469,11 +473,127 @@ async fn an_abandoned_join_is_left_again() {
         loop {
             tokio::time::sleep(Duration::from_millis(20)).await;
             if node.counters().received(PackageType::Leave) == 1
-                && node.room_joiners(room_id).is_empty()
+                && node.room_joiners("stuff", room_id).is_empty()
             {
                 return;
             }
         }
     })
     .await;
+}
+
+#[tokio::test]
+async fn idempotent_requests_are_sent_again_after_a_lost_connection() {
+    let node = TestNode::start().await.unwrap();
+    let client = builder(&node, Via::Tcp)
+        .reconnect(fast_reconnect())
+        .connect()
+        .await
+        .unwrap();
+    let conn = node.connections()[0].id;
+    node.connection_faults(conn).stop_replying(true);
+    let c = client.clone();
+    let pending = tokio::spawn(async move { c.query("1 + 1;").idempotent().await });
+    assert!(
+        node.wait_for(
+            |c| c.received(PackageType::Query) == 1,
+            Duration::from_secs(30)
+        )
+        .await
+    );
+    node.connection_faults(conn).close_now();
+    // Sent again on the next connection, and answered there.
+    assert_eq!(within(60, pending).await.unwrap().unwrap(), Value::from(2));
+    assert_eq!(node.counters().received(PackageType::Query), 2);
+}
+
+#[tokio::test]
+async fn node_errors_are_sent_again_until_the_node_takes_them() {
+    let node = TestNode::start().await.unwrap();
+    let tries = Arc::new(AtomicU64::new(0));
+    let t = tries.clone();
+    node.on_query(move |q| {
+        if t.fetch_add(1, Ordering::SeqCst) < 2 {
+            Reply::error(
+                ErrorCode::Node,
+                "cannot find a node for handling this request",
+            )
+        } else {
+            q.evaluate()
+        }
+    });
+    let client = builder(&node, Via::Tcp).connect().await.unwrap();
+    assert_eq!(
+        within(60, client.query("2 + 2;")).await.unwrap(),
+        Value::from(4)
+    );
+    assert_eq!(tries.load(Ordering::SeqCst), 3);
+    // Within the cap only: each attempt answered -51 fails after 2.
+    tries.store(0, Ordering::SeqCst);
+    let capped = builder(&node, Via::Tcp)
+        .request_attempts(2)
+        .connect()
+        .await
+        .unwrap();
+    let e = within(60, capped.query("2 + 2;")).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Node), "{e}");
+    assert_eq!(e.attempts(), 2, "{e}");
+    assert!(!e.may_have_run());
+}
+
+#[tokio::test]
+async fn connection_events_show_each_move() {
+    let a = TestNode::start().await.unwrap();
+    let b = TestNode::start().await.unwrap();
+    let client = thingsdb_client::Client::builder()
+        .target(&a.tcp_target())
+        .unwrap()
+        .target(&b.tcp_target())
+        .unwrap()
+        .auth(thingsdb_client::Auth::password("admin", "pass"))
+        .reconnect(fast_reconnect())
+        .connect()
+        .await
+        .unwrap();
+    let mut events = client.connection_events().await.unwrap();
+    let (ta, tb) = (
+        Target::parse(&a.tcp_target()).unwrap(),
+        Target::parse(&b.tcp_target()).unwrap(),
+    );
+    a.emit_node_status(NodeStatus::ShuttingDown);
+    match within(60, events.next()).await {
+        Some(ConnectionEvent::Connected { target, .. }) => assert_eq!(target, tb),
+        other => panic!("{other:?}"),
+    }
+    match within(60, events.next()).await {
+        Some(ConnectionEvent::Moved { from, to, why }) => {
+            assert_eq!(
+                (from, to, why),
+                (ta.clone(), tb.clone(), MoveReason::ShuttingDown)
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // b goes away: lost, then back on a.
+    b.restart_with_downtime(Duration::from_secs(3600)).await;
+    let mut seen = Vec::new();
+    within(60, async {
+        while let Some(ev) = events.next().await {
+            let moved = matches!(ev, ConnectionEvent::Moved { .. });
+            seen.push(ev);
+            if moved {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, ConnectionEvent::Lost { target, .. } if *target == tb)),
+        "{seen:?}"
+    );
+    assert!(
+        matches!(seen.last(), Some(ConnectionEvent::Moved { from, to, why: MoveReason::Lost }) if *from == tb && *to == ta),
+        "{seen:?}"
+    );
 }

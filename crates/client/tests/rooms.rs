@@ -124,7 +124,7 @@ async fn deleted_room_ends_with_deleted() {
     let room_id = node.create_room("stuff", None);
     let client = connect(&node, Via::Tcp).await;
     let mut events = joined_first(&client, room_id).await;
-    node.delete_room(room_id);
+    node.delete_room("stuff", room_id);
     assert_eq!(within(30, events.next()).await, Some(RoomEvent::Deleted));
     assert_eq!(within(30, events.next()).await, None);
 }
@@ -138,30 +138,30 @@ async fn after_leave_no_more_events_and_the_node_forgets_us() {
     let mut first = room.join().await.unwrap();
     let second = room.join().await.unwrap();
     assert_eq!(
-        node.room_joiners(room_id).len(),
+        node.room_joiners("stuff", room_id).len(),
         1,
         "one JOIN per connection"
     );
     // Two streams of one room each get every event.
     let mut second = second;
-    node.emit(room_id, "one", &[Value::from(1)]);
+    node.emit("stuff", room_id, "one", &[Value::from(1)]);
     assert_eq!(next_emitted(&mut first).await.event, "one");
     assert_eq!(next_emitted(&mut second).await.event, "one");
     // Leaving one stream keeps the room joined for the other.
     second.leave().await.unwrap();
-    node.emit(room_id, "two", &[]);
+    node.emit("stuff", room_id, "two", &[]);
     assert_eq!(next_emitted(&mut first).await.event, "two");
-    assert_eq!(node.room_joiners(room_id).len(), 1);
+    assert_eq!(node.room_joiners("stuff", room_id).len(), 1);
     // Dropping the last sends LEAVE.
     drop(first);
     let left = within(30, async {
-        while !node.room_joiners(room_id).is_empty() {
+        while !node.room_joiners("stuff", room_id).is_empty() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await;
     let () = left;
-    assert_eq!(node.emit(room_id, "three", &[]), 0);
+    assert_eq!(node.emit("stuff", room_id, "three", &[]), 0);
 }
 
 #[tokio::test]
@@ -175,7 +175,7 @@ async fn a_burst_of_100k_events_arrives_complete_and_in_order() {
         let node = node.clone();
         async move {
             for i in 0..N {
-                node.emit(room_id, "n", &[Value::from(i)]);
+                node.emit("stuff", room_id, "n", &[Value::from(i)]);
                 if i % 1000 == 0 {
                     tokio::task::yield_now().await;
                 }
@@ -212,7 +212,7 @@ async fn lag_policy_reports_what_was_dropped() {
         .await
         .unwrap();
     for i in 0..200 {
-        node.emit(room_id, "n", &[Value::from(i)]);
+        node.emit("stuff", room_id, "n", &[Value::from(i)]);
     }
     // Every event has reached the client once the ping is answered.
     client.ping().await.unwrap();
@@ -227,7 +227,7 @@ async fn lag_policy_reports_what_was_dropped() {
         ));
         seen += 1;
     }
-    node.emit(room_id, "last", &[]);
+    node.emit("stuff", room_id, "last", &[]);
     loop {
         match within(30, events.next()).await {
             Some(RoomEvent::Emitted(e)) if e.event == "last" => break,

@@ -1,13 +1,11 @@
-//! Write ThingsDB modules in Rust.
+#![doc = include_str!("../README.md")]
 //!
-//! A ThingsDB node runs modules as child processes and talks to them over
-//! their stdin and stdout (the module protocol of
-//! [`thingsdb_protocol::module`]); ThingsDB code calls them with
-//! `future({module: 'NAME', ...})`. This crate is the module's side: you
-//! implement a [`Handler`] (typed configuration, typed requests, async
-//! answers, errors with ThingsDB error codes) and [`Module::run`] does the
-//! rest: framing, concurrency, per-request timeouts, logging to stderr and
-//! a clean exit when the node closes stdin or sends SIGTERM.
+//! # A handler with state and configuration
+//!
+//! A [`Handler`]'s configuration is checked in
+//! [`configure`](Handler::configure) (a refusal makes the node refuse
+//! calls until a good one comes); [`handle`](Handler::handle) runs
+//! concurrently, so shared state sits behind a lock.
 //!
 //! ```no_run
 //! use std::collections::HashMap;
@@ -67,24 +65,6 @@
 //!     }
 //! }
 //! ```
-//!
-//! The crate's `kvcache` binary (`src/bin/kvcache`) is a complete example,
-//! with what a node needs to install it; see the crate's README.
-//!
-//! # What the node does (ThingsDB 1.9.2)
-//!
-//! - It starts the module when `new_module('NAME', 'FILE')` is called, or
-//!   at its own start, from `<modules_path>/NAME/FILE` (and restarts it up
-//!   to three times when it exits unasked); it sends its configuration
-//!   first, if it has one, and refuses calls to the module until the
-//!   module answers it.
-//! - The request is the thing given to `future`, with its keys `module`
-//!   and, if given, `deep` and `load`; things inside it carry their ids
-//!   (`#`) down to `deep` levels.
-//! - The answer reaches ThingsDB code as `mpdata`, or as a value when the
-//!   request said `load: true`.
-//! - It never times a module's request out itself; it stops a module with
-//!   SIGTERM (`restart_module`, `del_module`, its own shutdown).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod error;

@@ -87,6 +87,7 @@ impl fmt::Display for ScopeError {
 }
 
 #[cfg(feature = "std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 impl std::error::Error for ScopeError {}
 
 /// Whether `name` follows a node's naming rules (collections, procedures,

@@ -16,9 +16,16 @@
 //! (`integer overflow`), division or modulo by zero gives -58
 //! (`division or modulo by zero`), an unknown variable gives -54
 //! (``variable `x` is undefined``), arithmetic on other types gives -61,
-//! and code that cannot be parsed gives -52 (syntax error). Anything
-//! beyond this subset is a syntax error here even where a node would run
-//! it: register a handler with [`crate::TestNode::on_query`] for that.
+//! and code that cannot be parsed gives -52 (syntax error).
+//!
+//! Code beyond this subset (a function or method call such as
+//! `new_procedure(..)`, an assignment, a property, a list, a thing, a
+//! closure: any character the subset has no use for) is not a syntax
+//! error: it gets -63 (operation error) with a message saying that the
+//! testkit cannot run it and how to answer it instead, with
+//! [`TestNode::on_query`](crate::TestNode::on_query) (a handler that can
+//! fall back to [`Query::evaluate`](crate::Query::evaluate)) or, for
+//! procedures, [`TestNode::procedure`](crate::TestNode::procedure).
 
 use rmpv::Value;
 use thingsdb_protocol::ErrorCode;
@@ -49,12 +56,24 @@ enum Expr {
 struct SyntaxError {
     pos: usize,
     what: String,
+    /// The code goes beyond the subset (a call, an assignment, ...), so
+    /// whether a node would run it cannot be told here.
+    beyond: bool,
 }
 
 fn syntax(pos: usize, what: impl Into<String>) -> SyntaxError {
     SyntaxError {
         pos,
         what: what.into(),
+        beyond: false,
+    }
+}
+
+/// Code the subset cannot express, met at `pos`.
+fn beyond(pos: usize, what: impl Into<String>) -> SyntaxError {
+    SyntaxError {
+        beyond: true,
+        ..syntax(pos, what)
     }
 }
 
@@ -101,7 +120,12 @@ fn tokenize(code: &str) -> Result<Vec<(usize, Tok)>, SyntaxError> {
             while i < b.len() && (b[i].is_alphanumeric() || b[i] == '_') {
                 i += 1;
             }
-            out.push((start, Tok::Ident(b[start..i].iter().collect())));
+            let name: String = b[start..i].iter().collect();
+            // A name followed by `(` is a function call.
+            if b[i..].iter().find(|c| !c.is_whitespace()) == Some(&'(') {
+                return Err(beyond(start, format!("the call `{name}(..)`")));
+            }
+            out.push((start, Tok::Ident(name)));
             continue;
         }
         if c == '\'' || c == '"' {
@@ -133,7 +157,9 @@ fn tokenize(code: &str) -> Result<Vec<(usize, Tok)>, SyntaxError> {
             '(' => Tok::Open,
             ')' => Tok::Close,
             ';' => Tok::Semi,
-            other => return Err(syntax(i, format!("unexpected character `{other}`"))),
+            // `,` `.` `=` `[` `{` `|` ...: ThingsDB syntax the subset
+            // does not have.
+            other => return Err(beyond(i, format!("`{other}`"))),
         };
         out.push((start, tok));
         i += 1;
@@ -434,6 +460,18 @@ pub(crate) fn evaluate(code: &str, vars: &[(String, Value)]) -> Reply {
     });
     let stmts = match parsed {
         Ok(s) => s,
+        Err(e) if e.beyond => {
+            return err(
+                ErrorCode::Operation,
+                format!(
+                    "the testkit cannot run this code (at position {}, {}): its evaluator knows \
+                     only arithmetic (literals, variables, `+ - * / %`, parentheses, `;`); \
+                     answer it with a handler registered with TestNode::on_query, or register \
+                     procedures with TestNode::procedure",
+                    e.pos, e.what
+                ),
+            )
+        }
         Err(e) => {
             return err(
                 ErrorCode::Syntax,
@@ -494,22 +532,42 @@ mod tests {
         assert_eq!(code("9223372036854775807 + 1;"), ErrorCode::Overflow);
         assert_eq!(code("x;"), ErrorCode::Lookup);
         assert_eq!(code("'a' * 2;"), ErrorCode::Type);
-        for bad in [
-            "1 +;",
-            "(1",
-            "1 2",
-            "foo()",
-            "1 = 2",
-            "{",
-            "99999999999999999999",
-            "1a",
-        ] {
+        for bad in ["1 +;", "(1", "1 2", "99999999999999999999", "1a", ")"] {
             assert_eq!(code(bad), ErrorCode::Syntax, "{bad}");
         }
         let deep = "(".repeat(10_000);
         assert_eq!(code(&deep), ErrorCode::Syntax);
         let deep = "-".repeat(10_000) + "1";
         assert_eq!(code(&deep), ErrorCode::Syntax);
+    }
+
+    #[test]
+    fn code_beyond_the_subset_says_how_to_answer_it() {
+        for (code_, at) in [
+            (
+                "new_procedure(name, closure(code)); nil;",
+                "the call `new_procedure(..)`",
+            ),
+            ("foo()", "the call `foo(..)`"),
+            ("1 = 2", "`=`"),
+            ("{", "`{`"),
+            ("x.y;", "`.`"),
+            ("[1, 2];", "`[`"),
+            ("|x| x + 1", "`|`"),
+        ] {
+            let r = evaluate(code_, &[]);
+            assert_eq!(r.error_code(), Some(ErrorCode::Operation), "{code_}");
+            let Reply::Error { message, .. } = r else {
+                unreachable!()
+            };
+            assert!(
+                message.contains("the testkit cannot run this code"),
+                "{message}"
+            );
+            assert!(message.contains(at), "{code_}: {message}");
+            assert!(message.contains("TestNode::on_query"), "{message}");
+            assert!(message.contains("TestNode::procedure"), "{message}");
+        }
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! An in-process ThingsDB node stand-in for tests.
+#![doc = include_str!("../README.md")]
+//!
+//! # The node in detail
 //!
 //! [`TestNode`] listens on ephemeral loopback ports over TCP, WebSocket and
 //! a Unix socket (and TLS / secure WebSocket when given a certificate),
@@ -13,7 +15,8 @@
 //!   one it is refused with an operation error (-63), unless the `eval`
 //!   feature is on: then simple arithmetic (`1 + 1;`, `a * b;` with vars)
 //!   is evaluated as a node would (`Query::evaluate`, an opt-in test
-//!   convenience, not a query language);
+//!   convenience, not a query language), and code beyond it gets -63 with
+//!   a message saying how to answer it;
 //! - RUN calls procedures registered with [`TestNode::procedure`]; an
 //!   unknown one gets -54, spread arguments get -53;
 //! - JOIN / LEAVE by id or name reply with an array of ids (nil where not
@@ -64,6 +67,7 @@
 //! testkit, and a "refused" connection is accepted and closed at once.
 //! [`TestNode::serve_http`] adds the HTTP API and the status port
 //! ([`http`]).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod conn;
 mod dispatch;

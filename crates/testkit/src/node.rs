@@ -577,15 +577,9 @@ impl TestNode {
         id
     }
 
-    /// Deletes room `id` of collection `stuff`; see
-    /// [`TestNode::delete_room_in`].
-    pub fn delete_room(&self, id: u64) -> bool {
-        self.delete_room_in("stuff", id)
-    }
-
-    /// Deletes a room; every connection that joined it gets ON_DELETE.
-    /// False if there is no such room.
-    pub fn delete_room_in(&self, collection: &str, id: u64) -> bool {
+    /// Deletes room `id` of `collection`; every connection that joined it
+    /// gets ON_DELETE. False if there is no such room.
+    pub fn delete_room(&self, collection: &str, id: u64) -> bool {
         let mut st = self.shared.lock();
         let Some(room) = st.rooms.remove(&(collection.to_string(), id)) else {
             return false;
@@ -602,13 +596,9 @@ impl TestNode {
         true
     }
 
-    /// The connections that joined room `id` of collection `stuff`.
-    pub fn room_joiners(&self, id: u64) -> Vec<u64> {
-        self.room_joiners_in("stuff", id)
-    }
-
-    /// The connections (of every node of a cluster) that joined a room.
-    pub fn room_joiners_in(&self, collection: &str, id: u64) -> Vec<u64> {
+    /// The connections (of every node of a cluster) that joined room `id`
+    /// of `collection`.
+    pub fn room_joiners(&self, collection: &str, id: u64) -> Vec<u64> {
         self.shared
             .lock()
             .rooms
@@ -617,16 +607,12 @@ impl TestNode {
             .unwrap_or_default()
     }
 
-    /// Emits in room `id` of collection `stuff`; see [`TestNode::emit_in`].
-    pub fn emit(&self, id: u64, event: &str, args: &[Value]) -> usize {
-        self.emit_in("stuff", id, event, args)
-    }
-
-    /// Emits `event` with `args` in a room from the node's side (as
-    /// `room.emit(..)` in code does): every joined connection (on every
-    /// node of a cluster) gets ON_EMIT, with the scope `@collection:NAME`.
-    /// Returns how many connections it was sent to.
-    pub fn emit_in(&self, collection: &str, id: u64, event: &str, args: &[Value]) -> usize {
+    /// Emits `event` with `args` in room `id` of `collection` from the
+    /// node's side (as `room.emit(..)` in code does): every joined
+    /// connection (on every node of a cluster) gets ON_EMIT, with the scope
+    /// `@collection:NAME`. Returns how many connections it was sent to (0
+    /// when there is no such room).
+    pub fn emit(&self, collection: &str, id: u64, event: &str, args: &[Value]) -> usize {
         let mut st = self.shared.lock();
         let Some(room) = st.rooms.get(&(collection.to_string(), id)) else {
             return 0;
@@ -871,7 +857,7 @@ impl TestNode {
 /// use thingsdb_testkit::TestNode;
 /// let cluster = TestNode::builder().start_cluster(2).await?;
 /// let room = cluster.node(0).create_room("stuff", None);
-/// assert_eq!(cluster.node(1).room_joiners(room), Vec::<u64>::new());
+/// assert_eq!(cluster.node(1).room_joiners("stuff", room), Vec::<u64>::new());
 /// assert_eq!(cluster.node(1).node_id(), 1);
 /// # Ok(()) }
 /// ```

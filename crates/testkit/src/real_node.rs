@@ -258,17 +258,30 @@ impl RealNode {
     /// operator stopping it would; a node in a cluster tells its clients
     /// it is going away first. Returns once the signal is sent.
     pub fn terminate(&self) -> std::io::Result<()> {
+        self.signal("TERM")
+    }
+
+    /// Kills a started node at once (SIGKILL): it says nothing to its
+    /// clients, its connections just break. Returns once the signal is
+    /// sent.
+    pub fn kill(&self) -> std::io::Result<()> {
+        self.signal("KILL")
+    }
+
+    fn signal(&self, name: &str) -> std::io::Result<()> {
         let pid = self
             .pid()
             .ok_or_else(|| std::io::Error::other("the node was not started here"))?;
         let status = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{name}"))
             .arg(pid.to_string())
             .status()?;
         if status.success() {
             Ok(())
         } else {
-            Err(std::io::Error::other(format!("kill -TERM {pid}: {status}")))
+            Err(std::io::Error::other(format!(
+                "kill -{name} {pid}: {status}"
+            )))
         }
     }
 

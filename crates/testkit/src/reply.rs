@@ -95,6 +95,49 @@ impl Reply {
         Reply::Data(v.into())
     }
 
+    /// DATA with any serde value, laid out as a node sends it: structs as
+    /// maps of their field names, sequences and tuples as arrays, `None`
+    /// and `()` as `nil`. What a client decodes the reply into with
+    /// `.decode::<T>()` is what was given here.
+    ///
+    /// A value serde cannot encode (a map with keys that are not strings
+    /// or numbers is fine; a failing `Serialize` impl is not) gets an
+    /// ERROR reply, -1 (`Internal`), whose message says why, so the test
+    /// sees it on the client's side.
+    ///
+    /// ```
+    /// use rmpv::Value;
+    /// use thingsdb_testkit::Reply;
+    ///
+    /// #[derive(serde::Serialize)]
+    /// struct Person { name: String, age: u8 }
+    ///
+    /// let r = Reply::serialize(&Person { name: "Iris".into(), age: 7 });
+    /// assert_eq!(r, Reply::value(Value::Map(vec![
+    ///     (Value::from("name"), Value::from("Iris")),
+    ///     (Value::from("age"), Value::from(7)),
+    /// ])));
+    /// assert_eq!(Reply::serialize(&(1, "two")), Reply::value(vec![Value::from(1), Value::from("two")]));
+    /// assert_eq!(Reply::serialize(&None::<i64>), Reply::nil());
+    /// ```
+    pub fn serialize<T: serde::Serialize + ?Sized>(value: &T) -> Reply {
+        let mut buf = Vec::new();
+        let mut ser = rmp_serde::Serializer::new(&mut buf).with_struct_map();
+        if let Err(e) = value.serialize(&mut ser) {
+            return Reply::error(
+                ErrorCode::Internal,
+                format!("testkit: the reply cannot be serialized: {e}"),
+            );
+        }
+        match rmpv::decode::read_value(&mut buf.as_slice()) {
+            Ok(v) => Reply::Data(v),
+            Err(e) => Reply::error(
+                ErrorCode::Internal,
+                format!("testkit: the serialized reply does not decode: {e}"),
+            ),
+        }
+    }
+
     /// DATA `nil`.
     pub fn nil() -> Reply {
         Reply::Data(Value::Nil)
@@ -176,6 +219,7 @@ impl Query {
     /// assert_eq!(q.evaluate(), Reply::value(42));
     /// ```
     #[cfg(feature = "eval")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "eval")))]
     pub fn evaluate(&self) -> Reply {
         crate::eval::evaluate(&self.code, &self.vars)
     }
@@ -250,5 +294,74 @@ impl Args {
     /// Whether no arguments were passed.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A value whose `Serialize` fails half-way.
+    struct Broken;
+
+    impl serde::Serialize for Broken {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::{Error, SerializeSeq};
+            let mut seq = s.serialize_seq(Some(2))?;
+            seq.serialize_element(&1)?;
+            Err(S::Error::custom("no second element"))
+        }
+    }
+
+    /// Bytes that serialize as MessagePack bin.
+    struct Bin(&'static [u8]);
+
+    impl serde::Serialize for Bin {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+
+    #[test]
+    fn serialize_lays_out_values_as_a_node_sends_them() {
+        #[derive(serde::Serialize)]
+        struct Inner {
+            n: Option<u8>,
+        }
+        #[derive(serde::Serialize)]
+        struct Outer {
+            name: &'static str,
+            inner: Inner,
+            list: Vec<i64>,
+            raw: Bin,
+        }
+        let r = Reply::serialize(&Outer {
+            name: "x",
+            inner: Inner { n: None },
+            list: vec![1, -2],
+            raw: Bin(b"\x00\x01"),
+        });
+        let map = |kv: Vec<(&str, Value)>| {
+            Value::Map(kv.into_iter().map(|(k, v)| (Value::from(k), v)).collect())
+        };
+        assert_eq!(
+            r,
+            Reply::Data(map(vec![
+                ("name", Value::from("x")),
+                ("inner", map(vec![("n", Value::Nil)])),
+                ("list", Value::Array(vec![Value::from(1), Value::from(-2)])),
+                ("raw", Value::Binary(vec![0, 1])),
+            ]))
+        );
+    }
+
+    #[test]
+    fn a_value_serde_cannot_encode_is_an_internal_error_that_says_why() {
+        let r = Reply::serialize(&Broken);
+        assert_eq!(r.error_code(), Some(ErrorCode::Internal));
+        let Reply::Error { message, .. } = r else {
+            unreachable!()
+        };
+        assert!(message.contains("no second element"), "{message}");
     }
 }

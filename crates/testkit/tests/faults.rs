@@ -164,7 +164,7 @@ async fn refused_connections_and_restart() {
     expect_closed(&mut c).await;
     expect_closed(&mut w).await;
     assert!(node.connections().is_empty());
-    assert!(node.room_joiners(room).is_empty());
+    assert!(node.room_joiners("stuff", room).is_empty());
 
     // Rooms, users and procedures survive.
     let mut c = authed(&node, T::Unix).await;

@@ -370,11 +370,14 @@ async fn rooms_join_leave_emit_delete() {
         assert!(
             matches!(take_event(&mut a).await, Event::Leave(EventRoom { id, .. }) if id == chat)
         );
-        assert_eq!(node.room_joiners(chat).len(), 1);
+        assert_eq!(node.room_joiners("stuff", chat).len(), 1);
 
         // Node-side emit and NODE_STATUS / WARN reach the joiners and all
         // authenticated connections.
-        assert_eq!(node.emit(chat, "from-node", &[Value::from(true)]), 1);
+        assert_eq!(
+            node.emit("stuff", chat, "from-node", &[Value::from(true)]),
+            1
+        );
         assert!(matches!(next_event(&mut b).await, Event::Emit(e) if e.event == "from-node"));
         assert_eq!(node.emit_node_status(NodeStatus::ShuttingDown), 2);
         assert_eq!(node.emit_warn(2, "careful"), 2);
@@ -400,7 +403,7 @@ async fn rooms_join_leave_emit_delete() {
             .await
             .unwrap();
         assert!(matches!(take_event(&mut b).await, Event::Join(_)));
-        assert!(node.delete_room(room));
+        assert!(node.delete_room("stuff", room));
         assert_eq!(
             next_event(&mut b).await,
             Event::Delete(EventRoom {
@@ -408,10 +411,10 @@ async fn rooms_join_leave_emit_delete() {
                 id: room
             })
         );
-        assert!(!node.delete_room(room));
+        assert!(!node.delete_room("stuff", room));
         drop((a, b));
         assert!(node.wait_for_connections(0, GUARD).await);
-        assert!(node.room_joiners(chat).is_empty());
+        assert!(node.room_joiners("stuff", chat).is_empty());
     }
 }
 

@@ -1,26 +1,6 @@
-//! Frame transports for ThingsDB.
+#![doc = include_str!("../README.md")]
 //!
-//! One [`Connection`] type over every way into a node: TCP, TLS over TCP,
-//! WebSocket, secure WebSocket and Unix sockets, or a byte stream of your
-//! own ([`Connection::from_stream`]). It splits into a [`FrameWriter`] and a
-//! [`FrameReader`], concrete types with `async` and poll methods (no boxed
-//! future per frame). A transport moves whole packages
-//! ([`thingsdb_protocol::Frame`]) and knows nothing of queries.
-//!
-//! ```no_run
-//! use bytes::BytesMut;
-//! use thingsdb_protocol::request;
-//! use thingsdb_transport::{connect, ConnectOptions, Target};
-//!
-//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
-//! let target: Target = "ws://localhost:9270".parse()?;
-//! let (mut tx, mut rx) = connect(&target, &ConnectOptions::default()).await?.split();
-//! let mut out = BytesMut::new();
-//! request::encode_query(&mut out, 1, "@t", "1 + 1;", None)?;
-//! tx.send(out.freeze()).await?;
-//! let reply = rx.recv().await?;
-//! # Ok(()) }
-//! ```
+//! # Where things are
 //!
 //! | module | what |
 //! |---|---|

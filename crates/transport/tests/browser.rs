@@ -159,7 +159,7 @@ async fn refused_connection_is_a_connect_error() {
 /// Prints how long opening a WebSocket, authenticating and getting the
 /// first event (the ON_JOIN after joining the room `chat` of `//stuff`,
 /// which the harness made) take from the page: medians of 20. Speed is not
-/// asserted; the numbers are the README's figures.
+/// asserted; the numbers are the figures of docs/benchmarks.md.
 #[wasm_bindgen_test]
 async fn figures_connect_auth_first_event() {
     let Some(target) = node() else { return };

@@ -9,8 +9,9 @@ use thingsdb_testkit::TestNode;
 pub struct Node {
     /// The target string to connect to.
     pub uri: String,
-    /// Credentials from `THINGSDB_TOKEN`, or `THINGSDB_USER` and
-    /// `THINGSDB_PASSWORD` (default admin/pass, a fresh node's).
+    /// Credentials: for a real node from `THINGSDB_TOKEN`, or
+    /// `THINGSDB_USER` (default `admin`) and `THINGSDB_PASSWORD` (required:
+    /// no password is guessed); for the testkit node its `admin`/`pass`.
     pub auth: Auth,
     /// The testkit node, when no real node was named.
     pub testkit: Option<TestNode>,
@@ -23,13 +24,20 @@ impl Node {
     }
 }
 
-fn env_auth() -> Auth {
+/// Credentials for a real node: `THINGSDB_TOKEN`, or `THINGSDB_USER`
+/// (default `admin`) with `THINGSDB_PASSWORD`; an error naming what to set
+/// when there is neither a token nor a password.
+pub fn env_auth() -> Result<Auth, String> {
     if let Ok(token) = std::env::var("THINGSDB_TOKEN") {
-        return Auth::token(token);
+        return Ok(Auth::token(token));
     }
     let user = std::env::var("THINGSDB_USER").unwrap_or_else(|_| "admin".into());
-    let password = std::env::var("THINGSDB_PASSWORD").unwrap_or_else(|_| "pass".into());
-    Auth::password(user, password)
+    match std::env::var("THINGSDB_PASSWORD") {
+        Ok(password) => Ok(Auth::password(user, password)),
+        Err(_) => Err(format!(
+            "set THINGSDB_PASSWORD (the password of {user}) or THINGSDB_TOKEN for the real node"
+        )),
+    }
 }
 
 /// The node named by `THINGSDB_URI`, or a fresh testkit node; says which.
@@ -39,7 +47,7 @@ pub async fn node() -> Result<Node, Box<dyn std::error::Error>> {
             println!("using the ThingsDB node at {uri} (THINGSDB_URI)");
             Ok(Node {
                 uri,
-                auth: env_auth(),
+                auth: env_auth()?,
                 testkit: None,
             })
         }

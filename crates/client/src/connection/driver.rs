@@ -22,9 +22,12 @@ use tokio::sync::mpsc;
 use tracing::info;
 
 use super::handshake::{connect_one, Established};
-use super::session::{reject, Command, ConnId, Output, Session, SessionConfig};
+use super::session::{reject, Command, ConnId, Lifecycle, Output, Session, SessionConfig};
 use crate::config::Config;
 use crate::error::{ConnectionLost, Error, LostReason};
+use crate::events::{Offer, Sink};
+use crate::lifecycle::ConnectionEvent;
+use crate::request::BoxFuture;
 use crate::rt;
 
 /// How many queued commands one wake-up takes at most, so that replies and
@@ -35,8 +38,13 @@ const DRAIN_BATCH: usize = 512;
 pub(crate) enum Input {
     /// A command for the session.
     Cmd(Command),
-    /// More nodes for the pool (cluster discovery, management).
+    /// More nodes for the pool (management).
     AddTargets(Vec<Target>),
+    /// More nodes for the pool, each with the id of the node it must reach
+    /// when known (cluster discovery).
+    AddNodes(Vec<(Target, Option<u32>)>),
+    /// Attach a stream of connection events.
+    ConnectionEvents(Box<Sink<ConnectionEvent>>),
 }
 
 /// State shared between the driver and the handles, for diagnostics.
@@ -52,6 +60,8 @@ pub(crate) struct Shared {
     serving: AtomicUsize,
     /// The pool entry at `serving`, written only when it changes.
     serving_target: Mutex<Option<Target>>,
+    /// Spans, metrics and the counters of `Client::stats`.
+    pub observe: crate::observe::Observer,
 }
 
 /// [`Shared::serving`] when no connection serves.
@@ -66,6 +76,7 @@ impl Shared {
             connections: AtomicU64::new(0),
             serving: AtomicUsize::new(index),
             serving_target: Mutex::new(target),
+            observe: crate::observe::Observer::default(),
         }
     }
 
@@ -84,10 +95,14 @@ impl Shared {
     /// Publishes the serving connection's pool index (a load and compare
     /// when it did not change).
     fn publish_serving(&self, index: Option<usize>, targets: &[Target]) {
+        self.observe.sync_pool(targets);
         let new = index.unwrap_or(NOT_SERVING);
-        if self.serving.load(Relaxed) == new {
+        let old = self.serving.load(Relaxed);
+        if old == new {
             return;
         }
+        let was = Some(old).filter(|i| *i != NOT_SERVING);
+        self.observe.serving_changed(was, index, self.dead.get());
         let target = index.and_then(|i| targets.get(i).cloned());
         match self.serving_target.lock() {
             Ok(mut t) => *t = target,
@@ -97,10 +112,8 @@ impl Shared {
     }
 }
 
-type BoxFut<T> = rt::BoxFuture<T>;
-
 /// The driver's side of one open connection.
-struct Link {
+struct Socket {
     conn: ConnId,
     reader: FrameReader,
     writer: FrameWriter,
@@ -110,12 +123,12 @@ struct Link {
     unacked: bool,
 }
 
-impl Link {
-    fn new(conn: ConnId, est: Established) -> Link {
+impl Socket {
+    fn new(conn: ConnId, est: Established) -> Socket {
         let mut reader = est.rx;
-        // Quick ACKs only when the node has more to send (see `poll_links`).
+        // Quick ACKs only when the node has more to send (see `poll_sockets`).
         reader.set_manual_quick_ack(true);
-        Link {
+        Socket {
             conn,
             reader,
             writer: est.tx,
@@ -126,7 +139,7 @@ impl Link {
 }
 
 /// What one of the open connections did.
-enum LinkEvent {
+enum SocketEvent {
     Frame(ConnId, Frame),
     Lost(ConnId, ConnectionLost),
     Flushed,
@@ -141,26 +154,26 @@ enum LinkEvent {
 /// `TCP_NODELAY`, so its next small package would otherwise wait for our
 /// delayed ACK (about 40 ms on Linux). When nothing more is expected (one
 /// request at a time, its reply read), the ACK rides on the next request.
-fn poll_links(
-    links: &mut [Link],
+fn poll_sockets(
+    sockets: &mut [Socket],
     reading: bool,
     expecting: bool,
     start: &mut usize,
     cx: &mut Context<'_>,
-) -> Poll<LinkEvent> {
-    let n = links.len();
+) -> Poll<SocketEvent> {
+    let n = sockets.len();
     *start = start.wrapping_add(1);
     for k in 0..n {
-        let link = &mut links[(*start + k) % n];
-        if link.writing {
-            match link.writer.poll_flush(cx) {
+        let socket = &mut sockets[(*start + k) % n];
+        if socket.writing {
+            match socket.writer.poll_flush(cx) {
                 Poll::Ready(Ok(())) => {
-                    link.writing = false;
-                    return Poll::Ready(LinkEvent::Flushed);
+                    socket.writing = false;
+                    return Poll::Ready(SocketEvent::Flushed);
                 }
                 Poll::Ready(Err(e)) => {
-                    return Poll::Ready(LinkEvent::Lost(
-                        link.conn,
+                    return Poll::Ready(SocketEvent::Lost(
+                        socket.conn,
                         ConnectionLost::from_transport(e),
                     ))
                 }
@@ -168,14 +181,14 @@ fn poll_links(
             }
         }
         if reading {
-            match link.reader.poll_recv(cx) {
+            match socket.reader.poll_recv(cx) {
                 Poll::Ready(Ok(Some(frame))) => {
-                    link.unacked = true;
-                    return Poll::Ready(LinkEvent::Frame(link.conn, frame));
+                    socket.unacked = true;
+                    return Poll::Ready(SocketEvent::Frame(socket.conn, frame));
                 }
                 Poll::Ready(Ok(None)) => {
-                    return Poll::Ready(LinkEvent::Lost(
-                        link.conn,
+                    return Poll::Ready(SocketEvent::Lost(
+                        socket.conn,
                         ConnectionLost::new(
                             LostReason::ClosedByPeer,
                             "the node closed the connection",
@@ -183,14 +196,14 @@ fn poll_links(
                     ))
                 }
                 Poll::Ready(Err(e)) => {
-                    return Poll::Ready(LinkEvent::Lost(
-                        link.conn,
+                    return Poll::Ready(SocketEvent::Lost(
+                        socket.conn,
                         ConnectionLost::from_transport(e),
                     ))
                 }
                 Poll::Pending => {
-                    if std::mem::take(&mut link.unacked) && expecting {
-                        link.reader.quick_ack();
+                    if std::mem::take(&mut socket.unacked) && expecting {
+                        socket.reader.quick_ack();
                     }
                 }
             }
@@ -200,7 +213,7 @@ fn poll_links(
 }
 
 /// Closes a writer the session let go of: what is queued is written first.
-fn close(mut writer: FrameWriter) -> BoxFut<()> {
+fn close(mut writer: FrameWriter) -> BoxFuture<'static, ()> {
     Box::pin(async move {
         let _ = writer.flush().await;
         let _ = writer.close().await;
@@ -222,20 +235,30 @@ pub(crate) async fn run(
     first: Established,
 ) {
     let mut targets = config.targets.clone();
+    // The node a learnt pool entry must reach.
+    let mut expected: Vec<(Target, u32)> = Vec::new();
     let mut session = Session::new(SessionConfig {
         keepalive: config.keepalive,
         reconnect: config.reconnect.clone(),
         pool_len: targets.len(),
+        request_attempts: config.request_attempts,
+        seed: rand::random(),
     });
-    let mut links: Vec<Link> = Vec::with_capacity(2);
+    let mut sockets: Vec<Socket> = Vec::with_capacity(2);
     // Connection attempts (rare), and graceful closes.
-    let mut connecting: FuturesUnordered<BoxFut<(ConnId, Result<Established, Error>)>> =
+    let mut connecting: FuturesUnordered<BoxFuture<'static, (ConnId, Result<Established, Error>)>> =
         FuturesUnordered::new();
-    let mut closes: FuturesUnordered<BoxFut<()>> = FuturesUnordered::new();
+    let mut closes: FuturesUnordered<BoxFuture<'static, ()>> = FuturesUnordered::new();
     let mut start = 0usize;
+    // Connection event streams, and the node id each open connection
+    // reached (when asked).
+    let mut watchers: Vec<Sink<ConnectionEvent>> = Vec::new();
+    let mut node_ids: Vec<(ConnId, Option<u32>)> = Vec::new();
 
+    let first_node = first.node_id;
     let conn = session.adopt(now(), first_index);
-    links.push(Link::new(conn, first));
+    node_ids.push((conn, first_node));
+    sockets.push(Socket::new(conn, first));
 
     let mut timer = rt::Timer::new();
 
@@ -245,24 +268,42 @@ pub(crate) async fn run(
                 Output::Connect { conn, index, delay } => {
                     let config = config.clone();
                     let target = targets.get(index).cloned();
-                    connecting.push(Box::pin(async move {
+                    let span = shared
+                        .observe
+                        .attempt_span(session.serving_index(), index, delay);
+                    let want = target
+                        .as_ref()
+                        .and_then(|t| expected.iter().find(|(e, _)| e == t).map(|(_, id)| *id));
+                    connecting.push(crate::observe::in_span(span, async move {
                         rt::sleep(delay).await;
                         let r = match target {
-                            Some(t) => connect_one(&config, &t).await,
+                            Some(t) => connect_one(&config, &t).await.and_then(|est| {
+                                match wrong_node(&t, want, est.node_id) {
+                                    Some(e) => Err(e),
+                                    None => Ok(est),
+                                }
+                            }),
                             None => Err(Error::BadArgument("no such pool entry".into())),
                         };
                         (conn, r)
                     }));
                 }
                 Output::Close { conn } => {
-                    if let Some(pos) = links.iter().position(|l| l.conn == conn) {
-                        let mut link = links.swap_remove(pos);
+                    if let Some(pos) = sockets.iter().position(|l| l.conn == conn) {
+                        let mut socket = sockets.swap_remove(pos);
                         if let Some(batch) = session.poll_transmit(conn) {
-                            let _ = link.writer.queue(batch);
+                            let _ = socket.writer.queue(batch);
                         }
-                        closes.push(close(link.writer));
+                        closes.push(close(socket.writer));
                     }
                 }
+            }
+        }
+        while let Some(ev) = session.poll_event() {
+            let ev = public_event(ev, &targets, &mut node_ids);
+            if let Some(ev) = ev {
+                shared.observe.event(&ev);
+                watchers.retain_mut(|w| !matches!(w.offer(ev.clone()), Offer::Gone));
             }
         }
         shared
@@ -278,7 +319,7 @@ pub(crate) async fn run(
                 &mut cmd_rx,
                 &shared,
                 e,
-                links,
+                sockets,
                 closes,
                 &config,
             )
@@ -288,16 +329,17 @@ pub(crate) async fn run(
         // Write what the session queued, one batch per connection while the
         // previous one is still being written.
         let mut lost = None;
-        for link in links.iter_mut().filter(|l| !l.writing) {
-            if let Some(batch) = session.poll_transmit(link.conn) {
-                match link.writer.queue(batch) {
-                    Ok(()) => link.writing = true,
-                    Err(e) => lost = Some((link.conn, ConnectionLost::from_transport(e))),
+        for socket in sockets.iter_mut().filter(|l| !l.writing) {
+            if let Some(batch) = session.poll_transmit(socket.conn) {
+                shared.observe.sent(batch.len());
+                match socket.writer.queue(batch) {
+                    Ok(()) => socket.writing = true,
+                    Err(e) => lost = Some((socket.conn, ConnectionLost::from_transport(e))),
                 }
             }
         }
         if let Some((conn, l)) = lost {
-            links.retain(|x| x.conn != conn);
+            sockets.retain(|x| x.conn != conn);
             session.handle_lost(now(), conn, l);
             continue;
         }
@@ -312,19 +354,23 @@ pub(crate) async fn run(
         // write rather than one write per request.
         tokio::select! {
             biased;
-            ev = std::future::poll_fn(|cx| poll_links(&mut links, reading, expecting, &mut start, cx)),
-                if !links.is_empty() => match ev {
-                LinkEvent::Frame(conn, frame) => session.handle_frame(now(), conn, frame),
-                LinkEvent::Flushed => {}
-                LinkEvent::Lost(conn, l) => {
-                    links.retain(|x| x.conn != conn);
+            ev = std::future::poll_fn(|cx| poll_sockets(&mut sockets, reading, expecting, &mut start, cx)),
+                if !sockets.is_empty() => match ev {
+                SocketEvent::Frame(conn, frame) => {
+                    shared.observe.received(&frame);
+                    session.handle_frame(now(), conn, frame)
+                }
+                SocketEvent::Flushed => {}
+                SocketEvent::Lost(conn, l) => {
+                    sockets.retain(|x| x.conn != conn);
                     session.handle_lost(now(), conn, l);
                 }
             },
             Some((conn, r)) = connecting.next(), if !connecting.is_empty() => match r {
                 Ok(est) => {
                     info!(conn = conn.0, "connected");
-                    links.push(Link::new(conn, est));
+                    node_ids.push((conn, est.node_id));
+                    sockets.push(Socket::new(conn, est));
                     session.handle_connected(now(), conn);
                 }
                 Err(e) => session.handle_connect_failed(now(), conn, &e),
@@ -341,13 +387,13 @@ pub(crate) async fn run(
             },
             cmd = cmd_rx.recv(), if accepting => match cmd {
                 Some(input) => {
-                    apply(&mut session, &mut targets, input);
+                    apply(&mut session, &mut targets, &mut expected, &mut watchers, input);
                     for _ in 1..DRAIN_BATCH {
                         if !session.wants_commands() {
                             break;
                         }
                         match cmd_rx.try_recv() {
-                            Ok(input) => apply(&mut session, &mut targets, input),
+                            Ok(input) => apply(&mut session, &mut targets, &mut expected, &mut watchers, input),
                             Err(_) => break,
                         }
                     }
@@ -362,11 +408,83 @@ pub(crate) async fn run(
     }
 }
 
-fn apply(session: &mut Session, targets: &mut Vec<Target>, input: Input) {
+/// The error for a learnt pool entry where another node answered than the
+/// one it was learnt for (`want`); `None` when it is that node, or either
+/// id is unknown.
+fn wrong_node(target: &Target, want: Option<u32>, got: Option<u32>) -> Option<Error> {
+    match (want, got) {
+        (Some(want), Some(got)) if want != got => Some(Error::Transport(format!(
+            "{target} was learnt as node {want} but node {got} answered there"
+        ))),
+        _ => None,
+    }
+}
+
+/// A session's lifecycle event as the public stream shows it: pool
+/// indexes become targets. `None` for an index out of the pool.
+fn public_event(
+    ev: Lifecycle,
+    targets: &[Target],
+    node_ids: &mut Vec<(ConnId, Option<u32>)>,
+) -> Option<ConnectionEvent> {
+    let target = |i: usize| targets.get(i).cloned();
+    Some(match ev {
+        Lifecycle::Connected { conn, index } => {
+            let node_id = node_ids
+                .iter()
+                .find(|(c, _)| *c == conn)
+                .and_then(|(_, n)| *n);
+            node_ids.retain(|(c, _)| *c >= conn);
+            info!(conn = conn.0, index, node_id, "serving");
+            ConnectionEvent::Connected {
+                target: target(index)?,
+                node_id,
+            }
+        }
+        Lifecycle::Moved { from, to, why } => {
+            info!(from, to, ?why, "moved");
+            ConnectionEvent::Moved {
+                from: target(from)?,
+                to: target(to)?,
+                why,
+            }
+        }
+        Lifecycle::Lost { index, lost } => ConnectionEvent::Lost {
+            target: target(index)?,
+            reason: lost,
+        },
+        Lifecycle::AuthFailed { index, error } => ConnectionEvent::AuthFailed {
+            target: target(index)?,
+            error,
+        },
+        Lifecycle::GaveUp { error } => ConnectionEvent::GaveUp { error },
+    })
+}
+
+fn apply(
+    session: &mut Session,
+    targets: &mut Vec<Target>,
+    expected: &mut Vec<(Target, u32)>,
+    watchers: &mut Vec<Sink<ConnectionEvent>>,
+    input: Input,
+) {
     match input {
         Input::Cmd(cmd) => session.handle_command(now(), cmd),
+        Input::ConnectionEvents(sink) => watchers.push(*sink),
         Input::AddTargets(more) => {
             for t in more {
+                if !targets.contains(&t) {
+                    targets.push(t);
+                }
+            }
+            session.handle_pool_size(targets.len());
+        }
+        Input::AddNodes(more) => {
+            for (t, id) in more {
+                if let Some(id) = id {
+                    expected.retain(|(e, _)| *e != t);
+                    expected.push((t.clone(), id));
+                }
                 if !targets.contains(&t) {
                     targets.push(t);
                 }
@@ -383,11 +501,12 @@ async fn finish(
     cmd_rx: &mut mpsc::Receiver<Input>,
     shared: &Shared,
     e: Error,
-    links: Vec<Link>,
-    mut closes: FuturesUnordered<BoxFut<()>>,
+    sockets: Vec<Socket>,
+    mut closes: FuturesUnordered<BoxFuture<'static, ()>>,
     config: &Config,
 ) {
     let _ = shared.dead.set(e.clone());
+    shared.observe.stopped(&e);
     shared.in_flight.store(0, Relaxed);
     shared.publish_serving(None, &[]);
     cmd_rx.close();
@@ -396,8 +515,8 @@ async fn finish(
             reject(cmd, e.clone());
         }
     }
-    for link in links {
-        closes.push(close(link.writer));
+    for socket in sockets {
+        closes.push(close(socket.writer));
     }
     // A peer that does not take the close is not waited for longer than a
     // connect.
@@ -407,5 +526,23 @@ async fn finish(
     .await;
     for ack in session.take_close_acks() {
         let _ = ack.send(());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_learnt_entry_must_reach_its_node() {
+        let t = Target::tcp("127.0.0.1", 9201);
+        assert!(wrong_node(&t, Some(1), Some(1)).is_none());
+        assert!(
+            wrong_node(&t, None, Some(0)).is_none(),
+            "a given target: any node"
+        );
+        assert!(wrong_node(&t, Some(1), None).is_none(), "not asked");
+        let e = wrong_node(&t, Some(1), Some(0)).map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("learnt as node 1 but node 0")));
     }
 }

@@ -12,15 +12,30 @@ use crate::error::{ConnectionLost, Error, LostReason};
 pub(crate) struct Established {
     pub tx: FrameWriter,
     pub rx: FrameReader,
+    /// The id of the node that answered, when asked (discovery on).
+    pub node_id: Option<u32>,
 }
 
 /// Connects to one target and authenticates, within the connect timeout.
 pub(crate) async fn connect_one(config: &Config, target: &Target) -> Result<Established, Error> {
+    crate::observe::traced_connect(target, connect_inner(config, target)).await
+}
+
+async fn connect_inner(config: &Config, target: &Target) -> Result<Established, Error> {
     let conn = thingsdb_transport::connect(target, &config.connect).await?;
     let (mut tx, mut rx) = conn.split();
-    let handshake = authenticate(&mut tx, &mut rx, &config.auth);
+    let ask = config.discover_nodes;
+    let handshake = async {
+        crate::observe::traced_auth(authenticate(&mut tx, &mut rx, &config.auth)).await?;
+        // Which node answered: a learnt target may reach another node.
+        Ok::<_, Error>(if ask {
+            node_id(&mut tx, &mut rx).await
+        } else {
+            None
+        })
+    };
     match crate::rt::timeout(config.connect.connect_timeout, handshake).await {
-        Ok(Ok(())) => Ok(Established { tx, rx }),
+        Ok(Ok(node_id)) => Ok(Established { tx, rx, node_id }),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(Error::Transport(format!(
             "connected to {target} but it did not answer AUTH within {:?}",
@@ -56,6 +71,28 @@ pub(crate) async fn connect_pool(
         }
     }
     Err(last)
+}
+
+/// Asks a fresh, authenticated connection which node it reached (id 1, in
+/// `@node`); `None` when the user may not ask or the answer is not a
+/// node id.
+async fn node_id(tx: &mut FrameWriter, rx: &mut FrameReader) -> Option<u32> {
+    let mut buf = BytesMut::new();
+    request::encode_query(&mut buf, 1, "@node", "node_info().load().node_id;", None).ok()?;
+    tx.send(buf.freeze()).await.ok()?;
+    loop {
+        let frame = rx.recv().await.ok()??;
+        if frame.package_type().ok()?.direction() != Direction::Response || frame.id != 1 {
+            continue; // an event before the answer
+        }
+        return match Response::decode(&frame).ok()? {
+            Response::Data(d) => thingsdb_protocol::decode_value(&d)
+                .ok()?
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok()),
+            _ => None,
+        };
+    }
 }
 
 /// Sends AUTH on a fresh connection and waits for its answer (id 0).

@@ -39,7 +39,7 @@
 //! loop, after events that may already have come), marks a room joined.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,6 +57,7 @@ use crate::events::{
     Emitted, NodeEvent, NodeSink, Offer, Overflow, Parked, RoomEvent, RoomSink, SinkHandle,
 };
 use crate::in_flight::{InFlight, MAX_IN_FLIGHT};
+use crate::lifecycle::MoveReason;
 use crate::scope::Scope;
 
 /// Stop taking new requests while this much waits to be written on a
@@ -72,14 +73,15 @@ pub(crate) const HELD_CAP: usize = 8192;
 pub(crate) const HANDOVER_CAP: usize = 1024;
 
 /// The reply channel of one request.
-pub(crate) type ReplyTx = oneshot::Sender<Result<Frame, Error>>;
+pub(crate) type ReplyTx = oneshot::Sender<Result<crate::observe::Answer, Error>>;
 
 /// A connection, as the session names it. A new one for every attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct ConnId(pub u64);
 
-/// A room: the collection it lives in, and its id there.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A room: the collection it lives in, and its id there. Ordered by
+/// collection, then id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct RoomKey {
     /// The collection's name (normalized: `//x`, `@:x` and
     /// `@collection:x` all give `x`).
@@ -97,6 +99,9 @@ pub(crate) enum Command {
         reply: ReplyTx,
         deadline: Instant,
         timeout: Duration,
+        /// Safe to run twice: sent again when its connection goes after it
+        /// was written.
+        idempotent: bool,
     },
     /// Join a room and attach a stream to it.
     Subscribe(Box<Subscribe>),
@@ -140,6 +145,28 @@ pub(crate) enum Output {
     Close { conn: ConnId },
 }
 
+/// What happened to the session's connections, in order: the driver
+/// turns these into the public [`ConnectionEvent`](crate::ConnectionEvent)s
+/// (pool indexes into targets) and is the one place a tracing or metrics
+/// layer needs to hook into.
+#[derive(Debug, Clone)]
+pub(crate) enum Lifecycle {
+    /// `conn`, to pool entry `index`, is open and authenticated.
+    Connected { conn: ConnId, index: usize },
+    /// New requests go to pool entry `to` instead of `from`.
+    Moved {
+        from: usize,
+        to: usize,
+        why: MoveReason,
+    },
+    /// The connection to pool entry `index` went.
+    Lost { index: usize, lost: ConnectionLost },
+    /// Pool entry `index` refused the credentials.
+    AuthFailed { index: usize, error: Error },
+    /// The session stopped reconnecting: it is finished.
+    GaveUp { error: Error },
+}
+
 /// Settings the session needs.
 #[derive(Debug, Clone)]
 pub(crate) struct SessionConfig {
@@ -149,17 +176,103 @@ pub(crate) struct SessionConfig {
     pub reconnect: ReconnectPolicy,
     /// How many nodes the pool holds.
     pub pool_len: usize,
+    /// How many times a request is sent at most (see [`Req`]); 1 turns
+    /// resending off.
+    pub request_attempts: u32,
+    /// Seeds the session's random numbers (reconnect jitter): the client
+    /// seeds it at random, tests fix it, so that the same seed and inputs
+    /// give the same outputs.
+    pub seed: u64,
+}
+
+/// The session's random numbers: SplitMix64, small and the same on every
+/// platform, so that a seed replays.
+#[derive(Debug, Clone)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..=max`.
+    pub(crate) fn up_to(&mut self, max: u64) -> u64 {
+        match max.checked_add(1) {
+            // Modulo bias is at most max / 2^64: irrelevant for jitter.
+            Some(n) => self.next_u64() % n,
+            None => self.next_u64(),
+        }
+    }
+}
+
+/// The back-off between attempts of a request the node answered with
+/// NODE_ERROR (-51): 100 ms doubling up to 1 s, jittered.
+const RESEND_BACKOFF: ReconnectPolicy = ReconnectPolicy {
+    enabled: true,
+    initial_delay: Duration::from_millis(100),
+    max_delay: Duration::from_secs(1),
+    max_attempts: None,
+};
+
+/// A user's request, kept until it is answered so that it can be sent again
+/// when it provably did not run: the node answered NODE_ERROR (-51: not
+/// ready, shutting down, no node for a change), or its connection went
+/// before it was written; or, for an idempotent request, after. Within its
+/// own deadline and at most `request_attempts` times.
+struct Req {
+    /// The request frame (its id is set per attempt).
+    frame: Bytes,
+    reply: ReplyTx,
+    deadline: Instant,
+    timeout: Duration,
+    idempotent: bool,
+    /// Times sent so far.
+    attempts: u32,
+    /// Whether an earlier attempt may have run.
+    ran: bool,
+}
+
+impl Req {
+    /// Fails the request with `e`, saying how often it was tried.
+    fn fail(self, e: Error) {
+        // One that ran and waits to go again says so, whatever ends it.
+        let e = if self.attempts > 1 || (self.ran && !e.may_have_run()) {
+            Error::Retried {
+                attempts: self.attempts,
+                may_have_run: self.ran || e.may_have_run(),
+                last: Box::new(e),
+            }
+        } else {
+            e
+        };
+        let _ = self.reply.send(Err(e));
+    }
+}
+
+/// Something held while no connection serves.
+enum Held {
+    Request(Req),
+    Subscribe(Box<Subscribe>),
 }
 
 /// Something a connection waits for an answer to.
 enum Pending {
     /// A user's request; `seq` tells it apart from a later request with
-    /// the same id.
+    /// the same id; `queued` is the connection's request count when it was
+    /// queued (written once the driver took that many).
     User {
-        reply: ReplyTx,
+        req: Req,
         seq: u64,
-        timeout: Duration,
         conn: ConnId,
+        queued: u64,
     },
     /// A user's request that timed out: the id stays taken until its late
     /// reply comes (and is dropped), so it can never answer a newer one.
@@ -232,6 +345,10 @@ struct Conn {
     /// Whether anything came since the last keep-alive check.
     heard: bool,
     next_check: Option<Instant>,
+    /// User requests queued on it so far, and how many of those the driver
+    /// took to write.
+    queued: u64,
+    handed: u64,
 }
 
 /// A connection being made.
@@ -323,6 +440,17 @@ struct RoomEntry {
     repeats: Option<Repeats>,
 }
 
+impl RoomEntry {
+    /// Takes out the leavers waiting on `conn`.
+    fn take_leavers(&mut self, conn: ConnId) -> Vec<Leaver> {
+        let (gone, stay) = std::mem::take(&mut self.leavers)
+            .into_iter()
+            .partition(|l| l.conn == conn);
+        self.leavers = stay;
+        gone
+    }
+}
+
 /// The events an old connection delivered last, to drop when the new
 /// connection delivers them again. The new connection's events start
 /// somewhere in this run (or after it); once one of them is found in it,
@@ -351,16 +479,26 @@ impl Repeats {
     }
 }
 
-/// Why the session ended.
-enum Closing {
+/// Where the session is in its life: one state, not flags checked in
+/// pairs.
+enum Life {
     Open,
-    /// `close()` was called (or every handle is gone): finish in flight.
-    Requested(Vec<oneshot::Sender<()>>),
+    /// `close()` was called (or every handle is gone): what is in flight
+    /// finishes, nothing new is taken; these `close()` callers are answered
+    /// once it is closed.
+    Closing(Vec<oneshot::Sender<()>>),
+    /// Ended with `error`; `acks` are the `close()` callers to answer once
+    /// the driver has closed the sockets.
+    Finished {
+        error: Error,
+        acks: Vec<oneshot::Sender<()>>,
+    },
 }
 
 /// The client's protocol state machine; see the module docs.
 pub(crate) struct Session {
     cfg: SessionConfig,
+    rng: Rng,
     in_flight: InFlight<Pending>,
     deadlines: BinaryHeap<Reverse<Deadline>>,
     next_seq: u64,
@@ -368,15 +506,20 @@ pub(crate) struct Session {
     conns: Vec<Conn>,
     serving: Option<ConnId>,
     connecting: Option<Connecting>,
-    rooms: HashMap<RoomKey, RoomEntry>,
+    /// Ordered, so that what the session does depends only on its inputs.
+    rooms: BTreeMap<RoomKey, RoomEntry>,
     node_sinks: Vec<NodeSink>,
     parked: VecDeque<Parked>,
-    held: VecDeque<Command>,
-    closing: Closing,
-    finished: Option<Error>,
-    /// `close()` callers to answer once the driver has closed the sockets.
-    close_acks: Vec<oneshot::Sender<()>>,
+    held: VecDeque<Held>,
+    /// Requests waiting out their back-off before the next attempt.
+    resend: Vec<(Instant, Req)>,
+    life: Life,
     outputs: VecDeque<Output>,
+    /// Lifecycle events not yet taken by the driver.
+    events: VecDeque<Lifecycle>,
+    /// The pool index of the serving connection that was lost last, until
+    /// another serves.
+    lost_serving: Option<usize>,
     /// The last event scope seen and its collection, so that routing an
     /// event parses its scope only when it changes.
     scope_cache: Option<(String, Option<Arc<str>>)>,
@@ -387,6 +530,7 @@ impl Session {
     /// A session with no connection yet.
     pub(crate) fn new(cfg: SessionConfig) -> Session {
         Session {
+            rng: Rng::new(cfg.seed),
             cfg,
             in_flight: InFlight::default(),
             deadlines: BinaryHeap::new(),
@@ -395,14 +539,15 @@ impl Session {
             conns: Vec::new(),
             serving: None,
             connecting: None,
-            rooms: HashMap::new(),
+            rooms: BTreeMap::new(),
             node_sinks: Vec::new(),
             parked: VecDeque::new(),
             held: VecDeque::new(),
-            closing: Closing::Open,
-            finished: None,
-            close_acks: Vec::new(),
+            resend: Vec::new(),
+            life: Life::Open,
             outputs: VecDeque::new(),
+            events: VecDeque::new(),
+            lost_serving: None,
             scope_cache: None,
             connections_made: 0,
         }
@@ -415,9 +560,15 @@ impl Session {
         self.outputs.pop_front()
     }
 
+    /// The next lifecycle event (see [`Lifecycle`]).
+    pub(crate) fn poll_event(&mut self) -> Option<Lifecycle> {
+        self.events.pop_front()
+    }
+
     /// Everything queued for `conn`, as one batch.
     pub(crate) fn poll_transmit(&mut self, conn: ConnId) -> Option<Bytes> {
         let c = self.conns.iter_mut().find(|c| c.id == conn)?;
+        c.handed = c.queued;
         (!c.out.is_empty()).then(|| c.out.split().freeze())
     }
 
@@ -432,17 +583,20 @@ impl Session {
         for c in &self.conns {
             earlier(c.next_check);
         }
-        for cmd in &self.held {
-            if let Command::Request { deadline, .. } = cmd {
-                earlier(Some(*deadline));
+        for h in &self.held {
+            if let Held::Request(r) = h {
+                earlier(Some(r.deadline));
             }
+        }
+        for (at, _) in &self.resend {
+            earlier(Some(*at));
         }
         next
     }
 
     /// Whether the driver should hand over more commands.
     pub(crate) fn wants_commands(&self) -> bool {
-        if self.finished.is_some() || matches!(self.closing, Closing::Requested(_)) {
+        if !matches!(self.life, Life::Open) {
             return false;
         }
         match self.serving {
@@ -477,7 +631,10 @@ impl Session {
     /// Why the session ended, once it has: the driver stops and fails any
     /// command still coming with this error.
     pub(crate) fn finished(&self) -> Option<&Error> {
-        self.finished.as_ref()
+        match &self.life {
+            Life::Finished { error, .. } => Some(error),
+            _ => None,
+        }
     }
 
     /// Requests (and joins, leaves, pings) waiting for an answer.
@@ -525,6 +682,16 @@ impl Session {
             self.conns.iter().map(|c| c.timed_out).sum(),
             self.deadlines.len(),
         )
+    }
+
+    /// The connections that entries of the in-flight table (requests,
+    /// joins, leaves, pings) wait on, each once.
+    #[cfg(test)]
+    pub(crate) fn in_flight_conns(&self) -> Vec<ConnId> {
+        let mut conns: Vec<ConnId> = self.in_flight.iter().map(|(_, p)| p.conn()).collect();
+        conns.sort_unstable();
+        conns.dedup();
+        conns
     }
 
     /// The rooms as text, for test failure messages.
@@ -576,16 +743,15 @@ impl Session {
 
     /// A command from a client handle.
     pub(crate) fn handle_command(&mut self, now: Instant, cmd: Command) {
-        if let Some(e) = &self.finished {
-            let e = e.clone();
-            reject(cmd, e);
+        if let Life::Finished { error, .. } = &self.life {
+            reject(cmd, error.clone());
             return;
         }
         if let Command::Rooms(reply) = cmd {
             let _ = reply.send(self.live_rooms());
             return;
         }
-        if matches!(self.closing, Closing::Requested(_)) {
+        if matches!(self.life, Life::Closing(_)) {
             match cmd {
                 Command::Close(ack) => self.add_close_ack(ack),
                 Command::Unsubscribe {
@@ -603,6 +769,7 @@ impl Session {
                 reply,
                 deadline,
                 timeout,
+                idempotent,
             } => {
                 if reply.is_closed() {
                     return; // cancelled before it was sent
@@ -615,19 +782,22 @@ impl Session {
                     let _ = reply.send(Err(Error::BadArgument("empty request frame".into())));
                     return;
                 }
-                match self.serving {
-                    Some(conn) => self.send_request(conn, frame, reply, deadline, timeout),
-                    None => self.held.push_back(Command::Request {
-                        frame,
+                self.dispatch(
+                    now,
+                    Req {
+                        frame: frame.freeze(),
                         reply,
                         deadline,
                         timeout,
-                    }),
-                }
+                        idempotent,
+                        attempts: 0,
+                        ran: false,
+                    },
+                );
             }
             Command::Subscribe(sub) => match self.serving {
                 Some(conn) => self.subscribe(conn, sub),
-                None => self.held.push_back(Command::Subscribe(sub)),
+                None => self.held.push_back(Held::Subscribe(sub)),
             },
             Command::Unsubscribe {
                 key,
@@ -636,7 +806,7 @@ impl Session {
             } => self.unsubscribe(key, stream_id, ack),
             Command::NodeEvents(sink) => self.node_sinks.push(*sink),
             Command::Close(ack) => {
-                self.closing = Closing::Requested(vec![ack]);
+                self.life = Life::Closing(vec![ack]);
                 self.check_closed();
             }
             Command::Rooms(reply) => {
@@ -661,8 +831,8 @@ impl Session {
 
     /// Every client handle is gone: finish what is in flight, then close.
     pub(crate) fn handle_handles_gone(&mut self) {
-        if self.finished.is_none() && matches!(self.closing, Closing::Open) {
-            self.closing = Closing::Requested(Vec::new());
+        if matches!(self.life, Life::Open) {
+            self.life = Life::Closing(Vec::new());
             self.check_closed();
         }
     }
@@ -699,6 +869,16 @@ impl Session {
     /// Time passed: requests past their deadline fail, keep-alive pings go
     /// out or a silent connection is given up.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        // Requests whose back-off is over go out (or time out) first.
+        if self.resend.iter().any(|(at, _)| *at <= now) {
+            let (due, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.resend)
+                .into_iter()
+                .partition(|(at, _)| *at <= now);
+            self.resend = wait;
+            for (_, req) in due {
+                self.dispatch(now, req);
+            }
+        }
         while let Some(Reverse(d)) = self.deadlines.peek() {
             if d.at > now {
                 break;
@@ -710,10 +890,11 @@ impl Session {
                 if let Pending::User { seq, conn, .. } = slot {
                     if *seq == d.seq {
                         let conn = *conn;
-                        if let Pending::User { reply, timeout, .. } =
+                        if let Pending::User { req, .. } =
                             std::mem::replace(slot, Pending::TimedOut { conn })
                         {
-                            let _ = reply.send(Err(Error::Timeout(timeout)));
+                            let timeout = req.timeout;
+                            req.fail(Error::Timeout(timeout));
                         }
                         if let Some(c) = self.conn_mut(conn) {
                             c.timed_out += 1;
@@ -742,7 +923,7 @@ impl Session {
             self.outputs.push_back(Output::Close { conn });
             return;
         };
-        if self.finished.is_some() {
+        if self.is_finished() {
             self.outputs.push_back(Output::Close { conn });
             return;
         }
@@ -756,7 +937,7 @@ impl Session {
             return;
         };
         debug!(error = %error, index = c.index, "connect failed");
-        if self.finished.is_some() || matches!(self.closing, Closing::Requested(_)) {
+        if !matches!(self.life, Life::Open) {
             self.check_closed();
             return;
         }
@@ -764,6 +945,10 @@ impl Session {
         c.tries = c.tries.saturating_add(1);
         // Bad credentials are not fixed by trying the rest of the pool.
         if error.code() == Some(thingsdb_protocol::ErrorCode::Auth) {
+            self.events.push_back(Lifecycle::AuthFailed {
+                index: c.index,
+                error: error.clone(),
+            });
             let round = (c.tries as usize).div_ceil(pool);
             c.tries = u32::try_from(round * pool).unwrap_or(u32::MAX);
         }
@@ -783,9 +968,12 @@ impl Session {
             }
         }
         let delay = if c.tries as usize % pool == 0 {
+            let rng = &mut self.rng;
             self.cfg
                 .reconnect
-                .delay(u32::try_from(round).unwrap_or(u32::MAX))
+                .delay_with(u32::try_from(round).unwrap_or(u32::MAX), |max| {
+                    rng.up_to(max)
+                })
         } else {
             Duration::ZERO
         };
@@ -826,6 +1014,15 @@ impl Session {
         ConnId(self.next_conn)
     }
 
+    /// The connections whose node is shutting down.
+    fn draining(&self) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|c| c.role == Role::Draining)
+            .map(|c| c.id)
+            .collect()
+    }
+
     fn conn_mut(&mut self, conn: ConnId) -> Option<&mut Conn> {
         self.conns.iter_mut().find(|c| c.id == conn)
     }
@@ -859,8 +1056,23 @@ impl Session {
             ping: Ping::Idle,
             heard: true,
             next_check: self.cfg.keepalive.and_then(|p| now.checked_add(p)),
+            queued: 0,
+            handed: 0,
         });
         let old = self.serving.replace(conn);
+        debug!(conn = conn.0, index, replaces = ?old.map(|c| c.0), "serving");
+        self.events.push_back(Lifecycle::Connected { conn, index });
+        let from = match old.and_then(|o| self.conns.iter().find(|c| c.id == o)) {
+            Some(o) => Some((o.index, MoveReason::ShuttingDown)),
+            None => self.lost_serving.take().map(|i| (i, MoveReason::Lost)),
+        };
+        if let Some((from, why)) = from.filter(|(from, _)| *from != index) {
+            self.events.push_back(Lifecycle::Moved {
+                from,
+                to: index,
+                why,
+            });
+        }
         match old {
             Some(old) => {
                 // Make before break: the old node is shutting down.
@@ -906,10 +1118,11 @@ impl Session {
     /// Commands held while no connection was up go first.
     fn flush_held(&mut self, now: Instant) {
         while self.can_send() {
-            let Some(cmd) = self.held.pop_front() else {
-                break;
-            };
-            self.handle_command(now, cmd);
+            match self.held.pop_front() {
+                Some(Held::Request(req)) => self.dispatch(now, req),
+                Some(Held::Subscribe(sub)) => self.handle_command(now, Command::Subscribe(sub)),
+                None => break,
+            }
         }
     }
 
@@ -940,8 +1153,35 @@ impl Session {
         } else {
             lost
         };
-        for p in self.in_flight.drain_where(|p| p.conn() == conn) {
-            self.fail_pending(now, p, Error::ConnectionLost(lost.clone()));
+        self.events.push_back(Lifecycle::Lost {
+            index: c.index,
+            lost: lost.clone(),
+        });
+        if self.serving == Some(conn) {
+            self.lost_serving = Some(c.index);
+        }
+        let failed = self.in_flight.drain_where(|p| p.conn() == conn);
+        debug!(conn = conn.0, index = c.index, role = ?c.role, waiting = failed.len(), reason = %lost, "connection let go");
+        // Requests that did not run (never written), or may run twice
+        // (idempotent), go out again once the serving connection is known.
+        let mut again = Vec::new();
+        for p in failed {
+            match p {
+                Pending::User {
+                    mut req, queued, ..
+                } => {
+                    let written = queued <= c.handed;
+                    if (!written || req.idempotent) && self.may_resend(now, &req) {
+                        req.ran |= written;
+                        again.push(req);
+                    } else if written {
+                        req.fail(Error::ConnectionLost(lost.clone()));
+                    } else {
+                        req.fail(Error::ConnectionLost(lost.clone().unwritten()));
+                    }
+                }
+                p => self.fail_pending(now, p, Error::ConnectionLost(lost.clone())),
+            }
         }
         // Rooms: the old side of a hand-over is done; streams of rooms that
         // were joined here see `Disconnected` unless a hand-over carries on.
@@ -952,21 +1192,21 @@ impl Session {
         if self.serving == Some(conn) {
             self.serving = None;
             // A draining connection does not outlive its successor.
-            let draining: Vec<ConnId> = self
-                .conns
-                .iter()
-                .filter(|c| c.role == Role::Draining)
-                .map(|c| c.id)
-                .collect();
-            for d in draining {
+            for d in self.draining() {
                 self.outputs.push_back(Output::Close { conn: d });
                 self.drop_conn(now, d, lost.clone());
             }
-            if matches!(self.closing, Closing::Requested(_)) {
+            if matches!(self.life, Life::Closing(_)) {
+                for req in again {
+                    req.fail(Error::ConnectionLost(lost.clone()));
+                }
                 self.check_closed();
                 return;
             }
             if !self.cfg.reconnect.enabled {
+                for req in again {
+                    req.fail(Error::ConnectionLost(lost.clone()));
+                }
                 self.finish(Error::ConnectionLost(ConnectionLost::new(
                     LostReason::GaveUp,
                     format!("connection lost ({lost}) and reconnect is off"),
@@ -986,6 +1226,13 @@ impl Session {
                 }
             }
         }
+        for req in again {
+            if self.is_finished() {
+                req.fail(Error::ConnectionLost(lost.clone()));
+            } else {
+                self.dispatch(now, req);
+            }
+        }
     }
 
     /// Room bookkeeping when `conn` went away.
@@ -994,20 +1241,8 @@ impl Session {
         let Some(room) = self.rooms.get_mut(key) else {
             return;
         };
-        let mut leavers = Vec::new();
-        room.leavers.retain_mut(|l| {
-            if l.conn == conn {
-                leavers.push((l.sink.handle(), l.ack.take()));
-                false
-            } else {
-                true
-            }
-        });
-        for (tx, ack) in leavers {
-            self.park_or_send(tx, RoomEvent::Left);
-            if let Some(ack) = ack {
-                let _ = ack.send(());
-            }
+        for l in room.take_leavers(conn) {
+            self.finish_leaver(l);
         }
         let Some(room) = self.rooms.get_mut(key) else {
             return;
@@ -1077,6 +1312,7 @@ impl Session {
         if busy {
             return;
         }
+        debug!(conn = conn.0, "draining connection done");
         // Late replies cannot come once it is closed: free their ids.
         let pos = self.conns.iter().position(|c| c.id == conn);
         if let Some(pos) = pos {
@@ -1088,12 +1324,7 @@ impl Session {
             let Some(room) = self.rooms.get_mut(&key) else {
                 continue;
             };
-            let leavers: Vec<Leaver> = {
-                let (gone, stay): (Vec<Leaver>, Vec<Leaver>) =
-                    room.leavers.drain(..).partition(|l| l.conn == conn);
-                room.leavers = stay;
-                gone
-            };
+            let leavers = room.take_leavers(conn);
             let drop_room = room.link.conn() == Some(conn) && room.streams.is_empty();
             for l in leavers {
                 self.finish_leaver(l);
@@ -1145,30 +1376,55 @@ impl Session {
 
     // ----------------------------------------------------------- requests
 
-    fn send_request(
-        &mut self,
-        conn: ConnId,
-        mut frame: BytesMut,
-        reply: ReplyTx,
-        deadline: Instant,
-        timeout: Duration,
-    ) {
+    /// Sends a request on the serving connection, or holds it until one
+    /// serves.
+    fn dispatch(&mut self, now: Instant, req: Req) {
+        if req.reply.is_closed() {
+            return; // the caller gave up meanwhile
+        }
+        if req.deadline <= now {
+            let timeout = req.timeout;
+            req.fail(Error::Timeout(timeout));
+            return;
+        }
+        match self.serving {
+            Some(conn) if self.can_send() => self.send_request(conn, req),
+            Some(_) | None => self.held.push_back(Held::Request(req)),
+        }
+    }
+
+    /// Whether a request that did not get its answer may be sent again:
+    /// attempts left, and time before its deadline.
+    fn may_resend(&self, now: Instant, req: &Req) -> bool {
+        req.attempts < self.cfg.request_attempts && now < req.deadline
+    }
+
+    fn send_request(&mut self, conn: ConnId, mut req: Req) {
+        let Some(pos) = self.conns.iter().position(|c| c.id == conn) else {
+            self.held.push_back(Held::Request(req));
+            return;
+        };
         let seq = self.next_seq;
         self.next_seq += 1;
+        req.attempts += 1;
+        let (deadline, frame) = (req.deadline, req.frame.clone());
+        let c = &mut self.conns[pos];
+        c.queued += 1;
+        let queued = c.queued;
         let Some(id) = self.in_flight.insert(Pending::User {
-            reply,
+            req,
             seq,
-            timeout,
             conn,
+            queued,
         }) else {
             // Commands are only taken while an id is free.
             return;
         };
-        frame[4..6].copy_from_slice(&id.to_le_bytes());
-        if let Some(c) = self.conns.iter_mut().find(|c| c.id == conn) {
-            c.out.unsplit(frame);
-            c.pending += 1;
-        }
+        let c = &mut self.conns[pos];
+        c.out.extend_from_slice(&frame[..4]);
+        c.out.extend_from_slice(&id.to_le_bytes());
+        c.out.extend_from_slice(&frame[6..]);
+        c.pending += 1;
         self.deadlines.push(Reverse(Deadline {
             at: deadline,
             seq,
@@ -1197,9 +1453,7 @@ impl Session {
     /// An entry ends without a usable reply.
     fn fail_pending(&mut self, now: Instant, p: Pending, e: Error) {
         match p {
-            Pending::User { reply, .. } => {
-                let _ = reply.send(Err(e));
-            }
+            Pending::User { req, .. } => req.fail(e),
             Pending::Join { sub, .. } => {
                 let _ = sub.reply.send(Err(e));
             }
@@ -1219,18 +1473,14 @@ impl Session {
         if self.held.is_empty() {
             return;
         }
-        for cmd in std::mem::take(&mut self.held) {
-            match cmd {
-                Command::Request { reply, .. } if reply.is_closed() => {}
-                Command::Request {
-                    reply,
-                    deadline,
-                    timeout,
-                    ..
-                } if deadline <= now => {
-                    let _ = reply.send(Err(Error::Timeout(timeout)));
+        for h in std::mem::take(&mut self.held) {
+            match h {
+                Held::Request(r) if r.reply.is_closed() => {}
+                Held::Request(r) if r.deadline <= now => {
+                    let timeout = r.timeout;
+                    r.fail(Error::Timeout(timeout));
                 }
-                Command::Subscribe(sub) if sub.reply.is_closed() => {}
+                Held::Subscribe(sub) if sub.reply.is_closed() => {}
                 other => self.held.push_back(other),
             }
         }
@@ -1265,8 +1515,8 @@ impl Session {
             return;
         };
         match p {
-            Pending::User { reply, .. } => {
-                let _ = reply.send(Ok(frame));
+            Pending::User { req, .. } => {
+                self.answered(now, conn, req, frame);
                 self.sweep_deadlines();
             }
             Pending::TimedOut { .. } => debug!(id = frame.id, "late reply after a timeout dropped"),
@@ -1307,6 +1557,56 @@ impl Session {
                 self.leave_done(now, &key, conn);
             }
         }
+    }
+
+    /// A request's answer: NODE_ERROR (-51, the node could not take it;
+    /// it did not run), or REQUEST_CANCEL (-4) for an idempotent request,
+    /// sends it again after a back-off while attempts and time are left;
+    /// any other answer goes to the caller.
+    fn answered(&mut self, now: Instant, conn: ConnId, req: Req, frame: Frame) {
+        if frame.type_byte == PackageType::Error as u8 {
+            if let Ok(Response::Error(e)) = Response::decode(&frame) {
+                let e = Error::Thingsdb(e.into());
+                if e.code() == Some(thingsdb_protocol::ErrorCode::Node) {
+                    self.retry_later(now, req, e);
+                    return;
+                }
+                // REQUEST_CANCEL (-4): a node lost the node it waited on
+                // (a change id, a forwarded request) and may or may not
+                // have run it: sent again only when that is safe.
+                if e.code() == Some(thingsdb_protocol::ErrorCode::RequestCancel) && req.idempotent {
+                    let mut req = req;
+                    req.ran = true;
+                    self.retry_later(now, req, e);
+                    return;
+                }
+                if req.attempts > 1 {
+                    req.fail(e);
+                    return;
+                }
+            }
+        }
+        let node = self.conn_mut(conn).map(|c| c.index); // observe: the node that answered
+        let _ = req.reply.send(Ok(crate::observe::Answer { frame, node }));
+    }
+
+    /// Sends a request that did not run again after a back-off, if its
+    /// attempts and deadline allow; fails it with `e` otherwise.
+    fn retry_later(&mut self, now: Instant, req: Req, e: Error) {
+        if self.may_resend(now, &req) {
+            let rng = &mut self.rng;
+            let delay = RESEND_BACKOFF.delay_with(req.attempts, |max| rng.up_to(max));
+            if let Some(at) = now.checked_add(delay).filter(|at| *at < req.deadline) {
+                debug!(
+                    attempts = req.attempts,
+                    ?delay,
+                    "the node could not take a request; sending it again"
+                );
+                self.resend.push((at, req));
+                return;
+            }
+        }
+        req.fail(e);
     }
 
     // -------------------------------------------------------------- rooms
@@ -1507,16 +1807,7 @@ impl Session {
                 if matches!(room.link, Link::Leaving(_)) {
                     return;
                 }
-                if self.send_room(conn, &key, PackageType::Leave, |key, conn| Pending::Leave {
-                    key,
-                    conn,
-                }) {
-                    if let Some(r) = self.rooms.get_mut(&key) {
-                        r.link = Link::Leaving(conn);
-                    }
-                } else {
-                    self.remove_room(&key);
-                }
+                self.leave_or_remove(conn, &key);
                 return;
             }
         }
@@ -1534,6 +1825,20 @@ impl Session {
                 conn,
             });
         }
+    }
+
+    /// Sends a LEAVE of `key` on `conn` (the room is `Leaving` there);
+    /// when it cannot be sent the room is gone. Whether it was sent.
+    fn leave_or_remove(&mut self, conn: ConnId, key: &RoomKey) -> bool {
+        let sent = self.send_room(conn, key, PackageType::Leave, |key, conn| Pending::Leave {
+            key,
+            conn,
+        });
+        match self.rooms.get_mut(key) {
+            Some(r) if sent => r.link = Link::Leaving(conn),
+            _ => self.remove_room(key),
+        }
+        sent
     }
 
     fn unsubscribe(&mut self, key: RoomKey, stream_id: u64, ack: Option<oneshot::Sender<()>>) {
@@ -1631,9 +1936,7 @@ impl Session {
         let Some(room) = self.rooms.get_mut(key) else {
             return;
         };
-        let (gone, stay): (Vec<Leaver>, Vec<Leaver>) =
-            room.leavers.drain(..).partition(|l| l.conn == conn);
-        room.leavers = stay;
+        let gone = room.take_leavers(conn);
         if let Some(h) = room.handover.as_mut().filter(|h| h.old == conn) {
             h.old_done = true;
         }
@@ -1880,10 +2183,7 @@ impl Session {
         if let Some(h) = room.handover.as_mut().filter(|h| h.old == conn) {
             h.old_done = true;
         }
-        let (gone, stay): (Vec<Leaver>, Vec<Leaver>) =
-            room.leavers.drain(..).partition(|l| l.conn == conn);
-        room.leavers = stay;
-        for l in gone {
+        for l in room.take_leavers(conn) {
             self.finish_leaver(l);
         }
         self.maybe_complete_handover(key);
@@ -1940,8 +2240,7 @@ impl Session {
             || self.cfg.pool_len < 2
             || !self.cfg.reconnect.enabled
             || self.connecting.is_some()
-            || matches!(self.closing, Closing::Requested(_))
-            || self.finished.is_some()
+            || !matches!(self.life, Life::Open)
         {
             return;
         }
@@ -1949,14 +2248,8 @@ impl Session {
             return;
         };
         // A connection still draining is let go: its node went first.
-        let draining: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|c| c.role == Role::Draining)
-            .map(|c| c.id)
-            .collect();
         let index = (c.index + 1) % self.cfg.pool_len;
-        for d in draining {
+        for d in self.draining() {
             self.outputs.push_back(Output::Close { conn: d });
             self.drop_conn(
                 now,
@@ -2039,16 +2332,10 @@ impl Session {
             Link::Joining(c) | Link::AwaitingOnJoin(c) | Link::Joined(c)
                 if self.conns.iter().any(|x| x.id == c) =>
             {
-                if self.send_room(c, key, PackageType::Leave, |key, conn| Pending::Leave {
-                    key,
-                    conn,
-                }) {
+                if self.leave_or_remove(c, key) {
                     if let Some(r) = self.rooms.get_mut(key) {
-                        r.link = Link::Leaving(c);
                         r.handover = None;
                     }
-                } else {
-                    self.remove_room(key);
                 }
             }
             Link::Leaving(_) => {}
@@ -2093,7 +2380,7 @@ impl Session {
     // -------------------------------------------------------------- close
 
     fn add_close_ack(&mut self, ack: oneshot::Sender<()>) {
-        if let Closing::Requested(acks) = &mut self.closing {
+        if let Life::Closing(acks) = &mut self.life {
             acks.push(ack);
         }
         self.check_closed();
@@ -2105,13 +2392,7 @@ impl Session {
             self.flush_held(now);
         }
         if self.conns.len() > 1 {
-            let draining: Vec<ConnId> = self
-                .conns
-                .iter()
-                .filter(|c| c.role == Role::Draining)
-                .map(|c| c.id)
-                .collect();
-            for conn in draining {
+            for conn in self.draining() {
                 self.maybe_close_draining(conn);
             }
         }
@@ -2119,7 +2400,7 @@ impl Session {
     }
 
     fn check_closed(&mut self) {
-        if self.finished.is_some() || !matches!(self.closing, Closing::Requested(_)) {
+        if !matches!(self.life, Life::Closing(_)) {
             return;
         }
         let waiting = self
@@ -2131,6 +2412,7 @@ impl Session {
                     .saturating_sub(usize::from(matches!(c.ping, Ping::Outstanding)))
             })
             .sum::<usize>();
+        let waiting = waiting + self.resend.len() + self.held.len();
         if waiting > 0 && self.serving.is_some() {
             return;
         }
@@ -2140,11 +2422,22 @@ impl Session {
     /// Ends the session: everything waiting fails with `e`, streams end,
     /// connections close.
     fn finish(&mut self, e: Error) {
-        if self.finished.is_some() {
-            return;
+        let (closed, acks) = match std::mem::replace(&mut self.life, Life::Open) {
+            Life::Open => (false, Vec::new()),
+            Life::Closing(acks) => (true, acks),
+            done @ Life::Finished { .. } => {
+                self.life = done;
+                return;
+            }
+        };
+        self.life = Life::Finished {
+            error: e.clone(),
+            acks,
+        };
+        if !closed {
+            self.events
+                .push_back(Lifecycle::GaveUp { error: e.clone() });
         }
-        self.finished = Some(e.clone());
-        let closed = matches!(self.closing, Closing::Requested(_));
         let err = if closed { Error::Closed } else { e };
         for c in std::mem::take(&mut self.conns) {
             self.outputs.push_back(Output::Close { conn: c.id });
@@ -2155,9 +2448,7 @@ impl Session {
         self.serving = None;
         for p in self.in_flight.drain() {
             match p {
-                Pending::User { reply, .. } => {
-                    let _ = reply.send(Err(err.clone()));
-                }
+                Pending::User { req, .. } => req.fail(err.clone()),
                 Pending::Join { sub, .. } => {
                     let _ = sub.reply.send(Err(err.clone()));
                 }
@@ -2165,10 +2456,18 @@ impl Session {
             }
         }
         self.deadlines.clear();
-        for cmd in std::mem::take(&mut self.held) {
-            reject(cmd, err.clone());
+        for h in std::mem::take(&mut self.held) {
+            match h {
+                Held::Request(r) => r.fail(err.clone()),
+                Held::Subscribe(sub) => {
+                    let _ = sub.reply.send(Err(err.clone()));
+                }
+            }
         }
-        for (_, room) in self.rooms.drain() {
+        for (_, r) in std::mem::take(&mut self.resend) {
+            r.fail(err.clone());
+        }
+        for room in std::mem::take(&mut self.rooms).into_values() {
             for l in room.leavers {
                 if let Some(ack) = l.ack {
                     let _ = ack.send(());
@@ -2177,15 +2476,19 @@ impl Session {
         }
         self.node_sinks.clear();
         self.parked.clear();
-        if let Closing::Requested(acks) = &mut self.closing {
-            self.close_acks.append(acks);
-        }
+    }
+
+    fn is_finished(&self) -> bool {
+        matches!(self.life, Life::Finished { .. })
     }
 
     /// The `close()` callers to answer, once the session has finished and
     /// the driver closed the connections.
     pub(crate) fn take_close_acks(&mut self) -> Vec<oneshot::Sender<()>> {
-        std::mem::take(&mut self.close_acks)
+        match &mut self.life {
+            Life::Finished { acks, .. } => std::mem::take(acks),
+            _ => Vec::new(),
+        }
     }
 }
 

@@ -353,3 +353,242 @@ fn rooms_lists_rooms_with_streams_until_the_session_ends() {
     reject(Command::Rooms(tx), Error::Closed);
     assert_eq!(rx.try_recv().unwrap(), Vec::<RoomKey>::new());
 }
+
+#[test]
+fn node_error_answers_are_sent_again_after_a_back_off() {
+    let (mut h, c) = Harness::new(1, None);
+    let mut a = h.request(T);
+    let first = h.sent(c)[0].id;
+    h.frame(c, node_error(first));
+    assert!(
+        a.try_recv().is_err(),
+        "not failed: waits for its next attempt"
+    );
+    assert!(h.sent(c).is_empty(), "not at once: after a back-off");
+    let at = h.s.poll_timeout().expect("a timer for the next attempt");
+    assert!(at > h.now && at <= h.now + Duration::from_millis(100));
+    h.advance(Duration::from_millis(100));
+    let again = h.sent(c);
+    assert_eq!(again.len(), 1);
+    h.frame(c, data(again[0].id, 7));
+    assert!(matches!(a.try_recv(), Ok(Ok(_))));
+}
+
+#[test]
+fn node_errors_stop_at_the_attempt_cap_and_say_how_often() {
+    let (mut h, c) = Harness::new(1, None);
+    let mut a = h.request(Duration::from_secs(60));
+    for _ in 0..4 {
+        let sent = h.sent(c);
+        assert_eq!(sent.len(), 1);
+        h.frame(c, node_error(sent[0].id));
+        h.advance(Duration::from_secs(2));
+    }
+    assert!(h.sent(c).is_empty());
+    match a.try_recv() {
+        Ok(Err(e)) => {
+            assert_eq!(e.attempts(), 4);
+            assert_eq!(e.code(), Some(thingsdb_protocol::ErrorCode::Node));
+            assert!(!e.may_have_run());
+            assert!(matches!(e, Error::Retried { .. }));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn node_errors_are_not_sent_again_past_the_deadline() {
+    let (mut h, c) = Harness::new(1, None);
+    let mut a = h.request(Duration::from_millis(30));
+    let id = h.sent(c)[0].id;
+    h.frame(c, node_error(id));
+    // The back-off (at least 50 ms) ends after the deadline: fail now.
+    match a.try_recv() {
+        Ok(Err(e)) => assert_eq!(e.code(), Some(thingsdb_protocol::ErrorCode::Node)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_lost_connection_fails_written_requests_and_sends_the_rest_again() {
+    let (mut h, c) = Harness::new(1, None);
+    let mut plain = h.request(T);
+    let mut idem = h.request_with(T, true);
+    let _ = h.sent(c); // both written
+    let mut unwritten = h.request(T); // queued, never taken by the driver
+    h.s.handle_lost(h.now, c, ConnectionLost::new(LostReason::Io, "reset"));
+    match plain.try_recv() {
+        Ok(Err(e)) => {
+            assert!(e.is_connection_lost());
+            assert!(e.may_have_run());
+            assert_eq!(e.attempts(), 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        idem.try_recv().is_err(),
+        "idempotent: waits for the next connection"
+    );
+    assert!(unwritten.try_recv().is_err(), "never written: waits too");
+    let next = connect_output(&mut h);
+    h.s.handle_connected(h.now, next);
+    let sent = h.sent(next);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    for s in &sent {
+        h.frame(next, data(s.id, 1));
+    }
+    assert!(matches!(idem.try_recv(), Ok(Ok(_))));
+    assert!(matches!(unwritten.try_recv(), Ok(Ok(_))));
+}
+
+#[test]
+fn an_idempotent_request_that_ran_says_so_when_it_fails_later() {
+    let (mut h, c) = Harness::new(1, None);
+    let mut idem = h.request_with(T, true);
+    let _ = h.sent(c);
+    h.s.handle_lost(h.now, c, ConnectionLost::new(LostReason::Io, "reset"));
+    let next = connect_output(&mut h);
+    h.s.handle_connected(h.now, next);
+    let id = h.sent(next)[0].id;
+    h.advance(T);
+    match idem.try_recv() {
+        Ok(Err(e)) => {
+            assert!(e.is_timeout());
+            assert_eq!(e.attempts(), 2);
+            assert!(e.may_have_run());
+        }
+        other => panic!("{other:?}"),
+    }
+    h.frame(next, data(id, 1)); // late: dropped
+}
+
+#[test]
+fn requests_on_a_draining_connection_end_when_it_is_lost() {
+    let (mut h, c) = Harness::new(2, None);
+    let mut a = h.request(T);
+    let mut b = h.request_with(T, true);
+    let _ = h.sent(c);
+    h.frame(c, shutting_down());
+    let next = connect_output(&mut h);
+    h.s.handle_connected(h.now, next);
+    // The old node closes without answering (a WebSocket close without a
+    // closing handshake, as a node that shuts down does).
+    h.s.handle_lost(
+        h.now,
+        c,
+        ConnectionLost::new(LostReason::WebSocket, "closed without a closing handshake"),
+    );
+    match a.try_recv() {
+        Ok(Err(e)) => assert_eq!(e.lost_reason(), Some(LostReason::NodeShuttingDown)),
+        other => panic!("at once, not by its deadline: {other:?}"),
+    }
+    let sent = h.sent(next);
+    assert_eq!(sent.len(), 1, "the idempotent one goes to the new node");
+    h.frame(next, data(sent[0].id, 1));
+    assert!(matches!(b.try_recv(), Ok(Ok(_))));
+}
+
+/// The lifecycle events, as text.
+fn events(h: &mut Harness) -> Vec<String> {
+    std::iter::from_fn(|| h.s.poll_event())
+        .map(|e| match e {
+            Lifecycle::Connected { index, .. } => format!("connected {index}"),
+            Lifecycle::Moved { from, to, why } => format!("moved {from}->{to} {why:?}"),
+            Lifecycle::Lost { index, lost } => format!("lost {index} {:?}", lost.reason()),
+            Lifecycle::AuthFailed { index, .. } => format!("auth failed {index}"),
+            Lifecycle::GaveUp { .. } => "gave up".to_string(),
+        })
+        .collect()
+}
+
+#[test]
+fn lifecycle_events_show_each_move() {
+    let (mut h, c) = Harness::new(2, None);
+    assert_eq!(events(&mut h), ["connected 0"]);
+    // Make before break on SHUTTING_DOWN.
+    h.frame(c, shutting_down());
+    let next = connect_output(&mut h);
+    h.s.handle_connected(h.now, next);
+    assert_eq!(events(&mut h), ["connected 1", "moved 0->1 ShuttingDown"]);
+    // Lost, then a failed connect with bad credentials, then back.
+    h.s.handle_lost(h.now, next, ConnectionLost::new(LostReason::Io, "reset"));
+    let again = connect_output(&mut h);
+    let auth = Error::Thingsdb(ThingsdbError::new(
+        thingsdb_protocol::ErrorCode::Auth,
+        "bad credentials",
+    ));
+    h.s.handle_connect_failed(h.now, again, &auth);
+    let third = connect_output(&mut h);
+    h.s.handle_connected(h.now, third);
+    let seen = events(&mut h);
+    assert_eq!(seen[0], "lost 1 Io");
+    assert_eq!(seen[1], "auth failed 1");
+    assert!(seen[2].starts_with("connected "), "{seen:?}");
+    // The draining connection was let go meanwhile.
+    assert!(!seen.iter().any(|e| e == "gave up"));
+}
+
+#[test]
+fn lifecycle_says_when_the_session_gives_up() {
+    let (mut h, c) = Harness::new(1, None);
+    h.s.cfg.reconnect.enabled = false;
+    let _ = events(&mut h);
+    h.s.handle_lost(h.now, c, ConnectionLost::new(LostReason::Io, "reset"));
+    assert_eq!(events(&mut h), ["lost 0 Io", "gave up"]);
+    // A close is not giving up.
+    let (mut h, _) = Harness::new(1, None);
+    let _ = events(&mut h);
+    let (ack, _done) = tokio::sync::oneshot::channel();
+    h.s.handle_command(h.now, Command::Close(ack));
+    assert!(events(&mut h).is_empty());
+}
+
+#[test]
+fn request_cancel_is_sent_again_only_for_idempotent_requests() {
+    let (mut h, c) = Harness::new(1, None);
+    let mut plain = h.request(T);
+    let mut idem = h.request_with(T, true);
+    let sent = h.sent(c);
+    let cancel = |id| {
+        let mut b = BytesMut::new();
+        let _ = thingsdb_protocol::response::encode_error(
+            &mut b,
+            id,
+            thingsdb_protocol::ErrorCode::RequestCancel,
+            "request is cancelled",
+        );
+        Frame::new(
+            PackageType::Error,
+            id,
+            b.split_off(thingsdb_protocol::HEADER_LEN).freeze(),
+        )
+    };
+    h.frame(c, cancel(sent[0].id));
+    h.frame(c, cancel(sent[1].id));
+    // The plain one gets the node's answer as it is.
+    match plain.try_recv() {
+        Ok(Ok(f)) => assert_eq!(f.type_byte, PackageType::Error as u8),
+        other => panic!("{other:?}"),
+    }
+    assert!(idem.try_recv().is_err(), "sent again after a back-off");
+    // Cancelled at every attempt: it fails at the cap (4 in the harness),
+    // saying it may have run.
+    for _ in 0..3 {
+        h.advance(Duration::from_millis(500));
+        let again = h.sent(c);
+        assert_eq!(again.len(), 1);
+        h.frame(c, cancel(again[0].id));
+    }
+    match idem.try_recv() {
+        Ok(Err(e)) => {
+            assert_eq!(
+                e.code(),
+                Some(thingsdb_protocol::ErrorCode::RequestCancel),
+                "{e}"
+            );
+            assert!(e.may_have_run());
+            assert_eq!(e.attempts(), 4);
+        }
+        other => panic!("{other:?}"),
+    }
+}

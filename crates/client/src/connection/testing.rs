@@ -71,6 +71,18 @@ pub(crate) fn data(id: u16, v: i64) -> Frame {
     Frame::new(PackageType::Data, id, p.freeze())
 }
 
+/// ERROR NODE_ERROR (-51): the node could not take the request.
+pub(crate) fn node_error(id: u16) -> Frame {
+    let mut b = BytesMut::new();
+    let _ = thingsdb_protocol::response::encode_error(
+        &mut b,
+        id,
+        thingsdb_protocol::ErrorCode::Node,
+        "cannot find a node for handling this request",
+    );
+    Frame::new(PackageType::Error, id, b.split_off(HEADER_LEN).freeze())
+}
+
 /// PONG.
 pub(crate) fn pong(id: u16) -> Frame {
     Frame::new(PackageType::Pong, id, Bytes::new())
@@ -143,6 +155,15 @@ pub(crate) struct Harness {
 impl Harness {
     /// A session with one open connection (pool of `pool` nodes).
     pub(crate) fn new(pool: usize, keepalive: Option<Duration>) -> (Harness, ConnId) {
+        Harness::with_seed(pool, keepalive, 1)
+    }
+
+    /// [`Harness::new`] with the session's random numbers seeded by `seed`.
+    pub(crate) fn with_seed(
+        pool: usize,
+        keepalive: Option<Duration>,
+        seed: u64,
+    ) -> (Harness, ConnId) {
         let mut s = Session::new(SessionConfig {
             keepalive,
             reconnect: ReconnectPolicy {
@@ -152,6 +173,8 @@ impl Harness {
                 max_attempts: None,
             },
             pool_len: pool,
+            request_attempts: 4,
+            seed,
         });
         let now = Instant::now();
         let c = s.adopt(now, 0);
@@ -190,7 +213,19 @@ impl Harness {
     }
 
     /// A query request; returns its reply channel.
-    pub(crate) fn request(&mut self, timeout: Duration) -> oneshot::Receiver<Result<Frame, Error>> {
+    pub(crate) fn request(
+        &mut self,
+        timeout: Duration,
+    ) -> oneshot::Receiver<Result<crate::observe::Answer, Error>> {
+        self.request_with(timeout, false)
+    }
+
+    /// A query request, idempotent or not; returns its reply channel.
+    pub(crate) fn request_with(
+        &mut self,
+        timeout: Duration,
+        idempotent: bool,
+    ) -> oneshot::Receiver<Result<crate::observe::Answer, Error>> {
         let (reply, rx): (ReplyTx, _) = oneshot::channel();
         let mut frame = BytesMut::new();
         let _ = request::encode_query(&mut frame, 0, "@t", "1;", None);
@@ -201,6 +236,7 @@ impl Harness {
                 reply,
                 deadline: self.now + timeout,
                 timeout,
+                idempotent,
             },
         );
         rx

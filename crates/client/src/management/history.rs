@@ -129,7 +129,7 @@ impl ScopeApi<'_, Thingsdb> {
         &'q self,
         code: &'q str,
         f: &HistoryFilter,
-    ) -> Result<crate::request::Query<'q>, Error> {
+    ) -> Result<crate::request::Query<'q, crate::request::VarByVar>, Error> {
         Ok(self
             .query(code)
             .var("scope", &f.scope)

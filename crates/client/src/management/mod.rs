@@ -8,11 +8,16 @@
 //! |---|---|---|
 //! | [`Client::thingsdb`] | `@thingsdb` | collections, users, tokens, access, modules, nodes of the cluster, time zones, commit history, and `@thingsdb` procedures and tasks |
 //! | [`Client::node`], [`Client::node_by_id`] | `@node`, `@node:ID` | node and cluster info, counters, log level, shutdown, backups, module restarts |
-//! | [`Client::collection`] | `@collection:NAME` | procedures and tasks; a distributed lock ([`LockGuard`]) |
+//! | [`Client::collection`] | `@collection:NAME` | procedures and tasks; types and enums, migrations from Rust types ([`Plan`]), typed reads and writes; a distributed lock ([`LockGuard`]) |
 //!
 //! Every wrapper sends its arguments as query variables, never pasted into
 //! the code, and decodes the result into a serde struct that ignores
 //! fields it does not know (a newer node may add some), or into `()`.
+//!
+//! The examples on these pages need a real node, so they are compiled but
+//! not run: `thingsdb-testkit` runs none of the management functions (its
+//! README says how to answer the code a wrapper sends).
+//! `tests/real_management.rs` runs every wrapper against ThingsDB.
 //!
 //! ```no_run
 //! # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
@@ -45,11 +50,13 @@ mod backups;
 mod collections;
 mod history;
 mod lock;
+mod migrate;
 mod modules;
 mod nodes;
 mod procedures;
 mod tasks;
 mod tokens;
+mod types;
 mod users;
 
 pub use access::Access;
@@ -57,11 +64,13 @@ pub use backups::BackupInfo;
 pub use collections::{CollectionInfo, CommitHistory};
 pub use history::{Commit, HistoryFilter};
 pub use lock::LockGuard;
+pub use migrate::{Plan, Step};
 pub use modules::ModuleInfo;
 pub use nodes::{ClusterNodeInfo, Counters, LogLevel, NodeInfo};
 pub use procedures::ProcedureInfo;
 pub use tasks::TaskInfo;
 pub use tokens::TokenInfo;
+pub use types::{EnumInfo, TypeInfo};
 pub use users::{UserAccess, UserInfo};
 
 /// Marks a handle of the `@thingsdb` scope.

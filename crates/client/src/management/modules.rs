@@ -73,14 +73,15 @@ impl ScopeApi<'_, Thingsdb> {
         source: &str,
         conf: Option<&C>,
     ) -> Result<(), Error> {
+        let code = match conf {
+            Some(_) => "new_module(name, source, conf);",
+            None => "new_module(name, source);",
+        };
+        let q = self.query(code).var("name", name).var("source", source);
         match conf {
-            Some(conf) => self
-                .query("new_module(name, source, conf);")
-                .var("conf", conf),
-            None => self.query("new_module(name, source);"),
+            Some(conf) => q.var("conf", conf),
+            None => q,
         }
-        .var("name", name)
-        .var("source", source)
         .decode()
         .await
     }

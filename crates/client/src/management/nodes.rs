@@ -260,14 +260,18 @@ impl ScopeApi<'_, Thingsdb> {
         address: &str,
         port: Option<u16>,
     ) -> Result<u32, Error> {
+        let code = match port {
+            Some(_) => "new_node(secret, address, port);",
+            None => "new_node(secret, address);",
+        };
+        let q = self
+            .query(code)
+            .var("secret", secret)
+            .var("address", address);
         match port {
-            Some(port) => self
-                .query("new_node(secret, address, port);")
-                .var("port", &port),
-            None => self.query("new_node(secret, address);"),
+            Some(port) => q.var("port", &port),
+            None => q,
         }
-        .var("secret", secret)
-        .var("address", address)
         .decode()
         .await
     }

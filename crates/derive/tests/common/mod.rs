@@ -1,0 +1,5 @@
+//! Shared by the derive tests.
+#![allow(dead_code)]
+
+pub mod handler;
+pub mod model;
