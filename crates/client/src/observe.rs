@@ -29,7 +29,7 @@
 //! the serving one shuts down, `thingsdb.join` and `thingsdb.leave` for
 //! rooms, and `INFO` events `connected`, `connection lost`, `moved`,
 //! `authentication failed` and `stopped` (the session's lifecycle events,
-//! [`ConnectionEvent`](crate::ConnectionEvent), as they happen).
+//! [`ConnectionEvent`], as they happen).
 //!
 //! When nothing listens (no subscriber, or one that filters these out) a
 //! span costs a load and a compare: see `cargo xtask bench-observe` for the
