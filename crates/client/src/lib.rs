@@ -15,7 +15,7 @@
 //! | the connection's life: connected, lost, moved | [`ConnectionEvents`], [`ConnectionEvent`] |
 //! | errors | [`Error`], [`ThingsdbError`], [`ErrorCode`] |
 //! | rooms with typed events, handlers like python's `Room` | [`typed::TypedEvent`], [`TypedEvents`], [`RoomHandler`], [`ServedRoom`] |
-//! | without an async runtime | [`blocking`] (feature `blocking`, on by default) |
+//! | without an async runtime | `blocking` (feature `blocking`, on by default; not in a browser) |
 //! | collections, users, tokens, nodes, backups, procedures, tasks, types | [`management`] |
 //! | Rust structs and enums as ThingsDB types (`#[derive(Thing)]`) | [`typed`] |
 //! | tests without a node | [`thingsdb-testkit`](https://docs.rs/thingsdb-testkit) |
