@@ -32,7 +32,7 @@
 //!     cache: Vec<u8>,                  // not in ThingsDB
 //! }
 //!
-//! # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+//! # async fn demo(client: thingsdb_client::Client, alice: Person) -> Result<(), thingsdb_client::Error> {
 //! let stuff = client.collection("stuff")?;
 //! // Create or migrate the types (the plan can be printed first).
 //! let schema = Schema::new().with::<Person>();
@@ -41,7 +41,6 @@
 //! stuff.apply(&plan).await?;
 //!
 //! // Store one, read all back: nested things decode, no `deep` needed.
-//! # let alice: Person = todo!();
 //! stuff.push(".people", &alice).await?;
 //! let people: Vec<Person> = stuff.fetch(".people").await?;
 //! # Ok(()) }
