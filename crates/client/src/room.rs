@@ -57,12 +57,7 @@ impl Client {
     /// A room in a collection scope, by id (`u64`) or by name (`&str`).
     /// Nothing is sent until the room is joined or emitted to.
     pub fn room(&self, scope: &str, room: impl Into<RoomRef>) -> Result<Room, Error> {
-        let scope = Scope::parse(scope)?;
-        if scope.collection_name().is_none() {
-            return Err(Error::BadArgument(format!(
-                "rooms live in collections; {scope} is not a collection scope"
-            )));
-        }
+        let scope = collection_scope(scope)?;
         Ok(Room {
             client: self.clone(),
             scope,
@@ -224,6 +219,18 @@ impl Room {
         };
         expect_ok(&self.client.call(op, frame, None, false).await?)
     }
+}
+
+/// `scope` parsed, when it is a collection's scope (where rooms live);
+/// shared by the async and the blocking client.
+pub(crate) fn collection_scope(scope: &str) -> Result<Scope, Error> {
+    let scope = Scope::parse(scope)?;
+    if scope.collection_name().is_none() {
+        return Err(Error::BadArgument(format!(
+            "rooms live in collections; {scope} is not a collection scope"
+        )));
+    }
+    Ok(scope)
 }
 
 /// The EMIT (or EMIT_PEER) request for `event` with `args` in a room;

@@ -47,12 +47,7 @@ impl Client {
     /// A room in a collection scope, by id (`u64`) or by name (`&str`).
     /// Nothing is sent until the room is joined or emitted to.
     pub fn room(&self, scope: &str, room: impl Into<RoomRef>) -> Result<Room, Error> {
-        let scope = Scope::parse(scope)?;
-        if scope.collection_name().is_none() {
-            return Err(Error::BadArgument(format!(
-                "rooms live in collections; {scope} is not a collection scope"
-            )));
-        }
+        let scope = crate::room::collection_scope(scope)?;
         Ok(Room {
             client: self.clone(),
             scope,
