@@ -8,7 +8,8 @@ use thingsdb_protocol::{request, Frame, PackageType, Response};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Auth, ClientBuilder, Config};
-use crate::connection::{driver, handshake, Command, Input, Shared};
+use crate::connection::pool::PoolEntry;
+use crate::connection::{driver, Command, Input, Shared};
 use crate::error::Error;
 use crate::events::{event_channel, Overflow};
 use crate::observe::{Answer, Observer, Op, OpKind, Stats};
@@ -80,24 +81,27 @@ impl Client {
     }
 
     pub(crate) async fn connect_with(config: Config) -> Result<Client, Error> {
-        let n = config.targets.len();
-        let start = if config.random_start && n > 1 {
-            rand::random_range(0..n)
-        } else {
-            0
-        };
-        let (index, first) = handshake::connect_pool(&config, start).await?;
-        let shared = Arc::new(Shared::new(index, config.targets.get(index).cloned()));
+        if config.targets.is_empty() {
+            return Err(Error::BadArgument("no target to connect to".into()));
+        }
+        let shared = Arc::new(Shared::new());
         shared.observe.sync_pool(&config.targets);
         let config = Arc::new(config);
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+        // The session makes the first connection (each pool entry once,
+        // from a random one when asked) and says when one serves.
+        let (ready_tx, ready) = oneshot::channel();
         crate::rt::spawn(driver::run(
             config.clone(),
             cmd_rx,
             shared.clone(),
-            index,
-            first,
+            ready_tx,
         ));
+        match ready.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(Error::Closed),
+        }
         Ok(Client {
             inner: Arc::new(Inner {
                 cmd_tx,
@@ -410,7 +414,12 @@ impl Client {
     pub async fn add_targets(&self, targets: Vec<Target>) -> Result<(), Error> {
         self.inner
             .cmd_tx
-            .send(Input::AddTargets(targets))
+            .send(Input::Cmd(Command::AddNodes(
+                targets
+                    .into_iter()
+                    .map(|target| PoolEntry { target, node: None })
+                    .collect(),
+            )))
             .await
             .map_err(|_| self.gone())
     }
@@ -420,7 +429,12 @@ impl Client {
     pub(crate) async fn add_nodes(&self, nodes: Vec<(Target, Option<u32>)>) -> Result<(), Error> {
         self.inner
             .cmd_tx
-            .send(Input::AddNodes(nodes))
+            .send(Input::Cmd(Command::AddNodes(
+                nodes
+                    .into_iter()
+                    .map(|(target, node)| PoolEntry { target, node })
+                    .collect(),
+            )))
             .await
             .map_err(|_| self.gone())
     }

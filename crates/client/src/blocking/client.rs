@@ -89,12 +89,7 @@ impl ClientBuilder {
         if n == 0 {
             return Err(Error::BadArgument("no target to connect to".into()));
         }
-        let start = if config.random_start && n > 1 {
-            rand::random_range(0..n)
-        } else {
-            0
-        };
-        let driver = Driver::connect(config, start)?;
+        let driver = Driver::connect(config)?;
         Ok(Client {
             config: driver.config.clone(),
             inner: Arc::new(Inner {

@@ -24,12 +24,14 @@ use bytes::BytesMut;
 use thingsdb_transport::blocking::{self as io, BlockingReader, BlockingWriter, Received};
 use thingsdb_transport::Target;
 use tokio::sync::oneshot;
-use tracing::{debug, info};
+use tracing::info;
 use web_time::Instant;
 
 use crate::config::Config;
+use crate::connection::driver::{pool_entries, session_config};
 use crate::connection::handshake::auth_answer;
-use crate::connection::session::{ConnId, Output, Session, SessionConfig};
+use crate::connection::pool::PoolEntry;
+use crate::connection::session::{ConnId, Output, Session};
 use crate::connection::{Command, Shared};
 use crate::error::{ConnectionLost, Error, LostReason};
 
@@ -139,14 +141,13 @@ pub(crate) fn connect_one(
 /// A connection the session asked for, due at `at`.
 struct PendingConnect {
     conn: ConnId,
-    index: usize,
+    target: Target,
     at: Instant,
 }
 
 /// The session and what writes: taken briefly by any thread.
 struct Core {
     session: Session,
-    targets: Vec<Target>,
     writers: Vec<(ConnId, BlockingWriter)>,
     connect: Option<PendingConnect>,
     finished: bool,
@@ -184,64 +185,50 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    /// Connects to the pool (from `start`, each node once) and returns the
-    /// driver of the first connection that authenticates.
-    pub(crate) fn connect(config: Config, start: usize) -> Result<Arc<Driver>, Error> {
-        let n = config.targets.len();
-        let mut last = Error::BadArgument("no target to connect to".into());
-        let mut first = None;
-        for k in 0..n {
-            let index = (start + k) % n;
-            match connect_one(&config, &config.targets[index]) {
-                Ok(c) => {
-                    first = Some((index, c));
-                    break;
-                }
-                Err(e) => {
-                    debug!(target = %config.targets[index], error = %e, "connect failed");
-                    // Bad credentials are not fixed by trying another node.
-                    if e.code() == Some(thingsdb_protocol::ErrorCode::Auth) {
-                        return Err(e);
-                    }
-                    last = e;
-                }
-            }
-        }
-        let Some((index, (reader, writer))) = first else {
-            return Err(last);
-        };
-        let targets = config.targets.clone();
-        let mut session = Session::new(SessionConfig {
-            keepalive: config.keepalive,
-            reconnect: config.reconnect.clone(),
-            pool_len: targets.len(),
-            request_attempts: config.request_attempts,
-            seed: rand::random(),
-        });
-        let conn = session.adopt(now(), index);
-        let shared = Arc::new(Shared::new(index, targets.get(index).cloned()));
-        let mut core = Core {
-            session,
-            targets,
-            writers: vec![(conn, writer)],
-            connect: None,
-            finished: false,
-        };
-        core.settle(&shared);
-        Ok(Arc::new(Driver {
+    /// Connects to the pool and returns the driver once a connection
+    /// serves: the session makes the first round of connects (each node
+    /// once, from a random one when asked), or the error that ended it.
+    pub(crate) fn connect(config: Config) -> Result<Arc<Driver>, Error> {
+        let mut session = Session::new(session_config(&config));
+        session.handle_command(now(), Command::AddNodes(pool_entries(&config)));
+        let shared = Arc::new(Shared::new());
+        let driver = Arc::new(Driver {
             config: Arc::new(config),
             shared,
-            core: Mutex::new(core),
-            links: Mutex::new(vec![ReadLink {
-                conn,
-                reader,
-                last_read: now(),
-            }]),
+            core: Mutex::new(Core {
+                session,
+                writers: Vec::new(),
+                connect: None,
+                finished: false,
+            }),
+            links: Mutex::new(Vec::new()),
             role: Mutex::new(Role::default()),
             role_cv: Condvar::new(),
             event_thread: Mutex::new(None),
             stop: AtomicBool::new(false),
-        }))
+        });
+        loop {
+            let pc = {
+                let mut core = lock(&driver.core);
+                core.settle(&driver.shared);
+                if core.session.serving_index().is_some() {
+                    break;
+                }
+                if let Some(e) = core.session.finished() {
+                    return Err(e.clone());
+                }
+                core.connect.take()
+            };
+            let Some(pc) = pc else {
+                return Err(Error::BadArgument("no target to connect to".into()));
+            };
+            let wait = pc.at.saturating_duration_since(now());
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
+            driver.open(pc, &mut lock(&driver.links));
+        }
+        Ok(driver)
     }
 
     /// Gives the session a command and writes what it queued.
@@ -253,14 +240,11 @@ impl Driver {
 
     /// More nodes for the pool.
     pub(crate) fn add_targets(&self, more: Vec<Target>) {
-        let mut core = lock(&self.core);
-        for t in more {
-            if !core.targets.contains(&t) {
-                core.targets.push(t);
-            }
-        }
-        let n = core.targets.len();
-        core.session.handle_pool_size(n);
+        let entries = more
+            .into_iter()
+            .map(|target| PoolEntry { target, node: None })
+            .collect();
+        self.submit(Command::AddNodes(entries));
     }
 
     /// Sends `cmd` and waits for what `rx` gets, driving the connection
@@ -537,11 +521,7 @@ impl Driver {
 
     /// Opens the connection the session asked for.
     fn open(&self, pc: PendingConnect, links: &mut Vec<ReadLink>) {
-        let target = lock(&self.core).targets.get(pc.index).cloned();
-        let r = match target {
-            Some(t) => connect_one(&self.config, &t),
-            None => Err(Error::BadArgument("no such pool entry".into())),
-        };
+        let r = connect_one(&self.config, &pc.target);
         let mut core = lock(&self.core);
         match r {
             Ok((reader, writer)) => {
@@ -552,7 +532,8 @@ impl Driver {
                     reader,
                     last_read: now(),
                 });
-                core.session.handle_connected(now(), pc.conn);
+                // The blocking driver does not ask which node answered.
+                core.session.handle_connected(now(), pc.conn, None);
             }
             Err(e) => core.session.handle_connect_failed(now(), pc.conn, &e),
         }
@@ -624,10 +605,15 @@ impl Core {
             let t = now();
             while let Some(out) = self.session.poll_output() {
                 match out {
-                    Output::Connect { conn, index, delay } => {
+                    Output::Connect {
+                        conn,
+                        target,
+                        delay,
+                        ..
+                    } => {
                         self.connect = Some(PendingConnect {
                             conn,
-                            index,
+                            target,
                             at: t + delay,
                         });
                     }
@@ -672,7 +658,7 @@ impl Core {
         shared
             .in_flight
             .store(self.session.in_flight(), Ordering::Relaxed);
-        shared.publish_serving(self.session.serving_index(), &self.targets);
+        shared.publish_serving(self.session.serving_index(), self.session.pool().targets());
         if !self.finished {
             if let Some(e) = self.session.finished() {
                 self.finished = true;

@@ -18,10 +18,11 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use thingsdb_protocol::Frame;
 use thingsdb_transport::{FrameReader, FrameWriter, Target};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
 use super::handshake::{connect_one, Established};
+use super::pool::PoolEntry;
 use super::session::{reject, Command, ConnId, Lifecycle, Output, Session, SessionConfig};
 use crate::config::Config;
 use crate::error::{ConnectionLost, Error, LostReason};
@@ -36,13 +37,8 @@ const DRAIN_BATCH: usize = 512;
 
 /// What client handles send to the driver.
 pub(crate) enum Input {
-    /// A command for the session.
+    /// A command for the session (more nodes for the pool among them).
     Cmd(Command),
-    /// More nodes for the pool (management).
-    AddTargets(Vec<Target>),
-    /// More nodes for the pool, each with the id of the node it must reach
-    /// when known (cluster discovery).
-    AddNodes(Vec<(Target, Option<u32>)>),
     /// Attach a stream of connection events.
     ConnectionEvents(Box<Sink<ConnectionEvent>>),
 }
@@ -67,22 +63,26 @@ pub(crate) struct Shared {
 /// [`Shared::serving`] when no connection serves.
 const NOT_SERVING: usize = usize::MAX;
 
+/// [`Shared::serving`] before the first connection served (the first is
+/// not a reconnect).
+const NOT_YET: usize = usize::MAX - 1;
+
 impl Shared {
-    /// State for a client whose first connection is to pool entry `index`.
-    pub(crate) fn new(index: usize, target: Option<Target>) -> Shared {
+    /// State for a client that is not connected yet.
+    pub(crate) fn new() -> Shared {
         Shared {
             dead: OnceLock::new(),
             in_flight: AtomicUsize::new(0),
             connections: AtomicU64::new(0),
-            serving: AtomicUsize::new(index),
-            serving_target: Mutex::new(target),
+            serving: AtomicUsize::new(NOT_YET),
+            serving_target: Mutex::new(None),
             observe: crate::observe::Observer::default(),
         }
     }
 
     /// The pool index of the serving connection, if one serves.
     pub(crate) fn serving_index(&self) -> Option<usize> {
-        Some(self.serving.load(Relaxed)).filter(|i| *i != NOT_SERVING)
+        Some(self.serving.load(Relaxed)).filter(|i| *i != NOT_SERVING && *i != NOT_YET)
     }
 
     /// The pool entry of the serving connection, if one serves.
@@ -98,11 +98,13 @@ impl Shared {
         self.observe.sync_pool(targets);
         let new = index.unwrap_or(NOT_SERVING);
         let old = self.serving.load(Relaxed);
-        if old == new {
+        if old == new || (old == NOT_YET && index.is_none()) {
             return;
         }
-        let was = Some(old).filter(|i| *i != NOT_SERVING);
-        self.observe.serving_changed(was, index, self.dead.get());
+        if old != NOT_YET {
+            let was = Some(old).filter(|i| *i != NOT_SERVING);
+            self.observe.serving_changed(was, index, self.dead.get());
+        }
         let target = index.and_then(|i| targets.get(i).cloned());
         match self.serving_target.lock() {
             Ok(mut t) => *t = target,
@@ -226,66 +228,45 @@ fn now() -> web_time::Instant {
     rt::now()
 }
 
-/// Runs a client's connection until it is closed or gives up.
+/// Runs a client's connection until it is closed or gives up. `ready`
+/// is answered once the first connection serves (`Ok`), or with the error
+/// that ended the first round of connects.
 pub(crate) async fn run(
     config: Arc<Config>,
     mut cmd_rx: mpsc::Receiver<Input>,
     shared: Arc<Shared>,
-    first_index: usize,
-    first: Established,
+    ready: oneshot::Sender<Result<(), Error>>,
 ) {
-    let mut targets = config.targets.clone();
-    // The node a learnt pool entry must reach.
-    let mut expected: Vec<(Target, u32)> = Vec::new();
-    let mut session = Session::new(SessionConfig {
-        keepalive: config.keepalive,
-        reconnect: config.reconnect.clone(),
-        pool_len: targets.len(),
-        request_attempts: config.request_attempts,
-        seed: rand::random(),
-    });
+    let mut ready = Some(ready);
+    let mut session = Session::new(session_config(&config));
+    session.handle_command(now(), Command::AddNodes(pool_entries(&config)));
     let mut sockets: Vec<Socket> = Vec::with_capacity(2);
     // Connection attempts (rare), and graceful closes.
     let mut connecting: FuturesUnordered<BoxFuture<'static, (ConnId, Result<Established, Error>)>> =
         FuturesUnordered::new();
     let mut closes: FuturesUnordered<BoxFuture<'static, ()>> = FuturesUnordered::new();
     let mut start = 0usize;
-    // Connection event streams, and the node id each open connection
-    // reached (when asked).
+    // Connection event streams.
     let mut watchers: Vec<Sink<ConnectionEvent>> = Vec::new();
-    let mut node_ids: Vec<(ConnId, Option<u32>)> = Vec::new();
-
-    let first_node = first.node_id;
-    let conn = session.adopt(now(), first_index);
-    node_ids.push((conn, first_node));
-    sockets.push(Socket::new(conn, first));
 
     let mut timer = rt::Timer::new();
 
     loop {
         while let Some(out) = session.poll_output() {
             match out {
-                Output::Connect { conn, index, delay } => {
+                Output::Connect {
+                    conn,
+                    index,
+                    target,
+                    delay,
+                } => {
                     let config = config.clone();
-                    let target = targets.get(index).cloned();
                     let span = shared
                         .observe
                         .attempt_span(session.serving_index(), index, delay);
-                    let want = target
-                        .as_ref()
-                        .and_then(|t| expected.iter().find(|(e, _)| e == t).map(|(_, id)| *id));
                     connecting.push(crate::observe::in_span(span, async move {
                         rt::sleep(delay).await;
-                        let r = match target {
-                            Some(t) => connect_one(&config, &t).await.and_then(|est| {
-                                match wrong_node(&t, want, est.node_id) {
-                                    Some(e) => Err(e),
-                                    None => Ok(est),
-                                }
-                            }),
-                            None => Err(Error::BadArgument("no such pool entry".into())),
-                        };
-                        (conn, r)
+                        (conn, connect_one(&config, &target).await)
                     }));
                 }
                 Output::Close { conn } => {
@@ -300,8 +281,7 @@ pub(crate) async fn run(
             }
         }
         while let Some(ev) = session.poll_event() {
-            let ev = public_event(ev, &targets, &mut node_ids);
-            if let Some(ev) = ev {
+            if let Some(ev) = public_event(ev, session.pool().targets()) {
                 shared.observe.event(&ev);
                 watchers.retain_mut(|w| !matches!(w.offer(ev.clone()), Offer::Gone));
             }
@@ -310,9 +290,17 @@ pub(crate) async fn run(
             .connections
             .store(session.connections_made(), Relaxed);
         shared.in_flight.store(session.in_flight(), Relaxed);
-        shared.publish_serving(session.serving_index(), &targets);
+        shared.publish_serving(session.serving_index(), session.pool().targets());
+        if session.serving_index().is_some() {
+            if let Some(ready) = ready.take() {
+                let _ = ready.send(Ok(()));
+            }
+        }
         if let Some(e) = session.finished() {
             let e = e.clone();
+            if let Some(ready) = ready.take() {
+                let _ = ready.send(Err(e.clone()));
+            }
             drop(connecting);
             finish(
                 &mut session,
@@ -369,9 +357,9 @@ pub(crate) async fn run(
             Some((conn, r)) = connecting.next(), if !connecting.is_empty() => match r {
                 Ok(est) => {
                     info!(conn = conn.0, "connected");
-                    node_ids.push((conn, est.node_id));
+                    let node_id = est.node_id;
                     sockets.push(Socket::new(conn, est));
-                    session.handle_connected(now(), conn);
+                    session.handle_connected(now(), conn, node_id);
                 }
                 Err(e) => session.handle_connect_failed(now(), conn, &e),
             },
@@ -387,13 +375,13 @@ pub(crate) async fn run(
             },
             cmd = cmd_rx.recv(), if accepting => match cmd {
                 Some(input) => {
-                    apply(&mut session, &mut targets, &mut expected, &mut watchers, input);
+                    apply(&mut session, &mut watchers, input);
                     for _ in 1..DRAIN_BATCH {
                         if !session.wants_commands() {
                             break;
                         }
                         match cmd_rx.try_recv() {
-                            Ok(input) => apply(&mut session, &mut targets, &mut expected, &mut watchers, input),
+                            Ok(input) => apply(&mut session, &mut watchers, input),
                             Err(_) => break,
                         }
                     }
@@ -408,33 +396,16 @@ pub(crate) async fn run(
     }
 }
 
-/// The error for a learnt pool entry where another node answered than the
-/// one it was learnt for (`want`); `None` when it is that node, or either
-/// id is unknown.
-fn wrong_node(target: &Target, want: Option<u32>, got: Option<u32>) -> Option<Error> {
-    match (want, got) {
-        (Some(want), Some(got)) if want != got => Some(Error::Transport(format!(
-            "{target} was learnt as node {want} but node {got} answered there"
-        ))),
-        _ => None,
-    }
-}
-
 /// A session's lifecycle event as the public stream shows it: pool
 /// indexes become targets. `None` for an index out of the pool.
-fn public_event(
-    ev: Lifecycle,
-    targets: &[Target],
-    node_ids: &mut Vec<(ConnId, Option<u32>)>,
-) -> Option<ConnectionEvent> {
+pub(crate) fn public_event(ev: Lifecycle, targets: &[Target]) -> Option<ConnectionEvent> {
     let target = |i: usize| targets.get(i).cloned();
     Some(match ev {
-        Lifecycle::Connected { conn, index } => {
-            let node_id = node_ids
-                .iter()
-                .find(|(c, _)| *c == conn)
-                .and_then(|(_, n)| *n);
-            node_ids.retain(|(c, _)| *c >= conn);
+        Lifecycle::Connected {
+            conn,
+            index,
+            node_id,
+        } => {
             info!(conn = conn.0, index, node_id, "serving");
             ConnectionEvent::Connected {
                 target: target(index)?,
@@ -461,37 +432,36 @@ fn public_event(
     })
 }
 
-fn apply(
-    session: &mut Session,
-    targets: &mut Vec<Target>,
-    expected: &mut Vec<(Target, u32)>,
-    watchers: &mut Vec<Sink<ConnectionEvent>>,
-    input: Input,
-) {
+fn apply(session: &mut Session, watchers: &mut Vec<Sink<ConnectionEvent>>, input: Input) {
     match input {
         Input::Cmd(cmd) => session.handle_command(now(), cmd),
         Input::ConnectionEvents(sink) => watchers.push(*sink),
-        Input::AddTargets(more) => {
-            for t in more {
-                if !targets.contains(&t) {
-                    targets.push(t);
-                }
-            }
-            session.handle_pool_size(targets.len());
-        }
-        Input::AddNodes(more) => {
-            for (t, id) in more {
-                if let Some(id) = id {
-                    expected.retain(|(e, _)| *e != t);
-                    expected.push((t.clone(), id));
-                }
-                if !targets.contains(&t) {
-                    targets.push(t);
-                }
-            }
-            session.handle_pool_size(targets.len());
-        }
     }
+}
+
+/// The session's settings from the client's (its random numbers seeded
+/// at random). Shared by the async and the blocking driver.
+pub(crate) fn session_config(config: &Config) -> SessionConfig {
+    SessionConfig {
+        keepalive: config.keepalive,
+        reconnect: config.reconnect.clone(),
+        random_start: config.random_start,
+        request_attempts: config.request_attempts,
+        seed: rand::random(),
+    }
+}
+
+/// The builder's targets as the session's first pool entries (any node
+/// may answer at a target the user gave).
+pub(crate) fn pool_entries(config: &Config) -> Vec<PoolEntry> {
+    config
+        .targets
+        .iter()
+        .map(|t| PoolEntry {
+            target: t.clone(),
+            node: None,
+        })
+        .collect()
 }
 
 /// The session ended: close the sockets, fail what still comes, answer
@@ -526,23 +496,5 @@ async fn finish(
     .await;
     for ack in session.take_close_acks() {
         let _ = ack.send(());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_learnt_entry_must_reach_its_node() {
-        let t = Target::tcp("127.0.0.1", 9201);
-        assert!(wrong_node(&t, Some(1), Some(1)).is_none());
-        assert!(
-            wrong_node(&t, None, Some(0)).is_none(),
-            "a given target: any node"
-        );
-        assert!(wrong_node(&t, Some(1), None).is_none(), "not asked");
-        let e = wrong_node(&t, Some(1), Some(0)).map(|e| e.to_string());
-        assert!(e.is_some_and(|e| e.contains("learnt as node 1 but node 0")));
     }
 }

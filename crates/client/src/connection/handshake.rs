@@ -1,9 +1,9 @@
-//! Opening a connection: connect, authenticate, walk the pool.
+//! Opening one connection: connect, authenticate, ask which node answered.
+//! Which pool entry to try, and what a failure means, is the session's.
 
 use bytes::BytesMut;
 use thingsdb_protocol::{request, Direction, Response};
 use thingsdb_transport::{FrameReader, FrameWriter, Target};
-use tracing::debug;
 
 use crate::config::{Auth, Config};
 use crate::error::{ConnectionLost, Error, LostReason};
@@ -42,35 +42,6 @@ async fn connect_inner(config: &Config, target: &Target) -> Result<Established, 
             config.connect.connect_timeout
         ))),
     }
-}
-
-/// Tries every target once, starting at `start` (modulo the pool size);
-/// the pool index and connection of the first that answers, or the last
-/// error.
-pub(crate) async fn connect_pool(
-    config: &Config,
-    start: usize,
-) -> Result<(usize, Established), Error> {
-    let n = config.targets.len();
-    if n == 0 {
-        return Err(Error::BadArgument("no target to connect to".into()));
-    }
-    let mut last = Error::BadArgument("no target to connect to".into());
-    for k in 0..n {
-        let index = (start + k) % n;
-        match connect_one(config, &config.targets[index]).await {
-            Ok(c) => return Ok((index, c)),
-            Err(e) => {
-                debug!(target = %config.targets[index], error = %e, "connect failed");
-                // Bad credentials are not fixed by trying another node.
-                if e.code() == Some(thingsdb_protocol::ErrorCode::Auth) {
-                    return Err(e);
-                }
-                last = e;
-            }
-        }
-    }
-    Err(last)
 }
 
 /// Asks a fresh, authenticated connection which node it reached (id 1, in

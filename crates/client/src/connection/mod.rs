@@ -4,6 +4,7 @@
 
 pub(crate) mod driver;
 pub(crate) mod handshake;
+pub(crate) mod pool;
 pub(crate) mod session;
 
 #[cfg(test)]

@@ -703,7 +703,7 @@ impl World {
                             tokens: HashMap::new(),
                         });
                         let replacing = self.h.s.serving().is_some();
-                        self.h.s.handle_connected(now, conn);
+                        self.h.s.handle_connected(now, conn, None);
                         if !replacing {
                             fresh = Some(conn);
                         }

@@ -51,6 +51,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 use web_time::Instant;
 
+use super::pool::{Pool, PoolEntry};
 use crate::config::ReconnectPolicy;
 use crate::error::{ConnectionLost, Error, LostReason, ThingsdbError};
 use crate::events::{
@@ -117,6 +118,10 @@ pub(crate) enum Command {
     NodeEvents(Box<NodeSink>),
     /// Finish what is in flight, then close.
     Close(oneshot::Sender<()>),
+    /// More nodes for the pool: the builder's targets at the start (the
+    /// first ones start the first round of connects), then those given by
+    /// `Client::add_targets` or learnt by discovery.
+    AddNodes(Vec<PoolEntry>),
     /// List the rooms that have a live stream.
     Rooms(oneshot::Sender<Vec<RoomKey>>),
 }
@@ -132,12 +137,13 @@ pub(crate) struct Subscribe {
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Output {
-    /// Wait `delay`, then connect to pool entry `index` and authenticate;
-    /// report with [`Session::handle_connected`] or
+    /// Wait `delay`, then connect to `target` (pool entry `index`) and
+    /// authenticate; report with [`Session::handle_connected`] or
     /// [`Session::handle_connect_failed`].
     Connect {
         conn: ConnId,
         index: usize,
+        target: thingsdb_transport::Target,
         delay: Duration,
     },
     /// Write what [`Session::poll_transmit`] still gives for `conn`, then
@@ -151,8 +157,13 @@ pub(crate) enum Output {
 /// layer needs to hook into.
 #[derive(Debug, Clone)]
 pub(crate) enum Lifecycle {
-    /// `conn`, to pool entry `index`, is open and authenticated.
-    Connected { conn: ConnId, index: usize },
+    /// `conn`, to pool entry `index`, is open and authenticated, and
+    /// serves; `node_id` is the node that answered, when the driver asked.
+    Connected {
+        conn: ConnId,
+        index: usize,
+        node_id: Option<u32>,
+    },
     /// New requests go to pool entry `to` instead of `from`.
     Moved {
         from: usize,
@@ -174,8 +185,9 @@ pub(crate) struct SessionConfig {
     pub keepalive: Option<Duration>,
     /// Reconnect behaviour.
     pub reconnect: ReconnectPolicy,
-    /// How many nodes the pool holds.
-    pub pool_len: usize,
+    /// Start the first round of connects at a random pool entry (from the
+    /// session's seeded random numbers) rather than the first.
+    pub random_start: bool,
     /// How many times a request is sent at most (see [`Req`]); 1 turns
     /// resending off.
     pub request_attempts: u32,
@@ -360,6 +372,11 @@ struct Connecting {
     /// Whether it replaces a serving connection whose node is shutting down
     /// (the old one keeps serving meanwhile).
     moving: bool,
+    /// Whether it is of the first round, before any connection was made:
+    /// each entry is tried once, without back-off, and when none answers
+    /// (or one refuses the credentials) the session ends with the error,
+    /// which `connect()` returns.
+    first: bool,
 }
 
 /// Where a room stands on a connection.
@@ -499,6 +516,8 @@ enum Life {
 pub(crate) struct Session {
     cfg: SessionConfig,
     rng: Rng,
+    /// The nodes to connect to.
+    pool: Pool,
     in_flight: InFlight<Pending>,
     deadlines: BinaryHeap<Reverse<Deadline>>,
     next_seq: u64,
@@ -531,6 +550,7 @@ impl Session {
     pub(crate) fn new(cfg: SessionConfig) -> Session {
         Session {
             rng: Rng::new(cfg.seed),
+            pool: Pool::default(),
             cfg,
             in_flight: InFlight::default(),
             deadlines: BinaryHeap::new(),
@@ -728,21 +748,37 @@ impl Session {
 
     // ------------------------------------------------------------- inputs
 
-    /// Registers a connection the driver opened before the session existed
-    /// (the first one, made by `Client::connect`).
-    pub(crate) fn adopt(&mut self, now: Instant, index: usize) -> ConnId {
-        let conn = self.new_conn_id();
-        self.open(now, conn, index);
-        conn
+    /// The nodes the session connects to.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
     }
 
-    /// The pool grew or shrank to `len` entries.
-    pub(crate) fn handle_pool_size(&mut self, len: usize) {
-        self.cfg.pool_len = len;
+    /// Adds nodes to the pool; the first ones start the first round of
+    /// connects (at a random entry when the config says so).
+    fn add_nodes(&mut self, more: Vec<PoolEntry>) {
+        self.pool.add(more);
+        let fresh =
+            self.connections_made == 0 && self.connecting.is_none() && self.conns.is_empty();
+        if fresh && matches!(self.life, Life::Open) && !self.pool.is_empty() {
+            let n = self.pool.len() as u64;
+            let start = if self.cfg.random_start && n > 1 {
+                self.rng.up_to(n - 1) as usize
+            } else {
+                0
+            };
+            self.start_connect(start, 0, false, Duration::ZERO);
+            if let Some(c) = &mut self.connecting {
+                c.first = true;
+            }
+        }
     }
 
     /// A command from a client handle.
     pub(crate) fn handle_command(&mut self, now: Instant, cmd: Command) {
+        if let Command::AddNodes(more) = cmd {
+            self.add_nodes(more);
+            return;
+        }
         if let Life::Finished { error, .. } = &self.life {
             reject(cmd, error.clone());
             return;
@@ -812,6 +848,7 @@ impl Session {
             Command::Rooms(reply) => {
                 let _ = reply.send(self.live_rooms());
             }
+            Command::AddNodes(more) => self.add_nodes(more),
         }
     }
 
@@ -916,8 +953,11 @@ impl Session {
         self.after_input(now);
     }
 
-    /// The connection the session asked for is open and authenticated.
-    pub(crate) fn handle_connected(&mut self, now: Instant, conn: ConnId) {
+    /// The connection the session asked for is open and authenticated;
+    /// `node_id` is the node that answered, when the driver asked. A
+    /// learnt pool entry that reached another node than its own counts as
+    /// a failed connect.
+    pub(crate) fn handle_connected(&mut self, now: Instant, conn: ConnId, node_id: Option<u32>) {
         let Some(connecting) = self.connecting.take_if(|c| c.conn == conn) else {
             // Not wanted any more (the session closed meanwhile).
             self.outputs.push_back(Output::Close { conn });
@@ -927,7 +967,14 @@ impl Session {
             self.outputs.push_back(Output::Close { conn });
             return;
         }
-        self.open(now, conn, connecting.index);
+        if let Err(e) = self.pool.check_node(connecting.index, node_id) {
+            debug!(error = %e, "reached another node");
+            self.outputs.push_back(Output::Close { conn });
+            self.connecting = Some(connecting);
+            self.handle_connect_failed(now, conn, &e);
+            return;
+        }
+        self.open(now, conn, connecting.index, node_id);
         self.after_input(now);
     }
 
@@ -941,14 +988,31 @@ impl Session {
             self.check_closed();
             return;
         }
-        let pool = self.cfg.pool_len.max(1);
+        let pool = self.pool.len().max(1);
         c.tries = c.tries.saturating_add(1);
         // Bad credentials are not fixed by trying the rest of the pool.
-        if error.code() == Some(thingsdb_protocol::ErrorCode::Auth) {
+        let auth = error.code() == Some(thingsdb_protocol::ErrorCode::Auth);
+        if auth {
             self.events.push_back(Lifecycle::AuthFailed {
                 index: c.index,
                 error: error.clone(),
             });
+        }
+        if c.first {
+            // The first round tries each entry once; `connect()` gets the
+            // error when none answers.
+            if auth || c.tries as usize >= pool {
+                self.finish(error.clone());
+            } else {
+                let index = self.pool.next(c.index);
+                self.start_connect(index, c.tries, false, Duration::ZERO);
+                if let Some(next) = &mut self.connecting {
+                    next.first = true;
+                }
+            }
+            return;
+        }
+        if auth {
             let round = (c.tries as usize).div_ceil(pool);
             c.tries = u32::try_from(round * pool).unwrap_or(u32::MAX);
         }
@@ -977,7 +1041,7 @@ impl Session {
         } else {
             Duration::ZERO
         };
-        let index = (c.index + 1) % pool;
+        let index = self.pool.next(c.index);
         self.start_connect(index, c.tries, c.moving, delay);
         self.after_input(now);
     }
@@ -1033,18 +1097,26 @@ impl Session {
     }
 
     fn start_connect(&mut self, index: usize, tries: u32, moving: bool, delay: Duration) {
+        let Some(target) = self.pool.target(index).cloned() else {
+            return; // an empty pool: nothing to connect to
+        };
         let conn = self.new_conn_id();
         self.connecting = Some(Connecting {
             conn,
             index,
             tries,
             moving,
+            first: false,
         });
-        self.outputs
-            .push_back(Output::Connect { conn, index, delay });
+        self.outputs.push_back(Output::Connect {
+            conn,
+            index,
+            target,
+            delay,
+        });
     }
 
-    fn open(&mut self, now: Instant, conn: ConnId, index: usize) {
+    fn open(&mut self, now: Instant, conn: ConnId, index: usize, node_id: Option<u32>) {
         self.connections_made += 1;
         self.conns.push(Conn {
             id: conn,
@@ -1061,7 +1133,11 @@ impl Session {
         });
         let old = self.serving.replace(conn);
         debug!(conn = conn.0, index, replaces = ?old.map(|c| c.0), "serving");
-        self.events.push_back(Lifecycle::Connected { conn, index });
+        self.events.push_back(Lifecycle::Connected {
+            conn,
+            index,
+            node_id,
+        });
         let from = match old.and_then(|o| self.conns.iter().find(|c| c.id == o)) {
             Some(o) => Some((o.index, MoveReason::ShuttingDown)),
             None => self.lost_serving.take().map(|i| (i, MoveReason::Lost)),
@@ -1218,7 +1294,7 @@ impl Session {
                 Some(connecting) => connecting.moving = false,
                 None => {
                     let index = if lost.reason() == LostReason::NodeShuttingDown {
-                        (c.index + 1) % self.cfg.pool_len.max(1)
+                        self.pool.next(c.index)
                     } else {
                         c.index
                     };
@@ -2237,7 +2313,7 @@ impl Session {
     fn node_shutting_down(&mut self, now: Instant, conn: ConnId) {
         let _ = now;
         if self.serving != Some(conn)
-            || self.cfg.pool_len < 2
+            || self.pool.len() < 2
             || !self.cfg.reconnect.enabled
             || self.connecting.is_some()
             || !matches!(self.life, Life::Open)
@@ -2248,7 +2324,7 @@ impl Session {
             return;
         };
         // A connection still draining is let go: its node went first.
-        let index = (c.index + 1) % self.cfg.pool_len;
+        let index = self.pool.next(c.index);
         for d in self.draining() {
             self.outputs.push_back(Output::Close { conn: d });
             self.drop_conn(
@@ -2553,7 +2629,7 @@ pub(crate) fn reject(cmd: Command, e: Error) {
                 let _ = ack.send(());
             }
         }
-        Command::NodeEvents(_) => {}
+        Command::NodeEvents(_) | Command::AddNodes(_) => {}
         // Nothing is live any more.
         Command::Rooms(reply) => {
             let _ = reply.send(Vec::new());

@@ -72,7 +72,7 @@ fn lost_connection_fails_in_flight_and_reconnects_with_held_requests() {
     }
     let next = connect_output(&mut h);
     let mut b = h.request(T); // held
-    h.s.handle_connected(h.now, next);
+    h.s.handle_connected(h.now, next, None);
     let sent = h.sent(next);
     assert_eq!(sent.len(), 1);
     h.frame(next, data(sent[0].id, 3));
@@ -196,7 +196,7 @@ fn reconnect_rejoins_each_room_with_streams_once() {
     h.frame(c, on_join("stuff", 3));
     h.s.handle_lost(h.now, c, ConnectionLost::new(LostReason::Io, "reset"));
     let next = connect_output(&mut h);
-    h.s.handle_connected(h.now, next);
+    h.s.handle_connected(h.now, next, None);
     let j = join_id(&h.sent(next));
     h.frame(next, room_reply(j, Some(3)));
     h.frame(next, on_join("stuff", 3));
@@ -238,7 +238,7 @@ fn shutting_down_makes_before_it_breaks() {
     let mut q2 = h.request(T);
     let q2_id = h.sent(old)[0].id;
     h.frame(old, on_emit("stuff", 3, 1));
-    h.s.handle_connected(h.now, new);
+    h.s.handle_connected(h.now, new, None);
     assert_eq!(h.s.open_conns().len(), 2);
     assert_eq!(h.s.serving(), Some(new));
     let mut q3 = h.request(T);
@@ -312,7 +312,7 @@ fn serving_index_follows_the_serving_connection() {
     let new = connect_output(&mut h);
     // The old connection serves until the new one is up.
     assert_eq!(h.s.serving_index(), Some(0));
-    h.s.handle_connected(h.now, new);
+    h.s.handle_connected(h.now, new, None);
     assert_eq!(h.s.serving_index(), Some(1));
     h.s.handle_lost(
         h.now,
@@ -321,7 +321,7 @@ fn serving_index_follows_the_serving_connection() {
     );
     assert_eq!(h.s.serving_index(), None, "reconnecting");
     let next = connect_output(&mut h);
-    h.s.handle_connected(h.now, next);
+    h.s.handle_connected(h.now, next, None);
     assert!(h.s.serving_index().is_some());
 }
 
@@ -431,7 +431,7 @@ fn a_lost_connection_fails_written_requests_and_sends_the_rest_again() {
     );
     assert!(unwritten.try_recv().is_err(), "never written: waits too");
     let next = connect_output(&mut h);
-    h.s.handle_connected(h.now, next);
+    h.s.handle_connected(h.now, next, None);
     let sent = h.sent(next);
     assert_eq!(sent.len(), 2, "{sent:?}");
     for s in &sent {
@@ -448,7 +448,7 @@ fn an_idempotent_request_that_ran_says_so_when_it_fails_later() {
     let _ = h.sent(c);
     h.s.handle_lost(h.now, c, ConnectionLost::new(LostReason::Io, "reset"));
     let next = connect_output(&mut h);
-    h.s.handle_connected(h.now, next);
+    h.s.handle_connected(h.now, next, None);
     let id = h.sent(next)[0].id;
     h.advance(T);
     match idem.try_recv() {
@@ -470,7 +470,7 @@ fn requests_on_a_draining_connection_end_when_it_is_lost() {
     let _ = h.sent(c);
     h.frame(c, shutting_down());
     let next = connect_output(&mut h);
-    h.s.handle_connected(h.now, next);
+    h.s.handle_connected(h.now, next, None);
     // The old node closes without answering (a WebSocket close without a
     // closing handshake, as a node that shuts down does).
     h.s.handle_lost(
@@ -508,7 +508,7 @@ fn lifecycle_events_show_each_move() {
     // Make before break on SHUTTING_DOWN.
     h.frame(c, shutting_down());
     let next = connect_output(&mut h);
-    h.s.handle_connected(h.now, next);
+    h.s.handle_connected(h.now, next, None);
     assert_eq!(events(&mut h), ["connected 1", "moved 0->1 ShuttingDown"]);
     // Lost, then a failed connect with bad credentials, then back.
     h.s.handle_lost(h.now, next, ConnectionLost::new(LostReason::Io, "reset"));
@@ -519,7 +519,7 @@ fn lifecycle_events_show_each_move() {
     ));
     h.s.handle_connect_failed(h.now, again, &auth);
     let third = connect_output(&mut h);
-    h.s.handle_connected(h.now, third);
+    h.s.handle_connected(h.now, third, None);
     let seen = events(&mut h);
     assert_eq!(seen[0], "lost 1 Io");
     assert_eq!(seen[1], "auth failed 1");
@@ -591,4 +591,157 @@ fn request_cancel_is_sent_again_only_for_idempotent_requests() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+// ------------------------------------------------------ the first round
+
+/// A session with no connection yet, for a pool of `pool` nodes.
+fn unstarted(pool: usize, random_start: bool, seed: u64) -> Session {
+    Session::new(SessionConfig {
+        keepalive: None,
+        reconnect: crate::config::ReconnectPolicy::default(),
+        random_start,
+        request_attempts: 4,
+        seed,
+    })
+    .with_nodes(pool)
+}
+
+impl Session {
+    fn with_nodes(mut self, pool: usize) -> Session {
+        self.handle_command(Instant::now(), Command::AddNodes(pool_entries(pool)));
+        self
+    }
+}
+
+/// The one connect the session asks for now: its connection, pool entry
+/// and delay.
+fn one_connect(s: &mut Session) -> (ConnId, usize, Duration) {
+    let outs: Vec<Output> = std::iter::from_fn(|| s.poll_output()).collect();
+    let connects: Vec<_> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Connect {
+                conn, index, delay, ..
+            } => Some((*conn, *index, *delay)),
+            Output::Close { .. } => None,
+        })
+        .collect();
+    assert_eq!(connects.len(), 1, "{outs:?}");
+    connects[0]
+}
+
+#[test]
+fn the_first_round_tries_each_node_once_then_ends_with_the_last_error() {
+    let now = Instant::now();
+    let mut s = unstarted(3, false, 1);
+    let mut tried = Vec::new();
+    for k in 0..3 {
+        let (conn, index, delay) = one_connect(&mut s);
+        assert_eq!(delay, Duration::ZERO, "no back-off in the first round");
+        assert!(s.finished().is_none());
+        tried.push(index);
+        let e = Error::Transport(format!("refused {k}"));
+        s.handle_connect_failed(now, conn, &e);
+    }
+    assert_eq!(tried, [0, 1, 2]);
+    assert!(s.poll_output().is_none(), "no fourth attempt");
+    let e = s.finished().map(ToString::to_string);
+    assert!(e.as_ref().is_some_and(|e| e.contains("refused 2")), "{e:?}");
+    let gave_up =
+        std::iter::from_fn(|| s.poll_event()).any(|e| matches!(e, Lifecycle::GaveUp { .. }));
+    assert!(gave_up);
+}
+
+#[test]
+fn bad_credentials_end_the_first_round_at_once() {
+    let now = Instant::now();
+    let mut s = unstarted(3, false, 1);
+    let (conn, _, _) = one_connect(&mut s);
+    s.handle_connect_failed(now, conn, &Error::Transport("refused".into()));
+    let (conn, index, _) = one_connect(&mut s);
+    assert_eq!(index, 1);
+    let auth = Error::Thingsdb(ThingsdbError::new(
+        thingsdb_protocol::ErrorCode::Auth,
+        "invalid username or password",
+    ));
+    s.handle_connect_failed(now, conn, &auth);
+    assert!(s.poll_output().is_none(), "node 2 is not tried");
+    assert_eq!(
+        s.finished().and_then(Error::code),
+        Some(thingsdb_protocol::ErrorCode::Auth)
+    );
+}
+
+#[test]
+fn the_first_connection_that_answers_serves_and_says_which_node() {
+    let now = Instant::now();
+    let mut s = unstarted(2, false, 1);
+    let (conn, _, _) = one_connect(&mut s);
+    s.handle_connect_failed(now, conn, &Error::Transport("refused".into()));
+    let (conn, index, _) = one_connect(&mut s);
+    s.handle_connected(now, conn, Some(7));
+    assert_eq!(s.serving_index(), Some(index));
+    let connected: Vec<_> = std::iter::from_fn(|| s.poll_event())
+        .filter_map(|e| match e {
+            Lifecycle::Connected { index, node_id, .. } => Some((index, node_id)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(connected, [(1, Some(7))]);
+    // Later failures are reconnects with back-off, not the first round.
+    s.handle_lost(now, conn, ConnectionLost::new(LostReason::Io, "reset"));
+    let (c2, _, _) = one_connect(&mut s);
+    s.handle_connect_failed(now, c2, &Error::Transport("refused".into()));
+    let (c3, _, _) = one_connect(&mut s);
+    s.handle_connect_failed(now, c3, &Error::Transport("refused".into()));
+    let (_, _, delay) = one_connect(&mut s);
+    assert!(delay > Duration::ZERO, "a full round failed: back-off");
+    assert!(s.finished().is_none());
+}
+
+#[test]
+fn a_random_start_comes_from_the_seed() {
+    let start = |seed| one_connect(&mut unstarted(4, true, seed)).1;
+    for seed in 0..20 {
+        assert_eq!(start(seed), start(seed), "seed {seed} replays");
+    }
+    let seen: std::collections::BTreeSet<usize> = (0..64).map(start).collect();
+    assert!(seen.len() > 1, "always {seen:?}");
+    assert_eq!(one_connect(&mut unstarted(4, false, 5)).1, 0);
+}
+
+#[test]
+fn a_learnt_node_that_reaches_another_node_is_a_failed_connect() {
+    let now = Instant::now();
+    let mut s = unstarted(1, false, 1);
+    let (conn, _, _) = one_connect(&mut s);
+    s.handle_connected(now, conn, Some(0));
+    // Discovery learns node 1 at a guessed address.
+    let learnt = thingsdb_transport::Target::tcp("127.0.0.1", 9300);
+    s.handle_command(
+        now,
+        Command::AddNodes(vec![crate::connection::pool::PoolEntry {
+            target: learnt.clone(),
+            node: Some(1),
+        }]),
+    );
+    assert_eq!(s.pool().len(), 2);
+    // The serving node shuts down: the move goes to the learnt entry.
+    s.handle_frame(now, conn, shutting_down());
+    let (next, index, _) = one_connect(&mut s);
+    assert_eq!(index, 1);
+    // Node 0 answered there: not node 1.
+    s.handle_connected(now, next, Some(0));
+    let outs: Vec<Output> = std::iter::from_fn(|| s.poll_output()).collect();
+    assert!(
+        outs.contains(&Output::Close { conn: next }),
+        "the wrong node's connection is closed: {outs:?}"
+    );
+    assert!(
+        outs.iter()
+            .any(|o| matches!(o, Output::Connect { index: 0, .. })),
+        "and the next entry tried: {outs:?}"
+    );
+    assert_eq!(s.serving_index(), Some(0), "the old node serves meanwhile");
 }

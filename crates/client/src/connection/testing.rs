@@ -172,12 +172,17 @@ impl Harness {
                 max_delay: Duration::from_millis(100),
                 max_attempts: None,
             },
-            pool_len: pool,
+            random_start: false,
             request_attempts: 4,
             seed,
         });
         let now = Instant::now();
-        let c = s.adopt(now, 0);
+        s.handle_command(now, Command::AddNodes(pool_entries(pool)));
+        let c = match s.poll_output() {
+            Some(Output::Connect { conn, index: 0, .. }) => conn,
+            other => panic!("the first round starts at entry 0, not {other:?}"),
+        };
+        s.handle_connected(now, c, None);
         (
             Harness {
                 s,
@@ -273,6 +278,16 @@ impl Harness {
 }
 
 use thingsdb_protocol::request;
+
+/// A pool of `n` nodes on 127.0.0.1, ports 9200 and up, none learnt.
+pub(crate) fn pool_entries(n: usize) -> Vec<super::pool::PoolEntry> {
+    (0..n)
+        .map(|i| super::pool::PoolEntry {
+            target: thingsdb_transport::Target::tcp("127.0.0.1", 9200 + i as u16),
+            node: None,
+        })
+        .collect()
+}
 
 /// Every item a stream holds now.
 pub(crate) fn drain(rx: &mut EventRx<RoomEvent>) -> Vec<RoomEvent> {
