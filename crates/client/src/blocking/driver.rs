@@ -421,7 +421,7 @@ impl Driver {
                 let parked = if core.session.wants_read() {
                     None
                 } else {
-                    core.session.parked_sender()
+                    core.session.parked_waiter()
                 };
                 (wake, connect, parked)
             };
@@ -436,12 +436,10 @@ impl Driver {
                 return;
             }
             let wait = wake.map(|w| w.saturating_duration_since(t));
-            if let Some(tx) = parked {
+            if let Some(w) = parked {
                 // A full room stream holds reading up: wait for room.
-                match block_on(tx.reserve_owned(), wake) {
-                    Some(Ok(permit)) => lock(&self.core).session.handle_capacity(permit),
-                    Some(Err(_)) => lock(&self.core).session.handle_parked_gone(),
-                    None => {}
+                if block_on(w.ready(), wake).is_some() {
+                    lock(&self.core).session.handle_capacity();
                 }
                 lock(&self.core).settle(&self.shared);
                 continue;

@@ -335,7 +335,7 @@ pub(crate) async fn run(
         timer.reset(session.poll_timeout());
         let reading = session.wants_read();
         let expecting = session.awaits_node();
-        let parked = session.parked_sender();
+        let parked = session.parked_waiter();
         let accepting = session.wants_commands();
         // Biased: frames already received are handled first, so that
         // requests their callers send in answer go out together in one
@@ -364,15 +364,12 @@ pub(crate) async fn run(
                 Err(e) => session.handle_connect_failed(now(), conn, &e),
             },
             Some(()) = closes.next(), if !closes.is_empty() => {}
-            permit = async {
-                match &parked {
-                    Some(tx) => tx.clone().reserve_owned().await,
+            _ = async {
+                match parked {
+                    Some(w) => w.ready().await,
                     None => std::future::pending().await,
                 }
-            }, if parked.is_some() => match permit {
-                Ok(permit) => session.handle_capacity(permit),
-                Err(_) => session.handle_parked_gone(),
-            },
+            }, if parked.is_some() => session.handle_capacity(),
             cmd = cmd_rx.recv(), if accepting => match cmd {
                 Some(input) => {
                     apply(&mut session, &mut watchers, input);

@@ -266,15 +266,12 @@ impl World {
                     for i in 0..self.streams.len() {
                         self.read(i)?;
                     }
-                    let Some(tx) = self.h.s.parked_sender() else {
+                    let Some(w) = self.h.s.parked_waiter() else {
                         break;
                     };
-                    match tx.try_reserve_owned() {
-                        Ok(permit) => self.h.s.handle_capacity(permit),
-                        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
-                            self.h.s.handle_parked_gone()
-                        }
-                        Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => break,
+                    match w.try_ready() {
+                        Some(_) => self.h.s.handle_capacity(),
+                        None => break,
                     }
                 }
                 self.check_rejoins(&sent)?;
@@ -725,13 +722,9 @@ impl World {
                 }
             }
             Op::Capacity => {
-                if let Some(tx) = self.h.s.parked_sender() {
-                    match tx.try_reserve_owned() {
-                        Ok(permit) => self.h.s.handle_capacity(permit),
-                        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
-                            self.h.s.handle_parked_gone()
-                        }
-                        Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {}
+                if let Some(w) = self.h.s.parked_waiter() {
+                    if w.try_ready().is_some() {
+                        self.h.s.handle_capacity();
                     }
                 }
             }
@@ -964,7 +957,7 @@ impl World {
             for i in 0..self.streams.len() {
                 self.read(i)?;
             }
-            if self.h.s.parked_sender().is_some() {
+            if self.h.s.parked_waiter().is_some() {
                 busy = true;
                 self.apply(&Op::Capacity)?;
             }

@@ -7,6 +7,7 @@ use thingsdb_protocol::Room;
 
 use super::*;
 use crate::connection::testing::*;
+use crate::error::LostReason;
 use crate::events::{Overflow, RoomEvent};
 
 const T: Duration = Duration::from_secs(5);
