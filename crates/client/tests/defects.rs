@@ -325,3 +325,62 @@ async fn targets_added_at_run_time_are_used() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Issue 25: requests in flight on the connection of a node that is
+/// shutting down end as soon as that connection goes, not at their
+/// deadline. The node stops answering, says SHUTTING_DOWN (the client
+/// moves to the other node, the old connection drains with 16 requests in
+/// flight), then closes. Over TCP and WebSocket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_on_a_draining_connection_end_when_it_closes() {
+    use thingsdb_client::NodeStatus;
+    for via in [Via::Tcp, Via::Ws] {
+        let cluster = TestNode::builder().start_cluster(2).await.unwrap();
+        let (a, b) = (cluster.node(0), cluster.node(1));
+        let client = Client::builder()
+            .target(&target(a, via))
+            .unwrap()
+            .target(&target(b, via))
+            .unwrap()
+            .auth(Auth::password("admin", "pass"))
+            .request_timeout(Duration::from_secs(60))
+            .reconnect(common::fast_reconnect())
+            .connect()
+            .await
+            .unwrap();
+        let conn = a.connections().last().unwrap().id;
+        a.connection_faults(conn).stop_replying(true);
+        let started = std::time::Instant::now();
+        let in_flight: Vec<_> = (0..16i64)
+            .map(|i| {
+                let client = client.clone();
+                tokio::spawn(async move { client.query("a;").var("a", &i).await })
+            })
+            .collect();
+        // Every one of them is written to `a` before it says it goes.
+        let queries = || a.counters().received(thingsdb_protocol::PackageType::Query);
+        while queries() < 16 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        a.emit_node_status(NodeStatus::ShuttingDown);
+        // The client serves from `b` once connected there; `a` drains.
+        while client.connections_made() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            within(60, client.query("7;")).await.unwrap(),
+            Value::from(7)
+        );
+        a.connection_faults(conn).close_now();
+        for q in in_flight {
+            let e = within(60, q).await.unwrap().unwrap_err();
+            assert!(e.is_connection_lost() && !e.is_timeout(), "{via:?}: {e}");
+            assert_eq!(e.lost_reason(), Some(LostReason::NodeShuttingDown), "{e}");
+            assert!(e.may_have_run(), "written, so it may have run: {e}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{via:?}: the requests ended by their deadline, not by the loss"
+        );
+    }
+}
