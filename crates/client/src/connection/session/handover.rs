@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 
 use thingsdb_protocol::PackageType;
 
+use super::connections::Role;
 use super::requests::Pending;
 use super::rooms::JoinState;
 use super::{ConnId, RoomKey, Session, HANDOVER_CAP};
@@ -232,6 +233,20 @@ impl Session {
         // Streams still waiting for their `Joined` get it now.
         self.deliver_awaiting_joined(key);
         self.maybe_close_draining(old);
+        // The new side's node went on to shut down meanwhile (a third
+        // connection serves now): the room moves on again, make before
+        // break. Left where it is, it would stay on a draining connection
+        // and count its events from the serving one twice when a stream
+        // joins there.
+        let serving = self.conns.serving.filter(|s| *s != new);
+        let draining = self
+            .conns
+            .get(new)
+            .is_some_and(|c| c.role == Role::Draining);
+        let streams = self.rooms.get(key).is_some_and(|r| !r.streams.is_empty());
+        if let (Some(serving), true, true) = (serving, draining, streams) {
+            self.begin_handover(serving, new, key.clone());
+        }
     }
 }
 

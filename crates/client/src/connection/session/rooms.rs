@@ -344,6 +344,8 @@ impl Session {
         let Some(room) = self.rooms.get_mut(key) else {
             return;
         };
+        // Whether the room was joined on `conn`, and is not any more.
+        let mut joined_here = room.join.conn() == Some(conn);
         if let Some(h) = &mut room.handover {
             if h.old == conn {
                 h.old_done = true;
@@ -351,10 +353,13 @@ impl Session {
                 return;
             }
             if h.new == conn {
+                // The old side still delivers, unless it is done too (left,
+                // or closed): then the room is joined nowhere.
+                joined_here = h.old_done;
                 room.handover = None;
             }
         }
-        if room.join.conn() != Some(conn) {
+        if !joined_here {
             return;
         }
         room.join = JoinState::Unjoined;

@@ -8,7 +8,7 @@ use thingsdb_protocol::Room;
 use super::*;
 use crate::connection::testing::*;
 use crate::error::LostReason;
-use crate::events::{Overflow, RoomEvent};
+use crate::events::{EventRx, Overflow, RoomEvent};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -745,4 +745,78 @@ fn a_learnt_node_that_reaches_another_node_is_a_failed_connect() {
         "and the next entry tried: {outs:?}"
     );
     assert_eq!(s.serving_index(), Some(0), "the old node serves meanwhile");
+}
+
+/// Joins room 7 of `stuff` on `c` and answers it; the stream has seen its
+/// `Joined`.
+fn joined_room(h: &mut Harness, c: ConnId) -> EventRx<RoomEvent> {
+    let (mut rx, _, _reply) = h.join("//stuff", Room::Id(7), Overflow::Wait, 64);
+    let id = join_id(&h.sent(c));
+    h.frame(c, room_reply(id, Some(7)));
+    assert_eq!(drain(&mut rx), [RoomEvent::Joined]);
+    rx
+}
+
+/// A room whose move to the next node completes after that node too said
+/// it shuts down moves on to the connection serving by then (make before
+/// break again), and no event is delivered twice.
+#[test]
+fn a_room_moves_on_when_its_new_node_shuts_down_during_the_move() {
+    let (mut h, c1) = Harness::new(3, None);
+    let mut rx = joined_room(&mut h, c1);
+    h.frame(c1, shutting_down());
+    let c2 = connect_output(&mut h);
+    h.s.handle_connected(h.now, c2, None);
+    let move_2 = join_id(&h.sent(c2));
+    // The second node says it goes too, before the room is joined there:
+    // the first is let go.
+    h.frame(c2, shutting_down());
+    let c3 = connect_output(&mut h);
+    h.s.handle_connected(h.now, c3, None);
+    assert!(h.sent(c3).is_empty(), "the room is still moving to c2");
+    // The move to c2 completes: the room goes on to c3 at once.
+    h.frame(c2, room_reply(move_2, Some(7)));
+    let move_3 = join_id(&h.sent(c3));
+    // Events of the window come from c2 and, once joined, from c3 too.
+    h.frame(c2, on_emit("stuff", 7, 1));
+    h.frame(c3, room_reply(move_3, Some(7)));
+    h.frame(c3, on_emit("stuff", 7, 1));
+    h.frame(c2, on_emit("stuff", 7, 2));
+    h.frame(c3, on_emit("stuff", 7, 2));
+    let leave = h
+        .sent(c2)
+        .into_iter()
+        .find(|s| matches!(s.request, Request::Leave { .. }))
+        .expect("left on c2");
+    h.frame(c2, data(leave.id, 0));
+    h.frame(c3, on_emit("stuff", 7, 3));
+    let got: Vec<u64> = drain(&mut rx).iter().filter_map(emitted_n).collect();
+    assert_eq!(got, [1, 2, 3], "each once, in order");
+}
+
+/// A room moving to a node that goes away before the room is joined there,
+/// when the node it came from is gone too, is joined nowhere: its streams
+/// hear `Disconnected` and it is joined again on the next connection.
+#[test]
+fn a_room_whose_both_sides_of_a_move_went_is_joined_again() {
+    let (mut h, c1) = Harness::new(3, None);
+    let mut rx = joined_room(&mut h, c1);
+    h.frame(c1, shutting_down());
+    let c2 = connect_output(&mut h);
+    h.s.handle_connected(h.now, c2, None);
+    let _move_2 = join_id(&h.sent(c2));
+    // c1 goes first (c2 says it shuts down, so the draining c1 is let go),
+    // then c2 breaks before it answered the JOIN.
+    h.frame(c2, shutting_down());
+    let c3 = connect_output(&mut h);
+    h.s.handle_lost(h.now, c2, ConnectionLost::new(LostReason::Io, "reset"));
+    assert_eq!(drain(&mut rx), [RoomEvent::Disconnected]);
+    h.s.handle_connected(h.now, c3, None);
+    let again = join_id(&h.sent(c3));
+    h.frame(c3, room_reply(again, Some(7)));
+    h.frame(c3, on_emit("stuff", 7, 5));
+    let got = drain(&mut rx);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0], RoomEvent::Joined);
+    assert_eq!(emitted_n(&got[1]), Some(5));
 }
