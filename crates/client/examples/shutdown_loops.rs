@@ -267,6 +267,17 @@ async fn one_run(
         }));
     }
     let client = builder.connect().await?;
+    // The client's lifecycle events (connected, moved, lost), with the
+    // time they came, printed after the run.
+    let born = Instant::now();
+    let mut lifecycle = client.connection_events().await?;
+    let moves = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(ev) = lifecycle.recv().await {
+            seen.push(format!("{:.2}s {ev:?}", born.elapsed().as_secs_f64()));
+        }
+        seen
+    });
 
     let mut python = None;
     if o.python {
@@ -390,6 +401,23 @@ async fn one_run(
         None => None,
     };
     let _ = client.close().await;
+    drop(client);
+    if let Ok(seen) = tokio::time::timeout(Duration::from_secs(5), moves).await {
+        for line in seen.unwrap_or_default() {
+            println!("  lifecycle: {line}");
+        }
+    }
+    // What the nodes warn about their changes: a change killed, skipped or
+    // committed with a gap is a request the cluster itself lost.
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        for line in node
+            .log()
+            .lines()
+            .filter(|l| (l.starts_with("[W") || l.starts_with("[E")) && l.contains("change"))
+        {
+            println!("  node {i}: {line}");
+        }
+    }
     Ok((rust, py))
 }
 

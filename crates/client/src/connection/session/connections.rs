@@ -656,3 +656,98 @@ impl Session {
         self.start_connect(index, 0, true, Duration::ZERO);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ThingsdbError;
+
+    fn policy(max_attempts: Option<u32>) -> ReconnectPolicy {
+        ReconnectPolicy {
+            enabled: true,
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            max_attempts,
+        }
+    }
+
+    fn connecting(first: bool) -> Connecting {
+        Connecting {
+            conn: ConnId(1),
+            index: 0,
+            tries: 0,
+            moving: false,
+            first,
+        }
+    }
+
+    fn refused() -> Error {
+        Error::Transport("refused".into())
+    }
+
+    fn bad_credentials() -> Error {
+        Error::Thingsdb(ThingsdbError::new(
+            thingsdb_protocol::ErrorCode::Auth,
+            "bad credentials",
+        ))
+    }
+
+    /// Failures until the rule says finish; the delays on the way.
+    fn walk(mut c: Connecting, pool: usize, e: &Error, p: &ReconnectPolicy) -> Vec<Duration> {
+        let mut rng = Rng::new(3);
+        let mut delays = Vec::new();
+        for _ in 0..100 {
+            match c.after_failure(pool, e, p, &mut rng) {
+                AfterFailure::Next { tries, delay } => {
+                    delays.push(delay);
+                    c.tries = tries;
+                }
+                AfterFailure::Finish(_) => return delays,
+                AfterFailure::Stop => panic!("stopped"),
+            }
+        }
+        panic!("never finished")
+    }
+
+    #[test]
+    fn the_first_round_tries_each_entry_once_without_back_off() {
+        let d = walk(connecting(true), 3, &refused(), &policy(None));
+        assert_eq!(d, [Duration::ZERO; 2], "3 tries, the third failure ends it");
+        let d = walk(connecting(true), 3, &bad_credentials(), &policy(None));
+        assert!(d.is_empty(), "bad credentials end it at once");
+    }
+
+    #[test]
+    fn later_rounds_back_off_at_each_round_end_and_give_up_after_max() {
+        let d = walk(connecting(false), 3, &refused(), &policy(Some(2)));
+        // Tries 1, 2 (next entry at once), 3 (round over: back-off), 4, 5,
+        // then the 6th failure ends round 2: given up.
+        assert_eq!(d.len(), 5, "{d:?}");
+        assert_eq!(d.iter().filter(|d| d.is_zero()).count(), 4, "{d:?}");
+        assert!(!d[2].is_zero(), "a back-off after a whole round");
+    }
+
+    #[test]
+    fn bad_credentials_skip_the_rest_of_a_round() {
+        let mut rng = Rng::new(3);
+        let c = connecting(false);
+        match c.after_failure(3, &bad_credentials(), &policy(Some(5)), &mut rng) {
+            AfterFailure::Next { tries, delay } => {
+                assert_eq!(tries, 3, "the round counts as tried");
+                assert!(!delay.is_zero(), "and is backed off");
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut c = connecting(false);
+        c.tries = 1;
+        match c.after_failure(3, &bad_credentials(), &policy(Some(1)), &mut rng) {
+            AfterFailure::Finish(e) => assert!(e.to_string().contains("gave up"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        c.moving = true;
+        assert!(matches!(
+            c.after_failure(3, &bad_credentials(), &policy(Some(1)), &mut rng),
+            AfterFailure::Stop
+        ));
+    }
+}

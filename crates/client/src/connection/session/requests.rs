@@ -612,12 +612,28 @@ mod tests {
         let (b, mut rb) = req(t0 + Duration::from_secs(9));
         let (c, mut rc) = req(t0 + Duration::from_secs(9));
         rs.start(a, ConnId(1), 1);
+        let (sink, _events) = crate::events::event_channel(1, 4, crate::events::Overflow::Lag);
+        let (reply, mut joined) = oneshot::channel();
+        let sub = Box::new(Subscribe {
+            scope: crate::scope::Scope::parse("//stuff").expect("a scope"),
+            room: thingsdb_protocol::Room::Id(7),
+            sink,
+            reply,
+        });
+        rs.table.insert(Pending::Join {
+            sub,
+            conn: ConnId(1),
+        });
         rs.held.push_back(Held::Request(b));
         rs.resend_at(t0, c);
         rs.fail_all(&Error::Closed);
         for rx in [&mut ra, &mut rb, &mut rc] {
             assert!(matches!(error_of(rx), Error::Closed));
         }
+        assert!(
+            matches!(joined.try_recv(), Ok(Err(Error::Closed))),
+            "the join too"
+        );
         assert_eq!((rs.len(), rs.unsent(), rs.deadlines_len()), (0, 0, 0));
         assert_eq!(rs.next_due(), None);
     }

@@ -960,10 +960,13 @@ mod tests {
         r.handover = Some(Handover::new(c1, c2, JoinState::Joining(c2)));
         assert!(r.needs(c1));
         assert!(r.hears(c2) && !r.source_is(c2));
+        // The room's streams are joined elsewhere now; the old side of the
+        // move still delivers until it is done.
+        r.join = JoinState::Unjoined;
+        assert!(r.needs(c1) && !r.needs(c2));
         if let Some(h) = r.handover.as_mut() {
             h.old_done = true;
         }
-        r.join = JoinState::Unjoined;
         assert!(!rooms.busy_on(c1));
     }
 

@@ -820,3 +820,157 @@ fn a_room_whose_both_sides_of_a_move_went_is_joined_again() {
     assert_eq!(got[0], RoomEvent::Joined);
     assert_eq!(emitted_n(&got[1]), Some(5));
 }
+
+// Tests added for mutants that survived `cargo mutants` over the session's
+// connection-loss, hand-over, close and timeout code (issue 25).
+
+/// A request that timed out is not waited for: `close()` finishes without
+/// its late reply.
+#[test]
+fn close_does_not_wait_for_a_timed_out_request() {
+    let (mut h, _c) = Harness::new(1, None);
+    let mut rx = h.request(T);
+    h.advance(T);
+    assert!(matches!(rx.try_recv(), Ok(Err(e)) if e.is_timeout()));
+    let (ack, _ack_rx) = oneshot::channel();
+    h.s.handle_command(h.now, Command::Close(ack));
+    assert!(h.s.finished().is_some(), "closed at once");
+}
+
+/// Keep-alive pings go out every period while their pongs come, and a
+/// connection that keeps talking is not given up while a pong is slow.
+#[test]
+fn keepalive_pings_every_period_and_traffic_counts_as_alive() {
+    let period = Duration::from_secs(1);
+    let (mut h, c) = Harness::new(1, Some(period));
+    for _ in 0..3 {
+        h.advance(period);
+        let pings: Vec<Sent> = h
+            .sent(c)
+            .into_iter()
+            .filter(|s| matches!(s.request, Request::Ping))
+            .collect();
+        assert_eq!(pings.len(), 1, "one ping per period");
+        h.frame(c, pong(pings[0].id));
+    }
+    // A ping out, no pong, but replies to requests keep coming.
+    h.advance(period);
+    let mut rx = h.request(T);
+    let id = h
+        .sent(c)
+        .into_iter()
+        .find(|s| !matches!(s.request, Request::Ping))
+        .map(|s| s.id)
+        .expect("the request");
+    h.frame(c, data(id, 1));
+    assert!(matches!(rx.try_recv(), Ok(Ok(_))));
+    h.advance(period);
+    assert_eq!(h.s.open_conns(), [c], "heard from: not given up");
+}
+
+/// The lost serving connection is where a move comes from: a reconnect
+/// that lands on another node says so.
+#[test]
+fn a_reconnect_to_another_node_is_a_move_because_of_the_loss() {
+    let (mut h, c) = Harness::new(2, None);
+    let _ = events(&mut h);
+    h.s.handle_lost(h.now, c, ConnectionLost::new(LostReason::Io, "reset"));
+    let again = connect_output(&mut h); // the same node first
+    h.s.handle_connect_failed(h.now, again, &Error::Transport("refused".into()));
+    let other = connect_output(&mut h);
+    h.s.handle_connected(h.now, other, None);
+    assert_eq!(
+        events(&mut h),
+        ["lost 0 Io", "connected 1", "moved 0->1 Lost"]
+    );
+}
+
+/// SHUTTING_DOWN moves the client only when there is somewhere to go and
+/// it is not moving already.
+#[test]
+fn shutting_down_moves_only_with_another_node_and_once() {
+    let (mut h, c) = Harness::new(1, None);
+    h.frame(c, shutting_down());
+    assert!(h.outputs().is_empty(), "a pool of one: nowhere to go");
+    let (mut h, c) = Harness::new(3, None);
+    h.frame(c, shutting_down());
+    let _next = connect_output(&mut h);
+    h.frame(c, shutting_down());
+    assert!(h.outputs().is_empty(), "one move at a time");
+}
+
+/// A room being left does not move to the next node.
+#[test]
+fn a_room_being_left_is_not_moved() {
+    let (mut h, c1) = Harness::new(2, None);
+    let (mut rx, stream_id, _reply) = h.join("//stuff", Room::Id(7), Overflow::Wait, 16);
+    let id = join_id(&h.sent(c1));
+    h.frame(c1, room_reply(id, Some(7)));
+    assert_eq!(drain(&mut rx), [RoomEvent::Joined]);
+    let (ack, _ack_rx) = oneshot::channel();
+    h.s.handle_command(
+        h.now,
+        Command::Unsubscribe {
+            key: RoomKey {
+                collection: "stuff".into(),
+                id: 7,
+            },
+            stream_id,
+            ack: Some(ack),
+        },
+    );
+    assert!(h
+        .sent(c1)
+        .iter()
+        .any(|s| matches!(s.request, Request::Leave { .. })));
+    h.frame(c1, shutting_down());
+    let c2 = connect_output(&mut h);
+    h.s.handle_connected(h.now, c2, None);
+    assert!(h.sent(c2).is_empty(), "no JOIN for a room being left");
+}
+
+/// A draining connection that closes takes only its own rooms along: a
+/// room being left on the serving connection waits for its LEAVE there.
+#[test]
+fn a_closing_draining_connection_leaves_other_rooms_alone() {
+    let (mut h, c1) = Harness::new(2, None);
+    let mut first = h.request(T);
+    let first_id = h.sent(c1)[0].id;
+    h.frame(c1, shutting_down());
+    let c2 = connect_output(&mut h);
+    h.s.handle_connected(h.now, c2, None);
+    let (mut rx, stream_id, _reply) = h.join("//stuff", Room::Id(7), Overflow::Wait, 16);
+    let id = join_id(&h.sent(c2));
+    h.frame(c2, room_reply(id, Some(7)));
+    assert_eq!(drain(&mut rx), [RoomEvent::Joined]);
+    let (ack, mut ack_rx) = oneshot::channel();
+    h.s.handle_command(
+        h.now,
+        Command::Unsubscribe {
+            key: RoomKey {
+                collection: "stuff".into(),
+                id: 7,
+            },
+            stream_id,
+            ack: Some(ack),
+        },
+    );
+    let leave = h
+        .sent(c2)
+        .into_iter()
+        .find(|s| matches!(s.request, Request::Leave { .. }))
+        .expect("a LEAVE on c2");
+    // The last answer on c1: it closes.
+    h.frame(c1, data(first_id, 1));
+    assert!(matches!(first.try_recv(), Ok(Ok(_))));
+    assert_eq!(h.s.open_conns(), [c2]);
+    assert!(
+        ack_rx.try_recv().is_err(),
+        "not left before the node says so"
+    );
+    assert_eq!(h.s.rooms_len(), 1);
+    h.frame(c2, data(leave.id, 0));
+    assert!(ack_rx.try_recv().is_ok());
+    assert_eq!(drain(&mut rx), [RoomEvent::Left]);
+    assert_eq!(h.s.rooms_len(), 0);
+}
