@@ -515,7 +515,12 @@ fn bench_observe(args: &[String]) -> Step {
         .join("release")
         .join("examples");
     let variants = [
-        ("without", vec!["--no-default-features"]),
+        // `blocking` only: the example's blocking rows need it, and it
+        // carries no instrumentation.
+        (
+            "without",
+            vec!["--no-default-features", "--features", "blocking"],
+        ),
         ("with", vec!["--features", "metrics"]),
     ];
     let mut bins = Vec::new();

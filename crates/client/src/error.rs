@@ -115,9 +115,11 @@ pub enum Error {
     /// The peer sent something that is not valid protocol.
     #[error("protocol error: {0}")]
     Protocol(#[from] thingsdb_protocol::Error),
-    /// Connecting or moving bytes failed.
+    /// Connecting or moving bytes failed; [`TransportError::kind`] says
+    /// how, and [`std::error::Error::source`] is the transport's own error
+    /// when there is one.
     #[error("transport error: {0}")]
-    Transport(String),
+    Transport(#[source] TransportError),
     /// An argument cannot be sent as given (vars that are not a map, a value
     /// serde cannot encode, a bad scope or target string, ...).
     #[error("bad argument: {0}")]
@@ -155,6 +157,14 @@ impl Error {
     /// run on the node (see [`Error::may_have_run`]).
     pub fn is_connection_lost(&self) -> bool {
         matches!(self.last(), Error::ConnectionLost(_))
+    }
+
+    /// What kind of transport error it is, for [`Error::Transport`].
+    pub fn transport_kind(&self) -> Option<TransportErrorKind> {
+        match self.last() {
+            Error::Transport(t) => Some(t.kind()),
+            _ => None,
+        }
     }
 
     /// Why the connection was lost, for [`Error::ConnectionLost`].
@@ -210,7 +220,132 @@ impl Error {
 
 impl From<thingsdb_transport::Error> for Error {
     fn from(e: thingsdb_transport::Error) -> Self {
-        Error::Transport(e.to_string())
+        Error::Transport(TransportError::from(e))
+    }
+}
+
+/// What kind of [`TransportError`] it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TransportErrorKind {
+    /// A target string could not be parsed.
+    InvalidTarget,
+    /// Connecting took longer than the connect timeout.
+    ConnectTimeout,
+    /// The connection could not be opened (refused, unreachable, name
+    /// resolution).
+    Connect,
+    /// The socket failed.
+    Io,
+    /// TLS setup or handshake failed.
+    Tls,
+    /// The WebSocket layer failed.
+    WebSocket,
+    /// The peer sent bytes that are not valid protocol.
+    Protocol,
+    /// The peer closed the connection.
+    Closed,
+    /// A learnt node's address reached another node (see
+    /// [`discover_nodes`](crate::ClientBuilder::discover_nodes)).
+    WrongNode,
+    /// An HTTP request failed (the HTTP API client).
+    Http,
+    /// Anything else (a reason given as text).
+    Other,
+}
+
+/// The details of [`Error::Transport`]: a [`TransportErrorKind`] to match,
+/// a message, and the transport's own error as
+/// [`std::error::Error::source`]. Cheap to clone.
+///
+/// ```
+/// use thingsdb_client::{Error, TransportErrorKind};
+/// let e = Error::from(thingsdb_transport::Error::Closed);
+/// assert_eq!(e.transport_kind(), Some(TransportErrorKind::Closed));
+/// assert!(std::error::Error::source(&e).is_some());
+/// ```
+#[derive(Debug, Clone)]
+pub struct TransportError {
+    kind: TransportErrorKind,
+    message: Arc<str>,
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl TransportError {
+    /// A transport error of `kind` with a message.
+    pub fn new(kind: TransportErrorKind, message: impl Into<String>) -> Self {
+        TransportError {
+            kind,
+            message: message.into().into(),
+            source: None,
+        }
+    }
+
+    /// The same error, keeping `source` as its
+    /// [`std::error::Error::source`].
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// What kind of error it is.
+    pub fn kind(&self) -> TransportErrorKind {
+        self.kind
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// A message only: kind [`TransportErrorKind::Other`].
+impl From<String> for TransportError {
+    fn from(message: String) -> Self {
+        TransportError::new(TransportErrorKind::Other, message)
+    }
+}
+
+/// A message only: kind [`TransportErrorKind::Other`].
+impl From<&str> for TransportError {
+    fn from(message: &str) -> Self {
+        TransportError::new(TransportErrorKind::Other, message)
+    }
+}
+
+impl From<thingsdb_transport::Error> for TransportError {
+    fn from(e: thingsdb_transport::Error) -> Self {
+        use thingsdb_transport::Error as T;
+        let kind = match &e {
+            T::InvalidTarget { .. } => TransportErrorKind::InvalidTarget,
+            T::ConnectTimeout { .. } => TransportErrorKind::ConnectTimeout,
+            T::Connect { .. } => TransportErrorKind::Connect,
+            T::Io { .. } => TransportErrorKind::Io,
+            T::Tls { .. } => TransportErrorKind::Tls,
+            T::WebSocket { .. } | T::TextMessage => TransportErrorKind::WebSocket,
+            T::Protocol(_) | T::NotWholeFrames(_) => TransportErrorKind::Protocol,
+            T::Closed | T::ClosedMidFrame { .. } => TransportErrorKind::Closed,
+            _ => TransportErrorKind::Other,
+        };
+        TransportError {
+            kind,
+            message: e.to_string().into(),
+            source: Some(Arc::new(e)),
+        }
     }
 }
 
@@ -360,5 +495,52 @@ impl From<&str> for ConnectionLost {
 impl From<String> for ConnectionLost {
     fn from(message: String) -> Self {
         ConnectionLost::new(LostReason::Other, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transport_error_keeps_its_kind_and_source() {
+        let t = thingsdb_transport::Error::ConnectTimeout {
+            target: "127.0.0.1:9200".into(),
+            elapsed_ms: 500,
+        };
+        let shown = t.to_string();
+        let e = Error::from(t);
+        assert_eq!(e.transport_kind(), Some(TransportErrorKind::ConnectTimeout));
+        assert_eq!(e.to_string(), format!("transport error: {shown}"));
+        // Error -> TransportError -> the transport's own error.
+        let inner = std::error::Error::source(&e).and_then(|s| s.source());
+        assert_eq!(inner.map(|s| s.to_string()), Some(shown));
+        assert!(!e.is_timeout() && !e.is_connection_lost());
+        assert_eq!(e.code(), None);
+        let closed = Error::from(thingsdb_transport::Error::Closed);
+        assert_eq!(closed.transport_kind(), Some(TransportErrorKind::Closed));
+    }
+
+    #[test]
+    fn a_message_is_a_transport_error_of_kind_other() {
+        let e = Error::Transport("refused".into());
+        assert_eq!(e.transport_kind(), Some(TransportErrorKind::Other));
+        assert_eq!(e.to_string(), "transport error: refused");
+        assert!(std::error::Error::source(&e)
+            .and_then(|s| s.source())
+            .is_none());
+        let retried = Error::Retried {
+            attempts: 2,
+            may_have_run: false,
+            last: Box::new(Error::Transport(TransportError::new(
+                TransportErrorKind::WrongNode,
+                "another node answered",
+            ))),
+        };
+        assert_eq!(
+            retried.transport_kind(),
+            Some(TransportErrorKind::WrongNode)
+        );
+        assert_eq!(Error::Closed.transport_kind(), None);
     }
 }

@@ -50,7 +50,9 @@ mod typed_room;
 
 pub use client::Client;
 pub use config::{Auth, ClientBuilder, Config, ReconnectPolicy};
-pub use error::{ConnectionLost, Error, LostReason, ThingsdbError};
+pub use error::{
+    ConnectionLost, Error, LostReason, ThingsdbError, TransportError, TransportErrorKind,
+};
 pub use events::{Emitted, NodeEvent, Overflow, RoomEvent};
 pub use handlers::RoomHandlers;
 pub use lifecycle::{ConnectionEvent, MoveReason};

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use thingsdb_client::{Auth, ConnectionLost, Error, LostReason, Scope};
+use thingsdb_client::{TransportError, TransportErrorKind};
 use web_time::Instant;
 
 use crate::reply::{status_error, Body, Format};
@@ -225,14 +226,20 @@ impl HttpClientBuilder {
             .pool_max_idle_per_host(self.pool_max_idle_per_node)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| Error::Transport(format!("cannot set up the HTTP client: {e}")))
+            .map_err(|e| {
+                Error::Transport(crate::reply::http_error(format!(
+                    "cannot set up the HTTP client: {e}"
+                )))
+            })
     }
 
     #[cfg(target_arch = "wasm32")]
     fn http_client(&self) -> Result<reqwest::Client, Error> {
-        reqwest::Client::builder()
-            .build()
-            .map_err(|e| Error::Transport(format!("cannot set up the HTTP client: {e}")))
+        reqwest::Client::builder().build().map_err(|e| {
+            Error::Transport(crate::reply::http_error(format!(
+                "cannot set up the HTTP client: {e}"
+            )))
+        })
     }
 }
 
@@ -386,10 +393,10 @@ impl HttpClient {
                 Ok((200, ct, bytes)) => {
                     inner.current.store(at, Ordering::Relaxed);
                     if ct.as_deref() != Some(format.content_type()) {
-                        return Err(Error::Transport(format!(
+                        return Err(Error::Transport(crate::reply::http_error(format!(
                             "the node answered 200 with content type {ct:?}, not {}",
                             format.content_type()
-                        )));
+                        ))));
                     }
                     return Ok(Body { format, bytes });
                 }
@@ -447,7 +454,10 @@ fn classify(e: reqwest::Error, timeout: Duration) -> Attempt {
     }
     let chain = error_chain(&e);
     if is_connect(&e) {
-        return Attempt::NotSent(Error::Transport(format!("cannot connect: {chain}")));
+        return Attempt::NotSent(Error::Transport(TransportError::new(
+            TransportErrorKind::Connect,
+            format!("cannot connect: {chain}"),
+        )));
     }
     let (reason, what) = if cfg!(target_arch = "wasm32") {
         (LostReason::Other, FETCH_FAILED)

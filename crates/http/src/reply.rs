@@ -9,6 +9,7 @@
 
 use bytes::Bytes;
 use thingsdb_client::{Error, ErrorCode, ThingsdbError};
+use thingsdb_client::{TransportError, TransportErrorKind};
 
 /// The body formats a node speaks: MessagePack (the default) or JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -103,7 +104,9 @@ pub fn status_error(status: u16, body: &[u8]) -> Error {
                 _ => format!("HTTP {status} {fixed}"),
             },
         )),
-        None => Error::Transport(format!("unexpected HTTP status {status}: {fixed}")),
+        None => Error::Transport(http_error(format!(
+            "unexpected HTTP status {status}: {fixed}"
+        ))),
     }
 }
 
@@ -137,6 +140,12 @@ impl Body {
             }
         }
     }
+}
+
+/// A transport error of kind [`TransportErrorKind::Http`]: an HTTP
+/// exchange that did not give a ThingsDB answer.
+pub(crate) fn http_error(message: impl Into<String>) -> TransportError {
+    TransportError::new(TransportErrorKind::Http, message)
 }
 
 #[cfg(test)]
@@ -178,7 +187,8 @@ mod tests {
         for status in [405, 415, 502, 302] {
             assert!(matches!(
                 status_error(status, b"X\r\n"),
-                Error::Transport(m) if m.contains(&status.to_string())
+                Error::Transport(m) if m.message().contains(&status.to_string())
+                    && m.kind() == thingsdb_client::TransportErrorKind::Http
             ));
         }
     }

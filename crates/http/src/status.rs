@@ -72,9 +72,9 @@ pub fn parse_status(status: u16, body: &[u8]) -> Result<NodeState, Error> {
 }
 
 fn unexpected(status: u16, body: &str) -> Error {
-    Error::Transport(format!(
+    Error::Transport(crate::reply::http_error(format!(
         "not a ThingsDB status answer: HTTP {status} {body:?}"
-    ))
+    )))
 }
 
 /// A client for a node's status port.
@@ -111,9 +111,11 @@ impl StatusProbe {
         #[cfg(target_arch = "wasm32")]
         let builder = reqwest::Client::builder();
         Ok(StatusProbe {
-            http: builder
-                .build()
-                .map_err(|e| Error::Transport(format!("cannot set up the HTTP client: {e}")))?,
+            http: builder.build().map_err(|e| {
+                Error::Transport(crate::reply::http_error(format!(
+                    "cannot set up the HTTP client: {e}"
+                )))
+            })?,
             base: base_url(url)?,
             timeout: Duration::from_secs(10),
         })

@@ -121,9 +121,12 @@ pub(crate) fn connect_one(
                 }
             }
             Received::TimedOut => {
-                return Err(Error::Transport(format!(
-                    "connected to {target} but it did not answer AUTH within {:?}",
-                    config.connect.connect_timeout
+                return Err(Error::Transport(crate::error::TransportError::new(
+                    crate::error::TransportErrorKind::ConnectTimeout,
+                    format!(
+                        "connected to {target} but it did not answer AUTH within {:?}",
+                        config.connect.connect_timeout
+                    ),
                 )))
             }
             Received::Closed => {
@@ -551,7 +554,15 @@ impl Driver {
         let handle = std::thread::Builder::new()
             .name("thingsdb-events".into())
             .spawn(move || d.event_loop())
-            .map_err(|e| Error::Transport(format!("cannot start the event thread: {e}")))?;
+            .map_err(|e| {
+                Error::Transport(
+                    crate::error::TransportError::new(
+                        crate::error::TransportErrorKind::Io,
+                        format!("cannot start the event thread: {e}"),
+                    )
+                    .with_source(e),
+                )
+            })?;
         *t = Some(handle);
         Ok(())
     }

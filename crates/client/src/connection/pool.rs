@@ -9,7 +9,7 @@
 
 use thingsdb_transport::Target;
 
-use crate::error::Error;
+use crate::error::{Error, TransportError, TransportErrorKind};
 
 /// One node of the pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,8 +83,9 @@ impl Pool {
             return Err(Error::BadArgument(format!("no pool entry {index}")));
         };
         match (*want, got) {
-            (Some(want), Some(got)) if want != got => Err(Error::Transport(format!(
-                "{target} was learnt as node {want} but node {got} answered there"
+            (Some(want), Some(got)) if want != got => Err(Error::Transport(TransportError::new(
+                TransportErrorKind::WrongNode,
+                format!("{target} was learnt as node {want} but node {got} answered there"),
             ))),
             _ => Ok(()),
         }

@@ -642,7 +642,7 @@ fn the_first_round_tries_each_node_once_then_ends_with_the_last_error() {
         assert_eq!(delay, Duration::ZERO, "no back-off in the first round");
         assert!(s.finished().is_none());
         tried.push(index);
-        let e = Error::Transport(format!("refused {k}"));
+        let e = Error::Transport(format!("refused {k}").into());
         s.handle_connect_failed(now, conn, &e);
     }
     assert_eq!(tried, [0, 1, 2]);
