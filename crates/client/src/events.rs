@@ -466,12 +466,7 @@ pub(crate) struct Parked {
 mod tests {
     use super::*;
 
-    fn emitted(n: u8) -> RoomEvent {
-        RoomEvent::Emitted(Emitted {
-            event: "e".into(),
-            args: Bytes::from(vec![0x91, n]),
-        })
-    }
+    use crate::connection::testing::emitted;
 
     fn next<T: LagItem>(rx: &mut EventRx<T>) -> Option<T> {
         let waker = futures::task::noop_waker();

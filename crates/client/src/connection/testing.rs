@@ -299,3 +299,11 @@ pub(crate) fn drain(rx: &mut EventRx<RoomEvent>) -> Vec<RoomEvent> {
     }
     out
 }
+
+/// An emitted event `e` with the one argument `n`.
+pub(crate) fn emitted(n: u8) -> RoomEvent {
+    RoomEvent::Emitted(crate::events::Emitted {
+        event: "e".into(),
+        args: bytes::Bytes::from(vec![0x91, n]),
+    })
+}

@@ -245,17 +245,10 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
-    use crate::events::{event_channel, Emitted, EventRx};
+    use crate::events::{event_channel, EventRx};
 
-    fn emitted(n: u8) -> RoomEvent {
-        RoomEvent::Emitted(Emitted {
-            event: "e".into(),
-            args: Bytes::from(vec![0x91, n]),
-        })
-    }
+    use crate::connection::testing::emitted;
 
     fn drain(rx: &mut EventRx<RoomEvent>) -> Vec<RoomEvent> {
         let waker = futures::task::noop_waker();

@@ -23,6 +23,15 @@ fn join_id(sent: &[Sent]) -> u16 {
     joins[0]
 }
 
+/// The node of `from` says it shuts down; the session connects to the
+/// next one, which serves from then on (`from` drains). The new connection.
+fn move_on(h: &mut Harness, from: ConnId) -> ConnId {
+    h.frame(from, shutting_down());
+    let next = connect_output(h);
+    h.s.handle_connected(h.now, next, None);
+    next
+}
+
 fn connect_output(h: &mut Harness) -> ConnId {
     let outs = h.outputs();
     outs.iter()
@@ -469,9 +478,7 @@ fn requests_on_a_draining_connection_end_when_it_is_lost() {
     let mut a = h.request(T);
     let mut b = h.request_with(T, true);
     let _ = h.sent(c);
-    h.frame(c, shutting_down());
-    let next = connect_output(&mut h);
-    h.s.handle_connected(h.now, next, None);
+    let next = move_on(&mut h, c);
     // The old node closes without answering (a WebSocket close without a
     // closing handshake, as a node that shuts down does).
     h.s.handle_lost(
@@ -507,9 +514,7 @@ fn lifecycle_events_show_each_move() {
     let (mut h, c) = Harness::new(2, None);
     assert_eq!(events(&mut h), ["connected 0"]);
     // Make before break on SHUTTING_DOWN.
-    h.frame(c, shutting_down());
-    let next = connect_output(&mut h);
-    h.s.handle_connected(h.now, next, None);
+    let next = move_on(&mut h, c);
     assert_eq!(events(&mut h), ["connected 1", "moved 0->1 ShuttingDown"]);
     // Lost, then a failed connect with bad credentials, then back.
     h.s.handle_lost(h.now, next, ConnectionLost::new(LostReason::Io, "reset"));
@@ -764,15 +769,11 @@ fn joined_room(h: &mut Harness, c: ConnId) -> EventRx<RoomEvent> {
 fn a_room_moves_on_when_its_new_node_shuts_down_during_the_move() {
     let (mut h, c1) = Harness::new(3, None);
     let mut rx = joined_room(&mut h, c1);
-    h.frame(c1, shutting_down());
-    let c2 = connect_output(&mut h);
-    h.s.handle_connected(h.now, c2, None);
+    let c2 = move_on(&mut h, c1);
     let move_2 = join_id(&h.sent(c2));
     // The second node says it goes too, before the room is joined there:
     // the first is let go.
-    h.frame(c2, shutting_down());
-    let c3 = connect_output(&mut h);
-    h.s.handle_connected(h.now, c3, None);
+    let c3 = move_on(&mut h, c2);
     assert!(h.sent(c3).is_empty(), "the room is still moving to c2");
     // The move to c2 completes: the room goes on to c3 at once.
     h.frame(c2, room_reply(move_2, Some(7)));
@@ -801,9 +802,7 @@ fn a_room_moves_on_when_its_new_node_shuts_down_during_the_move() {
 fn a_room_whose_both_sides_of_a_move_went_is_joined_again() {
     let (mut h, c1) = Harness::new(3, None);
     let mut rx = joined_room(&mut h, c1);
-    h.frame(c1, shutting_down());
-    let c2 = connect_output(&mut h);
-    h.s.handle_connected(h.now, c2, None);
+    let c2 = move_on(&mut h, c1);
     let _move_2 = join_id(&h.sent(c2));
     // c1 goes first (c2 says it shuts down, so the draining c1 is let go),
     // then c2 breaks before it answered the JOIN.
@@ -923,9 +922,7 @@ fn a_room_being_left_is_not_moved() {
         .sent(c1)
         .iter()
         .any(|s| matches!(s.request, Request::Leave { .. })));
-    h.frame(c1, shutting_down());
-    let c2 = connect_output(&mut h);
-    h.s.handle_connected(h.now, c2, None);
+    let c2 = move_on(&mut h, c1);
     assert!(h.sent(c2).is_empty(), "no JOIN for a room being left");
 }
 
@@ -936,9 +933,7 @@ fn a_closing_draining_connection_leaves_other_rooms_alone() {
     let (mut h, c1) = Harness::new(2, None);
     let mut first = h.request(T);
     let first_id = h.sent(c1)[0].id;
-    h.frame(c1, shutting_down());
-    let c2 = connect_output(&mut h);
-    h.s.handle_connected(h.now, c2, None);
+    let c2 = move_on(&mut h, c1);
     let (mut rx, stream_id, _reply) = h.join("//stuff", Room::Id(7), Overflow::Wait, 16);
     let id = join_id(&h.sent(c2));
     h.frame(c2, room_reply(id, Some(7)));
