@@ -409,13 +409,23 @@ async fn one_run(
     }
     // What the nodes warn about their changes: a change killed, skipped or
     // committed with a gap is a request the cluster itself lost.
+    // A node can repeat one warning millions of times: each distinct
+    // message (the time stripped) once, with its count.
     for (i, node) in cluster.nodes.iter().enumerate() {
+        let mut seen: Vec<(String, usize)> = Vec::new();
         for line in node
             .log()
             .lines()
             .filter(|l| (l.starts_with("[W") || l.starts_with("[E")) && l.contains("change"))
         {
-            println!("  node {i}: {line}");
+            let msg = line.split_once("] ").map_or(line, |(_, m)| m).to_string();
+            match seen.iter_mut().find(|(m, _)| *m == msg) {
+                Some((_, n)) => *n += 1,
+                None => seen.push((msg, 1)),
+            }
+        }
+        for (msg, n) in seen {
+            println!("  node {i}: {msg} (x{n})");
         }
     }
     Ok((rust, py))
