@@ -4,13 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use thingsdb_protocol::{request, Frame, PackageType, Response};
+use thingsdb_protocol::{request, Frame, Response};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Auth, ClientBuilder, Config};
 use crate::connection::pool::PoolEntry;
 use crate::connection::{driver, Command, Input, Shared};
-use crate::error::Error;
+use crate::error::{unexpected, Error};
 use crate::events::{event_channel, Overflow};
 use crate::observe::{Answer, Observer, Op, OpKind, Stats};
 use crate::request::{Query, Run};
@@ -532,16 +532,6 @@ impl Client {
             Err(_) => Err(self.gone()),
         }
     }
-}
-
-pub(crate) fn unexpected(expected: &'static str, got: &Response) -> Error {
-    let got = match got {
-        Response::Pong => PackageType::Pong,
-        Response::Ok => PackageType::Ok,
-        Response::Data(_) => PackageType::Data,
-        Response::Error(_) => PackageType::Error,
-    };
-    Error::Protocol(thingsdb_protocol::Error::UnexpectedPackageType { expected, got })
 }
 
 /// OK, or the node's error.

@@ -224,6 +224,19 @@ impl From<thingsdb_transport::Error> for Error {
     }
 }
 
+/// A reply of another kind than the request asks for (`expected`): a
+/// protocol error.
+pub(crate) fn unexpected(expected: &'static str, got: &thingsdb_protocol::Response) -> Error {
+    use thingsdb_protocol::{PackageType, Response};
+    let got = match got {
+        Response::Pong => PackageType::Pong,
+        Response::Ok => PackageType::Ok,
+        Response::Data(_) => PackageType::Data,
+        Response::Error(_) => PackageType::Error,
+    };
+    Error::Protocol(thingsdb_protocol::Error::UnexpectedPackageType { expected, got })
+}
+
 /// What kind of [`TransportError`] it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -44,8 +44,9 @@ impl Third {
     }
 }
 
+/// Which of the HTTP API's two calls a request is.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind2 {
+enum Call {
     Query,
     Run,
 }
@@ -53,7 +54,7 @@ enum Kind2 {
 /// What [`Query`] and [`Run`] share.
 struct Core<'a> {
     client: &'a HttpClient,
-    kind: Kind2,
+    kind: Call,
     text: &'a str,
     scope: Option<Scope>,
     third: Third,
@@ -63,7 +64,7 @@ struct Core<'a> {
 }
 
 impl<'a> Core<'a> {
-    fn new(client: &'a HttpClient, kind: Kind2, text: &'a str) -> Self {
+    fn new(client: &'a HttpClient, kind: Call, text: &'a str) -> Self {
         Core {
             client,
             kind,
@@ -85,8 +86,8 @@ impl<'a> Core<'a> {
     fn mixed(&self) -> Error {
         Error::BadArgument(
             match self.kind {
-                Kind2::Query => "use either vars() or var(), not both",
-                Kind2::Run => "use one of args(), arg() or named() for a procedure call",
+                Call::Query => "use either vars() or var(), not both",
+                Call::Run => "use one of args(), arg() or named() for a procedure call",
             }
             .into(),
         )
@@ -107,10 +108,10 @@ impl<'a> Core<'a> {
         let mut buf = BytesMut::new();
         match serialize_into(&mut buf, value) {
             Ok(Kind::Map) => self.third = Third::Whole(buf.freeze()),
-            Ok(Kind::Array) if self.kind == Kind2::Run => self.third = Third::Whole(buf.freeze()),
+            Ok(Kind::Array) if self.kind == Call::Run => self.third = Third::Whole(buf.freeze()),
             Ok(_) => self.fail(Error::BadArgument(match self.kind {
-                Kind2::Query => "query vars must serialize to a map (a struct or a map)".into(),
-                Kind2::Run => {
+                Call::Query => "query vars must serialize to a map (a struct or a map)".into(),
+                Call::Run => {
                     "procedure args must serialize to an array (positional) or a map (named)".into()
                 }
             })),
@@ -151,8 +152,8 @@ impl<'a> Core<'a> {
     /// The request body in `format`.
     fn body(&self, format: Format) -> Result<Bytes, Error> {
         let (kind, key, third_key) = match self.kind {
-            Kind2::Query => ("query", "code", "vars"),
-            Kind2::Run => ("run", "name", "args"),
+            Call::Query => ("query", "code", "vars"),
+            Call::Run => ("run", "name", "args"),
         };
         let has_third = !matches!(self.third, Third::None);
         let mut buf = BytesMut::with_capacity(32 + self.text.len());
@@ -258,7 +259,7 @@ pub struct Query<'a> {
 impl<'a> Query<'a> {
     pub(crate) fn new(client: &'a HttpClient, code: &'a str) -> Self {
         Query {
-            core: Core::new(client, Kind2::Query, code),
+            core: Core::new(client, Call::Query, code),
         }
     }
 
@@ -297,7 +298,7 @@ pub struct Run<'a> {
 impl<'a> Run<'a> {
     pub(crate) fn new(client: &'a HttpClient, procedure: &'a str) -> Self {
         Run {
-            core: Core::new(client, Kind2::Run, procedure),
+            core: Core::new(client, Call::Run, procedure),
         }
     }
 

@@ -13,9 +13,10 @@ use tokio::sync::oneshot;
 use web_time::Instant;
 
 use super::driver::Driver;
-use crate::client::{expect_data, expect_ok, unexpected};
+use crate::client::{expect_data, expect_ok};
 use crate::config::{Auth, ClientBuilder, Config};
 use crate::connection::Command;
+use crate::error::unexpected;
 use crate::error::Error;
 use crate::request::{as_raw, as_type, as_value, Core, HasDefaultScope, RequestKind};
 use crate::scope::Scope;

@@ -717,7 +717,7 @@ pub(crate) fn join_result(frame: &Frame) -> Result<u64, Error> {
             })
         }
         Response::Error(e) => Err(Error::Thingsdb(e.into())),
-        other => Err(crate::client::unexpected("DATA", &other)),
+        other => Err(crate::error::unexpected("DATA", &other)),
     }
 }
 
