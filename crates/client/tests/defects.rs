@@ -150,10 +150,10 @@ async fn graceful_shutdown_loses_nothing() {
     }
 }
 
-async fn shutdown_under_load(cluster: &TestCluster, via: Via) {
-    let (a, b) = (cluster.node(0), cluster.node(1));
-    let id = a.create_room("stuff", None);
-    let client = Client::builder()
+/// A client on the pool `a`, `b` over `via`: 60 s timeouts, quick
+/// reconnects.
+async fn pooled(a: &TestNode, b: &TestNode, via: Via) -> Client {
+    Client::builder()
         .target(&target(a, via))
         .unwrap()
         .target(&target(b, via))
@@ -163,7 +163,13 @@ async fn shutdown_under_load(cluster: &TestCluster, via: Via) {
         .reconnect(common::fast_reconnect())
         .connect()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn shutdown_under_load(cluster: &TestCluster, via: Via) {
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let id = a.create_room("stuff", None);
+    let client = pooled(a, b, via).await;
     let mut events = common::joined_first(&client, id).await;
     let stop = Arc::new(AtomicBool::new(false));
     let failed = Arc::new(AtomicU64::new(0));
@@ -337,17 +343,7 @@ async fn requests_on_a_draining_connection_end_when_it_closes() {
     for via in [Via::Tcp, Via::Ws] {
         let cluster = TestNode::builder().start_cluster(2).await.unwrap();
         let (a, b) = (cluster.node(0), cluster.node(1));
-        let client = Client::builder()
-            .target(&target(a, via))
-            .unwrap()
-            .target(&target(b, via))
-            .unwrap()
-            .auth(Auth::password("admin", "pass"))
-            .request_timeout(Duration::from_secs(60))
-            .reconnect(common::fast_reconnect())
-            .connect()
-            .await
-            .unwrap();
+        let client = pooled(a, b, via).await;
         let conn = a.connections().last().unwrap().id;
         a.connection_faults(conn).stop_replying(true);
         let started = std::time::Instant::now();
