@@ -76,7 +76,7 @@ impl From<Error> for CliError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use thingsdb_client::ThingsdbError;
+    use thingsdb_client::{ThingsdbError, TransportError, TransportErrorKind};
 
     #[test]
     fn thingsdb_errors_show_name_and_code_and_exit_1() {
@@ -92,7 +92,10 @@ mod tests {
     fn connection_problems_exit_2() {
         let e = CliError::Connect {
             targets: "thingsdb://127.0.0.1:1".into(),
-            source: Error::Transport("connection refused".into()),
+            source: Error::Transport(TransportError::new(
+                TransportErrorKind::Refused,
+                "connection refused",
+            )),
         };
         assert_eq!(
             e.to_string(),

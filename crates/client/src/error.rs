@@ -115,9 +115,10 @@ pub enum Error {
     /// The peer sent something that is not valid protocol.
     #[error("protocol error: {0}")]
     Protocol(#[from] thingsdb_protocol::Error),
-    /// Connecting or moving bytes failed; [`TransportError::kind`] says
-    /// how, and [`std::error::Error::source`] is the transport's own error
-    /// when there is one.
+    /// Connecting or moving bytes failed; [`TransportError::kind`] (or
+    /// [`Error::transport_kind`]) says how, and
+    /// [`std::error::Error::source`] is the transport's own error when
+    /// there is one.
     #[error("transport error: {0}")]
     Transport(#[source] TransportError),
     /// An argument cannot be sent as given (vars that are not a map, a value
@@ -159,7 +160,27 @@ impl Error {
         matches!(self.last(), Error::ConnectionLost(_))
     }
 
-    /// What kind of transport error it is, for [`Error::Transport`].
+    /// What kind of transport error it is, for [`Error::Transport`] (and
+    /// for an [`Error::Retried`] whose last attempt was one); `None` for
+    /// every other error.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use thingsdb_client::{Auth, Client, TransportErrorKind};
+    /// // A port nothing listens on.
+    /// let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    /// let target = format!("thingsdb://127.0.0.1:{port}");
+    /// let e = Client::connect(&target, Auth::password("admin", "pass")).await.unwrap_err();
+    /// match e.transport_kind() {
+    ///     Some(TransportErrorKind::Refused) => { /* nothing listens there */ }
+    ///     Some(TransportErrorKind::WrongNode) => { /* a learnt address reached another node */ }
+    ///     Some(other) => println!("cannot connect ({other}): {e}"),
+    ///     None => return Err(e.into()), // not a transport error
+    /// }
+    /// assert_eq!(e.transport_kind(), Some(TransportErrorKind::Refused));
+    /// # Ok(()) }
+    /// ```
     pub fn transport_kind(&self) -> Option<TransportErrorKind> {
         match self.last() {
             Error::Transport(t) => Some(t.kind()),
@@ -209,6 +230,11 @@ impl Error {
         }
     }
 
+    /// An [`Error::Transport`] of `kind` with a message and no source.
+    pub(crate) fn transport(kind: TransportErrorKind, message: impl Into<String>) -> Error {
+        Error::Transport(TransportError::new(kind, message))
+    }
+
     /// The error itself, or the last attempt's for [`Error::Retried`].
     fn last(&self) -> &Error {
         match self {
@@ -243,10 +269,16 @@ pub(crate) fn unexpected(expected: &'static str, got: &thingsdb_protocol::Respon
 pub enum TransportErrorKind {
     /// A target string could not be parsed.
     InvalidTarget,
-    /// Connecting took longer than the connect timeout.
+    /// Nothing accepts connections at the address (the node is down or
+    /// listens on another port): the operating system refused the
+    /// connection. In a browser, which does not say why a WebSocket could
+    /// not be opened, this is [`TransportErrorKind::Connect`].
+    Refused,
+    /// Connecting took longer than the connect timeout, or the node
+    /// accepted the connection but did not answer AUTH in that time.
     ConnectTimeout,
-    /// The connection could not be opened (refused, unreachable, name
-    /// resolution).
+    /// The connection could not be opened for another reason than a
+    /// refusal (unreachable, name resolution, a missing Unix socket, ...).
     Connect,
     /// The socket failed.
     Io,
@@ -261,10 +293,32 @@ pub enum TransportErrorKind {
     /// A learnt node's address reached another node (see
     /// [`discover_nodes`](crate::ClientBuilder::discover_nodes)).
     WrongNode,
-    /// An HTTP request failed (the HTTP API client).
+    /// The HTTP API client (`thingsdb-http`) got an HTTP answer that is
+    /// not a ThingsDB one (an unexpected status or content type), or could
+    /// not be set up. (Failing to connect is [`TransportErrorKind::Refused`]
+    /// or [`TransportErrorKind::Connect`] there too.)
     Http,
     /// Anything else (a reason given as text).
     Other,
+}
+
+impl std::fmt::Display for TransportErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TransportErrorKind::InvalidTarget => "invalid target",
+            TransportErrorKind::Refused => "connection refused",
+            TransportErrorKind::ConnectTimeout => "connect timeout",
+            TransportErrorKind::Connect => "cannot connect",
+            TransportErrorKind::Io => "I/O error",
+            TransportErrorKind::Tls => "TLS error",
+            TransportErrorKind::WebSocket => "WebSocket error",
+            TransportErrorKind::Protocol => "protocol error",
+            TransportErrorKind::Closed => "connection closed",
+            TransportErrorKind::WrongNode => "another node answered",
+            TransportErrorKind::Http => "HTTP error",
+            TransportErrorKind::Other => "transport error",
+        })
+    }
 }
 
 /// The details of [`Error::Transport`]: a [`TransportErrorKind`] to match,
@@ -346,6 +400,14 @@ impl From<thingsdb_transport::Error> for TransportError {
         let kind = match &e {
             T::InvalidTarget { .. } => TransportErrorKind::InvalidTarget,
             T::ConnectTimeout { .. } => TransportErrorKind::ConnectTimeout,
+            // The browser transport reports every failure to open a
+            // WebSocket as refused; it cannot tell.
+            T::Connect { source, .. }
+                if source.kind() == std::io::ErrorKind::ConnectionRefused
+                    && !cfg!(target_arch = "wasm32") =>
+            {
+                TransportErrorKind::Refused
+            }
             T::Connect { .. } => TransportErrorKind::Connect,
             T::Io { .. } => TransportErrorKind::Io,
             T::Tls { .. } => TransportErrorKind::Tls,
@@ -532,6 +594,162 @@ mod tests {
         assert_eq!(e.code(), None);
         let closed = Error::from(thingsdb_transport::Error::Closed);
         assert_eq!(closed.transport_kind(), Some(TransportErrorKind::Closed));
+    }
+
+    /// The transport's own error behind `e`: Error -> TransportError ->
+    /// thingsdb_transport::Error.
+    fn transport_source(e: &Error) -> Option<&thingsdb_transport::Error> {
+        std::error::Error::source(e)?
+            .source()?
+            .downcast_ref::<thingsdb_transport::Error>()
+    }
+
+    #[test]
+    fn each_transport_error_has_its_kind_and_stays_the_source() {
+        use std::io;
+        use thingsdb_transport::Error as T;
+        let io_err = |kind: io::ErrorKind| io::Error::new(kind, "from the OS");
+        let cases: Vec<(T, TransportErrorKind)> = vec![
+            (
+                T::InvalidTarget {
+                    target: "x:y".into(),
+                    reason: "bad port".into(),
+                },
+                TransportErrorKind::InvalidTarget,
+            ),
+            (
+                T::Connect {
+                    target: "127.0.0.1:1".into(),
+                    source: io_err(io::ErrorKind::ConnectionRefused),
+                },
+                TransportErrorKind::Refused,
+            ),
+            (
+                T::Connect {
+                    target: "nowhere:9200".into(),
+                    source: io_err(io::ErrorKind::NotFound),
+                },
+                TransportErrorKind::Connect,
+            ),
+            (
+                T::ConnectTimeout {
+                    target: "10.0.0.1:9200".into(),
+                    elapsed_ms: 5000,
+                },
+                TransportErrorKind::ConnectTimeout,
+            ),
+            (
+                T::io(
+                    thingsdb_transport::TransportKind::Tcp,
+                    io_err(io::ErrorKind::ConnectionReset),
+                ),
+                TransportErrorKind::Io,
+            ),
+            (
+                T::Tls {
+                    message: "bad certificate".into(),
+                    source: None,
+                },
+                TransportErrorKind::Tls,
+            ),
+            (
+                T::WebSocket {
+                    message: "handshake failed".into(),
+                    source: None,
+                },
+                TransportErrorKind::WebSocket,
+            ),
+            (T::TextMessage, TransportErrorKind::WebSocket),
+            (
+                T::Protocol(thingsdb_protocol::Error::BadCheckByte {
+                    package_type: 1,
+                    check: 1,
+                }),
+                TransportErrorKind::Protocol,
+            ),
+            (
+                T::NotWholeFrames("3 bytes left".into()),
+                TransportErrorKind::Protocol,
+            ),
+            (
+                T::ClosedMidFrame {
+                    available: 3,
+                    needed: 8,
+                },
+                TransportErrorKind::Closed,
+            ),
+            (T::Closed, TransportErrorKind::Closed),
+        ];
+        for (t, kind) in cases {
+            let shown = t.to_string();
+            let e = Error::from(t);
+            assert_eq!(e.transport_kind(), Some(kind), "{shown}");
+            // The text is the transport's, as before the kinds.
+            assert_eq!(e.to_string(), format!("transport error: {shown}"));
+            let Error::Transport(te) = &e else {
+                panic!("not a transport error: {e:?}")
+            };
+            assert_eq!((te.kind(), te.message()), (kind, shown.as_str()));
+            // The transport's own error is kept, and survives a clone.
+            let copy = e.clone();
+            let source = transport_source(&copy).map(|s| s.to_string());
+            assert_eq!(source.as_deref(), Some(shown.as_str()), "{kind:?}");
+            // The predicates do not change.
+            assert!(!e.is_timeout() && !e.is_connection_lost(), "{kind:?}");
+            assert_eq!((e.code(), e.lost_reason()), (None, None));
+            assert!(!e.may_have_run(), "a transport error never ran");
+            assert_eq!(e.attempts(), 1);
+        }
+        // The io::Error under a refused connect is there to inspect too.
+        let refused = Error::from(T::Connect {
+            target: "127.0.0.1:1".into(),
+            source: io_err(io::ErrorKind::ConnectionRefused),
+        });
+        let os = transport_source(&refused)
+            .and_then(|t| std::error::Error::source(t))
+            .and_then(|s| s.downcast_ref::<io::Error>())
+            .map(io::Error::kind);
+        assert_eq!(os, Some(io::ErrorKind::ConnectionRefused));
+    }
+
+    #[test]
+    fn the_crate_constructor_keeps_kind_and_text() {
+        let e = Error::transport(TransportErrorKind::Refused, "refused");
+        assert_eq!(e.transport_kind(), Some(TransportErrorKind::Refused));
+        assert_eq!(e.to_string(), "transport error: refused");
+        assert!(std::error::Error::source(&e)
+            .and_then(|s| s.source())
+            .is_none());
+        assert!(!e.is_timeout() && !e.is_connection_lost() && !e.may_have_run());
+        assert_eq!(e.code(), None);
+        // Kinds say what they are.
+        assert_eq!(
+            TransportErrorKind::WrongNode.to_string(),
+            "another node answered"
+        );
+        assert_eq!(
+            TransportErrorKind::Refused.to_string(),
+            "connection refused"
+        );
+    }
+
+    #[test]
+    fn a_learnt_address_reaching_another_node_is_kind_wrong_node() {
+        use crate::connection::pool::{Pool, PoolEntry};
+        let mut pool = Pool::default();
+        pool.add([PoolEntry {
+            target: thingsdb_transport::Target::tcp("127.0.0.1", 9201),
+            node: Some(1),
+        }]);
+        let Err(e) = pool.check_node(0, Some(0)) else {
+            panic!("node 0 answered at node 1's address")
+        };
+        assert_eq!(e.transport_kind(), Some(TransportErrorKind::WrongNode));
+        // The text as before the kinds.
+        assert_eq!(
+            e.to_string(),
+            "transport error: thingsdb://127.0.0.1:9201 was learnt as node 1 but node 0 answered there"
+        );
     }
 
     #[test]

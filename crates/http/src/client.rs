@@ -227,18 +227,20 @@ impl HttpClientBuilder {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| {
-                Error::Transport(crate::reply::http_error(format!(
-                    "cannot set up the HTTP client: {e}"
-                )))
+                Error::Transport(
+                    crate::reply::http_error(format!("cannot set up the HTTP client: {e}"))
+                        .with_source(e),
+                )
             })
     }
 
     #[cfg(target_arch = "wasm32")]
     fn http_client(&self) -> Result<reqwest::Client, Error> {
         reqwest::Client::builder().build().map_err(|e| {
-            Error::Transport(crate::reply::http_error(format!(
-                "cannot set up the HTTP client: {e}"
-            )))
+            Error::Transport(
+                crate::reply::http_error(format!("cannot set up the HTTP client: {e}"))
+                    .with_source(e),
+            )
         })
     }
 }
@@ -454,10 +456,14 @@ fn classify(e: reqwest::Error, timeout: Duration) -> Attempt {
     }
     let chain = error_chain(&e);
     if is_connect(&e) {
-        return Attempt::NotSent(Error::Transport(TransportError::new(
-            TransportErrorKind::Connect,
-            format!("cannot connect: {chain}"),
-        )));
+        let kind = if refused(&e) {
+            TransportErrorKind::Refused
+        } else {
+            TransportErrorKind::Connect
+        };
+        return Attempt::NotSent(Error::Transport(
+            TransportError::new(kind, format!("cannot connect: {chain}")).with_source(e),
+        ));
     }
     let (reason, what) = if cfg!(target_arch = "wasm32") {
         (LostReason::Other, FETCH_FAILED)
@@ -500,6 +506,21 @@ fn closed_without_answer(e: &reqwest::Error) -> bool {
     while let Some(c) = cur {
         if let Some(h) = c.downcast_ref::<hyper::Error>() {
             return h.is_incomplete_message();
+        }
+        cur = c.source();
+    }
+    false
+}
+
+/// Whether the operating system refused the connection (nothing listens
+/// at the address): an I/O error of that kind among `e`'s sources.
+fn refused(e: &reqwest::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
         }
         cur = c.source();
     }

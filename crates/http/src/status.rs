@@ -112,9 +112,10 @@ impl StatusProbe {
         let builder = reqwest::Client::builder();
         Ok(StatusProbe {
             http: builder.build().map_err(|e| {
-                Error::Transport(crate::reply::http_error(format!(
-                    "cannot set up the HTTP client: {e}"
-                )))
+                Error::Transport(
+                    crate::reply::http_error(format!("cannot set up the HTTP client: {e}"))
+                        .with_source(e),
+                )
             })?,
             base: base_url(url)?,
             timeout: Duration::from_secs(10),

@@ -214,6 +214,15 @@ async fn failover_on_connection_errors_and_503() {
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Transport(_)), "{e:?}");
+    // Nothing listens there any more: refused, with reqwest's error kept.
+    assert_eq!(
+        e.transport_kind(),
+        Some(thingsdb_client::TransportErrorKind::Refused),
+        "{e:?}"
+    );
+    assert!(std::error::Error::source(&e)
+        .and_then(|t| t.source())
+        .is_some_and(|s| s.is::<reqwest::Error>()));
 }
 
 #[tokio::test]

@@ -121,13 +121,13 @@ pub(crate) fn connect_one(
                 }
             }
             Received::TimedOut => {
-                return Err(Error::Transport(crate::error::TransportError::new(
+                return Err(Error::transport(
                     crate::error::TransportErrorKind::ConnectTimeout,
                     format!(
                         "connected to {target} but it did not answer AUTH within {:?}",
                         config.connect.connect_timeout
                     ),
-                )))
+                ))
             }
             Received::Closed => {
                 return Err(Error::ConnectionLost(ConnectionLost::new(

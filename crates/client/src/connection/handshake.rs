@@ -37,13 +37,13 @@ async fn connect_inner(config: &Config, target: &Target) -> Result<Established, 
     match crate::rt::timeout(config.connect.connect_timeout, handshake).await {
         Ok(Ok(node_id)) => Ok(Established { tx, rx, node_id }),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(Error::Transport(crate::error::TransportError::new(
+        Err(_) => Err(Error::transport(
             crate::error::TransportErrorKind::ConnectTimeout,
             format!(
                 "connected to {target} but it did not answer AUTH within {:?}",
                 config.connect.connect_timeout
             ),
-        ))),
+        )),
     }
 }
 

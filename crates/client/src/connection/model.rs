@@ -705,11 +705,9 @@ impl World {
                             fresh = Some(conn);
                         }
                     } else {
-                        self.h.s.handle_connect_failed(
-                            now,
-                            conn,
-                            &Error::Transport("refused by the model".into()),
-                        );
+                        self.h
+                            .s
+                            .handle_connect_failed(now, conn, &refused("refused by the model"));
                     }
                 }
             }

@@ -9,7 +9,7 @@
 
 use thingsdb_transport::Target;
 
-use crate::error::{Error, TransportError, TransportErrorKind};
+use crate::error::{Error, TransportErrorKind};
 
 /// One node of the pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,10 +83,10 @@ impl Pool {
             return Err(Error::BadArgument(format!("no pool entry {index}")));
         };
         match (*want, got) {
-            (Some(want), Some(got)) if want != got => Err(Error::Transport(TransportError::new(
+            (Some(want), Some(got)) if want != got => Err(Error::transport(
                 TransportErrorKind::WrongNode,
                 format!("{target} was learnt as node {want} but node {got} answered there"),
-            ))),
+            )),
             _ => Ok(()),
         }
     }

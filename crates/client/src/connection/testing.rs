@@ -13,9 +13,14 @@ use web_time::Instant;
 
 use super::session::{Command, ConnId, Output, ReplyTx, Session, SessionConfig, Subscribe};
 use crate::config::ReconnectPolicy;
-use crate::error::Error;
+use crate::error::{Error, TransportErrorKind};
 use crate::events::{event_channel, EventRx, Overflow, RoomEvent};
 use crate::scope::Scope;
+
+/// A failed connect: the node refused the connection.
+pub(crate) fn refused(message: impl Into<String>) -> Error {
+    Error::transport(TransportErrorKind::Refused, message)
+}
 
 /// One package the session wrote.
 #[derive(Debug, Clone)]

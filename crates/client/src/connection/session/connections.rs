@@ -682,7 +682,7 @@ mod tests {
     }
 
     fn refused() -> Error {
-        Error::Transport("refused".into())
+        Error::transport(crate::error::TransportErrorKind::Refused, "refused")
     }
 
     fn bad_credentials() -> Error {

@@ -647,7 +647,7 @@ fn the_first_round_tries_each_node_once_then_ends_with_the_last_error() {
         assert_eq!(delay, Duration::ZERO, "no back-off in the first round");
         assert!(s.finished().is_none());
         tried.push(index);
-        let e = Error::Transport(format!("refused {k}").into());
+        let e = refused(format!("refused {k}"));
         s.handle_connect_failed(now, conn, &e);
     }
     assert_eq!(tried, [0, 1, 2]);
@@ -664,7 +664,7 @@ fn bad_credentials_end_the_first_round_at_once() {
     let now = Instant::now();
     let mut s = unstarted(3, false, 1);
     let (conn, _, _) = one_connect(&mut s);
-    s.handle_connect_failed(now, conn, &Error::Transport("refused".into()));
+    s.handle_connect_failed(now, conn, &refused("refused"));
     let (conn, index, _) = one_connect(&mut s);
     assert_eq!(index, 1);
     let auth = Error::Thingsdb(ThingsdbError::new(
@@ -684,7 +684,7 @@ fn the_first_connection_that_answers_serves_and_says_which_node() {
     let now = Instant::now();
     let mut s = unstarted(2, false, 1);
     let (conn, _, _) = one_connect(&mut s);
-    s.handle_connect_failed(now, conn, &Error::Transport("refused".into()));
+    s.handle_connect_failed(now, conn, &refused("refused"));
     let (conn, index, _) = one_connect(&mut s);
     s.handle_connected(now, conn, Some(7));
     assert_eq!(s.serving_index(), Some(index));
@@ -698,9 +698,9 @@ fn the_first_connection_that_answers_serves_and_says_which_node() {
     // Later failures are reconnects with back-off, not the first round.
     s.handle_lost(now, conn, ConnectionLost::new(LostReason::Io, "reset"));
     let (c2, _, _) = one_connect(&mut s);
-    s.handle_connect_failed(now, c2, &Error::Transport("refused".into()));
+    s.handle_connect_failed(now, c2, &refused("refused"));
     let (c3, _, _) = one_connect(&mut s);
-    s.handle_connect_failed(now, c3, &Error::Transport("refused".into()));
+    s.handle_connect_failed(now, c3, &refused("refused"));
     let (_, _, delay) = one_connect(&mut s);
     assert!(delay > Duration::ZERO, "a full round failed: back-off");
     assert!(s.finished().is_none());
@@ -875,7 +875,7 @@ fn a_reconnect_to_another_node_is_a_move_because_of_the_loss() {
     let _ = events(&mut h);
     h.s.handle_lost(h.now, c, ConnectionLost::new(LostReason::Io, "reset"));
     let again = connect_output(&mut h); // the same node first
-    h.s.handle_connect_failed(h.now, again, &Error::Transport("refused".into()));
+    h.s.handle_connect_failed(h.now, again, &refused("refused"));
     let other = connect_output(&mut h);
     h.s.handle_connected(h.now, other, None);
     assert_eq!(
