@@ -246,19 +246,9 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{event_channel, EventRx};
+    use crate::events::event_channel;
 
-    use crate::connection::testing::emitted;
-
-    fn drain(rx: &mut EventRx<RoomEvent>) -> Vec<RoomEvent> {
-        let waker = futures::task::noop_waker();
-        let mut cx = std::task::Context::from_waker(&waker);
-        let mut out = Vec::new();
-        while let std::task::Poll::Ready(Some(e)) = rx.poll_recv(&mut cx) {
-            out.push(e);
-        }
-        out
-    }
+    use crate::connection::testing::{drain, emitted};
 
     #[test]
     fn a_full_wait_stream_parks_and_keeps_the_order_of_later_items() {
