@@ -56,9 +56,15 @@ pub(crate) struct Shared {
     serving: AtomicUsize,
     /// The pool entry at `serving`, written only when it changes.
     serving_target: Mutex<Option<Target>>,
+    /// The id of the node the serving connection reached, when the
+    /// handshake asked ([`NO_NODE`] otherwise): the last one connected.
+    node_id: AtomicU64,
     /// Spans, metrics and the counters of `Client::stats`.
     pub observe: crate::observe::Observer,
 }
+
+/// [`Shared::node_id`] when the node is not known.
+const NO_NODE: u64 = u64::MAX;
 
 /// [`Shared::serving`] when no connection serves.
 const NOT_SERVING: usize = usize::MAX;
@@ -76,6 +82,7 @@ impl Shared {
             connections: AtomicU64::new(0),
             serving: AtomicUsize::new(NOT_YET),
             serving_target: Mutex::new(None),
+            node_id: AtomicU64::new(NO_NODE),
             observe: crate::observe::Observer::default(),
         }
     }
@@ -83,6 +90,12 @@ impl Shared {
     /// The pool index of the serving connection, if one serves.
     pub(crate) fn serving_index(&self) -> Option<usize> {
         Some(self.serving.load(Relaxed)).filter(|i| *i != NOT_SERVING && *i != NOT_YET)
+    }
+
+    /// The id of the node the last connection reached, when the handshake
+    /// asked (discovery or load balancing on).
+    pub(crate) fn node_id(&self) -> Option<u32> {
+        u32::try_from(self.node_id.load(Relaxed)).ok()
     }
 
     /// The pool entry of the serving connection, if one serves.
@@ -281,6 +294,11 @@ pub(crate) async fn run(
             }
         }
         while let Some(ev) = session.poll_event() {
+            if let Lifecycle::Connected { node_id, .. } = &ev {
+                shared
+                    .node_id
+                    .store(node_id.map_or(NO_NODE, u64::from), Relaxed);
+            }
             if let Some(ev) = public_event(ev, session.pool().targets()) {
                 shared.observe.event(&ev);
                 watchers.retain_mut(|w| !matches!(w.offer(ev.clone()), Offer::Gone));
