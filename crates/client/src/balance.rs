@@ -111,6 +111,12 @@ impl Balance {
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use thingsdb_client::{Auth, Balance, Client, Route};
 /// let cluster = thingsdb_testkit::TestNode::builder().start_cluster(2).await?; // or your nodes
+/// # for node in cluster.nodes() {
+/// #     node.on_query(|q| match q.code.as_str() {
+/// #         ".greeting = 'hi';" | ".greeting;" => thingsdb_testkit::Reply::value("hi"),
+/// #         _ => q.evaluate(),
+/// #     });
+/// # }
 /// let client = Client::builder()
 ///     .target(&cluster.node(0).thingsdb_url())?
 ///     .target(&cluster.node(1).thingsdb_url())?
@@ -127,7 +133,7 @@ impl Balance {
 ///     .route(Route::LastChange)
 ///     .decode()
 ///     .await?;
-/// # let _ = hi;
+/// assert_eq!(hi, "hi");
 /// // Or ask a node by its id.
 /// let id: u32 = client.query("node_info().load().node_id;").scope("@node")
 ///     .route(Route::Node(1)).decode().await?;
