@@ -333,3 +333,65 @@ async fn one_node_keeps_one_connection() {
     let open: usize = cluster.nodes().iter().map(|n| n.connections().len()).sum();
     assert_eq!(open, 1);
 }
+
+#[tokio::test]
+async fn a_graceful_shutdown_of_one_node_fails_no_request() {
+    for via in VIAS {
+        for stop_first in [false, true] {
+            let cluster = TestNode::builder().start_cluster(3).await.unwrap();
+            let room = cluster.node(0).create_room("stuff", Some("chat"));
+            let client = spread(&cluster, via, Balance::FewestInFlight).await;
+            wait_nodes(&client, 3).await;
+            let mut events = client.room("//stuff", room).unwrap().join().await.unwrap();
+            common::wait_event(&mut events, thingsdb_client::RoomEvent::Joined).await;
+            let first = client
+                .nodes()
+                .iter()
+                .find(|n| n.primary)
+                .unwrap()
+                .node_id
+                .unwrap();
+            let stop = if stop_first { first } else { (first + 1) % 3 };
+            // Not idempotent: only what provably did not run may be resent.
+            let loops = (0..8).map(|_| {
+                let client = client.clone();
+                async move {
+                    let mut failed = Vec::new();
+                    for _ in 0..100 {
+                        if let Err(e) = client.query("1 + 1;").await {
+                            failed.push(e.to_string());
+                        }
+                        tokio::time::sleep(Duration::from_millis(3)).await;
+                    }
+                    failed
+                }
+            });
+            let work = tokio::spawn(futures::future::join_all(loops));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            cluster
+                .node(stop as usize)
+                .shutdown_gracefully(Duration::from_millis(300))
+                .await;
+            let failed: Vec<String> = within(120, work).await.unwrap().concat();
+            assert!(failed.is_empty(), "{via:?} stop {stop}: {failed:?}");
+            // Two connections left, none to the node that stopped; the room
+            // went with the first connection when its node stopped.
+            within(60, async {
+                loop {
+                    let nodes = client.nodes();
+                    if nodes.len() == 2 && nodes.iter().all(|n| n.node_id != Some(stop)) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await;
+            let alive = (0..3u32).find(|i| *i != stop).unwrap();
+            cluster
+                .node(alive as usize)
+                .emit("stuff", room, "after", &[]);
+            common::wait_emitted(&mut events, "after").await;
+            client.close().await.unwrap();
+        }
+    }
+}
