@@ -392,15 +392,22 @@ impl Spread {
             }
             Via::Balance => {}
         }
-        let n = lanes.len();
-        let start = self.next.fetch_add(1, Relaxed);
-        let serving = (0..n)
-            .map(|k| &lanes[(start + k) % n])
-            .filter(|l| l.serves());
-        let chosen = match self.policy {
-            Balance::OneNode => None,
-            Balance::RoundRobin => serving.into_iter().next(),
-            Balance::FewestInFlight => serving.min_by_key(|l| l.busy.load(Relaxed)),
+        // Turns are taken over the connections that serve, so that one
+        // that does not (reconnecting) gives its turn to no one in
+        // particular.
+        let serving = || lanes.iter().filter(|l| l.serves());
+        let count = serving().count();
+        let chosen = match (self.policy, count) {
+            (Balance::OneNode, _) | (_, 0) => None,
+            (Balance::RoundRobin, n) => serving().nth(self.next.fetch_add(1, Relaxed) % n),
+            (Balance::FewestInFlight, n) => {
+                // Ties go in turn: the scan starts one further each time.
+                let start = self.next.fetch_add(1, Relaxed) % n;
+                serving()
+                    .skip(start)
+                    .chain(serving().take(start))
+                    .min_by_key(|l| l.busy.load(Relaxed))
+            }
         };
         // None serves: the first connection holds requests until it is
         // back (within their timeouts).
@@ -590,5 +597,132 @@ pub(crate) async fn supervise(spread: Weak<Spread>, config: Arc<Config>) {
             return;
         }
         s.fill(&config).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lane with no connection task behind it, serving `node` (or not
+    /// serving when `None`), with `busy` requests in flight.
+    fn lane(node: Option<u32>, busy: usize) -> Arc<Lane> {
+        let (cmd_tx, _rx) = mpsc::channel(1);
+        let shared = Arc::new(Shared::new());
+        if let Some(id) = node {
+            let port = 9200 + u16::try_from(id).unwrap_or(0);
+            let t = Target::parse(&format!("127.0.0.1:{port}")).ok();
+            shared.publish_serving(Some(0), &t.into_iter().collect::<Vec<_>>());
+            shared.set_node_id(Some(id));
+        }
+        Arc::new(Lane {
+            cmd_tx,
+            shared,
+            busy: AtomicUsize::new(busy),
+            sent: AtomicU64::new(0),
+            retired: AtomicBool::new(false),
+        })
+    }
+
+    fn spread(policy: Balance, lanes: Vec<Arc<Lane>>) -> Spread {
+        let s = Spread::new(policy, lanes[0].clone(), &[]);
+        s.set_lanes(lanes);
+        s
+    }
+
+    fn node_of(s: &Spread, via: Via) -> Option<u32> {
+        s.pick(via).ok().and_then(|l| l.shared.node_id())
+    }
+
+    #[test]
+    fn round_robin_takes_serving_connections_in_turn() {
+        let s = spread(
+            Balance::RoundRobin,
+            vec![lane(Some(0), 0), lane(None, 0), lane(Some(2), 0)],
+        );
+        let picks: Vec<_> = (0..6).map(|_| node_of(&s, Via::Balance)).collect();
+        // The one not serving is skipped; the others alternate.
+        assert_eq!(
+            picks.iter().filter(|p| **p == Some(0)).count(),
+            3,
+            "{picks:?}"
+        );
+        assert_eq!(
+            picks.iter().filter(|p| **p == Some(2)).count(),
+            3,
+            "{picks:?}"
+        );
+    }
+
+    #[test]
+    fn fewest_in_flight_takes_the_least_busy_and_shares_ties() {
+        let s = spread(
+            Balance::FewestInFlight,
+            vec![lane(Some(0), 5), lane(Some(1), 2), lane(Some(2), 9)],
+        );
+        for _ in 0..4 {
+            assert_eq!(node_of(&s, Via::Balance), Some(1));
+        }
+        let s = spread(
+            Balance::FewestInFlight,
+            vec![lane(Some(0), 1), lane(Some(1), 1), lane(Some(2), 4)],
+        );
+        let picks: Vec<_> = (0..4).map(|_| node_of(&s, Via::Balance)).collect();
+        assert!(
+            picks.contains(&Some(0)) && picks.contains(&Some(1)),
+            "{picks:?}"
+        );
+        assert!(!picks.contains(&Some(2)), "{picks:?}");
+    }
+
+    #[test]
+    fn a_busy_guard_counts_until_dropped() {
+        let l = lane(Some(0), 0);
+        let g = l.enter();
+        assert_eq!((l.busy.load(Relaxed), l.sent.load(Relaxed)), (1, 1));
+        drop(g);
+        assert_eq!((l.busy.load(Relaxed), l.sent.load(Relaxed)), (0, 1));
+    }
+
+    #[test]
+    fn with_none_serving_the_first_connection_holds_requests() {
+        let s = spread(Balance::FewestInFlight, vec![lane(None, 0), lane(None, 0)]);
+        let l = s.pick(Via::Balance).ok();
+        assert!(l.is_some_and(|l| Arc::ptr_eq(&l, &s.lanes()[0])));
+        // One node only: the first connection, serving or not.
+        let s = spread(Balance::OneNode, vec![lane(Some(3), 0), lane(Some(4), 0)]);
+        assert_eq!(node_of(&s, Via::Balance), Some(3));
+    }
+
+    #[test]
+    fn routes_name_a_node_or_the_last_change() {
+        let s = spread(
+            Balance::RoundRobin,
+            vec![lane(Some(0), 0), lane(Some(1), 0), lane(Some(2), 0)],
+        );
+        for id in 0..3 {
+            assert_eq!(node_of(&s, Via::Route(Route::Node(id))), Some(id));
+        }
+        let e = s.pick(Via::Route(Route::Node(9))).err();
+        assert_eq!(
+            e.and_then(|e| e.transport_kind()),
+            Some(TransportErrorKind::NotConnected)
+        );
+        // No change yet: by the balance.
+        assert!(node_of(&s, Via::Route(Route::LastChange)).is_some());
+        let lanes = s.lanes();
+        s.changed_on(&lanes[2]);
+        for _ in 0..3 {
+            assert_eq!(node_of(&s, Via::Route(Route::LastChange)), Some(2));
+        }
+        // That node gone: by the balance again.
+        lanes[2].retired.store(true, Relaxed);
+        for _ in 0..3 {
+            assert_ne!(node_of(&s, Via::Route(Route::LastChange)), Some(2));
+        }
+        assert!(Arc::ptr_eq(
+            &s.pick(Via::Primary).unwrap_or_else(|_| lanes[1].clone()),
+            &lanes[0]
+        ));
     }
 }

@@ -98,6 +98,11 @@ impl Shared {
         u32::try_from(self.node_id.load(Relaxed)).ok()
     }
 
+    /// Publishes the node the last connection reached.
+    pub(crate) fn set_node_id(&self, id: Option<u32>) {
+        self.node_id.store(id.map_or(NO_NODE, u64::from), Relaxed);
+    }
+
     /// The pool entry of the serving connection, if one serves.
     pub(crate) fn serving_target(&self) -> Option<Target> {
         self.serving_target
@@ -295,9 +300,7 @@ pub(crate) async fn run(
         }
         while let Some(ev) = session.poll_event() {
             if let Lifecycle::Connected { node_id, .. } = &ev {
-                shared
-                    .node_id
-                    .store(node_id.map_or(NO_NODE, u64::from), Relaxed);
+                shared.set_node_id(*node_id);
             }
             if let Some(ev) = public_event(ev, session.pool().targets()) {
                 shared.observe.event(&ev);
