@@ -108,10 +108,14 @@ async fn fewest_in_flight_spreads_concurrent_requests_and_avoids_a_slow_node() {
         assert!(nodes.iter().all(|n| n.sent > 0), "{via:?}: {nodes:?}");
 
         // Node 1 answers 200 ms late: the others take (nearly) all.
-        cluster
-            .node(1)
-            .faults()
-            .delay_replies(Duration::from_millis(200));
+        // (Faults on the node's own connections: the cluster's faults are
+        // shared by every node.)
+        for c in cluster.node(1).connections() {
+            cluster
+                .node(1)
+                .connection_faults(c.id)
+                .delay_replies(Duration::from_millis(200));
+        }
         let sent_before: BTreeMap<Option<u32>, u64> =
             client.nodes().iter().map(|n| (n.node_id, n.sent)).collect();
         within(120, run(20)).await;
@@ -122,9 +126,12 @@ async fn fewest_in_flight_spreads_concurrent_requests_and_avoids_a_slow_node() {
             .map(|n| n.sent - sent_before[&Some(1)])
             .unwrap();
         // At most a few requests in flight there at a time while the others
-        // answer at once.
-        assert!(slow < 160, "{via:?}: the slow node got {slow} of 320");
-        cluster.node(1).faults().reset();
+        // answer at once: far below an equal share (107).
+        println!("{via:?}: the slow node got {slow} of 320");
+        assert!(slow < 60, "{via:?}: the slow node got {slow} of 320");
+        for c in cluster.node(1).connections() {
+            cluster.node(1).connection_faults(c.id).reset();
+        }
         client.close().await.unwrap();
     }
 }
