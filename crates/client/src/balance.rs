@@ -20,13 +20,18 @@
 //! reconnect policy's longest delay) and spreads to it again once it
 //! answers.
 //!
-//! Rooms, node events, connection events and management of the client
-//! itself ([`Client::close`](crate::Client::close),
-//! [`Client::is_connected`](crate::Client::is_connected)) belong to the
+//! Rooms (and emits), node events and the client's own state
+//! ([`Client::is_connected`](crate::Client::is_connected),
+//! [`Client::connection_info`](crate::Client::connection_info),
+//! [`Client::closed_reason`](crate::Client::closed_reason)) belong to the
 //! first connection, the one [`Client::connect`](crate::Client::connect)
 //! makes: rooms are joined on one node and move as they do without
-//! balancing. [`Client::nodes`](crate::Client::nodes) shows every
-//! connection: its node, its requests in flight and how many it was given.
+//! balancing. [`Client::connection_events`](crate::Client::connection_events)
+//! reports what happens to every connection once it serves (its first
+//! `Connected` shows in [`Client::nodes`](crate::Client::nodes) instead),
+//! and [`Client::close`](crate::Client::close) closes them all.
+//! [`Client::nodes`](crate::Client::nodes) shows every connection: its
+//! node, its requests in flight and how many it was given.
 //!
 //! The blocking client ([`blocking`](crate::blocking)) keeps one
 //! connection.
@@ -146,7 +151,7 @@ pub enum Route {
     /// The node with this id (ThingsDB's node id, as `node_info()` and
     /// [`ConnectionEvent::Connected`](crate::ConnectionEvent::Connected)
     /// give it). Fails with
-    /// [`TransportErrorKind::NotConnected`](crate::TransportErrorKind::NotConnected)
+    /// [`TransportErrorKind::NotConnected`]
     /// when the client has no connection to that node at the time.
     Node(u32),
     /// The node that answered this client's last change: its last request
@@ -202,9 +207,13 @@ pub(crate) struct Lane {
 
 impl Lane {
     /// Starts a connection task for `config` and waits until it serves
-    /// (or its first round of connects failed).
-    pub(crate) async fn start(config: Arc<Config>) -> Result<Arc<Lane>, Error> {
-        let shared = Arc::new(Shared::new());
+    /// (or its first round of connects failed); its connection events go
+    /// to `watchers` once it serves.
+    pub(crate) async fn start(
+        config: Arc<Config>,
+        watchers: driver::Watchers,
+    ) -> Result<Arc<Lane>, Error> {
+        let shared = Arc::new(Shared::with_watchers(watchers));
         shared.observe.sync_pool(&config.targets);
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (ready_tx, ready) = oneshot::channel();
@@ -302,6 +311,8 @@ struct Node {
 /// one per further node.
 pub(crate) struct Spread {
     policy: Balance,
+    /// The first connection (also first in `lanes`).
+    primary: Arc<Lane>,
     /// Every connection, the first one first. Replaced, never changed in
     /// place, so that a request picks from a snapshot without a lock held.
     lanes: RwLock<Arc<Vec<Arc<Lane>>>>,
@@ -318,6 +329,7 @@ impl Spread {
     pub(crate) fn new(policy: Balance, primary: Arc<Lane>, pool: &[Target]) -> Spread {
         Spread {
             policy,
+            primary: primary.clone(),
             lanes: RwLock::new(Arc::new(vec![primary])),
             next: AtomicUsize::new(0),
             last_change: AtomicU64::new(0),
@@ -356,15 +368,14 @@ impl Spread {
     pub(crate) fn loads(&self) -> Vec<NodeLoad> {
         self.lanes()
             .iter()
-            .enumerate()
-            .map(|(i, l)| l.load(i == 0))
+            .map(|l| l.load(Arc::ptr_eq(l, &self.primary)))
             .collect()
     }
 
     /// The connection for one request.
     pub(crate) fn pick(&self, via: Via) -> Result<Arc<Lane>, Error> {
         let lanes = self.lanes();
-        let primary = &lanes[0];
+        let primary = &self.primary;
         let on_node = |id: u32| {
             lanes
                 .iter()
@@ -485,10 +496,11 @@ impl Spread {
             }
             Err(_) => return,
         };
+        let watchers = self.primary.shared.watchers.clone();
         let opened = futures::future::join_all(due.into_iter().map(|entry| {
-            let all = all.clone();
+            let (all, watchers) = (all.clone(), watchers.clone());
             async move {
-                let r = open_lane(config, &entry, all).await;
+                let r = open_lane(config, &entry, all, watchers.clone()).await;
                 (entry, r)
             }
         }))
@@ -521,13 +533,14 @@ impl Spread {
         let mut seen: Vec<u32> = Vec::new();
         let mut keep = Vec::with_capacity(lanes.len());
         let mut retire = Vec::new();
-        for (i, lane) in lanes.into_iter().enumerate() {
+        for lane in lanes {
             let node = lane.serves().then(|| lane.shared.node_id()).flatten();
             let double = node.is_some_and(|id| seen.contains(&id));
             if let Some(id) = node {
                 seen.push(id);
             }
-            if i > 0 && (double || lane.shared.dead.get().is_some()) {
+            let first = Arc::ptr_eq(&lane, &self.primary);
+            if !first && (double || lane.shared.dead.get().is_some()) {
                 lane.retired.store(true, Relaxed);
                 retire.push(lane);
             } else {
@@ -566,11 +579,12 @@ async fn open_lane(
     config: &Config,
     entry: &PoolEntry,
     all: Vec<PoolEntry>,
+    watchers: driver::Watchers,
 ) -> Result<Arc<Lane>, Error> {
     let mut cfg = config.clone();
     cfg.targets = vec![entry.target.clone()];
     cfg.random_start = false;
-    let lane = Lane::start(Arc::new(cfg)).await?;
+    let lane = Lane::start(Arc::new(cfg), watchers).await?;
     if let (Some(want), Some(got)) = (entry.node, lane.shared.node_id()) {
         if want != got {
             lane.close().await;
@@ -592,7 +606,7 @@ pub(crate) async fn supervise(spread: Weak<Spread>, config: Arc<Config>) {
         let Some(s) = spread.upgrade() else {
             return;
         };
-        if s.lanes()[0].shared.dead.get().is_some() {
+        if s.primary.shared.dead.get().is_some() {
             s.close_others().await;
             return;
         }

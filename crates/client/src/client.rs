@@ -88,7 +88,7 @@ impl Client {
         let config = Arc::new(config);
         // The session makes the first connection (each pool entry once,
         // from a random one when asked) and says when one serves.
-        let primary = Lane::start(config.clone()).await?;
+        let primary = Lane::start(config.clone(), Default::default()).await?;
         let spread = if config.balance.spreads() {
             let spread = Arc::new(Spread::new(
                 config.balance,

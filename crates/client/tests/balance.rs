@@ -402,3 +402,39 @@ async fn a_graceful_shutdown_of_one_node_fails_no_request() {
         }
     }
 }
+
+#[tokio::test]
+async fn connection_events_come_from_every_connection() {
+    use thingsdb_client::ConnectionEvent;
+    let cluster = TestNode::builder().start_cluster(3).await.unwrap();
+    let client = spread(&cluster, Via::Tcp, Balance::RoundRobin).await;
+    wait_nodes(&client, 3).await;
+    let mut events = client.connection_events().await.unwrap();
+    let first = client
+        .nodes()
+        .iter()
+        .find(|n| n.primary)
+        .unwrap()
+        .node_id
+        .unwrap();
+    let other = (first + 1) % 3;
+    // Another node's connection is cut: its Lost comes on the client's
+    // one stream.
+    cluster.node(other as usize).restart().await;
+    let port = cluster.node(other as usize).tcp_addr().port();
+    within(60, async {
+        loop {
+            match futures::StreamExt::next(&mut events).await {
+                Some(ConnectionEvent::Lost { target, .. })
+                    if target.to_string().contains(&port.to_string()) =>
+                {
+                    return
+                }
+                Some(_) => {}
+                None => panic!("the stream ended"),
+            }
+        }
+    })
+    .await;
+    client.close().await.unwrap();
+}
