@@ -528,24 +528,9 @@ impl Spread {
         }
         let mut lanes: Vec<Arc<Lane>> = self.lanes().iter().cloned().collect();
         lanes.extend(added);
-        // Let go of connections that double another (to the same node),
-        // and of those that gave up; never the first.
-        let mut seen: Vec<u32> = Vec::new();
-        let mut keep = Vec::with_capacity(lanes.len());
-        let mut retire = Vec::new();
-        for lane in lanes {
-            let node = lane.serves().then(|| lane.shared.node_id()).flatten();
-            let double = node.is_some_and(|id| seen.contains(&id));
-            if let Some(id) = node {
-                seen.push(id);
-            }
-            let first = Arc::ptr_eq(&lane, &self.primary);
-            if !first && (double || lane.shared.dead.get().is_some()) {
-                lane.retired.store(true, Relaxed);
-                retire.push(lane);
-            } else {
-                keep.push(lane);
-            }
+        let (keep, retire) = split_doubles(lanes, &self.primary);
+        for lane in &retire {
+            lane.retired.store(true, Relaxed);
         }
         self.set_lanes(keep);
         for lane in retire {
@@ -570,6 +555,29 @@ impl Spread {
         let lanes = self.lanes();
         futures::future::join_all(lanes.iter().skip(1).map(|l| l.close())).await;
     }
+}
+
+/// The connections to keep, and those to let go: a connection that
+/// doubles one before it (serves the same node) or gave up; never
+/// `primary`. Order is kept.
+fn split_doubles(lanes: Vec<Arc<Lane>>, primary: &Arc<Lane>) -> (Vec<Arc<Lane>>, Vec<Arc<Lane>>) {
+    let mut seen: Vec<u32> = Vec::new();
+    let mut keep = Vec::with_capacity(lanes.len());
+    let mut retire = Vec::new();
+    for lane in lanes {
+        let node = lane.serves().then(|| lane.shared.node_id()).flatten();
+        let double = node.is_some_and(|id| seen.contains(&id));
+        if let Some(id) = node {
+            seen.push(id);
+        }
+        let first = Arc::ptr_eq(&lane, primary);
+        if !first && (double || lane.shared.dead.get().is_some()) {
+            retire.push(lane);
+        } else {
+            keep.push(lane);
+        }
+    }
+    (keep, retire)
 }
 
 /// A connection to `entry` (and no other node: a failed first connect is
@@ -646,6 +654,43 @@ mod tests {
 
     fn node_of(s: &Spread, via: Via) -> Option<u32> {
         s.pick(via).ok().and_then(|l| l.shared.node_id())
+    }
+
+    proptest::proptest! {
+        /// Whatever the connections serve, the first one stays, the ones
+        /// kept serve distinct nodes, and every one let go doubles a kept
+        /// one (or gave up); none is lost.
+        #[test]
+        fn doubles_are_let_go_and_the_first_stays(
+            nodes in proptest::collection::vec(proptest::option::of(0u32..4), 1..8),
+            dead in proptest::collection::vec(proptest::bool::ANY, 8),
+        ) {
+            let lanes: Vec<Arc<Lane>> = nodes.iter().map(|n| lane(*n, 0)).collect();
+            for (l, d) in lanes.iter().zip(&dead).skip(1) {
+                if *d {
+                    let _ = l.shared.dead.set(Error::Closed);
+                }
+            }
+            let primary = lanes[0].clone();
+            let (keep, retire) = split_doubles(lanes.clone(), &primary);
+            proptest::prop_assert!(Arc::ptr_eq(&keep[0], &primary));
+            proptest::prop_assert_eq!(keep.len() + retire.len(), lanes.len());
+            let mut ids: Vec<u32> = keep
+                .iter()
+                .filter(|l| l.serves())
+                .filter_map(|l| l.shared.node_id())
+                .collect();
+            let n = ids.len();
+            ids.sort_unstable();
+            ids.dedup();
+            proptest::prop_assert_eq!(ids.len(), n, "two kept connections serve one node");
+            for r in &retire {
+                proptest::prop_assert!(!Arc::ptr_eq(r, &primary));
+                let id = r.shared.node_id();
+                let doubles = r.serves() && keep.iter().any(|k| k.serves() && k.shared.node_id() == id);
+                proptest::prop_assert!(doubles || r.shared.dead.get().is_some());
+            }
+        }
     }
 
     #[test]
