@@ -197,9 +197,9 @@ async fn a_node_that_goes_hands_its_share_to_the_others_and_gets_it_back() {
         let client = spread(&cluster, via, Balance::FewestInFlight).await;
         wait_nodes(&client, 3).await;
         // Node 2 goes away for a while (not the first connection's node).
-        let primary = client.nodes().iter().find(|n| n.primary).unwrap().node_id;
+        let primary = common::first_node(&client);
         let down = (0..3u8)
-            .find(|i| Some(u32::from(*i)) != primary && *i != 0)
+            .find(|i| u32::from(*i) != primary && *i != 0)
             .unwrap_or(2);
         let loops = (0..8).map(|_| {
             let client = client.clone();
@@ -221,16 +221,7 @@ async fn a_node_that_goes_hands_its_share_to_the_others_and_gets_it_back() {
             .restart_with_downtime(Duration::from_millis(1500))
             .await;
         // Its connection moved and was let go: two connections, two nodes.
-        within(60, async {
-            loop {
-                let nodes = client.nodes();
-                if nodes.len() == 2 && nodes.iter().all(|n| n.node_id != Some(u32::from(down))) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await;
+        common::wait_without_node(&client, 2, u32::from(down)).await;
         let failed: usize = within(120, work).await.unwrap().into_iter().sum();
         assert_eq!(failed, 0, "{via:?}");
         // Back after its downtime: three again.
@@ -267,13 +258,7 @@ async fn rooms_stay_on_the_first_connection() {
         let room = client.room("//stuff", "chat").unwrap();
         let mut events = room.join().await.unwrap();
         common::wait_event(&mut events, thingsdb_client::RoomEvent::Joined).await;
-        let primary = client
-            .nodes()
-            .iter()
-            .find(|n| n.primary)
-            .unwrap()
-            .node_id
-            .unwrap();
+        let primary = common::first_node(&client);
         let joiners: Vec<usize> = cluster
             .nodes()
             .iter()
@@ -351,13 +336,7 @@ async fn a_graceful_shutdown_of_one_node_fails_no_request() {
             wait_nodes(&client, 3).await;
             let mut events = client.room("//stuff", room).unwrap().join().await.unwrap();
             common::wait_event(&mut events, thingsdb_client::RoomEvent::Joined).await;
-            let first = client
-                .nodes()
-                .iter()
-                .find(|n| n.primary)
-                .unwrap()
-                .node_id
-                .unwrap();
+            let first = common::first_node(&client);
             let stop = if stop_first { first } else { (first + 1) % 3 };
             // Not idempotent: only what provably did not run may be resent.
             let loops = (0..8).map(|_| {
@@ -383,16 +362,7 @@ async fn a_graceful_shutdown_of_one_node_fails_no_request() {
             assert!(failed.is_empty(), "{via:?} stop {stop}: {failed:?}");
             // Two connections left, none to the node that stopped; the room
             // went with the first connection when its node stopped.
-            within(60, async {
-                loop {
-                    let nodes = client.nodes();
-                    if nodes.len() == 2 && nodes.iter().all(|n| n.node_id != Some(stop)) {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            })
-            .await;
+            common::wait_without_node(&client, 2, stop).await;
             let alive = (0..3u32).find(|i| *i != stop).unwrap();
             cluster
                 .node(alive as usize)
@@ -410,13 +380,7 @@ async fn connection_events_come_from_every_connection() {
     let client = spread(&cluster, Via::Tcp, Balance::RoundRobin).await;
     wait_nodes(&client, 3).await;
     let mut events = client.connection_events().await.unwrap();
-    let first = client
-        .nodes()
-        .iter()
-        .find(|n| n.primary)
-        .unwrap()
-        .node_id
-        .unwrap();
+    let first = common::first_node(&client);
     let other = (first + 1) % 3;
     // Another node's connection is cut: its Lost comes on the client's
     // one stream.

@@ -147,13 +147,7 @@ async fn spread(cluster: &RealCluster, targets: &[String]) {
 
     // A node other than the first connection's is killed while reads run:
     // none fails, and its share goes to the others.
-    let first = client
-        .nodes()
-        .iter()
-        .find(|n| n.primary)
-        .unwrap()
-        .node_id
-        .unwrap();
+    let first = common::first_node(&client);
     let victim = (0..3u32).find(|i| *i != first).unwrap();
     let reads = (0..8).map(|_| {
         let client = client.clone();
@@ -167,15 +161,6 @@ async fn spread(cluster: &RealCluster, targets: &[String]) {
     tokio::time::sleep(Duration::from_millis(50)).await;
     cluster.nodes[victim as usize].kill().unwrap();
     within(300, work).await.unwrap();
-    within(60, async {
-        loop {
-            let nodes = client.nodes();
-            if nodes.len() == 2 && nodes.iter().all(|n| n.node_id != Some(victim)) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    common::wait_without_node(&client, 2, victim).await;
     client.close().await.unwrap();
 }
