@@ -159,6 +159,9 @@ pub enum Route {
     /// That node has the change (a node answers a change once it applied
     /// it); another node may not have it yet. Where the balance sends it
     /// when there was no change yet or that node has no connection now.
+    /// A node that is away (nodes take turns) forwards reads to another
+    /// node, which may not have the change yet: see the
+    /// [module docs](crate::balance) for reads that wait.
     LastChange,
 }
 
