@@ -29,7 +29,11 @@
 //! WebSocket port, the client on TCP), `--seed-only`, `--kill`,
 //! `--python`, `--runs N` (1), `--secs S` (12), `--loops L` (16), `--at S`
 //! (2), `--timeout S` (10), `--keepalive S` (the client's default), `--verbose`
-//! (every failure). `RUST_LOG` (for
+//! (every failure), `--balance fewest|round-robin` (a connection to
+//! every node, requests spread; prints the split), `--stop-other` (stop a
+//! node other than the first connection's). Without `--python` or
+//! `--kill`, the run reads `.n` at the end and checks it against the
+//! increments answered and failed (none lost, none run twice). `RUST_LOG` (for
 //! example `thingsdb_client=debug`) logs what the client does, on stderr.
 
 use std::process::Stdio;
@@ -37,7 +41,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use thingsdb_client::discovery::WsPort;
-use thingsdb_client::{Auth, Client, Error, ReconnectPolicy, Target};
+use thingsdb_client::{Auth, Balance, Client, Error, ReconnectPolicy, Target};
 use thingsdb_testkit::real_node::RealCluster;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -55,6 +59,10 @@ struct Opts {
     timeout: u64,
     keepalive: Option<f64>,
     verbose: bool,
+    /// Spread requests over the nodes (`--balance fewest|round-robin`).
+    balance: Balance,
+    /// Stop a node other than the first connection's (`--stop-other`).
+    stop_other: bool,
 }
 
 fn opts() -> Result<Opts, String> {
@@ -71,6 +79,8 @@ fn opts() -> Result<Opts, String> {
         timeout: 10,
         keepalive: None,
         verbose: false,
+        balance: Balance::OneNode,
+        stop_other: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -82,6 +92,19 @@ fn opts() -> Result<Opts, String> {
             "--kill" => o.kill = true,
             "--python" => o.python = true,
             "--verbose" => o.verbose = true,
+            "--stop-other" => o.stop_other = true,
+            "--balance" => {
+                o.balance = match value("--balance")?.as_str() {
+                    "fewest" => Balance::FewestInFlight,
+                    "round-robin" => Balance::RoundRobin,
+                    "one" => Balance::OneNode,
+                    other => {
+                        return Err(format!(
+                            "--balance: fewest, round-robin or one, not {other}"
+                        ))
+                    }
+                }
+            }
             "--runs" => {
                 o.runs = value("--runs")?
                     .parse()
@@ -124,6 +147,9 @@ struct Counts {
     timeouts: u64,
     lost: u64,
     node_errors: u64,
+    /// `.n += 1;` answered, and failed.
+    incs_ok: u64,
+    incs_failed: u64,
     /// The first failures: seconds since the loops started, and the error.
     errors: Vec<(f64, String)>,
 }
@@ -135,6 +161,8 @@ impl Counts {
         self.timeouts += o.timeouts;
         self.lost += o.lost;
         self.node_errors += o.node_errors;
+        self.incs_ok += o.incs_ok;
+        self.incs_failed += o.incs_failed;
     }
 }
 
@@ -233,6 +261,7 @@ async fn one_run(
         .connect()
         .await?;
     setup.query(".n = 0;").raw().await?;
+    setup.close().await?;
 
     let given: &[String] = if o.seed_only { &targets[..1] } else { &targets };
     let mut builder = Client::builder()
@@ -244,7 +273,8 @@ async fn one_run(
             max_delay: Duration::from_secs(1),
             ..ReconnectPolicy::default()
         })
-        .discover_nodes(o.seed_only);
+        .discover_nodes(o.seed_only)
+        .balance(o.balance);
     if let Some(k) = o.keepalive {
         builder = builder.keepalive(Some(Duration::from_secs_f64(k)));
     }
@@ -330,10 +360,15 @@ async fn one_run(
                     client.query(code).raw().await
                 };
                 let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+                let inc = code == ".n += 1;";
                 match r {
-                    Ok(_) => c.answered += 1,
+                    Ok(_) => {
+                        c.answered += 1;
+                        c.incs_ok += u64::from(inc);
+                    }
                     Err(e) => {
                         c.failed += 1;
+                        c.incs_failed += u64::from(inc);
                         if e.is_timeout() {
                             c.timeouts += 1;
                         } else if e.is_connection_lost() {
@@ -354,9 +389,41 @@ async fn one_run(
     }
 
     tokio::time::sleep(Duration::from_secs_f64(o.at)).await;
-    let serving = client
-        .connection_info()
-        .ok_or("the client serves from no node")?;
+    let split = |client: &Client| {
+        let mut loads = client.nodes();
+        loads.sort_by_key(|l| l.node_id);
+        loads
+            .iter()
+            .map(|l| {
+                format!(
+                    "node {}{}: {}",
+                    l.node_id.map_or("?".to_string(), |n| n.to_string()),
+                    if l.primary { " (first)" } else { "" },
+                    l.sent
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if o.balance != Balance::OneNode {
+        println!(
+            "  requests per connection before the stop: {}",
+            split(&client)
+        );
+    }
+    let serving = if o.stop_other {
+        // A node other than the first connection's.
+        let first = client.connection_info();
+        targets
+            .iter()
+            .filter_map(|t| Target::parse(t).ok())
+            .find(|t| Some(t) != first.as_ref())
+            .ok_or("no other node")?
+    } else {
+        client
+            .connection_info()
+            .ok_or("the client serves from no node")?
+    };
     let index = targets
         .iter()
         .position(|t| Target::parse(t).is_ok_and(|t| t == serving))
@@ -382,6 +449,38 @@ async fn one_run(
         l.await?;
     }
     let rust = counts.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if o.balance != Balance::OneNode {
+        println!("  requests per connection at the end: {}", split(&client));
+    }
+    if !o.python && !o.kill {
+        // Every `.n += 1;` answered ran once; a failed one may have run.
+        // More than both is a duplicate.
+        let alive = cluster
+            .nodes
+            .iter()
+            .enumerate()
+            .find(|(i, _)| *i != index)
+            .and_then(|(_, n)| n.tcp_target())
+            .ok_or("no node left")?;
+        let reader = Client::builder()
+            .target(alive)?
+            .auth(Auth::password("admin", "pass"))
+            .default_scope("//stuff")?
+            .connect()
+            .await?;
+        let n: u64 = reader.query(".n;").decode().await?;
+        let (ok, failed) = (rust.incs_ok, rust.incs_failed);
+        println!(
+            "  .n = {n}: {ok} increments answered, {failed} failed{}",
+            if n < ok {
+                " (LOST: fewer than answered)"
+            } else if n > ok + failed {
+                " (DUPLICATED: more than sent)"
+            } else {
+                ""
+            }
+        );
+    }
     let py = match python {
         Some((mut child, mut lines)) => {
             let mut found = None;

@@ -7,18 +7,16 @@ use bytes::{Bytes, BytesMut};
 use thingsdb_protocol::{request, Frame, Response};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::balance::{Lane, NodeLoad, Spread, Via};
 use crate::config::{Auth, ClientBuilder, Config};
 use crate::connection::pool::PoolEntry;
-use crate::connection::{driver, Command, Input, Shared};
+use crate::connection::{Command, Input};
 use crate::error::{unexpected, Error};
 use crate::events::{event_channel, Overflow};
 use crate::observe::{Answer, Observer, Op, OpKind, Stats};
 use crate::request::{Query, Run};
 use crate::scope::Scope;
 use thingsdb_transport::Target;
-
-/// How many commands may wait for the connection task before callers wait.
-const COMMAND_QUEUE: usize = 4096;
 
 /// A connection to ThingsDB: cheap to clone, `Send + Sync`, usable from
 /// many tasks at once.
@@ -48,8 +46,11 @@ pub struct Client {
 }
 
 struct Inner {
-    cmd_tx: mpsc::Sender<Input>,
-    shared: Arc<Shared>,
+    /// The first connection: every request without balancing; rooms, node
+    /// and connection events always.
+    primary: Arc<Lane>,
+    /// The connections to the other nodes, with balancing on.
+    spread: Option<Arc<Spread>>,
     next_stream_id: std::sync::atomic::AtomicU64,
 }
 
@@ -84,28 +85,30 @@ impl Client {
         if config.targets.is_empty() {
             return Err(Error::BadArgument("no target to connect to".into()));
         }
-        let shared = Arc::new(Shared::new());
-        shared.observe.sync_pool(&config.targets);
         let config = Arc::new(config);
-        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         // The session makes the first connection (each pool entry once,
         // from a random one when asked) and says when one serves.
-        let (ready_tx, ready) = oneshot::channel();
-        crate::rt::spawn(driver::run(
-            config.clone(),
-            cmd_rx,
-            shared.clone(),
-            ready_tx,
-        ));
-        match ready.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(Error::Closed),
-        }
+        let primary = Lane::start(config.clone(), Default::default()).await?;
+        let spread = if config.balance.spreads() {
+            let spread = Arc::new(Spread::new(
+                config.balance,
+                primary.clone(),
+                &config.targets,
+            ));
+            // A connection to every other node before the first request.
+            spread.fill(&config).await;
+            crate::rt::spawn(crate::balance::supervise(
+                Arc::downgrade(&spread),
+                config.clone(),
+            ));
+            Some(spread)
+        } else {
+            None
+        };
         Ok(Client {
             inner: Arc::new(Inner {
-                cmd_tx,
-                shared,
+                primary,
+                spread,
                 next_stream_id: std::sync::atomic::AtomicU64::new(1),
             }),
             config,
@@ -178,7 +181,8 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn is_connected(&self) -> bool {
-        self.inner.shared.dead.get().is_none() && self.inner.shared.serving_index().is_some()
+        self.inner.primary.shared.dead.get().is_none()
+            && self.inner.primary.shared.serving_index().is_some()
     }
 
     /// The pool entry the client is connected to now: one of the targets
@@ -208,10 +212,10 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn connection_info(&self) -> Option<Target> {
-        if self.inner.shared.dead.get().is_some() {
+        if self.inner.primary.shared.dead.get().is_some() {
             return None;
         }
-        self.inner.shared.serving_target()
+        self.inner.primary.shared.serving_target()
     }
 
     /// Starts a query on the default scope; set a scope, vars and a timeout
@@ -262,6 +266,7 @@ impl Client {
         let (ack_tx, ack_rx) = oneshot::channel();
         if self
             .inner
+            .primary
             .cmd_tx
             .send(Input::Cmd(Command::Close(ack_tx)))
             .await
@@ -270,6 +275,9 @@ impl Client {
             return Ok(()); // already gone
         }
         let _ = ack_rx.await;
+        if let Some(spread) = &self.inner.spread {
+            spread.close_others().await;
+        }
         Ok(())
     }
 
@@ -310,6 +318,7 @@ impl Client {
             Overflow::Lag,
         );
         self.inner
+            .primary
             .cmd_tx
             .send(Input::ConnectionEvents(Box::new(sink)))
             .await
@@ -357,6 +366,7 @@ impl Client {
     /// included). A diagnostic: it lags the connection task by a moment.
     pub fn in_flight(&self) -> usize {
         self.inner
+            .primary
             .shared
             .in_flight
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -366,6 +376,7 @@ impl Client {
     /// more after each reconnect.
     pub fn connections_made(&self) -> u64 {
         self.inner
+            .primary
             .shared
             .connections
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -387,7 +398,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn stats(&self) -> Stats {
-        let shared = &self.inner.shared;
+        let shared = &self.inner.primary.shared;
         shared.observe.stats(
             shared.in_flight.load(std::sync::atomic::Ordering::Relaxed),
             shared
@@ -398,45 +409,76 @@ impl Client {
 
     /// The client's counters and metric handles.
     pub(crate) fn observer(&self) -> &Observer {
-        &self.inner.shared.observe
+        &self.inner.primary.shared.observe
     }
 
     /// Whether the client has stopped for good (closed, or reconnecting
     /// gave up): the error every request fails with from then on
     /// ([`Error::Closed`] after [`Client::close`]), to match on.
     pub fn closed_reason(&self) -> Option<Error> {
-        self.inner.shared.dead.get().cloned()
+        self.inner.primary.shared.dead.get().cloned()
     }
 
     /// Adds nodes to the pool, to connect to when the current node goes
     /// away (for example nodes learned from the cluster). Targets already
     /// in the pool are not added twice.
     pub async fn add_targets(&self, targets: Vec<Target>) -> Result<(), Error> {
-        self.inner
-            .cmd_tx
-            .send(Input::Cmd(Command::AddNodes(
-                targets
-                    .into_iter()
-                    .map(|target| PoolEntry { target, node: None })
-                    .collect(),
-            )))
-            .await
-            .map_err(|_| self.gone())
+        self.add_entries(
+            targets
+                .into_iter()
+                .map(|target| PoolEntry { target, node: None })
+                .collect(),
+        )
+        .await
     }
 
     /// Adds pool entries, each with the id of the node it must reach (a
     /// connection there that reaches another node counts as failed).
     pub(crate) async fn add_nodes(&self, nodes: Vec<(Target, Option<u32>)>) -> Result<(), Error> {
+        self.add_entries(
+            nodes
+                .into_iter()
+                .map(|(target, node)| PoolEntry { target, node })
+                .collect(),
+        )
+        .await
+    }
+
+    async fn add_entries(&self, entries: Vec<PoolEntry>) -> Result<(), Error> {
+        if let Some(spread) = &self.inner.spread {
+            spread.add_nodes(&entries).await;
+        }
         self.inner
+            .primary
             .cmd_tx
-            .send(Input::Cmd(Command::AddNodes(
-                nodes
-                    .into_iter()
-                    .map(|(target, node)| PoolEntry { target, node })
-                    .collect(),
-            )))
+            .send(Input::Cmd(Command::AddNodes(entries)))
             .await
             .map_err(|_| self.gone())
+    }
+
+    /// Every connection of the client: the first one, and with
+    /// [balancing](crate::balance) one per further node. Each says the
+    /// node it reached, where it is connected, and its share of the
+    /// requests. A snapshot.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use thingsdb_client::{Auth, Client};
+    /// let node = thingsdb_testkit::TestNode::start().await?; // or your node: "thingsdb://localhost:9200"
+    /// let client = Client::connect(&node.thingsdb_url(), Auth::password("admin", "pass")).await?;
+    /// client.query("1 + 1;").await?;
+    /// let nodes = client.nodes();
+    /// assert_eq!(nodes.len(), 1);
+    /// assert!(nodes[0].primary);
+    /// assert_eq!(nodes[0].sent, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn nodes(&self) -> Vec<NodeLoad> {
+        match &self.inner.spread {
+            Some(spread) => spread.loads(),
+            None => crate::balance::loads_of(&self.inner.primary),
+        }
     }
 
     pub(crate) fn next_stream_id(&self) -> u64 {
@@ -448,6 +490,7 @@ impl Client {
     /// Queues a command for the connection task.
     pub(crate) async fn command(&self, cmd: Command) -> Result<(), Error> {
         self.inner
+            .primary
             .cmd_tx
             .send(Input::Cmd(cmd))
             .await
@@ -457,9 +500,9 @@ impl Client {
     /// Queues a command without waiting (used from `Drop`).
     pub(crate) fn try_command(&self, cmd: Command) {
         if let Err(mpsc::error::TrySendError::Full(cmd)) =
-            self.inner.cmd_tx.try_send(Input::Cmd(cmd))
+            self.inner.primary.cmd_tx.try_send(Input::Cmd(cmd))
         {
-            let tx = self.inner.cmd_tx.clone();
+            let tx = self.inner.primary.cmd_tx.clone();
             crate::rt::try_spawn(async move {
                 let _ = tx.send(cmd).await;
             });
@@ -468,6 +511,7 @@ impl Client {
 
     fn gone(&self) -> Error {
         self.inner
+            .primary
             .shared
             .dead
             .get()
@@ -487,8 +531,21 @@ impl Client {
         timeout: Option<Duration>,
         idempotent: bool,
     ) -> Result<Frame, Error> {
+        self.call_via(op, frame, timeout, idempotent, Via::Balance)
+            .await
+    }
+
+    /// [`Client::call`], on the connection `via` names.
+    pub(crate) async fn call_via(
+        &self,
+        op: Op<'_>,
+        frame: BytesMut,
+        timeout: Option<Duration>,
+        idempotent: bool,
+        via: Via,
+    ) -> Result<Frame, Error> {
         let observed = self.observer().request(&op, self.config.trace_query_text);
-        let r = self.call_inner(frame, timeout, idempotent).await;
+        let r = self.call_inner(frame, timeout, idempotent, via).await;
         observed.finish(&r);
         r.map(|a| a.frame)
     }
@@ -498,6 +555,7 @@ impl Client {
         frame: BytesMut,
         timeout: Option<Duration>,
         idempotent: bool,
+        via: Via,
     ) -> Result<Answer, Error> {
         let timeout = timeout.unwrap_or(self.config.request_timeout);
         let now = crate::rt::now();
@@ -505,6 +563,35 @@ impl Client {
         let deadline = now
             .checked_add(timeout)
             .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
+        let Some(spread) = &self.inner.spread else {
+            let _busy = self.inner.primary.enter();
+            return self
+                .send_on(&self.inner.primary, frame, deadline, timeout, idempotent)
+                .await;
+        };
+        let lane = spread.pick(via)?;
+        let busy = lane.enter();
+        let r = self
+            .send_on(&lane, frame, deadline, timeout, idempotent)
+            .await;
+        drop(busy);
+        if r.is_ok() && !idempotent {
+            spread.changed_on(&lane);
+        }
+        r
+    }
+
+    /// Hands one request to `lane`'s connection task and waits for its
+    /// answer.
+    async fn send_on(
+        &self,
+        lane: &Lane,
+        frame: BytesMut,
+        deadline: web_time::Instant,
+        timeout: Duration,
+        idempotent: bool,
+    ) -> Result<Answer, Error> {
+        let gone = || lane.shared.dead.get().cloned().unwrap_or(Error::Closed);
         let (reply, rx) = oneshot::channel();
         let cmd = Input::Cmd(Command::Request {
             frame,
@@ -515,21 +602,21 @@ impl Client {
         });
         // The connection task times the request out; the caller only waits
         // itself when the command queue is full.
-        match self.inner.cmd_tx.try_send(cmd) {
+        match lane.cmd_tx.try_send(cmd) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(cmd)) => {
-                let send = crate::rt::timeout_at(Some(deadline), self.inner.cmd_tx.send(cmd));
+                let send = crate::rt::timeout_at(Some(deadline), lane.cmd_tx.send(cmd));
                 match Box::pin(send).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(_)) => return Err(self.gone()),
+                    Ok(Err(_)) => return Err(gone()),
                     Err(_) => return Err(Error::Timeout(timeout)),
                 }
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(self.gone()),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(gone()),
         }
         match rx.await {
             Ok(result) => result,
-            Err(_) => Err(self.gone()),
+            Err(_) => Err(gone()),
         }
     }
 }

@@ -118,6 +118,8 @@ pub struct Config {
     /// Whether request spans carry the code of a query as
     /// `db.query.text` ([`ClientBuilder::trace_query_text`]).
     pub trace_query_text: bool,
+    /// How requests are spread over the nodes ([`ClientBuilder::balance`]).
+    pub balance: crate::Balance,
 }
 
 /// Builds a [`Client`](crate::Client).
@@ -168,6 +170,7 @@ impl Default for ClientBuilder {
                 request_attempts: 10,
                 ws_port: crate::discovery::WsPort::SameAsSeed,
                 trace_query_text: false,
+                balance: crate::Balance::OneNode,
             },
         }
     }
@@ -337,6 +340,37 @@ impl ClientBuilder {
     /// ```
     pub fn trace_query_text(mut self, on: bool) -> Self {
         self.config.trace_query_text = on;
+        self
+    }
+
+    /// How requests are spread over the nodes of the pool (and those
+    /// discovery learns): [`Balance::OneNode`](crate::Balance::OneNode) by
+    /// default (one connection; the other nodes are for failover), or a
+    /// connection to every node with each request sent by
+    /// [`Balance::FewestInFlight`](crate::Balance::FewestInFlight) or
+    /// [`Balance::RoundRobin`](crate::Balance::RoundRobin). See
+    /// [`balance`](crate::balance) for what a program can rely on when
+    /// its requests run on different nodes.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use thingsdb_client::{Auth, Balance, Client};
+    /// use thingsdb_testkit::TestNode;
+    /// // Two in-process nodes; or "thingsdb://node1.local", "thingsdb://node2.local".
+    /// let cluster = TestNode::builder().start_cluster(2).await?;
+    /// let client = Client::builder()
+    ///     .target(&cluster.node(0).thingsdb_url())?
+    ///     .target(&cluster.node(1).thingsdb_url())?
+    ///     .auth(Auth::password("admin", "pass"))
+    ///     .balance(Balance::FewestInFlight)
+    ///     .connect()
+    ///     .await?;
+    /// assert_eq!(client.nodes().len(), 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn balance(mut self, balance: crate::Balance) -> Self {
+        self.config.balance = balance;
         self
     }
 

@@ -269,6 +269,9 @@ pub(crate) fn unexpected(expected: &'static str, got: &thingsdb_protocol::Respon
 pub enum TransportErrorKind {
     /// A target string could not be parsed.
     InvalidTarget,
+    /// A request named a node ([`Route::Node`](crate::Route::Node)) the
+    /// client has no connection to now.
+    NotConnected,
     /// Nothing accepts connections at the address (the node is down or
     /// listens on another port): the operating system refused the
     /// connection. In a browser, which does not say why a WebSocket could
@@ -306,6 +309,7 @@ impl std::fmt::Display for TransportErrorKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             TransportErrorKind::InvalidTarget => "invalid target",
+            TransportErrorKind::NotConnected => "no connection to that node",
             TransportErrorKind::Refused => "connection refused",
             TransportErrorKind::ConnectTimeout => "connect timeout",
             TransportErrorKind::Connect => "cannot connect",

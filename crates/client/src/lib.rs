@@ -28,6 +28,7 @@ extern crate self as thingsdb_client;
 #[cfg(all(feature = "blocking", not(target_arch = "wasm32")))]
 pub mod blocking;
 
+pub mod balance;
 mod client;
 mod config;
 mod connection;
@@ -48,6 +49,7 @@ mod scope;
 pub mod typed;
 mod typed_room;
 
+pub use balance::{Balance, NodeLoad, Route};
 pub use client::Client;
 pub use config::{Auth, ClientBuilder, Config, ReconnectPolicy};
 pub use error::{

@@ -170,6 +170,8 @@ pub(crate) struct Core<'a, V: ?Sized, C = Client> {
     third: Third<'a, V>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) idempotent: bool,
+    /// Where the request goes ([`Route`](crate::Route)).
+    pub(crate) via: crate::balance::Via,
     pub(crate) error: Option<Error>,
     /// Set when the builder is polled as a future.
     sending: Option<BoxFuture<'a, Result<rmpv::Value, Error>>>,
@@ -185,6 +187,7 @@ impl<'a, V: Serialize + ?Sized, C: HasDefaultScope> Core<'a, V, C> {
             third: Third::None,
             timeout: None,
             idempotent: false,
+            via: crate::balance::Via::Balance,
             error: None,
             sending: None,
         }
@@ -223,6 +226,7 @@ impl<'a, V: Serialize + ?Sized, C: HasDefaultScope> Core<'a, V, C> {
             third: Third::Value(value),
             timeout: self.timeout,
             idempotent: self.idempotent,
+            via: self.via,
             error: self.error,
             sending: None,
         }
@@ -244,6 +248,7 @@ impl<'a, V: Serialize + ?Sized, C: HasDefaultScope> Core<'a, V, C> {
             third,
             timeout: self.timeout,
             idempotent: self.idempotent,
+            via: self.via,
             error: self.error,
             sending: None,
         }
@@ -307,7 +312,8 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
         decode: fn(Bytes) -> Result<T, Error>,
     ) -> BoxFuture<'a, Result<T, Error>> {
         let frame = self.take_frame();
-        let (client, timeout, idempotent) = (self.client, self.timeout, self.idempotent);
+        let (client, timeout, idempotent, via) =
+            (self.client, self.timeout, self.idempotent, self.via);
         let text = self.text;
         let kind = match self.kind {
             RequestKind::Query => OpKind::Query,
@@ -323,7 +329,9 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
                 text,
             };
             decode(expect_data(
-                client.call(op, frame?, timeout, idempotent).await?,
+                client
+                    .call_via(op, frame?, timeout, idempotent, via)
+                    .await?,
             )?)
         })
     }
@@ -558,6 +566,22 @@ impl<'a, V: Serialize + ?Sized> Query<'a, V> {
         self
     }
 
+    /// Sends this query to a given node, or to the node of the client's
+    /// last change, instead of where the client's
+    /// [`Balance`](crate::Balance) would (see [`Route`](crate::Route)).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+    /// use thingsdb_client::Route;
+    /// client.query(".n += 1;").await?;
+    /// let n: i64 = client.query(".n;").route(Route::LastChange).decode().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn route(mut self, route: crate::Route) -> Self {
+        self.core.via = crate::balance::Via::Route(route);
+        self
+    }
+
     /// Sends the query; the result as its MessagePack bytes, undecoded.
     pub fn raw(mut self) -> BoxFuture<'a, Result<Bytes, Error>> {
         self.core.send(as_raw)
@@ -659,6 +683,22 @@ impl<'a, V: Serialize + ?Sized> Run<'a, V> {
     /// ```
     pub fn idempotent(mut self) -> Self {
         self.core.idempotent = true;
+        self
+    }
+
+    /// Sends this procedure call to a given node, or to the node of the client's
+    /// last change, instead of where the client's
+    /// [`Balance`](crate::Balance) would (see [`Route`](crate::Route)).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: thingsdb_client::Client) -> Result<(), thingsdb_client::Error> {
+    /// use thingsdb_client::Route;
+    /// client.run("add_item").arg(&"x").await?;
+    /// let n: usize = client.run("item_count").route(Route::LastChange).decode().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn route(mut self, route: crate::Route) -> Self {
+        self.core.via = crate::balance::Via::Route(route);
         self
     }
 

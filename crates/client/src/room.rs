@@ -217,7 +217,13 @@ impl Room {
             scope: self.scope.as_str(),
             text: event,
         };
-        expect_ok(&self.client.call(op, frame, None, false).await?)
+        // On the room's connection, in the order the caller emits.
+        expect_ok(
+            &self
+                .client
+                .call_via(op, frame, None, false, crate::balance::Via::Primary)
+                .await?,
+        )
     }
 }
 

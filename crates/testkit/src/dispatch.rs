@@ -270,6 +270,7 @@ pub(crate) fn query(shared: &Shared, conn: u64, payload: &[u8]) -> Result<Reply,
         code: code.to_string(),
         vars,
         connection: conn,
+        node: shared.config.node_id,
     };
     let handler = shared.lock().query_handler.clone();
     Ok(match handler {

@@ -198,6 +198,8 @@ pub struct Query {
     pub vars: Vec<(String, Value)>,
     /// The connection the request came on.
     pub connection: u64,
+    /// The id of the node it came to (see [`crate::TestNodeBuilder::node_id`]).
+    pub node: u8,
 }
 
 impl Query {
@@ -210,17 +212,26 @@ impl Query {
     /// `+ - * / %`, parentheses; `;`-separated statements), with a node's
     /// errors for overflow, division by zero, unknown variables and syntax;
     /// what a node without a handler answers when the `eval` feature is on.
+    /// Besides, in a node scope, `node_info().load().node_id;` is the
+    /// node's id, as a real node answers it (clients ask it to learn which
+    /// node they reached).
     ///
     /// A handler can fall back to it for code it does not recognise:
     ///
     /// ```
     /// use thingsdb_testkit::{Query, Reply, Scope};
-    /// let q = Query { scope_str: "@t".into(), scope: Scope::Thingsdb, code: "6 * 7;".into(), vars: vec![], connection: 1 };
+    /// let q = Query { scope_str: "@t".into(), scope: Scope::Thingsdb, code: "6 * 7;".into(), vars: vec![], connection: 1, node: 0 };
     /// assert_eq!(q.evaluate(), Reply::value(42));
+    /// let q = Query { scope_str: "@n".into(), scope: Scope::Node(None), code: "node_info().load().node_id;".into(), vars: vec![], connection: 1, node: 2 };
+    /// assert_eq!(q.evaluate(), Reply::value(2));
     /// ```
     #[cfg(feature = "eval")]
     #[cfg_attr(docsrs, doc(cfg(feature = "eval")))]
     pub fn evaluate(&self) -> Reply {
+        if matches!(self.scope, Scope::Node(_)) && self.code.trim() == "node_info().load().node_id;"
+        {
+            return Reply::value(self.node);
+        }
         crate::eval::evaluate(&self.code, &self.vars)
     }
 }

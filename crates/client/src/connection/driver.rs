@@ -44,7 +44,6 @@ pub(crate) enum Input {
 }
 
 /// State shared between the driver and the handles, for diagnostics.
-#[derive(Debug)]
 pub(crate) struct Shared {
     /// Why the client stopped for good, once it has.
     pub dead: OnceLock<Error>,
@@ -56,9 +55,22 @@ pub(crate) struct Shared {
     serving: AtomicUsize,
     /// The pool entry at `serving`, written only when it changes.
     serving_target: Mutex<Option<Target>>,
+    /// The id of the node the serving connection reached, when the
+    /// handshake asked ([`NO_NODE`] otherwise): the last one connected.
+    node_id: AtomicU64,
     /// Spans, metrics and the counters of `Client::stats`.
     pub observe: crate::observe::Observer,
+    /// The connection event streams: one list for every connection of a
+    /// client (with [balancing](crate::balance), each node's connection
+    /// offers its events to the same streams).
+    pub watchers: Watchers,
 }
+
+/// The connection event streams of one client.
+pub(crate) type Watchers = Arc<Mutex<Vec<Sink<ConnectionEvent>>>>;
+
+/// [`Shared::node_id`] when the node is not known.
+const NO_NODE: u64 = u64::MAX;
 
 /// [`Shared::serving`] when no connection serves.
 const NOT_SERVING: usize = usize::MAX;
@@ -69,13 +81,21 @@ const NOT_YET: usize = usize::MAX - 1;
 
 impl Shared {
     /// State for a client that is not connected yet.
+    #[cfg(any(test, feature = "blocking"))]
     pub(crate) fn new() -> Shared {
+        Shared::with_watchers(Watchers::default())
+    }
+
+    /// [`Shared::new`], offering connection events to `watchers`.
+    pub(crate) fn with_watchers(watchers: Watchers) -> Shared {
         Shared {
+            watchers,
             dead: OnceLock::new(),
             in_flight: AtomicUsize::new(0),
             connections: AtomicU64::new(0),
             serving: AtomicUsize::new(NOT_YET),
             serving_target: Mutex::new(None),
+            node_id: AtomicU64::new(NO_NODE),
             observe: crate::observe::Observer::default(),
         }
     }
@@ -83,6 +103,17 @@ impl Shared {
     /// The pool index of the serving connection, if one serves.
     pub(crate) fn serving_index(&self) -> Option<usize> {
         Some(self.serving.load(Relaxed)).filter(|i| *i != NOT_SERVING && *i != NOT_YET)
+    }
+
+    /// The id of the node the last connection reached, when the handshake
+    /// asked (discovery or load balancing on).
+    pub(crate) fn node_id(&self) -> Option<u32> {
+        u32::try_from(self.node_id.load(Relaxed)).ok()
+    }
+
+    /// Publishes the node the last connection reached.
+    pub(crate) fn set_node_id(&self, id: Option<u32>) {
+        self.node_id.store(id.map_or(NO_NODE, u64::from), Relaxed);
     }
 
     /// The pool entry of the serving connection, if one serves.
@@ -246,8 +277,6 @@ pub(crate) async fn run(
         FuturesUnordered::new();
     let mut closes: FuturesUnordered<BoxFuture<'static, ()>> = FuturesUnordered::new();
     let mut start = 0usize;
-    // Connection event streams.
-    let mut watchers: Vec<Sink<ConnectionEvent>> = Vec::new();
 
     let mut timer = rt::Timer::new();
 
@@ -281,9 +310,18 @@ pub(crate) async fn run(
             }
         }
         while let Some(ev) = session.poll_event() {
+            if let Lifecycle::Connected { node_id, .. } = &ev {
+                shared.set_node_id(*node_id);
+            }
             if let Some(ev) = public_event(ev, session.pool().targets()) {
                 shared.observe.event(&ev);
-                watchers.retain_mut(|w| !matches!(w.offer(ev.clone()), Offer::Gone));
+                // Not before the connection first serves: a connection
+                // the client is still trying (another node's, with
+                // balancing) says nothing until it is one of its own.
+                if ready.is_none() {
+                    let mut watchers = shared.watchers.lock().unwrap_or_else(|p| p.into_inner());
+                    watchers.retain_mut(|w| !matches!(w.offer(ev.clone()), Offer::Gone));
+                }
             }
         }
         shared
@@ -372,13 +410,13 @@ pub(crate) async fn run(
             }, if parked.is_some() => session.handle_capacity(),
             cmd = cmd_rx.recv(), if accepting => match cmd {
                 Some(input) => {
-                    apply(&mut session, &mut watchers, input);
+                    apply(&mut session, &shared, input);
                     for _ in 1..DRAIN_BATCH {
                         if !session.wants_commands() {
                             break;
                         }
                         match cmd_rx.try_recv() {
-                            Ok(input) => apply(&mut session, &mut watchers, input),
+                            Ok(input) => apply(&mut session, &shared, input),
                             Err(_) => break,
                         }
                     }
@@ -429,10 +467,14 @@ pub(crate) fn public_event(ev: Lifecycle, targets: &[Target]) -> Option<Connecti
     })
 }
 
-fn apply(session: &mut Session, watchers: &mut Vec<Sink<ConnectionEvent>>, input: Input) {
+fn apply(session: &mut Session, shared: &Shared, input: Input) {
     match input {
         Input::Cmd(cmd) => session.handle_command(now(), cmd),
-        Input::ConnectionEvents(sink) => watchers.push(*sink),
+        Input::ConnectionEvents(sink) => shared
+            .watchers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(*sink),
     }
 }
 

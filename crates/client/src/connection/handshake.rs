@@ -12,7 +12,8 @@ use crate::error::{ConnectionLost, Error, LostReason};
 pub(crate) struct Established {
     pub tx: FrameWriter,
     pub rx: FrameReader,
-    /// The id of the node that answered, when asked (discovery on).
+    /// The id of the node that answered, when asked (discovery or load
+    /// balancing on).
     pub node_id: Option<u32>,
 }
 
@@ -24,7 +25,7 @@ pub(crate) async fn connect_one(config: &Config, target: &Target) -> Result<Esta
 async fn connect_inner(config: &Config, target: &Target) -> Result<Established, Error> {
     let conn = thingsdb_transport::connect(target, &config.connect).await?;
     let (mut tx, mut rx) = conn.split();
-    let ask = config.discover_nodes;
+    let ask = config.discover_nodes || config.balance.spreads();
     let handshake = async {
         crate::observe::traced_auth(authenticate(&mut tx, &mut rx, &config.auth)).await?;
         // Which node answered: a learnt target may reach another node.

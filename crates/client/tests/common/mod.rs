@@ -153,3 +153,29 @@ pub async fn read_counting_lag(events: &mut thingsdb_client::RoomEvents, n: i64)
     }
     (emitted, lagged)
 }
+
+/// The node of a balancing client's first connection (where its rooms
+/// are joined).
+pub fn first_node(client: &Client) -> u32 {
+    client
+        .nodes()
+        .iter()
+        .find(|n| n.primary)
+        .and_then(|n| n.node_id)
+        .expect("the first connection knows its node")
+}
+
+/// Waits (a minute at most) until a balancing client has `n` connections,
+/// none of them to node `gone`.
+pub async fn wait_without_node(client: &Client, n: usize, gone: u32) {
+    within(60, async {
+        loop {
+            let nodes = client.nodes();
+            if nodes.len() == n && nodes.iter().all(|l| l.node_id != Some(gone)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}

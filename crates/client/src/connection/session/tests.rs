@@ -969,3 +969,40 @@ fn a_closing_draining_connection_leaves_other_rooms_alone() {
     assert_eq!(drain(&mut rx), [RoomEvent::Left]);
     assert_eq!(h.s.rooms_len(), 0);
 }
+
+/// A room that could not start its move (no request id free for the
+/// JOIN on the new connection) stays joined on the draining one; when that
+/// connection goes, the room is joined again on the serving one at once.
+#[test]
+fn a_room_that_could_not_move_is_joined_again_when_its_draining_connection_goes() {
+    let (mut h, c) = Harness::new(2, None);
+    let (mut stream, _, _r) = h.join("//stuff", Room::Id(7), Overflow::Wait, 16);
+    let j = join_id(&h.sent(c));
+    h.frame(c, room_reply(j, Some(7)));
+    h.frame(c, on_join("stuff", 7));
+    // Every id of the 16-bit space in flight on `c`.
+    let replies: Vec<_> = (0..crate::in_flight::MAX_IN_FLIGHT)
+        .map(|_| h.request(T))
+        .collect();
+    assert_eq!(h.s.in_flight(), crate::in_flight::MAX_IN_FLIGHT);
+    let _ = h.s.poll_transmit(c);
+    let n = move_on(&mut h, c);
+    // No id for the JOIN on `n`: the room stays where it is.
+    assert!(h
+        .sent(n)
+        .iter()
+        .all(|s| !matches!(s.request, Request::Join { .. })));
+    h.s.handle_lost(
+        h.now,
+        c,
+        ConnectionLost::new(LostReason::ClosedByPeer, "bye"),
+    );
+    // Its requests failed (ids free again); the room is joined on `n`.
+    let j2 = join_id(&h.sent(n));
+    h.frame(n, room_reply(j2, Some(7)));
+    h.frame(n, on_emit("stuff", 7, 9));
+    let events = drain(&mut stream);
+    assert!(events.contains(&RoomEvent::Disconnected), "{events:?}");
+    assert_eq!(events.iter().filter_map(emitted_n).collect::<Vec<_>>(), [9]);
+    drop(replies);
+}
