@@ -19,6 +19,11 @@
 //!   the client's pipelined rate and CPU per request built without its
 //!   instrumentation and with all of it (spans, stats, metrics; nothing
 //!   listening), the two builds in turns.
+//! - `cargo xtask bench-spread [--secs N] [--service-us N] [--loops N]`:
+//!   one client spreading queries over 1, 2 and 4 testkit nodes that each
+//!   serve one query at a time with a service time (default 200 us), with
+//!   `Balance::FewestInFlight` and `Balance::RoundRobin`: requests/s next
+//!   to the nodes' ceiling, the split per node, the failures.
 //! - `cargo xtask soak [--requests N]`: the reconnect soak test, longer.
 //! - `cargo xtask real-node [--bin PATH]`: every real-node test against a
 //!   node started from `PATH` (or `THINGSDB_BIN`), in a private network
@@ -52,6 +57,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("bench-e2e") => bench_e2e(&args[1..]),
         Some("bench-observe") => bench_observe(&args[1..]),
+        Some("bench-spread") => bench_spread(&args[1..]),
         Some("soak") => soak(&args[1..]),
         Some("model") => model(&args[1..]),
         Some("real-node") => real_node(&args[1..]),
@@ -86,6 +92,7 @@ fn print_usage() {
            bench [-- ARGS]            run the criterion benchmarks\n  \
            bench-e2e [--target URI].. [--http URL] [--secs N] [--python]  client vs raw floor, HTTP API vs socket, in-flight memory\n  \
            bench-observe [--target URI].. [--secs N] [--rounds N]  pipelined rate with and without the client's instrumentation\n  \
+           bench-spread [--secs N] [--service-us N] [--loops N]  one client over 1, 2, 4 testkit nodes with a service time\n  \
            soak [--requests N]        the reconnect soak test (default 2 000 000 requests)\n  \
            model [--cases N]          the client session's model-based test (default 100 000 cases)\n  \
            real-node [--bin PATH]     every real-node test (THINGSDB_BIN), WS in a private netns\n  \
@@ -500,6 +507,36 @@ fn http_bench(extra: &[&str]) -> Command {
 /// all of it (spans, stats, metrics), nothing listening: two builds of the
 /// `bench_e2e` example run in turns, round after round, so both meet the
 /// same machine.
+/// `cargo xtask bench-spread`: the client's `bench_spread` example, built
+/// for release, with the options given (each checked to be a number).
+fn bench_spread(args: &[String]) -> Step {
+    let mut c = cargo_with([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "thingsdb-client",
+        "--example",
+        "bench_spread",
+        "--",
+    ]);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--secs" | "--service-us" | "--loops" => {
+                let v = it
+                    .next()
+                    .ok_or_else(|| Failure(format!("{a} needs a number")))?;
+                v.parse::<f64>()
+                    .map_err(|_| Failure(format!("{a}: `{v}` is not a number")))?;
+                c.args([a.as_str(), v.as_str()]);
+            }
+            other => return Err(Failure(format!("unknown option `{other}`"))),
+        }
+    }
+    run(c)
+}
+
 fn bench_observe(args: &[String]) -> Step {
     let targets = values_of(args, "--target");
     let secs = values_of(args, "--secs").last().copied().unwrap_or("2");

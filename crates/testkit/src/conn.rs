@@ -1,7 +1,9 @@
 //! One task per connection: reading packages, writing replies and events,
 //! applying faults.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures::stream::{SplitSink, SplitStream};
@@ -237,7 +239,10 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<Command>,
 ) {
     let cancel = shared.cancel.clone();
+    // Replies waiting for the node's service time, in request order.
+    let mut pending: VecDeque<Pending> = VecDeque::new();
     loop {
+        let due = pending.front().map(|p| p.at);
         tokio::select! {
             biased;
             _ = cancel.cancelled() => return,
@@ -254,8 +259,13 @@ async fn run(
                     return;
                 }
             }
+            _ = sleep_until(due) => match write_due(&shared, &mut pending, &mut writer).await {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Close) => break,
+                Err(_) => return,
+            },
             r = reader.next() => match r {
-                Ok(frame) => match handle_frame(&shared, conn, frame, &mut writer).await {
+                Ok(frame) => match handle_frame(&shared, conn, frame, &mut writer, &mut pending).await {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::Close) => break,
                     Err(_) => return,
@@ -277,11 +287,67 @@ fn byte_by_byte(shared: &Shared, conn: u64) -> bool {
     st.faults.byte_by_byte || st.conns.get(&conn).is_some_and(|c| c.faults.byte_by_byte)
 }
 
+/// What a connection still has to write once the node's service time for
+/// a request is over.
+struct Pending {
+    at: Instant,
+    bbb: bool,
+    out: Vec<Out>,
+}
+
+enum Out {
+    /// An event package.
+    Package(Bytes),
+    /// The reply, perhaps spoiled.
+    Reply(Frame, Option<Corruption>),
+}
+
+/// Sleeps until `due`; never returns without one.
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes everything that is due.
+async fn write_due(
+    shared: &Shared,
+    pending: &mut VecDeque<Pending>,
+    writer: &mut PkgWriter,
+) -> std::io::Result<Flow> {
+    let now = Instant::now();
+    while pending.front().is_some_and(|p| p.at <= now) {
+        let Some(p) = pending.pop_front() else { break };
+        for out in p.out {
+            match out {
+                Out::Package(b) => writer.package(&b, p.bbb).await?,
+                Out::Reply(reply, corruption) => {
+                    let wire = reply.to_bytes();
+                    let flow = match corruption {
+                        None => {
+                            writer.package(&wire, p.bbb).await?;
+                            Flow::Continue
+                        }
+                        Some(c) => corrupt(writer, &reply, wire, c, p.bbb).await?,
+                    };
+                    shared.lock().counters.replies_sent += 1;
+                    if let Flow::Close = flow {
+                        return Ok(Flow::Close);
+                    }
+                }
+            }
+        }
+    }
+    Ok(Flow::Continue)
+}
+
 async fn handle_frame(
     shared: &Shared,
     conn: u64,
     frame: Frame,
     writer: &mut PkgWriter,
+    pending: &mut VecDeque<Pending>,
 ) -> std::io::Result<Flow> {
     {
         let mut st = shared.lock();
@@ -302,6 +368,9 @@ async fn handle_frame(
             return Ok(Flow::Close);
         }
     }
+    let received = Instant::now();
+    let timed =
+        frame.type_byte == PackageType::Query as u8 || frame.type_byte == PackageType::Run as u8;
     let Outcome {
         before,
         reply,
@@ -328,6 +397,22 @@ async fn handle_frame(
             None => (g.delay, g.silent, g.byte_by_byte, None),
         }
     };
+    // With a service time (or replies of earlier requests still waiting
+    // for theirs), the reply waits its turn.
+    let booked = if timed {
+        shared.service().reserve(received)
+    } else {
+        None
+    };
+    if let Some(at) = booked.or_else(|| pending.back().map(|p| p.at)) {
+        let reply = reply.filter(|_| !silent);
+        let at = if reply.is_some() { at + delay } else { at };
+        let mut out: Vec<Out> = before.into_iter().map(Out::Package).collect();
+        out.extend(reply.map(|r| Out::Reply(r, corruption)));
+        out.extend(after.into_iter().map(Out::Package));
+        pending.push_back(Pending { at, bbb, out });
+        return Ok(Flow::Continue);
+    }
     for p in &before {
         writer.package(p, bbb).await?;
     }

@@ -79,6 +79,7 @@ mod node;
 pub mod raw;
 pub mod real_node;
 mod reply;
+mod service;
 mod state;
 mod tls;
 

@@ -41,6 +41,7 @@ pub struct TestNodeBuilder {
     ws_fragment: usize,
     node_id: u8,
     result_size_limit: usize,
+    service_time: Duration,
 }
 
 impl Default for TestNodeBuilder {
@@ -54,6 +55,7 @@ impl Default for TestNodeBuilder {
             ws_fragment: NODE_WS_FRAGMENT,
             node_id: 0,
             result_size_limit: DEFAULT_RESULT_SIZE_LIMIT,
+            service_time: Duration::ZERO,
         }
     }
 }
@@ -123,6 +125,40 @@ impl TestNodeBuilder {
         self
     }
 
+    /// Gives every QUERY and RUN a service time (default none): the node
+    /// handles them one at a time, each occupying it for `t`, as a real
+    /// node's single thread does. A request received at `now` is done at
+    /// `max(now, when the node is free) + t` and its reply is written then
+    /// (the handler itself runs when the request arrives); so one node
+    /// answers at most one such request per `t`, however many connections
+    /// and pipelined requests it has, and each node of a
+    /// [`TestCluster`] has its own queue. Replies on a connection keep the
+    /// order of its requests, and other requests on it (PING, JOIN, ...)
+    /// wait behind the queries before them but take no time themselves.
+    ///
+    /// The time is a schedule kept with a timer, not spent spinning: it
+    /// costs no CPU, and timer lateness does not add up, so throughput
+    /// stays at `1 / t` with many requests pipelined (each reply may be up
+    /// to a timer tick, about a millisecond, late). See also
+    /// [`TestNode::set_service_time`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// use std::time::Duration;
+    /// use thingsdb_testkit::TestNode;
+    /// let cluster = TestNode::builder()
+    ///     .service_time(Duration::from_micros(200))
+    ///     .start_cluster(2)
+    ///     .await?;
+    /// assert_eq!(cluster.node(1).service_time(), Duration::from_micros(200));
+    /// # Ok(()) }
+    /// ```
+    pub fn service_time(mut self, t: Duration) -> Self {
+        self.service_time = t;
+        self
+    }
+
     /// Binds the listeners on ephemeral loopback ports and starts serving.
     pub async fn start(self) -> std::io::Result<TestNode> {
         self.start_sharing(None).await
@@ -184,6 +220,7 @@ impl TestNodeBuilder {
                 node_id: self.node_id,
                 result_size_limit: self.result_size_limit,
             },
+            service: Mutex::new(crate::service::Service::new(self.service_time)),
         });
         let dir = tempfile::Builder::new()
             .prefix("thingsdb-testkit")
@@ -681,6 +718,18 @@ impl TestNode {
     }
 
     // ------------------------------------------------------------ faults
+
+    /// Sets this node's service time for the requests it receives from now
+    /// on (zero: none); see [`TestNodeBuilder::service_time`]. Only this
+    /// node of a cluster changes.
+    pub fn set_service_time(&self, t: Duration) {
+        self.shared.service().set_time(t);
+    }
+
+    /// This node's service time (zero: none).
+    pub fn service_time(&self) -> Duration {
+        self.shared.service().time()
+    }
 
     /// Fault injection for every connection (and, for settings, those made
     /// later).

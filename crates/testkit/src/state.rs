@@ -181,6 +181,8 @@ pub(crate) struct Shared {
     pub refuse_until: Mutex<Option<Instant>>,
     pub cancel: CancellationToken,
     pub config: Config,
+    /// This node's own schedule (each node of a cluster has one).
+    pub service: Mutex<crate::service::Service>,
 }
 
 impl Shared {
@@ -189,6 +191,11 @@ impl Shared {
     /// over rather than propagated.
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Locks this node's schedule (never poisoned: nothing panics under it).
+    pub fn service(&self) -> MutexGuard<'_, crate::service::Service> {
+        self.service.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
