@@ -689,6 +689,7 @@ const REAL_NODE_TESTS: &[(&str, &str)] = &[
     ("thingsdb-client", "real_node"),
     ("thingsdb-client", "real_cluster"),
     ("thingsdb-client", "real_balance"),
+    ("thingsdb-client", "real_consistency"),
     ("thingsdb-client", "blocking_real"),
     ("thingsdb-client", "real_management"),
     ("thingsdb-module", "real_node"),

@@ -3,7 +3,8 @@
 //! one query at a time with a service time each (as a node's single
 //! thread does), so one node answers at most `1 / service time` queries a
 //! second. For 1, 2 and 4 nodes, one client with a connection to each
-//! node (`Balance::FewestInFlight`, then `Balance::RoundRobin`) runs
+//! node (`Balance::FewestInFlight`, then `Balance::RoundRobin`; then
+//! `Balance::OneNode`, one connection, for comparison) runs
 //! `--loops` concurrent loops of queries for `--secs` seconds; the table
 //! gives requests per second next to the nodes' ceiling, the split of the
 //! requests over the nodes, and the failures (there must be none).
@@ -65,9 +66,10 @@ async fn measure(
         .connect()
         .await
         .unwrap();
-    // Every connection up before the clock starts.
+    // Every connection up before the clock starts (one without spreading).
+    let want = if policy == Balance::OneNode { 1 } else { nodes };
     let started = Instant::now();
-    while client.nodes().iter().filter(|n| n.target.is_some()).count() < nodes {
+    while client.nodes().iter().filter(|n| n.target.is_some()).count() < want {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "nodes did not connect"
@@ -131,6 +133,9 @@ async fn main() {
     for (policy, name) in [
         (Balance::FewestInFlight, "FewestInFlight"),
         (Balance::RoundRobin, "RoundRobin"),
+        // Without spreading, for comparison: the other nodes only wait
+        // to be failed over to.
+        (Balance::OneNode, "OneNode"),
     ] {
         for nodes in [1, 2, 4] {
             let r = measure(policy, name, nodes, service, loops, secs).await;

@@ -35,6 +35,8 @@
 //!
 //! The blocking client ([`blocking`](crate::blocking)) keeps one
 //! connection.
+//!
+#![doc = include_str!("../docs/consistency.md")]
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
