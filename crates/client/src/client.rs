@@ -365,21 +365,22 @@ impl Client {
     /// How many requests are sent and not yet answered (keep-alive pings
     /// included). A diagnostic: it lags the connection task by a moment.
     pub fn in_flight(&self) -> usize {
-        self.inner
-            .primary
-            .shared
-            .in_flight
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.sum(|s| s.in_flight.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// How many connections the client has made: 1 after connecting, one
-    /// more after each reconnect.
+    /// more after each reconnect (with [balancing](crate::balance), over
+    /// the connections it has now).
     pub fn connections_made(&self) -> u64 {
-        self.inner
-            .primary
-            .shared
-            .connections
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.sum(|s| s.connections.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// `f` of every connection's shared state, added up.
+    fn sum<T: std::iter::Sum<T>>(&self, f: impl Fn(&crate::connection::Shared) -> T) -> T {
+        match &self.inner.spread {
+            Some(spread) => spread.lanes().iter().map(|l| f(&l.shared)).sum(),
+            None => f(&self.inner.primary.shared),
+        }
     }
 
     /// What the client did so far: requests by kind and outcome,
@@ -398,13 +399,11 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn stats(&self) -> Stats {
-        let shared = &self.inner.primary.shared;
-        shared.observe.stats(
-            shared.in_flight.load(std::sync::atomic::Ordering::Relaxed),
-            shared
-                .connections
-                .load(std::sync::atomic::Ordering::Relaxed),
-        )
+        self.inner
+            .primary
+            .shared
+            .observe
+            .stats(self.in_flight(), self.connections_made())
     }
 
     /// The client's counters and metric handles.

@@ -59,6 +59,8 @@ async fn round_robin_gives_each_node_its_turn() {
         let client = spread(&cluster, via, Balance::RoundRobin).await;
         // Connected to all three before the first request.
         assert_eq!(client.nodes().len(), 3, "{via:?}");
+        assert_eq!(client.connections_made(), 3, "{via:?}");
+        assert_eq!(client.stats().connections, 3, "{via:?}");
         let before = received(&cluster);
         for _ in 0..30 {
             client.query("1 + 1;").await.unwrap();
