@@ -341,6 +341,19 @@ async fn real_node_scope_and_backups() {
     let info = n.node_info().await.unwrap();
     assert_eq!(info.version, "1.9.2");
     assert_eq!(info.status, "READY");
+    // A change moves the node's committed change id to the change's.
+    let id: u64 = c
+        .query(".probe = 1; change_id();")
+        .scope("//stuff")
+        .decode()
+        .await
+        .unwrap();
+    let after = n.node_info().await.unwrap();
+    assert!(
+        after.local_committed_change_id >= Some(id),
+        "{after:?} after change {id}"
+    );
+    assert!(after.global_committed_change_id.is_some());
     if let Some(addr) = node.tcp_addr() {
         assert_eq!(info.client_port, addr.port());
     }

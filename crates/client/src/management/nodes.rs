@@ -51,6 +51,20 @@ pub struct NodeInfo {
     /// The id the next change gets.
     #[serde(default)]
     pub next_change_id: Option<u64>,
+    /// The last change this node has applied: once it is at least a
+    /// change's id (`change_id()` inside the change), every read on this
+    /// node sees that change (see [`balance`](crate::balance)).
+    #[serde(default)]
+    pub local_committed_change_id: Option<u64>,
+    /// The last change this node has stored on disk.
+    #[serde(default)]
+    pub local_stored_change_id: Option<u64>,
+    /// The last change every node of the cluster has applied.
+    #[serde(default)]
+    pub global_committed_change_id: Option<u64>,
+    /// The last change every node of the cluster has stored.
+    #[serde(default)]
+    pub global_stored_change_id: Option<u64>,
     /// The next free thing id.
     #[serde(default)]
     pub next_free_id: Option<u64>,
