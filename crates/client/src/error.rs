@@ -272,6 +272,11 @@ pub enum TransportErrorKind {
     /// A request named a node ([`Route::Node`](crate::Route::Node)) the
     /// client has no connection to now.
     NotConnected,
+    /// The node answered, asked which node it is after AUTH (with
+    /// discovery or balancing on), that it is shutting down: a connection
+    /// made during its shutdown period would break when it exits, so the
+    /// client does not use it and tries the next node.
+    ShuttingDown,
     /// Nothing accepts connections at the address (the node is down or
     /// listens on another port): the operating system refused the
     /// connection. In a browser, which does not say why a WebSocket could
@@ -310,6 +315,7 @@ impl std::fmt::Display for TransportErrorKind {
         f.write_str(match self {
             TransportErrorKind::InvalidTarget => "invalid target",
             TransportErrorKind::NotConnected => "no connection to that node",
+            TransportErrorKind::ShuttingDown => "the node is shutting down",
             TransportErrorKind::Refused => "connection refused",
             TransportErrorKind::ConnectTimeout => "connect timeout",
             TransportErrorKind::Connect => "cannot connect",

@@ -404,3 +404,29 @@ async fn connection_events_come_from_every_connection() {
     .await;
     client.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_node_that_says_it_is_shutting_down_is_not_connected_to() {
+    let cluster = TestNode::builder().start_cluster(3).await.unwrap();
+    // Node 2 is in its shutdown period: it still takes connections.
+    cluster.node(0).on_query(|q| match q.code.as_str() {
+        "n = node_info().load(); [n.node_id, n.status];" => thingsdb_testkit::Reply::value(vec![
+            thingsdb_client::Value::from(q.node),
+            thingsdb_client::Value::from(if q.node == 2 {
+                "SHUTTING_DOWN"
+            } else {
+                "READY"
+            }),
+        ]),
+        _ => q.evaluate(),
+    });
+    let client = spread(&cluster, Via::Tcp, Balance::RoundRobin).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut ids: Vec<_> = client.nodes().iter().filter_map(|n| n.node_id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [0, 1], "{:?}", client.nodes());
+    // Back to READY: the client connects to it again.
+    cluster.node(0).clear_query_handler();
+    wait_nodes(&client, 3).await;
+    client.close().await.unwrap();
+}

@@ -837,7 +837,9 @@ async fn with_discovery_the_client_knows_which_node_answered() {
     use futures::StreamExt;
     let a = TestNode::start().await.unwrap();
     a.on_query(|q| match q.code.as_str() {
-        "node_info().load().node_id;" => Reply::value(7),
+        "n = node_info().load(); [n.node_id, n.status];" => {
+            Reply::value(vec![Value::from(7), Value::from("READY")])
+        }
         _ => q.evaluate(),
     });
     let c = common::builder(&a, Via::Tcp)

@@ -228,3 +228,176 @@ async fn spread(cluster: &RealCluster, targets: &[String]) {
     common::wait_without_node(&client, 2, victim).await;
     client.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_under_spread_load_loses_nothing_over_tcp() {
+    let Some(cluster) = RealCluster::from_env(3).await.unwrap() else {
+        skipped("real-cluster test skipped: set THINGSDB_BIN to a ThingsDB binary");
+        return;
+    };
+    let targets: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.tcp_target().unwrap().to_string())
+        .collect();
+    graceful(&cluster, &targets).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_under_spread_load_loses_nothing_over_websocket() {
+    let Some(cluster) = RealCluster::from_env(3).await.unwrap() else {
+        skipped("real-cluster test skipped: set THINGSDB_BIN to a ThingsDB binary");
+        return;
+    };
+    let Some(targets) = cluster
+        .nodes
+        .iter()
+        .map(|n| n.ws_url().map(str::to_string))
+        .collect::<Option<Vec<_>>>()
+    else {
+        skipped("real-cluster WebSocket test skipped: set THINGSDB_BIN_WS=1 (in an isolated network namespace)");
+        return;
+    };
+    graceful(&cluster, &targets).await;
+}
+
+/// The node of the first connection (where the room is) gets SIGTERM while
+/// 8 loops of reads (not marked idempotent) spread over the three nodes and
+/// 100 events a second come from another node: no request fails, no event
+/// is doubled or reordered, and the split moves to the two nodes left.
+async fn graceful(cluster: &RealCluster, targets: &[String]) {
+    use futures::StreamExt;
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let mut b = Client::builder()
+        .auth(Auth::password("admin", "pass"))
+        .default_scope("//stuff")
+        .unwrap()
+        .request_timeout(Duration::from_secs(60))
+        .reconnect(ReconnectPolicy {
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            ..ReconnectPolicy::default()
+        })
+        .balance(Balance::FewestInFlight);
+    for t in targets {
+        b = b.target(t).unwrap();
+    }
+    let client = b.connect().await.unwrap();
+    let first = common::first_node(&client);
+    let other = (first + 1) % 3;
+    let emitter = Client::builder()
+        .target(&targets[other as usize])
+        .unwrap()
+        .auth(Auth::password("admin", "pass"))
+        .default_scope("//stuff")
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let room_id: u64 = client
+        .query(".spread = room(); .spread.id();")
+        .route(Route::Node(first))
+        .decode()
+        .await
+        .unwrap();
+    let mut events = common::joined(&client, room_id).await;
+    let room = emitter.room("//stuff", room_id).unwrap();
+    // The room exists on the emitter's node once the change reached it.
+    within(120, async {
+        while room.emit("before", &Vec::<u8>::new()).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    common::wait_emitted(&mut events, "before").await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (answered, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let loops: Vec<_> = (0..8i64)
+        .map(|t| {
+            let (client, stop, answered, failed) = (
+                client.clone(),
+                stop.clone(),
+                answered.clone(),
+                failed.clone(),
+            );
+            tokio::spawn(async move {
+                let mut i = t;
+                while !stop.load(Ordering::Relaxed) {
+                    match client.query("a + 1;").var("a", &i).decode::<i64>().await {
+                        Ok(v) => {
+                            assert_eq!(v, i + 1);
+                            answered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            eprintln!("query failed: {e}");
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    i += 8;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        })
+        .collect();
+    let emitting = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut n = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                room.emit("n", &(n,)).await.unwrap();
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            n
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before: Vec<(Option<u32>, u64)> =
+        client.nodes().iter().map(|n| (n.node_id, n.sent)).collect();
+    cluster.nodes[first as usize].terminate().unwrap();
+    // Through the shutdown period (6 s) and past the node's exit.
+    common::wait_without_node(&client, 2, first).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let sent = emitting.await.unwrap();
+    for l in loops {
+        l.await.unwrap();
+    }
+    emitter
+        .room("//stuff", room_id)
+        .unwrap()
+        .emit("end", &Vec::<u8>::new())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    within(120, async {
+        loop {
+            match events.next().await {
+                Some(thingsdb_client::RoomEvent::Emitted(e)) if e.event == "end" => break,
+                Some(thingsdb_client::RoomEvent::Emitted(e)) => got.push(e.arg::<i64>(0).unwrap()),
+                Some(_) => {}
+                None => panic!("the stream ended"),
+            }
+        }
+    })
+    .await;
+    let after: Vec<(Option<u32>, u64)> =
+        client.nodes().iter().map(|n| (n.node_id, n.sent)).collect();
+    println!(
+        "graceful shutdown of node {first} under spread load: {} answered, {} failed; {sent} events emitted, {} received; requests per connection before {before:?}, after {after:?}",
+        answered.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+        got.len()
+    );
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests");
+    common::assert_events_through_a_move(&got, sent);
+    client.close().await.unwrap();
+}

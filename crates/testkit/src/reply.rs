@@ -213,8 +213,9 @@ impl Query {
     /// errors for overflow, division by zero, unknown variables and syntax;
     /// what a node without a handler answers when the `eval` feature is on.
     /// Besides, in a node scope, `node_info().load().node_id;` is the
-    /// node's id, as a real node answers it (clients ask it to learn which
-    /// node they reached).
+    /// node's id, as a real node answers it, and
+    /// `n = node_info().load(); [n.node_id, n.status];` its id and
+    /// `READY` (clients ask it to learn which node they reached).
     ///
     /// A handler can fall back to it for code it does not recognise:
     ///
@@ -228,9 +229,16 @@ impl Query {
     #[cfg(feature = "eval")]
     #[cfg_attr(docsrs, doc(cfg(feature = "eval")))]
     pub fn evaluate(&self) -> Reply {
-        if matches!(self.scope, Scope::Node(_)) && self.code.trim() == "node_info().load().node_id;"
-        {
-            return Reply::value(self.node);
+        if matches!(self.scope, Scope::Node(_)) {
+            match self.code.trim() {
+                "node_info().load().node_id;" => return Reply::value(self.node),
+                // What a client asks after AUTH to learn which node it
+                // reached (a testkit node is always READY).
+                "n = node_info().load(); [n.node_id, n.status];" => {
+                    return Reply::value(vec![Value::from(self.node), Value::from("READY")])
+                }
+                _ => {}
+            }
         }
         crate::eval::evaluate(&self.code, &self.vars)
     }

@@ -179,3 +179,27 @@ pub async fn wait_without_node(client: &Client, n: usize, gone: u32) {
     })
     .await
 }
+
+/// Room events `got` (numbers `0..sent` emitted in order on a node that
+/// stays) through a graceful move of the client's room: nothing doubled or
+/// out of order, and nothing missing but the window the cluster itself
+/// delivers to nobody. A node stops forwarding room events to a node that
+/// is SHUTTING_DOWN (`ti_nodes_write_rpkg` skips it) the moment it tells
+/// its clients; an event emitted between then and the client's JOIN on
+/// the next node reaches no one. That window (connect, AUTH and JOIN on
+/// loopback) holds at most an event or two at 100 events/s: anything more
+/// is the client's loss.
+pub fn assert_events_through_a_move(got: &[i64], sent: i64) {
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "doubled or out of order: {got:?}"
+    );
+    let missing: Vec<i64> = (0..sent)
+        .filter(|n| got.binary_search(n).is_err())
+        .collect();
+    assert!(
+        missing.len() <= 2 && missing.windows(2).all(|w| w[1] == w[0] + 1),
+        "missing {missing:?}; received {} for {sent}",
+        got.len()
+    );
+}
