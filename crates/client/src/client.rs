@@ -401,6 +401,11 @@ impl Client {
         &self.inner.shared.observe
     }
 
+    /// The buffers request frames are encoded into.
+    pub(crate) fn frame_pool(&self) -> &crate::connection::frames::FramePool {
+        &self.inner.shared.frames
+    }
+
     /// Whether the client has stopped for good (closed, or reconnecting
     /// gave up): the error every request fails with from then on
     /// ([`Error::Closed`] after [`Client::close`]), to match on.

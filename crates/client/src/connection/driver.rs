@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     serving_target: Mutex<Option<Target>>,
     /// Spans, metrics and the counters of `Client::stats`.
     pub observe: crate::observe::Observer,
+    /// Request buffers of answered requests, for the next requests.
+    pub frames: super::frames::FramePool,
 }
 
 /// [`Shared::serving`] when no connection serves.
@@ -77,6 +79,7 @@ impl Shared {
             serving: AtomicUsize::new(NOT_YET),
             serving_target: Mutex::new(None),
             observe: crate::observe::Observer::default(),
+            frames: super::frames::FramePool::default(),
         }
     }
 
@@ -286,6 +289,7 @@ pub(crate) async fn run(
                 watchers.retain_mut(|w| !matches!(w.offer(ev.clone()), Offer::Gone));
             }
         }
+        shared.frames.put_all(session.spent_frames());
         shared
             .connections
             .store(session.connections_made(), Relaxed);
