@@ -335,8 +335,16 @@ pub(crate) async fn run(
             session.handle_lost(now(), conn, l);
             continue;
         }
-        // Arm the one timer for the session's next deadline.
-        timer.reset(session.poll_timeout());
+        // Arm the one timer for the session's next deadline. A timer that
+        // fires early does no harm (the session does what is due, if
+        // anything, and says its next deadline), so one set for an earlier
+        // time is left alone: requests one after another each move the
+        // deadline on, and moving a timer costs a trip to the runtime's
+        // timer wheel.
+        let due = session.poll_timeout();
+        if due.is_some_and(|d| timer.deadline().is_none_or(|armed| d < armed)) {
+            timer.reset(due);
+        }
         let reading = session.wants_read();
         let expecting = session.awaits_node();
         let parked = session.parked_waiter();
