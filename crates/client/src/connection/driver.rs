@@ -124,6 +124,10 @@ struct Socket {
     writer: FrameWriter,
     /// A batch is queued on the writer and not flushed yet.
     writing: bool,
+    /// The session queued more for it meanwhile: once the batch is
+    /// flushed, the driver goes round to hand it over. Without, a flush
+    /// that completes goes straight on to reading.
+    more: bool,
     /// Frames were read since the reader last ran dry: their ACK is due.
     unacked: bool,
 }
@@ -138,6 +142,7 @@ impl Socket {
             reader,
             writer: est.tx,
             writing: false,
+            more: false,
             unacked: false,
         }
     }
@@ -174,7 +179,9 @@ fn poll_sockets(
             match socket.writer.poll_flush(cx) {
                 Poll::Ready(Ok(())) => {
                     socket.writing = false;
-                    return Poll::Ready(SocketEvent::Flushed);
+                    if socket.more {
+                        return Poll::Ready(SocketEvent::Flushed);
+                    }
                 }
                 Poll::Ready(Err(e)) => {
                     return Poll::Ready(SocketEvent::Lost(
@@ -321,11 +328,18 @@ pub(crate) async fn run(
         // Write what the session queued, one batch per connection while the
         // previous one is still being written.
         let mut lost = None;
-        for socket in sockets.iter_mut().filter(|l| !l.writing) {
+        for socket in sockets.iter_mut() {
+            if socket.writing {
+                socket.more = session.has_transmit(socket.conn);
+                continue;
+            }
             if let Some(batch) = session.poll_transmit(socket.conn) {
                 shared.observe.sent(batch.len());
                 match socket.writer.queue(batch) {
-                    Ok(()) => socket.writing = true,
+                    Ok(()) => {
+                        socket.writing = true;
+                        socket.more = false;
+                    }
                     Err(e) => lost = Some((socket.conn, ConnectionLost::from_transport(e))),
                 }
             }

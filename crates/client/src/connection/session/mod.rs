@@ -291,6 +291,12 @@ impl Session {
         &mut self.spent
     }
 
+    /// Whether something is queued for `conn` (what
+    /// [`Session::poll_transmit`] would give).
+    pub(crate) fn has_transmit(&self, conn: ConnId) -> bool {
+        self.conns.get(conn).is_some_and(|c| !c.out.is_empty())
+    }
+
     /// Everything queued for `conn`, as one batch.
     pub(crate) fn poll_transmit(&mut self, conn: ConnId) -> Option<Bytes> {
         self.conns.get_mut(conn)?.transmit()
