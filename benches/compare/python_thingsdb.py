@@ -2,8 +2,10 @@
 
 `1+1;` in @t against a node, pipelined (256 requests in flight, as
 asyncio tasks over one connection) and one at a time, for N seconds each,
-over TCP and/or WebSocket, with this process's CPU time per request; then
-the latency from a JOIN's reply to its ON_JOIN (5 fresh connections) and
+over TCP and/or WebSocket, with this process's CPU time per request and,
+one at a time, the system calls per request (this script again under
+`strace -f -c` for 500 and for 2 500 requests, the difference divided by
+2 000, as bench_e2e counts its own; n/a without strace); then the latency from a JOIN's reply to its ON_JOIN (5 fresh connections) and
 from the first to the last event of a burst of 10 (5 bursts), in ms,
 median / max. Prints Markdown rows.
 
@@ -12,6 +14,11 @@ median / max. Prints Markdown rows.
 """
 import argparse
 import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 
 from thingsdb.client import Client
@@ -66,6 +73,43 @@ async def pipelined(client, secs, window):
 
     await asyncio.gather(*(worker() for _ in range(window)))
     return measured(done, t0, cpu0)
+
+
+async def only_requests(kind, target, count):
+    """`--syscalls-only`: connect, warm up, `count` requests one at a time."""
+    client = await (connect(ws=target) if kind == "WS" else connect(tcp=target))
+    for _ in range(100):
+        await client.query("1+1;", scope="@t")
+    for _ in range(count):
+        await client.query("1+1;", scope="@t")
+    client.close()
+    await client.wait_closed()
+
+
+def syscalls_per_request(kind, target):
+    """System calls per request one at a time, or None without strace."""
+    if not shutil.which("strace"):
+        return None
+
+    def total(n):
+        with tempfile.NamedTemporaryFile(suffix=".txt", delete=False) as f:
+            out = f.name
+        flag = "--ws" if kind == "WS" else "--tcp"
+        cmd = ["strace", "-f", "-c", "-o", out, sys.executable, __file__,
+               "--syscalls-only", flag, target, "--count", str(n)]
+        try:
+            ok = subprocess.run(cmd, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL).returncode == 0
+            lines = open(out).read().splitlines()
+        finally:
+            os.unlink(out)
+        if not ok:
+            return None
+        last = [l for l in lines if l.rstrip().endswith("total")]
+        return int(last[-1].split()[3]) if last else None
+
+    a, b = total(500), total(2500)
+    return None if a is None or b is None else (b - a) / 2000
 
 
 class BenchRoom(Room):
@@ -126,9 +170,15 @@ async def main():
     p.add_argument("--ws")
     p.add_argument("--secs", type=float, default=5)
     p.add_argument("--window", type=int, default=256)
+    p.add_argument("--syscalls-only", action="store_true")
+    p.add_argument("--count", type=int, default=1000)
     a = p.parse_args()
-    print("| transport | mode | python-thingsdb (req/s) | python-thingsdb CPU (us/req) |")
-    print("|---|---|---:|---:|")
+    if a.syscalls_only:
+        kind, target = ("WS", a.ws) if a.ws else ("TCP", a.tcp)
+        await only_requests(kind, target, a.count)
+        return
+    print("| transport | mode | python-thingsdb (req/s) | python-thingsdb CPU (us/req) | syscalls/req |")
+    print("|---|---|---:|---:|---:|")
     lat = []
     for kind, target in (("TCP", a.tcp), ("WS", a.ws)):
         if not target:
@@ -140,9 +190,11 @@ async def main():
         client = await open_client()
         await one_at_a_time(client, 0.5)  # warm up
         rate, cpu = await pipelined(client, a.secs, a.window)
-        print(f"| {kind} | pipelined | {rate:.0f} | {cpu:.1f} |")
+        print(f"| {kind} | pipelined | {rate:.0f} | {cpu:.1f} | |")
         rate, cpu = await one_at_a_time(client, a.secs)
-        print(f"| {kind} | one at a time | {rate:.0f} | {cpu:.1f} |")
+        sc = syscalls_per_request(kind, target)
+        sc = "n/a" if sc is None else f"{sc:.1f}"
+        print(f"| {kind} | one at a time | {rate:.0f} | {cpu:.1f} | {sc} |")
         client.close()
         await client.wait_closed()
         lat.append((kind, await latency(open_client)))

@@ -10,6 +10,9 @@
 //! cargo run --release -p thingsdb-client --example bench_e2e -- [--target URI]... [--secs N] [--window N]
 //! ```
 //!
+//! `--allocs-only` prints the heap allocations per request on the
+//! pipelined path, once per target (`allocs/req TRANSPORT N`).
+//!
 //! `--pipelined-only` measures the client's pipelined rate only, once per
 //! target, and prints `pipelined TRANSPORT REQ_PER_S CPU_US_PER_REQ`
 //! lines: `cargo xtask bench-observe` runs it built with and without the
@@ -81,6 +84,8 @@ struct Opts {
     memory_only: bool,
     /// Only the client's pipelined rate (see the module docs).
     pipelined_only: bool,
+    /// Only the heap allocations per request, pipelined, per target.
+    allocs_only: bool,
     /// Only `count` requests one at a time through this path
     /// (`floor`, `blocking`, `async`), for counting system calls.
     syscalls_of: Option<String>,
@@ -97,6 +102,7 @@ fn parse_args() -> Opts {
         in_flight_check: 10_000,
         memory_only: false,
         pipelined_only: false,
+        allocs_only: false,
         syscalls_of: None,
         count: 1000,
     };
@@ -110,6 +116,7 @@ fn parse_args() -> Opts {
             "--in-flight" => o.in_flight_check = val().parse().expect("--in-flight takes a number"),
             "--memory-only" => o.memory_only = true,
             "--pipelined-only" => o.pipelined_only = true,
+            "--allocs-only" => o.allocs_only = true,
             "--syscalls-of" => o.syscalls_of = Some(val()),
             "--count" => o.count = val().parse().expect("--count takes a number"),
             "--bench" | "--current-thread" => {}
@@ -125,6 +132,19 @@ fn parse_args() -> Opts {
 #[path = "common/measure.rs"]
 mod measure;
 use measure::{cpu_time, measured, Cell};
+
+/// The median rate and the median CPU time per request of some rounds
+/// (each taken alone).
+fn median(cells: Vec<Cell>) -> Cell {
+    let mid = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    Cell {
+        rate: mid(cells.iter().map(|c| c.rate).collect()),
+        cpu_us: mid(cells.iter().map(|c| c.cpu_us).collect()),
+    }
+}
 
 fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1e3)
@@ -521,24 +541,31 @@ fn syscalls_per_request(target: &str, path: &str, current: bool) -> Option<f64> 
     Some((b - a) / 2000.0)
 }
 
-/// Heap allocations per request, pipelined, over `n` requests.
+/// Heap allocations per request, pipelined, over `n` requests: `window`
+/// loops that each make one request at a time, all polled together. The
+/// loops are made before counting starts, so what is counted is the
+/// client's alone (pushing each request into a `FuturesUnordered`, as
+/// `client_run` does, costs the benchmark one allocation of its own per
+/// request).
 async fn allocations_per_request(client: &Client, window: usize, n: u64) -> f64 {
-    let region = Region::new(GLOBAL);
-    let mut done = 0u64;
-    let mut pending = FuturesUnordered::new();
-    while done < n {
-        while pending.len() < window && done + (pending.len() as u64) < n {
-            pending.push(client.query("1+1;").scope("@t").raw());
-        }
-        match pending.next().await {
-            Some(r) => {
-                r.unwrap();
-                done += 1;
+    let left = AtomicU64::new(n);
+    let worker = |client: Client| {
+        let left = &left;
+        async move {
+            while left
+                .fetch_update(Relaxed, Relaxed, |v| v.checked_sub(1))
+                .is_ok()
+            {
+                client.query("1+1;").scope("@t").raw().await.unwrap();
             }
-            None => break,
         }
-    }
-    region.change().allocations as f64 / n as f64
+    };
+    let mut loops: FuturesUnordered<_> = (0..window).map(|_| worker(client.clone())).collect();
+    let region = Region::new(GLOBAL);
+    while loops.next().await.is_some() {}
+    let allocs = region.change().allocations;
+    drop(loops);
+    allocs as f64 / n as f64
 }
 
 // ---------------------------------------------------------------- latency
@@ -762,6 +789,16 @@ async fn run(current: bool) {
         }
         return;
     }
+    if o.allocs_only {
+        for target in o.targets.clone() {
+            let client = connect(&target, &o).await;
+            client_run(&client, 0.2, o.window).await;
+            let a = allocations_per_request(&client, o.window, 20_000).await;
+            println!("allocs/req {} {a:.2}", kind(&target));
+            client.close().await.unwrap();
+        }
+        return;
+    }
     if let Some(path) = o.syscalls_of.clone() {
         syscalls_only(&o, &path).await;
         return;
@@ -777,7 +814,7 @@ async fn run(current: bool) {
         return;
     }
     println!(
-        "`1+1;` in @t, {} s per cell (best of {ROUNDS} rounds), pipelined window {}, tokio {} runtime\n",
+        "`1+1;` in @t, {} s per cell (medians of {ROUNDS} rounds), pipelined window {}, tokio {} runtime\n",
         o.secs,
         o.window,
         if current {
@@ -800,20 +837,20 @@ async fn run(current: bool) {
         client_run(&no_qa, 0.2, o.window).await;
         let allocs = allocations_per_request(&client, o.window, 20_000).await;
         for (mode, window) in [("pipelined", o.window), ("one at a time", 1)] {
-            // Alternate floor and client in short rounds and keep the best
-            // of each, so a burst of noise on a small machine does not
-            // decide the ratio.
+            // Alternate floor and client in short rounds and take the
+            // median of each, so a burst of noise on a small machine does
+            // not decide the ratio.
             let secs = o.secs / ROUNDS as f64;
-            let (mut fl, mut ours, mut noqa) = (Cell::default(), Cell::default(), Cell::default());
-            let mut blk = Cell::default();
+            let (mut fl, mut ours, mut noqa, mut blk) = (vec![], vec![], vec![], vec![]);
             for _ in 0..ROUNDS {
-                fl = fl.better(floor(&target, &o, secs, window).await);
-                ours = ours.better(measured(client_run(&client, secs, window)).await);
-                noqa = noqa.better(measured(client_run(&no_qa, secs, window)).await);
+                fl.push(floor(&target, &o, secs, window).await);
+                ours.push(measured(client_run(&client, secs, window)).await);
+                noqa.push(measured(client_run(&no_qa, secs, window)).await);
                 if window == 1 {
-                    blk = blk.better(blocking_cell(&target, &o, secs).await);
+                    blk.push(blocking_cell(&target, &o, secs).await);
                 }
             }
+            let (fl, ours, noqa, blk) = (median(fl), median(ours), median(noqa), median(blk));
             if window == 1 {
                 single_rows.push((kind(&target), target.clone(), fl, blk, ours));
             }
@@ -941,6 +978,7 @@ fn clone_opts(o: &Opts) -> Opts {
         in_flight_check: o.in_flight_check,
         memory_only: o.memory_only,
         pipelined_only: o.pipelined_only,
+        allocs_only: o.allocs_only,
         syscalls_of: o.syscalls_of.clone(),
         count: o.count,
     }

@@ -211,14 +211,11 @@ pub(crate) struct Lane {
 }
 
 impl Lane {
-    /// Starts a connection task for `config` and waits until it serves
-    /// (or its first round of connects failed); its connection events go
-    /// to `watchers` once it serves.
-    pub(crate) async fn start(
-        config: Arc<Config>,
-        watchers: driver::Watchers,
-    ) -> Result<Arc<Lane>, Error> {
-        let shared = Arc::new(Shared::with_watchers(watchers));
+    /// Starts a connection task for `config` with `shared` state and waits
+    /// until it serves (or its first round of connects failed); its
+    /// connection events go to the streams in `shared` once it serves.
+    pub(crate) async fn start(config: Arc<Config>, shared: Shared) -> Result<Arc<Lane>, Error> {
+        let shared = Arc::new(shared);
         shared.observe.sync_pool(&config.targets);
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (ready_tx, ready) = oneshot::channel();
@@ -501,11 +498,10 @@ impl Spread {
             }
             Err(_) => return,
         };
-        let watchers = self.primary.shared.watchers.clone();
         let opened = futures::future::join_all(due.into_iter().map(|entry| {
-            let (all, watchers) = (all.clone(), watchers.clone());
+            let all = all.clone();
             async move {
-                let r = open_lane(config, &entry, all, watchers.clone()).await;
+                let r = open_lane(config, &entry, all, Shared::sharing(&self.primary.shared)).await;
                 (entry, r)
             }
         }))
@@ -592,12 +588,12 @@ async fn open_lane(
     config: &Config,
     entry: &PoolEntry,
     all: Vec<PoolEntry>,
-    watchers: driver::Watchers,
+    shared: Shared,
 ) -> Result<Arc<Lane>, Error> {
     let mut cfg = config.clone();
     cfg.targets = vec![entry.target.clone()];
     cfg.random_start = false;
-    let lane = Lane::start(Arc::new(cfg), watchers).await?;
+    let lane = Lane::start(Arc::new(cfg), shared).await?;
     if let (Some(want), Some(got)) = (entry.node, lane.shared.node_id()) {
         if want != got {
             lane.close().await;

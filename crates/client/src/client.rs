@@ -88,7 +88,7 @@ impl Client {
         let config = Arc::new(config);
         // The session makes the first connection (each pool entry once,
         // from a random one when asked) and says when one serves.
-        let primary = Lane::start(config.clone(), Default::default()).await?;
+        let primary = Lane::start(config.clone(), crate::connection::Shared::new()).await?;
         let spread = if config.balance.spreads() {
             let spread = Arc::new(Spread::new(
                 config.balance,
@@ -409,6 +409,11 @@ impl Client {
     /// The client's counters and metric handles.
     pub(crate) fn observer(&self) -> &Observer {
         &self.inner.primary.shared.observe
+    }
+
+    /// The buffers request frames are encoded into.
+    pub(crate) fn frame_pool(&self) -> &crate::connection::frames::FramePool {
+        &self.inner.primary.shared.frames
     }
 
     /// Whether the client has stopped for good (closed, or reconnecting

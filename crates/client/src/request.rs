@@ -149,11 +149,20 @@ pub(crate) enum RequestKind {
 pub(crate) trait HasDefaultScope {
     /// The scope of requests that name none.
     fn default_scope(&self) -> &Scope;
+
+    /// An empty buffer for a request frame of about `capacity` bytes.
+    fn request_buffer(&self, capacity: usize) -> BytesMut {
+        BytesMut::with_capacity(capacity)
+    }
 }
 
 impl HasDefaultScope for Client {
     fn default_scope(&self) -> &Scope {
         Client::default_scope(self)
+    }
+
+    fn request_buffer(&self, capacity: usize) -> BytesMut {
+        self.frame_pool().take(capacity)
     }
 }
 
@@ -269,7 +278,9 @@ impl<'a, V: Serialize + ?Sized, C: HasDefaultScope> Core<'a, V, C> {
             .as_ref()
             .unwrap_or_else(|| self.client.default_scope())
             .as_str();
-        let mut buf = BytesMut::with_capacity(32 + scope.len() + self.text.len());
+        let mut buf = self
+            .client
+            .request_buffer(32 + scope.len() + self.text.len());
         let third = (!self.third.is_none()).then_some(|b: &mut BytesMut| self.third.write(b));
         let r = match self.kind {
             RequestKind::Query => request::encode_query_with(&mut buf, 0, scope, self.text, third),

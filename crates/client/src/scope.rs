@@ -17,7 +17,9 @@ use crate::error::Error;
 /// `/collection/stuff`, any abbreviation of `thingsdb`, `node` or
 /// `collection`). Other strings are refused with an error that says why.
 /// The string is kept as given and sent as it is, so a scope costs nothing
-/// per request.
+/// per request; the usual spellings of the thingsdb and node scopes
+/// (`@t`, `@thingsdb`, `@n`, `@node`, ...) are not even copied when parsed,
+/// and a collection scope is one shared string.
 ///
 /// ```
 /// use thingsdb_client::Scope;
@@ -30,7 +32,7 @@ use crate::error::Error;
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Scope {
-    text: Arc<str>,
+    text: Text,
     kind: Kind,
 }
 
@@ -38,7 +40,62 @@ pub struct Scope {
 enum Kind {
     Thingsdb,
     Node(Option<u8>),
-    Collection(Arc<str>),
+    /// The collection's name: `text[at..]`.
+    Collection {
+        at: usize,
+    },
+}
+
+/// The scope string: one of [`KNOWN`] (no allocation), or shared.
+#[derive(Clone)]
+enum Text {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+/// Spellings of the thingsdb and node scopes common enough to be kept
+/// without a copy.
+const KNOWN: [&str; 10] = [
+    "@t",
+    "@thingsdb",
+    "@n",
+    "@node",
+    "/t",
+    "/thingsdb",
+    "/n",
+    "/node",
+    "@:thingsdb",
+    "@:node",
+];
+
+impl Text {
+    fn new(s: &str) -> Text {
+        match KNOWN.iter().find(|k| **k == s) {
+            Some(k) => Text::Static(k),
+            None => Text::Shared(s.into()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Text::Static(s) => s,
+            Text::Shared(s) => s,
+        }
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Text) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Text {}
+
+impl std::hash::Hash for Text {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
 }
 
 impl Scope {
@@ -47,11 +104,13 @@ impl Scope {
         let kind = match ParsedScope::parse(s) {
             Ok(ParsedScope::Thingsdb) => Kind::Thingsdb,
             Ok(ParsedScope::Node(id)) => Kind::Node(id),
-            Ok(ParsedScope::Collection(name)) => Kind::Collection(name.into()),
+            Ok(ParsedScope::Collection(name)) => Kind::Collection {
+                at: name_at(s, name),
+            },
             Err(e) => return Err(Error::BadArgument(format!("invalid scope {s:?}: {e}"))),
         };
         Ok(Scope {
-            text: s.into(),
+            text: Text::new(s),
             kind,
         })
     }
@@ -59,7 +118,7 @@ impl Scope {
     /// The thingsdb scope, `@thingsdb` (`@t`): a client's default scope.
     pub fn thingsdb() -> Scope {
         Scope {
-            text: "@thingsdb".into(),
+            text: Text::Static("@thingsdb"),
             kind: Kind::Thingsdb,
         }
     }
@@ -67,7 +126,7 @@ impl Scope {
     /// The scope of the connected node, `@node`.
     pub fn node() -> Scope {
         Scope {
-            text: "@node".into(),
+            text: Text::Static("@node"),
             kind: Kind::Node(None),
         }
     }
@@ -79,7 +138,7 @@ impl Scope {
 
     /// The string sent on the wire (as given when parsed).
     pub fn as_str(&self) -> &str {
-        &self.text
+        self.text.as_str()
     }
 
     /// True for the thingsdb scope.
@@ -98,10 +157,21 @@ impl Scope {
 
     /// The collection's name for a collection scope.
     pub fn collection_name(&self) -> Option<&str> {
-        match &self.kind {
-            Kind::Collection(n) => Some(n),
+        match self.kind {
+            Kind::Collection { at } => self.as_str().get(at..),
             _ => None,
         }
+    }
+}
+
+/// Where a collection's name, as the parser gave it, starts in the scope
+/// string `s`: the parser returns a part of `s` that ends it.
+fn name_at(s: &str, name: &str) -> usize {
+    let at = (name.as_ptr() as usize).wrapping_sub(s.as_ptr() as usize);
+    if s.get(at..) == Some(name) {
+        at
+    } else {
+        s.len().saturating_sub(name.len())
     }
 }
 
@@ -135,13 +205,13 @@ impl TryFrom<&Scope> for Scope {
 
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Scope({:?})", &*self.text)
+        write!(f, "Scope({:?})", self.as_str())
     }
 }
 
@@ -178,6 +248,45 @@ mod tests {
             );
         }
         assert_eq!(Scope::parse("//stuff").unwrap().as_str(), "//stuff");
+    }
+
+    #[test]
+    fn the_usual_spellings_are_not_copied_and_compare_by_text() {
+        for s in ["@t", "@thingsdb", "@n", "@node", "/t", "/node"] {
+            let scope = Scope::parse(s).unwrap();
+            assert!(matches!(scope.text, Text::Static(_)), "{s}");
+            assert_eq!(scope.as_str(), s);
+        }
+        assert!(matches!(
+            Scope::parse("@thin").unwrap().text,
+            Text::Shared(_)
+        ));
+        // One spelling, kept either way, is one scope.
+        let shared = Scope {
+            text: Text::Shared("@t".into()),
+            kind: Kind::Thingsdb,
+        };
+        assert_eq!(Scope::parse("@t").unwrap(), shared);
+        use std::hash::BuildHasher;
+        let state = std::hash::RandomState::new();
+        assert_eq!(
+            state.hash_one(Scope::parse("@t").unwrap()),
+            state.hash_one(&shared)
+        );
+        assert_eq!(Scope::default().to_string(), "@thingsdb");
+        assert_eq!(format!("{:?}", Scope::node()), "Scope(\"@node\")");
+    }
+
+    #[test]
+    fn a_collection_name_is_the_end_of_the_scope_string() {
+        assert_eq!(name_at("//stuff", "stuff"), 2);
+        // Not a part of the string: the length decides.
+        assert_eq!(name_at("@collection:stuff", &String::from("stuff")), 12);
+        let s = Scope::collection("other").unwrap();
+        assert_eq!(
+            (s.as_str(), s.collection_name()),
+            ("@collection:other", Some("other"))
+        );
     }
 
     #[test]

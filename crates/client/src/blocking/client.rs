@@ -105,6 +105,10 @@ impl HasDefaultScope for Client {
     fn default_scope(&self) -> &Scope {
         &self.config.default_scope
     }
+
+    fn request_buffer(&self, capacity: usize) -> bytes::BytesMut {
+        self.driver().shared.frames.take(capacity)
+    }
 }
 
 impl Client {

@@ -661,6 +661,7 @@ impl Core {
                 None => break,
             }
         }
+        shared.frames.put_all(self.session.spent_frames());
         shared
             .connections
             .store(self.session.connections_made(), Ordering::Relaxed);

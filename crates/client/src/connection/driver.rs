@@ -64,6 +64,9 @@ pub(crate) struct Shared {
     /// client (with [balancing](crate::balance), each node's connection
     /// offers its events to the same streams).
     pub watchers: Watchers,
+    /// Request buffers of answered requests, for the next requests: one
+    /// pool for every connection of a client.
+    pub frames: Arc<super::frames::FramePool>,
 }
 
 /// The connection event streams of one client.
@@ -81,13 +84,17 @@ const NOT_YET: usize = usize::MAX - 1;
 
 impl Shared {
     /// State for a client that is not connected yet.
-    #[cfg(any(test, feature = "blocking"))]
     pub(crate) fn new() -> Shared {
-        Shared::with_watchers(Watchers::default())
+        Shared::with(Watchers::default(), Arc::default())
     }
 
-    /// [`Shared::new`], offering connection events to `watchers`.
-    pub(crate) fn with_watchers(watchers: Watchers) -> Shared {
+    /// State for another connection of the client that owns `first`:
+    /// its event streams and request buffers are the client's.
+    pub(crate) fn sharing(first: &Shared) -> Shared {
+        Shared::with(first.watchers.clone(), first.frames.clone())
+    }
+
+    fn with(watchers: Watchers, frames: Arc<super::frames::FramePool>) -> Shared {
         Shared {
             watchers,
             dead: OnceLock::new(),
@@ -97,6 +104,7 @@ impl Shared {
             serving_target: Mutex::new(None),
             node_id: AtomicU64::new(NO_NODE),
             observe: crate::observe::Observer::default(),
+            frames,
         }
     }
 
@@ -152,6 +160,10 @@ struct Socket {
     writer: FrameWriter,
     /// A batch is queued on the writer and not flushed yet.
     writing: bool,
+    /// The session queued more for it meanwhile: once the batch is
+    /// flushed, the driver goes round to hand it over. Without, a flush
+    /// that completes goes straight on to reading.
+    more: bool,
     /// Frames were read since the reader last ran dry: their ACK is due.
     unacked: bool,
 }
@@ -166,6 +178,7 @@ impl Socket {
             reader,
             writer: est.tx,
             writing: false,
+            more: false,
             unacked: false,
         }
     }
@@ -202,7 +215,9 @@ fn poll_sockets(
             match socket.writer.poll_flush(cx) {
                 Poll::Ready(Ok(())) => {
                     socket.writing = false;
-                    return Poll::Ready(SocketEvent::Flushed);
+                    if socket.more {
+                        return Poll::Ready(SocketEvent::Flushed);
+                    }
                 }
                 Poll::Ready(Err(e)) => {
                     return Poll::Ready(SocketEvent::Lost(
@@ -324,6 +339,7 @@ pub(crate) async fn run(
                 }
             }
         }
+        shared.frames.put_all(session.spent_frames());
         shared
             .connections
             .store(session.connections_made(), Relaxed);
@@ -355,11 +371,18 @@ pub(crate) async fn run(
         // Write what the session queued, one batch per connection while the
         // previous one is still being written.
         let mut lost = None;
-        for socket in sockets.iter_mut().filter(|l| !l.writing) {
+        for socket in sockets.iter_mut() {
+            if socket.writing {
+                socket.more = session.has_transmit(socket.conn);
+                continue;
+            }
             if let Some(batch) = session.poll_transmit(socket.conn) {
                 shared.observe.sent(batch.len());
                 match socket.writer.queue(batch) {
-                    Ok(()) => socket.writing = true,
+                    Ok(()) => {
+                        socket.writing = true;
+                        socket.more = false;
+                    }
                     Err(e) => lost = Some((socket.conn, ConnectionLost::from_transport(e))),
                 }
             }
@@ -369,8 +392,16 @@ pub(crate) async fn run(
             session.handle_lost(now(), conn, l);
             continue;
         }
-        // Arm the one timer for the session's next deadline.
-        timer.reset(session.poll_timeout());
+        // Arm the one timer for the session's next deadline. A timer that
+        // fires early does no harm (the session does what is due, if
+        // anything, and says its next deadline), so one set for an earlier
+        // time is left alone: requests one after another each move the
+        // deadline on, and moving a timer costs a trip to the runtime's
+        // timer wheel.
+        let due = session.poll_timeout();
+        if due.is_some_and(|d| timer.deadline().is_none_or(|armed| d < armed)) {
+            timer.reset(due);
+        }
         let reading = session.wants_read();
         let expecting = session.awaits_node();
         let parked = session.parked_waiter();

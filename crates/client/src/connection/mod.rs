@@ -3,6 +3,7 @@
 //! sockets, and [`handshake`] for connect + AUTH.
 
 pub(crate) mod driver;
+pub(crate) mod frames;
 pub(crate) mod handshake;
 pub(crate) mod pool;
 pub(crate) mod session;

@@ -248,7 +248,14 @@ pub(crate) struct Session {
     outputs: VecDeque<Output>,
     /// Lifecycle events not yet taken by the driver.
     events: VecDeque<Lifecycle>,
+    /// The frames of answered requests, for the driver to use again (at
+    /// most [`SPENT_CAP`]).
+    spent: Vec<BytesMut>,
 }
+
+/// How many frames of answered requests the session keeps for the driver
+/// at most.
+const SPENT_CAP: usize = 1024;
 
 impl Session {
     /// A session with no connection yet.
@@ -264,6 +271,7 @@ impl Session {
             life: Life::Open,
             outputs: VecDeque::new(),
             events: VecDeque::new(),
+            spent: Vec::new(),
         }
     }
 
@@ -275,6 +283,18 @@ impl Session {
     /// The next lifecycle event (see [`Lifecycle`]).
     pub(crate) fn poll_event(&mut self) -> Option<Lifecycle> {
         self.events.pop_front()
+    }
+
+    /// The frames of requests answered since the last call, to encode
+    /// new requests into (see `connection::frames`); take them all.
+    pub(crate) fn spent_frames(&mut self) -> &mut Vec<BytesMut> {
+        &mut self.spent
+    }
+
+    /// Whether something is queued for `conn` (what
+    /// [`Session::poll_transmit`] would give).
+    pub(crate) fn has_transmit(&self, conn: ConnId) -> bool {
+        self.conns.get(conn).is_some_and(|c| !c.out.is_empty())
     }
 
     /// Everything queued for `conn`, as one batch.
@@ -464,7 +484,7 @@ impl Session {
                 self.dispatch(
                     now,
                     Req {
-                        frame: frame.freeze(),
+                        frame,
                         reply,
                         deadline,
                         timeout,

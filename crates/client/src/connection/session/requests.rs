@@ -9,7 +9,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use thingsdb_protocol::{Frame, PackageType, Response};
 use tracing::{debug, warn};
 use web_time::Instant;
@@ -34,8 +34,9 @@ pub(super) const RESEND_BACKOFF: ReconnectPolicy = ReconnectPolicy {
 /// before it was written; or, for an idempotent request, after. Within its
 /// own deadline and at most `request_attempts` times.
 pub(super) struct Req {
-    /// The request frame (its id is set per attempt).
-    pub(super) frame: Bytes,
+    /// The request frame (its id is set per attempt when it is copied
+    /// into the connection's write buffer).
+    pub(super) frame: BytesMut,
     pub(super) reply: ReplyTx,
     pub(super) deadline: Instant,
     pub(super) timeout: Duration,
@@ -152,18 +153,19 @@ impl Requests {
     }
 
     /// Puts a user's request in flight on `conn` (one more attempt) and
-    /// returns its id and frame to write; `None` when every id is taken
-    /// (the request is dropped: commands are only taken while one is free).
+    /// returns its id and frame to write (the frame stays with the
+    /// request); `None` when every id is taken (the request is dropped:
+    /// commands are only taken while one is free).
     pub(super) fn start(
         &mut self,
         mut req: Req,
         conn: ConnId,
         queued: u64,
-    ) -> Option<(u16, Bytes)> {
+    ) -> Option<(u16, &[u8])> {
         let seq = self.next_seq;
         self.next_seq += 1;
         req.attempts += 1;
-        let (at, frame) = (req.deadline, req.frame.clone());
+        let at = req.deadline;
         let id = self.table.insert(Pending::User {
             req,
             seq,
@@ -171,7 +173,10 @@ impl Requests {
             queued,
         })?;
         self.deadlines.push(Reverse(Deadline { at, seq, id }));
-        Some((id, frame))
+        match self.table.get(id) {
+            Some(Pending::User { req, .. }) => Some((id, &req.frame[..])),
+            _ => None,
+        }
     }
 
     /// Fails the requests in flight whose deadline passed with
@@ -332,7 +337,7 @@ impl Session {
         };
         c.queued += 1;
         if let Some((id, frame)) = self.requests.start(req, conn, c.queued) {
-            c.write_request(id, &frame);
+            c.write_request(id, frame);
         }
     }
 
@@ -428,6 +433,10 @@ impl Session {
             }
         }
         let node = self.conns.get(conn).map(|c| c.index); // observe: the node that answered
+        if self.spent.len() < super::SPENT_CAP {
+            // Its frame is not needed any more: the driver uses it again.
+            self.spent.push(std::mem::take(&mut req.frame));
+        }
         let _ = req.reply.send(Ok(crate::observe::Answer { frame, node }));
     }
 
@@ -464,7 +473,7 @@ mod tests {
         oneshot::Receiver<Result<crate::observe::Answer, Error>>,
     ) {
         let (reply, rx) = oneshot::channel();
-        let frame = Bytes::from_static(&[1, 0, 0, 0, 0, 0, 0x22, 0xDD, 0xC0]);
+        let frame = BytesMut::from(&[1, 0, 0, 0, 0, 0, 0x22, 0xDD, 0xC0][..]);
         let r = Req {
             frame,
             reply,

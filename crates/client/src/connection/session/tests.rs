@@ -1006,3 +1006,26 @@ fn a_room_that_could_not_move_is_joined_again_when_its_draining_connection_goes(
     assert_eq!(events.iter().filter_map(emitted_n).collect::<Vec<_>>(), [9]);
     drop(replies);
 }
+
+#[test]
+fn an_answered_request_leaves_its_frame_for_the_next_one_and_a_resent_one_keeps_it() {
+    let (mut h, c) = Harness::new(1, None);
+    let mut a = h.request(T);
+    let sent = h.sent(c);
+    assert!(
+        h.s.spent_frames().is_empty(),
+        "in flight: kept for a resend"
+    );
+    // NODE_ERROR: sent again after a back-off, with the same frame.
+    h.frame(c, node_error(sent[0].id));
+    assert!(h.s.spent_frames().is_empty());
+    h.advance(Duration::from_secs(2));
+    let again = h.sent(c);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].request, sent[0].request);
+    h.frame(c, data(again[0].id, 1));
+    assert!(matches!(a.try_recv(), Ok(Ok(_))));
+    let spent = std::mem::take(h.s.spent_frames());
+    assert_eq!(spent.len(), 1);
+    assert!(spent[0].len() >= thingsdb_protocol::HEADER_LEN);
+}
