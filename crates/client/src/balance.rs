@@ -33,7 +33,7 @@
 //! [`Client::nodes`](crate::Client::nodes) shows every connection: its
 //! node, its requests in flight and how many it was given.
 //!
-//! The blocking client ([`blocking`](crate::blocking)) keeps one
+//! The blocking client (`thingsdb_client::blocking`) keeps one
 //! connection.
 //!
 #![doc = include_str!("../docs/consistency.md")]
