@@ -16,39 +16,39 @@ use common::{skipped, within};
 use thingsdb_client::{Auth, Balance, Client, ReconnectPolicy, Route};
 use thingsdb_testkit::real_node::RealCluster;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_spread_over_a_real_cluster_over_tcp() {
-    let Some(cluster) = RealCluster::from_env(3).await.unwrap() else {
-        skipped("real-cluster test skipped: set THINGSDB_BIN to a ThingsDB binary");
-        return;
-    };
-    let targets: Vec<String> = cluster
-        .nodes
-        .iter()
-        .map(|n| n.tcp_target().unwrap().to_string())
-        .collect();
-    spread(&cluster, &targets).await;
+/// Whether a test runs over TCP or WebSocket.
+#[derive(Clone, Copy)]
+enum Over {
+    Tcp,
+    Ws,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_spread_over_a_real_cluster_over_websocket() {
+/// A fresh 3-node cluster and its targets over `over`; `None` (said
+/// plainly) when no node binary is given or WebSocket is not on.
+async fn cluster(over: Over) -> Option<(RealCluster, Vec<String>)> {
     let Some(cluster) = RealCluster::from_env(3).await.unwrap() else {
         skipped("real-cluster test skipped: set THINGSDB_BIN to a ThingsDB binary");
-        return;
+        return None;
     };
-    let Some(targets) = cluster
+    let targets = cluster
         .nodes
         .iter()
-        .map(|n| n.ws_url().map(str::to_string))
-        .collect::<Option<Vec<_>>>()
-    else {
-        skipped("real-cluster WebSocket test skipped: set THINGSDB_BIN_WS=1 (in an isolated network namespace)");
-        return;
-    };
-    spread(&cluster, &targets).await;
+        .map(|n| match over {
+            Over::Tcp => n.tcp_target().map(str::to_string),
+            Over::Ws => n.ws_url().map(str::to_string),
+        })
+        .collect::<Option<Vec<_>>>();
+    match targets {
+        Some(t) => Some((cluster, t)),
+        None => {
+            skipped("real-cluster WebSocket test skipped: set THINGSDB_BIN_WS=1 (in an isolated network namespace)");
+            None
+        }
+    }
 }
 
-async fn spread(cluster: &RealCluster, targets: &[String]) {
+/// A client with a connection to each of `targets`, by fewest in flight.
+async fn spread_client(targets: &[String]) -> Client {
     let mut b = Client::builder()
         .auth(Auth::password("admin", "pass"))
         .default_scope("//stuff")
@@ -63,7 +63,25 @@ async fn spread(cluster: &RealCluster, targets: &[String]) {
     for t in targets {
         b = b.target(t).unwrap();
     }
-    let client = b.connect().await.unwrap();
+    b.connect().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_spread_over_a_real_cluster_over_tcp() {
+    if let Some((cluster, targets)) = cluster(Over::Tcp).await {
+        spread(&cluster, &targets).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_spread_over_a_real_cluster_over_websocket() {
+    if let Some((cluster, targets)) = cluster(Over::Ws).await {
+        spread(&cluster, &targets).await;
+    }
+}
+
+async fn spread(cluster: &RealCluster, targets: &[String]) {
+    let client = spread_client(targets).await;
     let mut ids: Vec<u32> = client.nodes().iter().filter_map(|n| n.node_id).collect();
     ids.sort_unstable();
     assert_eq!(
@@ -231,34 +249,16 @@ async fn spread(cluster: &RealCluster, targets: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_shutdown_under_spread_load_loses_nothing_over_tcp() {
-    let Some(cluster) = RealCluster::from_env(3).await.unwrap() else {
-        skipped("real-cluster test skipped: set THINGSDB_BIN to a ThingsDB binary");
-        return;
-    };
-    let targets: Vec<String> = cluster
-        .nodes
-        .iter()
-        .map(|n| n.tcp_target().unwrap().to_string())
-        .collect();
-    graceful(&cluster, &targets).await;
+    if let Some((cluster, targets)) = cluster(Over::Tcp).await {
+        graceful(&cluster, &targets).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_shutdown_under_spread_load_loses_nothing_over_websocket() {
-    let Some(cluster) = RealCluster::from_env(3).await.unwrap() else {
-        skipped("real-cluster test skipped: set THINGSDB_BIN to a ThingsDB binary");
-        return;
-    };
-    let Some(targets) = cluster
-        .nodes
-        .iter()
-        .map(|n| n.ws_url().map(str::to_string))
-        .collect::<Option<Vec<_>>>()
-    else {
-        skipped("real-cluster WebSocket test skipped: set THINGSDB_BIN_WS=1 (in an isolated network namespace)");
-        return;
-    };
-    graceful(&cluster, &targets).await;
+    if let Some((cluster, targets)) = cluster(Over::Ws).await {
+        graceful(&cluster, &targets).await;
+    }
 }
 
 /// The node of the first connection (where the room is) gets SIGTERM while
@@ -275,21 +275,7 @@ async fn graceful(cluster: &RealCluster, targets: &[String]) {
     }
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
-    let mut b = Client::builder()
-        .auth(Auth::password("admin", "pass"))
-        .default_scope("//stuff")
-        .unwrap()
-        .request_timeout(Duration::from_secs(60))
-        .reconnect(ReconnectPolicy {
-            initial_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(1),
-            ..ReconnectPolicy::default()
-        })
-        .balance(Balance::FewestInFlight);
-    for t in targets {
-        b = b.target(t).unwrap();
-    }
-    let client = b.connect().await.unwrap();
+    let client = spread_client(targets).await;
     let first = common::first_node(&client);
     let other = (first + 1) % 3;
     let emitter = Client::builder()
