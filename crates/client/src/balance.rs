@@ -10,6 +10,10 @@
 //! [`Run::route`](crate::Run::route) send one request to a given node, or
 //! to the node of the client's last change ([`Route`]).
 //!
+//! [`Client::connect`](crate::Client::connect) returns once the first
+//! connection serves and the others do (or after 2 s: a node slower to
+//! answer gets its connection when it does).
+//!
 //! Each connection is a full connection of its own, with everything a
 //! single connection does: keep-alive, the resend rules, reconnect, and
 //! make-before-break when its node shuts down. A node that goes away hands
@@ -57,6 +61,11 @@ pub(crate) const COMMAND_QUEUE: usize = 4096;
 /// The first pause before a node without a connection is tried again; it
 /// doubles up to the reconnect policy's longest delay.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
+
+/// How long [`Client::connect`](crate::Client::connect) waits for the
+/// connections to the other nodes; one that takes longer is added when it
+/// serves.
+pub(crate) const FIRST_FILL: Duration = Duration::from_secs(2);
 
 /// How long a connection that was let go waits, once none of its
 /// requests is in flight, before it closes: a request that picked it just
@@ -307,6 +316,8 @@ struct Node {
     /// When to try it again, and the pause after that.
     retry_at: Option<web_time::Instant>,
     pause: Duration,
+    /// A connection to it is being made.
+    opening: bool,
 }
 
 /// The connections of a balancing client: the first (rooms, events) and
@@ -345,6 +356,7 @@ impl Spread {
                         reached: None,
                         retry_at: None,
                         pause: RETRY_FIRST,
+                        opening: false,
                     })
                     .collect(),
             ),
@@ -450,6 +462,7 @@ impl Spread {
                         reached: None,
                         retry_at: None,
                         pause: RETRY_FIRST,
+                        opening: false,
                     }),
                 }
             }
@@ -459,65 +472,76 @@ impl Spread {
         }
     }
 
-    /// One round: a connection to every node that has none (and is due),
-    /// then connections that double another are let go.
-    pub(crate) async fn fill(&self, config: &Config) {
+    /// One round: connections that double another are let go, and a
+    /// connection is started to every node that has none (and is due).
+    /// Each is made in a task of its own and counts as soon as it serves,
+    /// so a node that is slow to answer holds up nothing.
+    pub(crate) fn fill(self: &Arc<Self>, config: &Arc<Config>) {
+        self.settle(None);
         let now = crate::rt::now();
         let lanes = self.lanes();
-        let covered: Vec<u32> = lanes
+        let serving: Vec<&Arc<Lane>> = lanes.iter().filter(|l| l.serves()).collect();
+        let covered: Vec<u32> = serving.iter().filter_map(|l| l.shared.node_id()).collect();
+        let serving_targets: Vec<Target> = serving
             .iter()
-            .filter(|l| l.serves())
-            .filter_map(|l| l.shared.node_id())
-            .collect();
-        let serving_targets: Vec<Target> = lanes
-            .iter()
-            .filter(|l| l.serves())
             .filter_map(|l| l.shared.serving_target())
             .collect();
         let (due, all): (Vec<PoolEntry>, Vec<PoolEntry>) = match self.nodes.lock() {
             Ok(mut nodes) => {
                 for n in nodes.iter_mut() {
                     // A target some connection serves is known.
-                    if let Some(l) = lanes.iter().find(|l| {
-                        l.serves() && l.shared.serving_target().as_ref() == Some(&n.entry.target)
-                    }) {
+                    if let Some(l) = serving
+                        .iter()
+                        .find(|l| l.shared.serving_target().as_ref() == Some(&n.entry.target))
+                    {
                         n.reached = l.shared.node_id().or(n.reached);
                     }
                 }
-                let due = nodes
-                    .iter()
-                    .filter(|n| {
-                        let node = n.entry.node.or(n.reached);
-                        !serving_targets.contains(&n.entry.target)
-                            && !node.is_some_and(|id| covered.contains(&id))
-                            && n.retry_at.is_none_or(|t| t <= now)
-                    })
-                    .map(|n| n.entry.clone())
-                    .collect();
+                let mut due = Vec::new();
+                for n in nodes.iter_mut() {
+                    let node = n.entry.node.or(n.reached);
+                    if !n.opening
+                        && !serving_targets.contains(&n.entry.target)
+                        && !node.is_some_and(|id| covered.contains(&id))
+                        && n.retry_at.is_none_or(|t| t <= now)
+                    {
+                        n.opening = true;
+                        due.push(n.entry.clone());
+                    }
+                }
                 (due, nodes.iter().map(|n| n.entry.clone()).collect())
             }
             Err(_) => return,
         };
-        let opened = futures::future::join_all(due.into_iter().map(|entry| {
-            let all = all.clone();
-            async move {
-                let r = open_lane(config, &entry, all, Shared::sharing(&self.primary.shared)).await;
-                (entry, r)
-            }
-        }))
-        .await;
-        let mut added = Vec::new();
+        for entry in due {
+            let (spread, config, all) = (Arc::downgrade(self), config.clone(), all.clone());
+            let shared = Shared::sharing(&self.primary.shared);
+            crate::rt::spawn(async move {
+                let r = open_lane(&config, &entry, all, shared).await;
+                match spread.upgrade() {
+                    Some(s) => s.opened(&config, &entry, r),
+                    // The client is gone meanwhile.
+                    None => {
+                        if let Ok(lane) = r {
+                            lane.close().await;
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    /// A connection to `entry` was made (or not).
+    fn opened(&self, config: &Config, entry: &PoolEntry, r: Result<Arc<Lane>, Error>) {
+        let now = crate::rt::now();
         if let Ok(mut nodes) = self.nodes.lock() {
-            for (entry, r) in opened {
-                let Some(n) = nodes.iter_mut().find(|n| n.entry.target == entry.target) else {
-                    continue;
-                };
-                match r {
-                    Ok(lane) => {
-                        n.reached = lane.shared.node_id();
+            if let Some(n) = nodes.iter_mut().find(|n| n.entry.target == entry.target) {
+                n.opening = false;
+                match &r {
+                    Ok(l) => {
+                        n.reached = l.shared.node_id();
                         n.retry_at = None;
                         n.pause = RETRY_FIRST;
-                        added.push(lane);
                     }
                     Err(e) => {
                         tracing::debug!(target = %entry.target, error = %e, "no connection to this node now");
@@ -527,8 +551,24 @@ impl Spread {
                 }
             }
         }
+        if let Ok(lane) = r {
+            self.settle(Some(lane));
+        }
+    }
+
+    /// Whether a connection to some node is being made.
+    pub(crate) fn opening(&self) -> bool {
+        self.nodes
+            .lock()
+            .map(|nodes| nodes.iter().any(|n| n.opening))
+            .unwrap_or(false)
+    }
+
+    /// Adds `lane` (if any) to the connections, and lets go of those that
+    /// double another or gave up.
+    fn settle(&self, lane: Option<Arc<Lane>>) {
         let mut lanes: Vec<Arc<Lane>> = self.lanes().iter().cloned().collect();
-        lanes.extend(added);
+        lanes.extend(lane);
         let (keep, retire) = split_doubles(lanes, &self.primary);
         for lane in &retire {
             lane.retired.store(true, Relaxed);
@@ -619,7 +659,7 @@ pub(crate) async fn supervise(spread: Weak<Spread>, config: Arc<Config>) {
             s.close_others().await;
             return;
         }
-        s.fill(&config).await;
+        s.fill(&config);
     }
 }
 

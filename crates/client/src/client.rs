@@ -95,8 +95,13 @@ impl Client {
                 primary.clone(),
                 &config.targets,
             ));
-            // A connection to every other node before the first request.
-            spread.fill(&config).await;
+            // Connections to the other nodes before the first request,
+            // unless a node is slow to answer: it joins later.
+            spread.fill(&config);
+            let waited = crate::rt::now();
+            while spread.opening() && crate::rt::now() - waited < crate::balance::FIRST_FILL {
+                crate::rt::sleep(std::time::Duration::from_millis(5)).await;
+            }
             crate::rt::spawn(crate::balance::supervise(
                 Arc::downgrade(&spread),
                 config.clone(),

@@ -57,8 +57,7 @@ async fn round_robin_gives_each_node_its_turn() {
     let cluster = TestNode::builder().start_cluster(3).await.unwrap();
     for via in VIAS {
         let client = spread(&cluster, via, Balance::RoundRobin).await;
-        // Connected to all three before the first request.
-        assert_eq!(client.nodes().len(), 3, "{via:?}");
+        wait_nodes(&client, 3).await;
         assert_eq!(client.connections_made(), 3, "{via:?}");
         assert_eq!(client.stats().connections, 3, "{via:?}");
         let before = received(&cluster);
@@ -429,4 +428,41 @@ async fn a_node_that_says_it_is_shutting_down_is_not_connected_to() {
     cluster.node(0).clear_query_handler();
     wait_nodes(&client, 3).await;
     client.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn connect_does_not_wait_for_a_node_that_does_not_answer() {
+    // A "node" that accepts connections and never answers AUTH.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            conns.push(c);
+        }
+    });
+    let cluster = TestNode::builder().start_cluster(2).await.unwrap();
+    let client = Client::builder()
+        .target(&cluster.node(0).tcp_target())
+        .unwrap()
+        .target(&cluster.node(1).tcp_target())
+        .unwrap()
+        .target(&addr.to_string())
+        .unwrap()
+        .auth(Auth::password("admin", "pass"))
+        .connect_timeout(Duration::from_secs(600))
+        .balance(Balance::RoundRobin);
+    // Far less than the connect timeout: the silent one is not waited for.
+    let client = within(60, client.connect()).await.unwrap();
+    wait_nodes(&client, 2).await;
+    for _ in 0..4 {
+        client.query("1;").await.unwrap();
+    }
+    assert!(
+        client.nodes().iter().all(|n| n.sent == 2),
+        "{:?}",
+        client.nodes()
+    );
+    client.close().await.unwrap();
+    held.abort();
 }
