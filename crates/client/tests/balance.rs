@@ -466,3 +466,24 @@ async fn connect_does_not_wait_for_a_node_that_does_not_answer() {
     client.close().await.unwrap();
     held.abort();
 }
+
+#[tokio::test]
+async fn a_node_that_stays_down_is_tried_again_with_back_off() {
+    let cluster = TestNode::builder().start_cluster(3).await.unwrap();
+    let client = spread(&cluster, Via::Tcp, Balance::RoundRobin).await;
+    wait_nodes(&client, 3).await;
+    let down = (common::first_node(&client) + 1) % 3;
+    let before = cluster.node(0).counters().connections_refused;
+    // Its connections go, and it refuses new ones for a minute.
+    cluster
+        .node(down as usize)
+        .restart_with_downtime(Duration::from_secs(60))
+        .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let tries = cluster.node(0).counters().connections_refused - before;
+    // Tried again after 1, 2 and 4 s (and once by its connection's own
+    // reconnect): a few times, not at every round (twelve in 6 s). A slow
+    // machine only makes fewer.
+    assert!((1..8).contains(&tries), "{tries} connects in 6 s");
+    client.close().await.unwrap();
+}
