@@ -251,10 +251,10 @@ impl Lane {
     }
 
     /// Counts a request given to it until the guard is dropped.
-    pub(crate) fn enter(self: &Arc<Lane>) -> Busy {
+    pub(crate) fn enter(&self) -> Busy<'_> {
         self.busy.fetch_add(1, Relaxed);
         self.sent.fetch_add(1, Relaxed);
-        Busy(self.clone())
+        Busy(self)
     }
 
     fn load(&self, primary: bool) -> NodeLoad {
@@ -300,9 +300,9 @@ pub(crate) fn loads_of(primary: &Lane) -> Vec<NodeLoad> {
 }
 
 /// A request counted on a lane; the count drops with it.
-pub(crate) struct Busy(Arc<Lane>);
+pub(crate) struct Busy<'a>(&'a Lane);
 
-impl Drop for Busy {
+impl Drop for Busy<'_> {
     fn drop(&mut self) {
         self.0.busy.fetch_sub(1, Relaxed);
     }

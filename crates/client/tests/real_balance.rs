@@ -333,18 +333,7 @@ async fn graceful(cluster: &RealCluster, targets: &[String]) {
             })
         })
         .collect();
-    let emitting = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut n = 0i64;
-            while !stop.load(Ordering::Relaxed) {
-                room.emit("n", &(n,)).await.unwrap();
-                n += 1;
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            n
-        })
-    };
+    let emitting = common::emit_numbers(room, stop.clone());
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before: Vec<(Option<u32>, u64)> =
         client.nodes().iter().map(|n| (n.node_id, n.sent)).collect();

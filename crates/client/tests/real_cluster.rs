@@ -136,18 +136,7 @@ async fn shutdown_under_load(cluster: &RealCluster, a: &str, b: &str) {
         }));
     }
     // 100 events/s from node B.
-    let emitting = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut n = 0i64;
-            while !stop.load(Ordering::Relaxed) {
-                room_b.emit("n", &(n,)).await.unwrap();
-                n += 1;
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            n
-        })
-    };
+    let emitting = common::emit_numbers(room_b, stop.clone());
     tokio::time::sleep(Duration::from_secs(1)).await;
     // Shut node A down the way an operator would: SIGTERM.
     cluster.nodes[0].terminate().unwrap();

@@ -203,3 +203,20 @@ pub fn assert_events_through_a_move(got: &[i64], sent: i64) {
         got.len()
     );
 }
+
+/// Emits events `n` with 0, 1, 2, ... on `room`, 100 a second, until
+/// `stop`; the task's result is how many it emitted.
+pub fn emit_numbers(
+    room: thingsdb_client::Room,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<i64> {
+    tokio::spawn(async move {
+        let mut n = 0i64;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            room.emit("n", &(n,)).await.unwrap();
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        n
+    })
+}
