@@ -10,6 +10,10 @@
 //! cargo run --release -p thingsdb-client --example bench_e2e -- [--target URI]... [--secs N] [--window N]
 //! ```
 //!
+//! `--rounds N` (3 unless given) splits each cell into N alternating
+//! rounds of floor and client and takes the medians: more rounds, a
+//! steadier ratio on a noisy machine.
+//!
 //! `--allocs-only` prints the heap allocations per request on the
 //! pipelined path, once per target (`allocs/req TRANSPORT N`).
 //!
@@ -61,7 +65,7 @@ use thingsdb_transport::{ConnectOptions, FrameReader, FrameWriter, Target};
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-/// Rounds of floor and client per cell.
+/// Rounds of floor and client per cell, unless `--rounds N` says.
 const ROUNDS: usize = 3;
 /// Fresh connections for the JOIN latency; bursts for the event latency.
 const SAMPLES: usize = 5;
@@ -90,6 +94,9 @@ struct Opts {
     /// (`floor`, `blocking`, `async`), for counting system calls.
     syscalls_of: Option<String>,
     count: u64,
+    /// Rounds per cell (`--rounds`): more rounds, a steadier median on a
+    /// noisy machine.
+    rounds: usize,
 }
 
 fn parse_args() -> Opts {
@@ -105,6 +112,7 @@ fn parse_args() -> Opts {
         allocs_only: false,
         syscalls_of: None,
         count: 1000,
+        rounds: ROUNDS,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -119,6 +127,7 @@ fn parse_args() -> Opts {
             "--allocs-only" => o.allocs_only = true,
             "--syscalls-of" => o.syscalls_of = Some(val()),
             "--count" => o.count = val().parse().expect("--count takes a number"),
+            "--rounds" => o.rounds = val().parse().expect("--rounds takes a number"),
             "--bench" | "--current-thread" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -814,8 +823,9 @@ async fn run(current: bool) {
         return;
     }
     println!(
-        "`1+1;` in @t, {} s per cell (medians of {ROUNDS} rounds), pipelined window {}, tokio {} runtime\n",
+        "`1+1;` in @t, {} s per cell (medians of {} rounds), pipelined window {}, tokio {} runtime\n",
         o.secs,
+        o.rounds,
         o.window,
         if current {
             "current-thread"
@@ -840,9 +850,9 @@ async fn run(current: bool) {
             // Alternate floor and client in short rounds and take the
             // median of each, so a burst of noise on a small machine does
             // not decide the ratio.
-            let secs = o.secs / ROUNDS as f64;
+            let secs = o.secs / o.rounds as f64;
             let (mut fl, mut ours, mut noqa, mut blk) = (vec![], vec![], vec![], vec![]);
-            for _ in 0..ROUNDS {
+            for _ in 0..o.rounds {
                 fl.push(floor(&target, &o, secs, window).await);
                 ours.push(measured(client_run(&client, secs, window)).await);
                 noqa.push(measured(client_run(&no_qa, secs, window)).await);
@@ -981,5 +991,6 @@ fn clone_opts(o: &Opts) -> Opts {
         allocs_only: o.allocs_only,
         syscalls_of: o.syscalls_of.clone(),
         count: o.count,
+        rounds: o.rounds,
     }
 }

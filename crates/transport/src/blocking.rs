@@ -44,21 +44,16 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use rustls::ClientConnection;
 use thingsdb_protocol::{decode_frame, Frame, Header, HEADER_LEN};
-use tungstenite::error::{Error as WsError, ProtocolError};
-use tungstenite::{Message, WebSocket};
 
 use crate::connect::ConnectOptions;
 use crate::error::Error;
-use crate::frames::{count_whole_frames, split_next};
+use crate::frames::count_whole_frames;
 use crate::target::Target;
 use crate::transport::TransportKind;
+use crate::ws::codec::{self, Codec, Handshake};
 
 /// How many bytes one read takes at most.
 const READ_CHUNK: usize = 64 * 1024;
-
-/// tungstenite's read buffer over the fed bytes (its default, 128 KiB,
-/// is zeroed before every read it makes).
-const WS_READ_BUFFER: usize = 4096;
 
 /// What [`BlockingReader::recv`] got.
 #[derive(Debug)]
@@ -269,57 +264,27 @@ impl Write for RawWrite {
 
 // ------------------------------------------------------------ WebSocket
 
-/// The stream tungstenite runs over: reads what the reader fed it (or,
-/// during the handshake, the socket itself), writes to the socket.
-struct Duplex {
-    inbox: Vec<u8>,
-    at: usize,
-    handshake: Option<RawRead>,
+/// A WebSocket connection's state, shared by the two halves: the codec
+/// (the same as the async transport's) and the way out to the socket.
+struct WsShared {
+    codec: Codec,
     out: RawWrite,
 }
 
-impl Read for Duplex {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.at < self.inbox.len() {
-            let n = buf.len().min(self.inbox.len() - self.at);
-            buf[..n].copy_from_slice(&self.inbox[self.at..self.at + n]);
-            self.at += n;
-            if self.at == self.inbox.len() {
-                self.inbox.clear();
-                self.at = 0;
-            }
-            return Ok(n);
+impl WsShared {
+    /// Writes what the codec has to send: packages, or replies it owes.
+    fn write_out(&mut self) -> io::Result<()> {
+        let out = self.codec.outgoing();
+        if out.is_empty() {
+            return Ok(());
         }
-        match &mut self.handshake {
-            Some(r) => r.read(buf),
-            None => Err(io::ErrorKind::WouldBlock.into()),
-        }
+        let r = self.out.write_all(out);
+        out.clear();
+        r
     }
 }
 
-impl Write for Duplex {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.out.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
-}
-
-type SharedWs = Arc<Mutex<WebSocket<Duplex>>>;
-
-fn ws_error(kind: TransportKind, e: WsError) -> Error {
-    match e {
-        WsError::ConnectionClosed | WsError::AlreadyClosed => Error::Closed,
-        WsError::Io(e) => Error::io(kind, e),
-        e @ WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Error::ws(
-            "the peer closed the connection without a closing handshake",
-            Some(Box::new(e)),
-        ),
-        e => Error::ws(e.to_string(), Some(Box::new(e))),
-    }
-}
+type SharedWs = Arc<Mutex<WsShared>>;
 
 // ------------------------------------------------------------ the halves
 
@@ -354,15 +319,20 @@ impl BlockingReader {
     /// Whether a whole package is buffered: [`BlockingReader::recv`]
     /// returns it without reading.
     pub fn has_buffered_frame(&self) -> bool {
-        Header::decode_prefix(&self.buf, self.max_payload)
-            .is_ok_and(|h| self.buf.len() >= h.frame_len())
+        match &self.ws {
+            Some(ws) => lock(ws).codec.has_next(),
+            None => Header::decode_prefix(&self.buf, self.max_payload)
+                .is_ok_and(|h| self.buf.len() >= h.frame_len()),
+        }
     }
 
     /// Whether a read would return at once: bytes or the end of the
     /// connection are waiting (Linux; elsewhere always `false`). One
     /// system call that never waits.
     pub fn readable_now(&self) -> bool {
-        !self.buf.is_empty() || self.raw.sock.readable_now()
+        !self.buf.is_empty()
+            || self.ws.as_ref().is_some_and(|ws| lock(ws).codec.has_next())
+            || self.raw.sock.readable_now()
     }
 
     /// Sends an ACK the kernel may be holding back (TCP and TLS on Linux;
@@ -398,12 +368,12 @@ impl BlockingReader {
             self.arm(left)?;
             self.scratch.resize(READ_CHUNK, 0);
             match self.raw.read(&mut self.scratch) {
-                Ok(0) => self.ended = true,
-                Ok(n) => self.take(n)?,
+                Ok(0) => self.end(),
+                Ok(n) => self.take(n),
                 // The timeout set may be shorter than asked for (see
                 // `arm`): the loop waits out the rest.
                 Err(e) if is_timeout(&e) => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => self.ended = true,
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => self.end(),
                 Err(e) => return Err(Error::io(self.kind, e)),
             }
         }
@@ -433,50 +403,35 @@ impl BlockingReader {
     }
 
     /// Hands `n` bytes of `scratch` to the framing layer.
-    fn take(&mut self, n: usize) -> Result<(), Error> {
+    fn take(&mut self, n: usize) {
         match &self.ws {
-            None => {
-                self.buf.extend_from_slice(&self.scratch[..n]);
-                Ok(())
-            }
+            None => self.buf.extend_from_slice(&self.scratch[..n]),
             Some(ws) => {
                 let mut ws = lock(ws);
-                ws.get_mut().inbox.extend_from_slice(&self.scratch[..n]);
-                loop {
-                    match ws.read() {
-                        Ok(Message::Binary(b)) => {
-                            let f = Frame::parse(b, self.max_payload)?;
-                            f.encode_into(&mut self.buf)?;
-                        }
-                        Ok(Message::Text(_)) => return Err(Error::TextMessage),
-                        Ok(Message::Close(_)) => {
-                            // tungstenite queued the close reply.
-                            let _ = ws.flush();
-                            self.ended = true;
-                            return Ok(());
-                        }
-                        Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {
-                            // A pong tungstenite queued goes out now.
-                            let _ = ws.flush();
-                        }
-                        Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                            return Ok(())
-                        }
-                        Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
-                            self.ended = true;
-                            return Ok(());
-                        }
-                        Err(e) => return Err(ws_error(self.kind, e)),
-                    }
-                }
+                ws.codec.feed(&self.scratch[..n]);
+                // A pong or the answer to a Close goes out now; a write
+                // that fails shows on the next send (or read).
+                let _ = ws.write_out();
+                self.ended = ws.codec.ended();
             }
         }
     }
 
+    /// The socket ended.
+    fn end(&mut self) {
+        if let Some(ws) = &self.ws {
+            lock(ws).codec.feed_end();
+        }
+        self.ended = true;
+    }
+
     fn next_buffered(&mut self) -> Result<Option<Frame>, Error> {
-        // A protocol error leaves the bad header in the buffer, so every
-        // later call reports it again: the stream is out of sync.
-        Ok(decode_frame(&mut self.buf, self.max_payload)?)
+        match &self.ws {
+            Some(ws) => lock(ws).codec.next().transpose(),
+            // A protocol error leaves the bad header in the buffer, so
+            // every later call reports it again: the stream is out of sync.
+            None => Ok(decode_frame(&mut self.buf, self.max_payload)?),
+        }
     }
 
     fn at_eof(&self) -> Result<Received, Error> {
@@ -525,7 +480,7 @@ impl BlockingWriter {
     /// Writes a batch of one or more whole packages, blocking until the
     /// socket took it all (one system call on a plain socket when it has
     /// room). Over WebSocket each package is one binary message.
-    pub fn send(&mut self, mut frames: Bytes) -> Result<(), Error> {
+    pub fn send(&mut self, frames: Bytes) -> Result<(), Error> {
         if self.closed {
             return Err(Error::Closed);
         }
@@ -535,11 +490,8 @@ impl BlockingWriter {
             None => self.raw.write_all(&frames).map_err(|e| Error::io(kind, e)),
             Some(ws) => {
                 let mut ws = lock(ws);
-                while let Some(pkg) = split_next(&mut frames) {
-                    ws.write(Message::Binary(pkg))
-                        .map_err(|e| ws_error(kind, e))?;
-                }
-                ws.flush().map_err(|e| ws_error(kind, e))
+                ws.codec.encode(frames)?;
+                ws.write_out().map_err(|e| Error::io(kind, e))
             }
         }
     }
@@ -553,8 +505,8 @@ impl BlockingWriter {
         }
         if let Some(ws) = &self.ws {
             let mut ws = lock(ws);
-            let _ = ws.close(None);
-            let _ = ws.flush();
+            ws.codec.close();
+            let _ = ws.write_out();
         } else if let Some(tls) = &self.raw.tls {
             let mut c = lock(tls);
             c.send_close_notify();
@@ -620,10 +572,13 @@ pub fn connect(
     };
     let (raw_read, raw_write, ws) = match kind {
         TransportKind::Ws | TransportKind::Wss => {
-            let (r, ws) = ws_handshake(target, opts, raw_read, make_write(tls)?, kind)?;
-            // tungstenite writes through its own `Duplex`; this one is
-            // for shutting down.
-            (r, make_write(None)?, Some(Arc::new(Mutex::new(ws))))
+            let mut raw_read = raw_read;
+            let mut out = make_write(tls)?;
+            let codec = ws_handshake(target, opts, &mut raw_read, &mut out, kind)?;
+            // The codec's bytes go out through `out`; this one is for
+            // shutting down.
+            let ws = WsShared { codec, out };
+            (raw_read, make_write(None)?, Some(Arc::new(Mutex::new(ws))))
         }
         _ => (raw_read, make_write(tls)?, None),
     };
@@ -747,40 +702,33 @@ fn tls_handshake(
 fn ws_handshake(
     target: &Target,
     opts: &ConnectOptions,
-    raw_read: RawRead,
-    raw_write: RawWrite,
+    raw_read: &mut RawRead,
+    raw_write: &mut RawWrite,
     kind: TransportKind,
-) -> Result<(RawRead, WebSocket<Duplex>), Error> {
+) -> Result<Codec, Error> {
     let uri = target.to_string();
-    let duplex = Duplex {
-        inbox: Vec::new(),
-        at: 0,
-        handshake: Some(raw_read),
-        out: raw_write,
-    };
-    let (mut ws, _response) = tungstenite::client::client_with_config(
-        uri.as_str(),
-        duplex,
-        // tungstenite zeroes `read_buffer_size` bytes before each read:
-        // what it reads here is what the reader fed it, a read's worth.
-        Some(crate::ws::config(opts.ws_max_message).read_buffer_size(WS_READ_BUFFER)),
-    )
-    .map_err(|e| match e {
-        tungstenite::HandshakeError::Failure(WsError::Http(resp)) => Error::ws(
-            format!("handshake with {uri} refused: HTTP {}", resp.status()),
-            None,
-        ),
-        tungstenite::HandshakeError::Failure(e) => Error::ws(
-            format!("handshake with {uri} failed: {e}"),
-            Some(Box::new(e)),
-        ),
-        tungstenite::HandshakeError::Interrupted(_) => {
-            Error::io(kind, io::ErrorKind::TimedOut.into())
+    let mut state = codec::handshake(&uri, kind, opts.ws_max_message, opts.max_payload)?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match state {
+            Handshake::Done(codec) => return Ok(codec),
+            Handshake::Waiting(mut w) => {
+                let out = w.outgoing();
+                if !out.is_empty() {
+                    raw_write.write_all(out).map_err(|e| Error::io(kind, e))?;
+                    out.clear();
+                }
+                // `RawRead::read` goes on after an interruption itself.
+                let n = match raw_read.read(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) if is_timeout(&e) => {
+                        return Err(Error::io(kind, io::ErrorKind::TimedOut.into()))
+                    }
+                    Err(e) => return Err(Error::io(kind, e)),
+                };
+                state = w.feed(&buf[..n])?;
+            }
         }
-    })?;
-    match ws.get_mut().handshake.take() {
-        Some(r) => Ok((r, ws)),
-        None => Err(Error::ws("handshake lost its reader", None)),
     }
 }
 

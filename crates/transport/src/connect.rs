@@ -164,8 +164,15 @@ async fn connect_now(target: &Target, opts: &ConnectOptions) -> Result<Connectio
             let tcp = connect_tcp(target, host, *port).await?;
             // A node's WebSocket listener (libwebsockets) sets TCP_NODELAY.
             let tcp = QuickAck::new(tcp, false);
-            let ws = ws::handshake(tcp, &target.to_string(), opts.ws_max_message).await?;
-            let (w, r) = ws::split(ws, TransportKind::Ws, max);
+            let (io, codec) = ws::handshake(
+                tcp,
+                &target.to_string(),
+                TransportKind::Ws,
+                opts.ws_max_message,
+                max,
+            )
+            .await?;
+            let (w, r) = ws::split(io, codec, TransportKind::Ws);
             Ok(Connection::new(
                 Writer::Ws(w),
                 Reader::Ws(r),
@@ -176,8 +183,15 @@ async fn connect_now(target: &Target, opts: &ConnectOptions) -> Result<Connectio
             let tcp = connect_tcp(target, host, *port).await?;
             let tls = tls_handshake(target, host, &opts.tls, QuickAck::new(tcp, false)).await?;
             // `Display` is already the canonical `wss://host:port/path`.
-            let ws = ws::handshake(tls, &target.to_string(), opts.ws_max_message).await?;
-            let (w, r) = ws::split(ws, TransportKind::Wss, max);
+            let (io, codec) = ws::handshake(
+                tls,
+                &target.to_string(),
+                TransportKind::Wss,
+                opts.ws_max_message,
+                max,
+            )
+            .await?;
+            let (w, r) = ws::split(io, codec, TransportKind::Wss);
             Ok(Connection::new(
                 Writer::Wss(w),
                 Reader::Wss(r),
