@@ -711,7 +711,13 @@ fn ws_handshake(
     let mut buf = vec![0u8; 4096];
     loop {
         match state {
-            Handshake::Done(codec) => return Ok(codec),
+            Handshake::Done(mut codec) => {
+                // A reply owed already (a ping came with the answer).
+                let out = codec.outgoing();
+                raw_write.write_all(out).map_err(|e| Error::io(kind, e))?;
+                out.clear();
+                return Ok(codec);
+            }
             Handshake::Waiting(mut w) => {
                 let out = w.outgoing();
                 if !out.is_empty() {
@@ -793,6 +799,58 @@ mod tests {
             matches!(e, Error::ClosedMidFrame { available: 5, .. }),
             "{e}"
         );
+    }
+
+    /// Over WebSocket, with a tungstenite peer on a thread: a ping is
+    /// answered while the client only reads (the peer sends nothing more
+    /// before the pong), a text message is an error that leaves the
+    /// connection usable, packages go both ways, and the peer's close is
+    /// answered by the reading half (before the client sends anything).
+    #[test]
+    fn websocket_pings_text_packages_and_close() {
+        use tungstenite::Message;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let mut ws = tungstenite::accept(s).unwrap();
+            ws.send(Message::Ping(Bytes::from_static(b"p"))).unwrap();
+            let mut seen = Vec::new();
+            loop {
+                match ws.read() {
+                    Ok(Message::Pong(p)) => {
+                        seen.push(format!("pong {}", p.len()));
+                        ws.send(Message::text("no")).unwrap();
+                        ws.send(Message::Binary(Bytes::from(frame(7, b"hi"))))
+                            .unwrap();
+                    }
+                    Ok(Message::Binary(b)) => {
+                        seen.push(format!("binary {}", b.len()));
+                        ws.close(None).unwrap();
+                    }
+                    Ok(Message::Close(_)) => seen.push("close".into()),
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = seen_tx.send(seen);
+        });
+        let t = Target::ws("127.0.0.1", port, "/");
+        let (mut r, mut w) = connect(&t, &ConnectOptions::default()).unwrap();
+        let wait = Some(Duration::from_secs(20));
+        assert!(matches!(r.recv(wait), Err(Error::TextMessage)));
+        match r.recv(wait).unwrap() {
+            Received::Frame(f) => assert_eq!((f.id, &f.payload[..]), (7, &b"hi"[..])),
+            other => panic!("{other:?}"),
+        }
+        w.send(Bytes::from(frame(8, b"back"))).unwrap();
+        assert!(matches!(r.recv(wait).unwrap(), Received::Closed));
+        // The peer is done before this client writes anything more: the
+        // answer to its close came from the reading half.
+        let seen = seen_rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert_eq!(seen, ["pong 1", "binary 12", "close"]);
+        w.close();
     }
 
     #[test]

@@ -47,7 +47,11 @@ where
     let mut buf = vec![0u8; 4096];
     loop {
         match state {
-            Handshake::Done(codec) => return Ok((stream, codec)),
+            Handshake::Done(codec) => {
+                // A reply owed already (a ping that came with the answer)
+                // goes out with the reading half's first poll.
+                return Ok((stream, codec));
+            }
             Handshake::Waiting(mut w) => {
                 let out = w.outgoing();
                 if !out.is_empty() {
