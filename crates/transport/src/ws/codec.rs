@@ -507,7 +507,10 @@ mod tests {
         let Ok(mut server) = ServerHandshake::start(mem, NoCallback, None).handshake() else {
             panic!("server handshake")
         };
-        // The answer and a package in one read.
+        // The answer, a ping and a package in one read.
+        server
+            .send(Message::Ping(Bytes::from_static(b"p")))
+            .unwrap();
         server
             .send(Message::Binary(frame(4, 10).to_bytes()))
             .unwrap();
@@ -516,6 +519,10 @@ mod tests {
             panic!("done")
         };
         assert_eq!(c.next().unwrap().unwrap(), frame(4, 10));
+        // The pong is owed at once.
+        let mut out = c.outgoing().split();
+        let got = server_reads(&mut server, &mut out);
+        assert_eq!(got, vec![Message::Pong(Bytes::from_static(b"p"))]);
     }
 
     #[test]
