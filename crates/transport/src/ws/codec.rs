@@ -418,6 +418,47 @@ mod tests {
         assert_eq!(got, want);
     }
 
+    proptest::proptest! {
+        /// Packages of any sizes, fed in pieces of any sizes, come out
+        /// whole and in order, interleaved with pings; the pongs are owed
+        /// in order too.
+        #[test]
+        fn packages_in_any_pieces_come_out_whole(
+            sizes in proptest::collection::vec(0usize..3000, 1..20),
+            pings in proptest::collection::vec(proptest::bool::ANY, 20),
+            cuts in proptest::collection::vec(1usize..5000, 1..40),
+        ) {
+            let (mut c, mut server) = pair();
+            let frames: Vec<Frame> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| frame(i as u16, *n))
+                .collect();
+            let mut want_pongs = Vec::new();
+            for (i, f) in frames.iter().enumerate() {
+                if pings[i] {
+                    let p = Bytes::from(vec![i as u8]);
+                    server.send(Message::Ping(p.clone())).unwrap();
+                    want_pongs.push(Message::Pong(p));
+                }
+                server.send(Message::Binary(f.to_bytes())).unwrap();
+            }
+            let wire = server.get_mut().out.split();
+            let mut at = 0;
+            let mut k = 0;
+            while at < wire.len() {
+                let n = cuts[k % cuts.len()].min(wire.len() - at);
+                c.feed(&wire[at..at + n]);
+                at += n;
+                k += 1;
+            }
+            let got: Vec<Frame> = std::iter::from_fn(|| c.next()).map(Result::unwrap).collect();
+            proptest::prop_assert_eq!(got, frames);
+            let mut out = c.outgoing().split();
+            proptest::prop_assert_eq!(server_reads(&mut server, &mut out), want_pongs);
+        }
+    }
+
     #[test]
     fn pings_are_answered_and_text_is_an_error() {
         let (mut c, mut server) = pair();
