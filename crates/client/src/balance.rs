@@ -320,6 +320,19 @@ struct Node {
     opening: bool,
 }
 
+impl Node {
+    /// A pool entry not tried yet.
+    fn new(entry: PoolEntry) -> Node {
+        Node {
+            entry,
+            reached: None,
+            retry_at: None,
+            pause: RETRY_FIRST,
+            opening: false,
+        }
+    }
+}
+
 /// The connections of a balancing client: the first (rooms, events) and
 /// one per further node.
 pub(crate) struct Spread {
@@ -348,15 +361,11 @@ impl Spread {
             last_change: AtomicU64::new(0),
             nodes: Mutex::new(
                 pool.iter()
-                    .map(|t| Node {
-                        entry: PoolEntry {
+                    .map(|t| {
+                        Node::new(PoolEntry {
                             target: t.clone(),
                             node: None,
-                        },
-                        reached: None,
-                        retry_at: None,
-                        pause: RETRY_FIRST,
-                        opening: false,
+                        })
                     })
                     .collect(),
             ),
@@ -457,13 +466,7 @@ impl Spread {
                             n.entry.node = e.node;
                         }
                     }
-                    None => nodes.push(Node {
-                        entry: e.clone(),
-                        reached: None,
-                        retry_at: None,
-                        pause: RETRY_FIRST,
-                        opening: false,
-                    }),
+                    None => nodes.push(Node::new(e.clone())),
                 }
             }
         }

@@ -164,7 +164,7 @@ async fn connect_now(target: &Target, opts: &ConnectOptions) -> Result<Connectio
             let tcp = connect_tcp(target, host, *port).await?;
             // A node's WebSocket listener (libwebsockets) sets TCP_NODELAY.
             let tcp = QuickAck::new(tcp, false);
-            let (io, codec) = ws::handshake(
+            let (w, r) = ws::open(
                 tcp,
                 &target.to_string(),
                 TransportKind::Ws,
@@ -172,7 +172,6 @@ async fn connect_now(target: &Target, opts: &ConnectOptions) -> Result<Connectio
                 max,
             )
             .await?;
-            let (w, r) = ws::split(io, codec, TransportKind::Ws);
             Ok(Connection::new(
                 Writer::Ws(w),
                 Reader::Ws(r),
@@ -183,7 +182,7 @@ async fn connect_now(target: &Target, opts: &ConnectOptions) -> Result<Connectio
             let tcp = connect_tcp(target, host, *port).await?;
             let tls = tls_handshake(target, host, &opts.tls, QuickAck::new(tcp, false)).await?;
             // `Display` is already the canonical `wss://host:port/path`.
-            let (io, codec) = ws::handshake(
+            let (w, r) = ws::open(
                 tls,
                 &target.to_string(),
                 TransportKind::Wss,
@@ -191,7 +190,6 @@ async fn connect_now(target: &Target, opts: &ConnectOptions) -> Result<Connectio
                 max,
             )
             .await?;
-            let (w, r) = ws::split(io, codec, TransportKind::Wss);
             Ok(Connection::new(
                 Writer::Wss(w),
                 Reader::Wss(r),

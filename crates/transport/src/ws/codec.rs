@@ -83,7 +83,7 @@ fn config(max_message: usize) -> tungstenite::protocol::WebSocketConfig {
 }
 
 /// A tungstenite error as the transport's.
-pub(crate) fn ws_error(kind: TransportKind, e: WsError) -> Error {
+fn ws_error(kind: TransportKind, e: WsError) -> Error {
     match e {
         WsError::ConnectionClosed | WsError::AlreadyClosed => Error::Closed,
         WsError::Io(e) => Error::io(kind, e),
@@ -226,10 +226,24 @@ impl Codec {
     /// [`Codec::next`]'s, replies owed to the peer go to
     /// [`Codec::outgoing`].
     pub(crate) fn feed(&mut self, bytes: &[u8]) {
+        self.inbox().extend_from_slice(bytes);
+        self.decode_fed();
+    }
+
+    /// Where bytes read from the socket go, for a caller that reads into
+    /// it directly; [`Codec::decode_fed`] then takes them as
+    /// [`Codec::feed`] does.
+    pub(crate) fn inbox(&mut self) -> &mut BytesMut {
+        &mut self.ws.get_mut().inbox
+    }
+
+    /// Decodes what was put into [`Codec::inbox`].
+    pub(crate) fn decode_fed(&mut self) {
         if self.ended {
+            // Nothing is decoded after the end: what came is dropped.
+            self.ws.get_mut().inbox.clear();
             return;
         }
-        self.ws.get_mut().inbox.extend_from_slice(bytes);
         self.decode();
     }
 
@@ -347,23 +361,28 @@ mod tests {
     use tungstenite::handshake::server::{NoCallback, ServerHandshake};
 
     /// A server side over `Mem` too, so that both run in memory.
-    fn pair() -> (Codec, WebSocket<Mem>) {
-        let mut c = match handshake("ws://h/", TransportKind::Ws, 1 << 20, 1 << 20).unwrap() {
-            Handshake::Waiting(w) => w,
-            Handshake::Done(_) => panic!("done without an answer"),
+    /// A client handshake under way and a server side (over `Mem` too)
+    /// that took its request; the server's answer waits in its `out`.
+    fn started() -> (Waiting, WebSocket<Mem>) {
+        let Handshake::Waiting(mut c) =
+            handshake("ws://h/", TransportKind::Ws, 1 << 20, 1 << 20).unwrap()
+        else {
+            panic!("done without an answer")
         };
-        let request = c.outgoing().split();
         let mem = Mem {
-            inbox: request,
+            inbox: c.outgoing().split(),
             ..Mem::default()
         };
-        let (server, answer) = match ServerHandshake::start(mem, NoCallback, None).handshake() {
-            Ok(mut s) => {
-                let answer = s.get_mut().out.split();
-                (s, answer)
-            }
-            Err(_) => panic!("server handshake"),
+        let Ok(server) = ServerHandshake::start(mem, NoCallback, None).handshake() else {
+            panic!("server handshake")
         };
+        (c, server)
+    }
+
+    /// An open client codec and its server side, both in memory.
+    fn pair() -> (Codec, WebSocket<Mem>) {
+        let (c, mut server) = started();
+        let answer = server.get_mut().out.split();
         match c.feed(&answer).unwrap() {
             Handshake::Done(codec) => (codec, server),
             Handshake::Waiting(_) => panic!("not done"),
@@ -536,18 +555,7 @@ mod tests {
 
     #[test]
     fn packages_that_come_with_the_answer_are_decoded() {
-        let Handshake::Waiting(mut c) =
-            handshake("ws://h/", TransportKind::Ws, 1 << 20, 1 << 20).unwrap()
-        else {
-            panic!("waiting")
-        };
-        let mem = Mem {
-            inbox: c.outgoing().split(),
-            ..Mem::default()
-        };
-        let Ok(mut server) = ServerHandshake::start(mem, NoCallback, None).handshake() else {
-            panic!("server handshake")
-        };
+        let (c, mut server) = started();
         // The answer, a ping and a package in one read.
         server
             .send(Message::Ping(Bytes::from_static(b"p")))

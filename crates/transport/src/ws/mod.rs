@@ -20,7 +20,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use thingsdb_protocol::Frame;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -32,8 +32,24 @@ use codec::{Codec, Handshake};
 /// How much one read from the socket takes at most.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// Runs the client handshake for `uri` over an open stream and gives the
+/// connection's two halves.
+pub(crate) async fn open<S>(
+    stream: S,
+    uri: &str,
+    kind: TransportKind,
+    max_message: usize,
+    max_payload: u32,
+) -> Result<(WsWriter<S>, WsReader<S>), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (io, codec) = handshake(stream, uri, kind, max_message, max_payload).await?;
+    Ok(split(io, codec, kind))
+}
+
 /// Runs the client handshake for `uri` over an open stream.
-pub(crate) async fn handshake<S>(
+async fn handshake<S>(
     mut stream: S,
     uri: &str,
     kind: TransportKind,
@@ -89,7 +105,7 @@ fn lock<S>(m: &Mutex<Shared<S>>) -> MutexGuard<'_, Shared<S>> {
 }
 
 /// The two halves over an established WebSocket.
-pub(crate) fn split<S>(io: S, codec: Codec, kind: TransportKind) -> (WsWriter<S>, WsReader<S>)
+fn split<S>(io: S, codec: Codec, kind: TransportKind) -> (WsWriter<S>, WsReader<S>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -105,11 +121,7 @@ where
             closed: false,
             flushed: true,
         },
-        WsReader {
-            shared,
-            kind,
-            buf: BytesMut::new(),
-        },
+        WsReader { shared, kind },
     )
 }
 
@@ -198,8 +210,6 @@ impl<S> Drop for WsWriter<S> {
 pub(crate) struct WsReader<S> {
     shared: Lock<S>,
     kind: TransportKind,
-    /// Where a read from the socket lands before the codec takes it.
-    buf: BytesMut,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
@@ -221,15 +231,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
             if s.codec.ended() {
                 return Poll::Ready(Ok(None));
             }
-            self.buf.clear();
-            self.buf.reserve(READ_CHUNK);
+            // Straight into the codec's input: no copy on the way.
+            let inbox = s.codec.inbox();
+            inbox.reserve(READ_CHUNK);
             match ready!(tokio_util::io::poll_read_buf(
                 Pin::new(&mut s.io),
                 cx,
-                &mut self.buf
+                inbox
             )) {
                 Ok(0) => s.codec.feed_end(),
-                Ok(_) => s.codec.feed(&self.buf),
+                Ok(_) => s.codec.decode_fed(),
                 Err(e) => s.codec.broken(Error::io(self.kind, e)),
             }
         }
