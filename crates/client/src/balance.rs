@@ -209,6 +209,12 @@ pub struct NodeLoad {
 /// One connection task and what the client counts of it.
 pub(crate) struct Lane {
     pub(crate) cmd_tx: mpsc::Sender<Input>,
+    /// The connection's state, for callers to step while they wait
+    /// (`None` for a lane without a connection task, in tests). Not in a
+    /// browser: there the page's one event loop runs every task, and the
+    /// sockets are not `Send`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) core: Option<driver::SharedCore>,
     pub(crate) shared: Arc<Shared>,
     /// Requests of this client in flight on it.
     busy: AtomicUsize,
@@ -228,7 +234,13 @@ impl Lane {
         shared.observe.sync_pool(&config.targets);
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (ready_tx, ready) = oneshot::channel();
-        crate::rt::spawn(driver::run(config, cmd_rx, shared.clone(), ready_tx));
+        let core = Arc::new(std::sync::Mutex::new(driver::Core::new(
+            config,
+            cmd_rx,
+            shared.clone(),
+            ready_tx,
+        )));
+        crate::rt::spawn(driver::run(core.clone()));
         match ready.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(e),
@@ -236,6 +248,8 @@ impl Lane {
         }
         Ok(Arc::new(Lane {
             cmd_tx,
+            #[cfg(not(target_arch = "wasm32"))]
+            core: Some(core),
             shared,
             busy: AtomicUsize::new(0),
             sent: AtomicU64::new(0),
@@ -683,6 +697,7 @@ mod tests {
         }
         Arc::new(Lane {
             cmd_tx,
+            core: None,
             shared,
             busy: AtomicUsize::new(busy),
             sent: AtomicU64::new(0),

@@ -602,31 +602,116 @@ impl Client {
     ) -> Result<Answer, Error> {
         let gone = || lane.shared.dead.get().cloned().unwrap_or(Error::Closed);
         let (reply, rx) = oneshot::channel();
-        let cmd = Input::Cmd(Command::Request {
+        let cmd = Command::Request {
             frame,
             reply,
             deadline,
             timeout,
             idempotent,
-        });
-        // The connection task times the request out; the caller only waits
+        };
+        // Straight to the session when the connection is not busy with
+        // another caller's turn: then this caller steps the sockets itself
+        // while it waits (see `driver::Core`).
+        #[cfg(not(target_arch = "wasm32"))]
+        let (cmd, ticket) = match lane.core.as_deref().map(std::sync::Mutex::try_lock) {
+            Some(Ok(mut core)) => match core.submit(cmd) {
+                Ok(ticket) => (None, Some(ticket)),
+                Err(cmd) => (Some(cmd), None),
+            },
+            _ => (Some(cmd), None),
+        };
+        #[cfg(target_arch = "wasm32")]
+        let cmd = Some(cmd);
+        // The connection times the request out; the caller only waits
         // itself when the command queue is full.
-        match lane.cmd_tx.try_send(cmd) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(cmd)) => {
-                let send = crate::rt::timeout_at(Some(deadline), lane.cmd_tx.send(cmd));
-                match Box::pin(send).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return Err(gone()),
-                    Err(_) => return Err(Error::Timeout(timeout)),
+        if let Some(cmd) = cmd {
+            match lane.cmd_tx.try_send(Input::Cmd(cmd)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(cmd)) => {
+                    let send = crate::rt::timeout_at(Some(deadline), lane.cmd_tx.send(cmd));
+                    match Box::pin(send).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return Err(gone()),
+                        Err(_) => return Err(Error::Timeout(timeout)),
+                    }
                 }
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(gone()),
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(gone()),
         }
-        match rx.await {
+        #[cfg(not(target_arch = "wasm32"))]
+        let answer = Stepping {
+            rx,
+            core: lane.core.as_deref(),
+            ticket,
+        }
+        .await;
+        #[cfg(target_arch = "wasm32")]
+        let answer = rx.await;
+        match answer {
             Ok(result) => result,
             Err(_) => Err(gone()),
         }
+    }
+}
+
+/// A caller's wait for its answer. A caller whose request found the
+/// connection idle steps its sockets from the caller's task while it
+/// waits, and gives them back to the connection task when done or dropped
+/// (see `driver::Core`); any other waits for the answer to be handed
+/// over.
+#[cfg(not(target_arch = "wasm32"))]
+struct Stepping<'a> {
+    rx: oneshot::Receiver<Result<Answer, Error>>,
+    core: Option<&'a std::sync::Mutex<crate::connection::driver::Core>>,
+    /// The ticket of a caller that steps the sockets (`None` once the
+    /// connection task took them back).
+    ticket: Option<u64>,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Stepping<'_> {
+    fn hand_back(&mut self) {
+        if let (Some(ticket), Some(core)) = (self.ticket.take(), self.core) {
+            crate::connection::driver::lock(core).hand_back(ticket);
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl std::future::Future for Stepping<'_> {
+    type Output = Result<Result<Answer, Error>, oneshot::error::RecvError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::{Context, Waker};
+        let this = &mut *self;
+        if let (Some(ticket), Some(core)) = (this.ticket, this.core) {
+            let mut c = crate::connection::driver::lock(core);
+            if c.step_caller(ticket, cx) {
+                // The answer comes from this task's own step: no waker
+                // on it, so that it does not wake the task it runs on.
+                let r =
+                    std::pin::Pin::new(&mut this.rx).poll(&mut Context::from_waker(Waker::noop()));
+                if r.is_ready() {
+                    this.ticket = None;
+                    c.hand_back(ticket);
+                }
+                return r;
+            }
+            // The connection task took the sockets back: it hands the
+            // answer over.
+            this.ticket = None;
+        }
+        std::pin::Pin::new(&mut this.rx).poll(cx)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Drop for Stepping<'_> {
+    fn drop(&mut self) {
+        self.hand_back();
     }
 }
 

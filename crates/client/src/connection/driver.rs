@@ -2,17 +2,21 @@
 //! code runs on tokio and, in a browser, on the page's event loop (see
 //! `crate::rt`).
 //!
-//! One task runs [`run`]. It owns the connections' halves, reads frames and
-//! hands them to the session, writes what the session queued (everything
-//! queued while the previous write was in progress goes out in one write),
-//! sleeps until the session's next deadline, opens connections when asked
-//! (after the session's backoff delay), and passes commands from client
-//! handles. It keeps no protocol state.
+//! The session and its sockets live in a [`Core`]. One task runs [`run`]:
+//! it reads frames and hands them to the session, writes what the session
+//! queued (everything queued while the previous write was in progress goes
+//! out in one write), sleeps until the session's next deadline, opens
+//! connections when asked (after the session's backoff delay), and passes
+//! commands from client handles. A caller waiting for its answer steps the
+//! sockets from its own task when no one else does (see [`Core`]). It
+//! keeps no protocol state.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll, Waker};
 
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
@@ -274,191 +278,463 @@ fn now() -> web_time::Instant {
     rt::now()
 }
 
-/// Runs a client's connection until it is closed or gives up. `ready`
-/// is answered once the first connection serves (`Ok`), or with the error
-/// that ended the first round of connects.
-pub(crate) async fn run(
+/// A connection's state: the session, its sockets and what it waits on.
+///
+/// The connection task steps it ([`run`]). A caller whose request finds
+/// the connection idle (nothing in flight, nothing queued, no other
+/// caller stepping) hands it to the session itself and steps the sockets
+/// from its own task while it waits for the answer
+/// ([`Core::submit`], [`Core::step_caller`]): the reply then wakes the
+/// caller's task directly, and one request one at a time wakes one task
+/// instead of two (the caller's and the connection task's, with a channel
+/// and a hand-over between them). Only the sockets are stepped that way;
+/// connecting, closing, timers and full event streams stay with the
+/// connection task, which a caller wakes when the session asks for one of
+/// those. Any other caller meanwhile queues its command for the
+/// connection task, which takes the sockets back from the stepping caller
+/// (and wakes it) before it steps them.
+///
+/// Whoever steps the sockets leaves its waker with them; a caller that
+/// stepped gives them back to the connection task when it is done
+/// ([`Core::hand_back`]), so that replies to others, events and a peer's
+/// close are never left waiting on a task that no longer listens.
+pub(crate) struct Core {
     config: Arc<Config>,
-    mut cmd_rx: mpsc::Receiver<Input>,
     shared: Arc<Shared>,
-    ready: oneshot::Sender<Result<(), Error>>,
-) {
-    let mut ready = Some(ready);
-    let mut session = Session::new(session_config(&config));
-    session.handle_command(now(), Command::AddNodes(pool_entries(&config)));
-    let mut sockets: Vec<Socket> = Vec::with_capacity(2);
-    // Connection attempts (rare), and graceful closes.
-    let mut connecting: FuturesUnordered<BoxFuture<'static, (ConnId, Result<Established, Error>)>> =
-        FuturesUnordered::new();
-    let mut closes: FuturesUnordered<BoxFuture<'static, ()>> = FuturesUnordered::new();
-    let mut start = 0usize;
+    session: Session,
+    cmd_rx: mpsc::Receiver<Input>,
+    sockets: Vec<Socket>,
+    /// Connection attempts (rare), polled by the connection task only.
+    connecting: FuturesUnordered<BoxFuture<'static, (ConnId, Result<Established, Error>)>>,
+    /// Graceful closes, polled by the connection task only.
+    closes: FuturesUnordered<BoxFuture<'static, ()>>,
+    /// Which socket `poll_sockets` starts at.
+    start: usize,
+    /// The one timer, for the session's next deadline.
+    timer: rt::Timer,
+    /// The wait for room in a full event stream, while a delivery is parked.
+    parked: Option<BoxFuture<'static, bool>>,
+    /// Answered once the first connection serves, or the first round of
+    /// connects failed.
+    ready: Option<oneshot::Sender<Result<(), Error>>>,
+    /// The connection task's waker, from its last poll.
+    task: Option<Waker>,
+    /// A caller's step left work only the connection task does.
+    task_due: bool,
+    /// The caller that steps the sockets now, if one does.
+    stepper: Option<Stepper>,
+    /// Tickets handed out to stepping callers so far.
+    tickets: u64,
+    /// The session finished; the connection task closes what is left.
+    done: bool,
+}
 
-    let mut timer = rt::Timer::new();
+/// The caller that steps a [`Core`]'s sockets.
+struct Stepper {
+    /// Which caller: the one holding this ticket.
+    ticket: u64,
+    /// Its waker, from its last step (`None` before its first).
+    waker: Option<Waker>,
+}
 
-    loop {
-        while let Some(out) = session.poll_output() {
-            match out {
-                Output::Connect {
-                    conn,
-                    index,
-                    target,
-                    delay,
-                } => {
-                    let config = config.clone();
-                    let span = shared
-                        .observe
-                        .attempt_span(session.serving_index(), index, delay);
-                    connecting.push(crate::observe::in_span(span, async move {
-                        rt::sleep(delay).await;
-                        (conn, connect_one(&config, &target).await)
-                    }));
-                }
-                Output::Close { conn } => {
-                    if let Some(pos) = sockets.iter().position(|l| l.conn == conn) {
-                        let mut socket = sockets.swap_remove(pos);
-                        if let Some(batch) = session.poll_transmit(conn) {
-                            let _ = socket.writer.queue(batch);
+/// A [`Core`] as the connection task and the client's handles share it.
+pub(crate) type SharedCore = Arc<Mutex<Core>>;
+
+/// Locks a core (one poisoned by a panic elsewhere is still usable: every
+/// step leaves it consistent).
+pub(crate) fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
+    core.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Core {
+    /// A connection for `config`, not connected yet: the connection task
+    /// ([`run`]) connects it; `ready` is answered once it first serves, or
+    /// with the error that ended the first round of connects.
+    pub(crate) fn new(
+        config: Arc<Config>,
+        cmd_rx: mpsc::Receiver<Input>,
+        shared: Arc<Shared>,
+        ready: oneshot::Sender<Result<(), Error>>,
+    ) -> Core {
+        let mut session = Session::new(session_config(&config));
+        session.handle_command(now(), Command::AddNodes(pool_entries(&config)));
+        Core {
+            config,
+            shared,
+            session,
+            cmd_rx,
+            sockets: Vec::with_capacity(2),
+            connecting: FuturesUnordered::new(),
+            closes: FuturesUnordered::new(),
+            start: 0,
+            timer: rt::Timer::new(),
+            parked: None,
+            ready: Some(ready),
+            task: None,
+            task_due: false,
+            stepper: None,
+            tickets: 0,
+            done: false,
+        }
+    }
+
+    /// Does what the session asks that needs no waiting: connections to
+    /// open and close, events to publish, batches to write, the timer to
+    /// arm. The error once the session finished.
+    fn settle(&mut self) -> Option<Error> {
+        let shared = &self.shared;
+        loop {
+            while let Some(out) = self.session.poll_output() {
+                self.task_due = true;
+                match out {
+                    Output::Connect {
+                        conn,
+                        index,
+                        target,
+                        delay,
+                    } => {
+                        let config = self.config.clone();
+                        let span =
+                            shared
+                                .observe
+                                .attempt_span(self.session.serving_index(), index, delay);
+                        self.connecting
+                            .push(crate::observe::in_span(span, async move {
+                                rt::sleep(delay).await;
+                                (conn, connect_one(&config, &target).await)
+                            }));
+                    }
+                    Output::Close { conn } => {
+                        if let Some(pos) = self.sockets.iter().position(|l| l.conn == conn) {
+                            let mut socket = self.sockets.swap_remove(pos);
+                            if let Some(batch) = self.session.poll_transmit(conn) {
+                                let _ = socket.writer.queue(batch);
+                            }
+                            self.closes.push(close(socket.writer));
                         }
-                        closes.push(close(socket.writer));
                     }
                 }
             }
-        }
-        while let Some(ev) = session.poll_event() {
-            if let Lifecycle::Connected { node_id, .. } = &ev {
-                shared.set_node_id(*node_id);
-            }
-            if let Some(ev) = public_event(ev, session.pool().targets()) {
-                shared.observe.event(&ev);
-                // Not before the connection first serves: a connection
-                // the client is still trying (another node's, with
-                // balancing) says nothing until it is one of its own.
-                if ready.is_none() {
-                    let mut watchers = shared.watchers.lock().unwrap_or_else(|p| p.into_inner());
-                    watchers.retain_mut(|w| !matches!(w.offer(ev.clone()), Offer::Gone));
+            while let Some(ev) = self.session.poll_event() {
+                if let Lifecycle::Connected { node_id, .. } = &ev {
+                    shared.set_node_id(*node_id);
+                }
+                if let Some(ev) = public_event(ev, self.session.pool().targets()) {
+                    shared.observe.event(&ev);
+                    // Not before the connection first serves: a connection
+                    // the client is still trying (another node's, with
+                    // balancing) says nothing until it is one of its own.
+                    if self.ready.is_none() {
+                        let mut watchers =
+                            shared.watchers.lock().unwrap_or_else(|p| p.into_inner());
+                        watchers.retain_mut(|w| !matches!(w.offer(ev.clone()), Offer::Gone));
+                    }
                 }
             }
-        }
-        shared.frames.put_all(session.spent_frames());
-        shared
-            .connections
-            .store(session.connections_made(), Relaxed);
-        shared.in_flight.store(session.in_flight(), Relaxed);
-        shared.publish_serving(session.serving_index(), session.pool().targets());
-        if session.serving_index().is_some() {
-            if let Some(ready) = ready.take() {
-                let _ = ready.send(Ok(()));
+            shared.frames.put_all(self.session.spent_frames());
+            shared
+                .connections
+                .store(self.session.connections_made(), Relaxed);
+            shared.in_flight.store(self.session.in_flight(), Relaxed);
+            shared.publish_serving(self.session.serving_index(), self.session.pool().targets());
+            if self.session.serving_index().is_some() {
+                if let Some(ready) = self.ready.take() {
+                    let _ = ready.send(Ok(()));
+                }
             }
-        }
-        if let Some(e) = session.finished() {
-            let e = e.clone();
-            if let Some(ready) = ready.take() {
-                let _ = ready.send(Err(e.clone()));
+            if let Some(e) = self.session.finished() {
+                let e = e.clone();
+                if let Some(ready) = self.ready.take() {
+                    let _ = ready.send(Err(e.clone()));
+                }
+                self.task_due = true;
+                return Some(e);
             }
-            drop(connecting);
-            finish(
-                &mut session,
-                &mut cmd_rx,
-                &shared,
-                e,
-                sockets,
-                closes,
-                &config,
-            )
-            .await;
-            return;
-        }
-        // Write what the session queued, one batch per connection while the
-        // previous one is still being written.
-        let mut lost = None;
-        for socket in sockets.iter_mut() {
-            if socket.writing {
-                socket.more = session.has_transmit(socket.conn);
+            // Write what the session queued, one batch per connection while
+            // the previous one is still being written.
+            let mut lost = None;
+            for socket in self.sockets.iter_mut() {
+                if socket.writing {
+                    socket.more = self.session.has_transmit(socket.conn);
+                    continue;
+                }
+                if let Some(batch) = self.session.poll_transmit(socket.conn) {
+                    shared.observe.sent(batch.len());
+                    match socket.writer.queue(batch) {
+                        Ok(()) => {
+                            socket.writing = true;
+                            socket.more = false;
+                        }
+                        Err(e) => lost = Some((socket.conn, ConnectionLost::from_transport(e))),
+                    }
+                }
+            }
+            if let Some((conn, l)) = lost {
+                self.sockets.retain(|x| x.conn != conn);
+                self.session.handle_lost(now(), conn, l);
                 continue;
             }
-            if let Some(batch) = session.poll_transmit(socket.conn) {
-                shared.observe.sent(batch.len());
-                match socket.writer.queue(batch) {
-                    Ok(()) => {
-                        socket.writing = true;
-                        socket.more = false;
-                    }
-                    Err(e) => lost = Some((socket.conn, ConnectionLost::from_transport(e))),
-                }
+            // Arm the one timer for the session's next deadline. A timer
+            // that fires early does no harm (the session does what is due,
+            // if anything, and says its next deadline), so one set for an
+            // earlier time is left alone: requests one after another each
+            // move the deadline on, and moving a timer costs a trip to the
+            // runtime's timer wheel.
+            let due = self.session.poll_timeout();
+            if due.is_some_and(|d| self.timer.deadline().is_none_or(|armed| d < armed)) {
+                self.timer.reset(due);
+                // The timer wakes whoever polled it last: the connection
+                // task must poll it again.
+                self.task_due = true;
+            }
+            if self.session.parked_waiter().is_some() {
+                self.task_due = true;
+            }
+            return None;
+        }
+    }
+
+    /// Polls the sockets once: a frame, a flush, a loss handed to the
+    /// session (`Ready`), or nothing to do (`Pending`, `cx` woken when
+    /// there is).
+    fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.sockets.is_empty() {
+            return Poll::Pending;
+        }
+        let reading = self.session.wants_read();
+        let expecting = self.session.awaits_node();
+        let ev = std::task::ready!(poll_sockets(
+            &mut self.sockets,
+            reading,
+            expecting,
+            &mut self.start,
+            cx
+        ));
+        match ev {
+            SocketEvent::Frame(conn, frame) => {
+                self.shared.observe.received(&frame);
+                self.session.handle_frame(now(), conn, frame)
+            }
+            SocketEvent::Flushed => {}
+            SocketEvent::Lost(conn, l) => {
+                self.sockets.retain(|x| x.conn != conn);
+                self.session.handle_lost(now(), conn, l);
             }
         }
-        if let Some((conn, l)) = lost {
-            sockets.retain(|x| x.conn != conn);
-            session.handle_lost(now(), conn, l);
-            continue;
-        }
-        // Arm the one timer for the session's next deadline. A timer that
-        // fires early does no harm (the session does what is due, if
-        // anything, and says its next deadline), so one set for an earlier
-        // time is left alone: requests one after another each move the
-        // deadline on, and moving a timer costs a trip to the runtime's
-        // timer wheel.
-        let due = session.poll_timeout();
-        if due.is_some_and(|d| timer.deadline().is_none_or(|armed| d < armed)) {
-            timer.reset(due);
-        }
-        let reading = session.wants_read();
-        let expecting = session.awaits_node();
-        let parked = session.parked_waiter();
-        let accepting = session.wants_commands();
-        // Biased: frames already received are handled first, so that
-        // requests their callers send in answer go out together in one
-        // write rather than one write per request.
-        tokio::select! {
-            biased;
-            ev = std::future::poll_fn(|cx| poll_sockets(&mut sockets, reading, expecting, &mut start, cx)),
-                if !sockets.is_empty() => match ev {
-                SocketEvent::Frame(conn, frame) => {
-                    shared.observe.received(&frame);
-                    session.handle_frame(now(), conn, frame)
-                }
-                SocketEvent::Flushed => {}
-                SocketEvent::Lost(conn, l) => {
-                    sockets.retain(|x| x.conn != conn);
-                    session.handle_lost(now(), conn, l);
-                }
-            },
-            Some((conn, r)) = connecting.next(), if !connecting.is_empty() => match r {
-                Ok(est) => {
-                    info!(conn = conn.0, "connected");
-                    let node_id = est.node_id;
-                    sockets.push(Socket::new(conn, est));
-                    session.handle_connected(now(), conn, node_id);
-                }
-                Err(e) => session.handle_connect_failed(now(), conn, &e),
-            },
-            Some(()) = closes.next(), if !closes.is_empty() => {}
-            _ = async {
-                match parked {
-                    Some(w) => w.ready().await,
-                    None => std::future::pending().await,
-                }
-            }, if parked.is_some() => session.handle_capacity(),
-            cmd = cmd_rx.recv(), if accepting => match cmd {
-                Some(input) => {
-                    apply(&mut session, &shared, input);
-                    for _ in 1..DRAIN_BATCH {
-                        if !session.wants_commands() {
-                            break;
-                        }
-                        match cmd_rx.try_recv() {
-                            Ok(input) => apply(&mut session, &shared, input),
-                            Err(_) => break,
-                        }
-                    }
-                }
-                // Every handle is gone: finish what is in flight.
-                None => session.handle_handles_gone(),
-            },
-            () = &mut timer, if timer.deadline().is_some() => {
-                session.handle_timeout(now());
+        Poll::Ready(())
+    }
+
+    /// Hands queued commands to the session, at most `DRAIN_BATCH`, while
+    /// it takes them. Whether the queue is empty now.
+    fn drain_commands(&mut self) -> bool {
+        for _ in 0..DRAIN_BATCH {
+            if !self.session.wants_commands() {
+                return false;
+            }
+            match self.cmd_rx.try_recv() {
+                Ok(input) => apply(&mut self.session, &self.shared, input),
+                Err(mpsc::error::TryRecvError::Empty) => return true,
+                Err(mpsc::error::TryRecvError::Disconnected) => return false,
             }
         }
+        false
+    }
+
+    /// The connection task's step: everything, until nothing is left to
+    /// do (`Pending`) or the session finished (its error).
+    fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<Error> {
+        if !self.task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            self.task = Some(cx.waker().clone());
+        }
+        // The sockets are the task's again: a caller stepping them is
+        // woken to wait for its answer like any other.
+        if let Some(waker) = self.stepper.take().and_then(|s| s.waker) {
+            waker.wake();
+        }
+        loop {
+            if let Some(e) = self.settle() {
+                return Poll::Ready(e);
+            }
+            // Biased: frames already received are handled first, so that
+            // requests their callers send in answer go out together in one
+            // write rather than one write per request.
+            if self.poll_io(cx).is_ready() {
+                self.parked = None;
+                continue;
+            }
+            if !self.connecting.is_empty() {
+                if let Poll::Ready(Some((conn, r))) = self.connecting.poll_next_unpin(cx) {
+                    match r {
+                        Ok(est) => {
+                            info!(conn = conn.0, "connected");
+                            let node_id = est.node_id;
+                            self.sockets.push(Socket::new(conn, est));
+                            self.session.handle_connected(now(), conn, node_id);
+                        }
+                        Err(e) => self.session.handle_connect_failed(now(), conn, &e),
+                    }
+                    self.parked = None;
+                    continue;
+                }
+            }
+            if !self.closes.is_empty() {
+                if let Poll::Ready(Some(())) = self.closes.poll_next_unpin(cx) {
+                    continue;
+                }
+            }
+            match self.session.parked_waiter() {
+                None => self.parked = None,
+                Some(w) => {
+                    let wait = self.parked.get_or_insert_with(|| Box::pin(w.ready()));
+                    if wait.as_mut().poll(cx).is_ready() {
+                        self.parked = None;
+                        self.session.handle_capacity();
+                        continue;
+                    }
+                }
+            }
+            if self.session.wants_commands() {
+                match self.cmd_rx.poll_recv(cx) {
+                    Poll::Ready(Some(input)) => {
+                        apply(&mut self.session, &self.shared, input);
+                        self.drain_commands();
+                        self.parked = None;
+                        continue;
+                    }
+                    // Every handle is gone: finish what is in flight.
+                    Poll::Ready(None) => {
+                        self.session.handle_handles_gone();
+                        continue;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if self.timer.deadline().is_some() && Pin::new(&mut self.timer).poll(cx).is_ready() {
+                self.session.handle_timeout(now());
+                self.parked = None;
+                continue;
+            }
+            self.task_due = false;
+            return Poll::Pending;
+        }
+    }
+
+    /// Hands `cmd` to the session when the connection is idle: serving,
+    /// nothing in flight, nothing queued, no caller stepping. The caller
+    /// then holds the returned ticket and steps the sockets while it
+    /// waits ([`step_caller`](Core::step_caller)), until it
+    /// [hands them back](Core::hand_back). Otherwise `cmd` comes back, to
+    /// queue for the connection task.
+    pub(crate) fn submit(&mut self, cmd: Command) -> Result<u64, Command> {
+        let idle = !self.done
+            && self.stepper.is_none()
+            && !self.sockets.is_empty()
+            && self.session.in_flight() == 0
+            && self.cmd_rx.is_empty()
+            && self.session.wants_commands();
+        if !idle {
+            return Err(cmd);
+        }
+        self.session.handle_command(now(), cmd);
+        self.tickets += 1;
+        self.stepper = Some(Stepper {
+            ticket: self.tickets,
+            waker: None,
+        });
+        Ok(self.tickets)
+    }
+
+    /// The stepping caller's turn while it waits for its answer: writes,
+    /// and reads until the sockets have nothing more (`cx` is woken when
+    /// they do). False when `ticket` no longer steps (the connection task
+    /// took the sockets back): then the caller waits like any other.
+    pub(crate) fn step_caller(&mut self, ticket: u64, cx: &mut Context<'_>) -> bool {
+        let Some(stepper) = self.stepper.as_mut().filter(|s| s.ticket == ticket) else {
+            return false;
+        };
+        if !stepper
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            stepper.waker = Some(cx.waker().clone());
+        }
+        self.step_sockets(cx);
+        true
+    }
+
+    /// Writes and reads until the sockets have nothing more; wakes the
+    /// connection task when the session left it work.
+    fn step_sockets(&mut self, cx: &mut Context<'_>) {
+        loop {
+            if self.settle().is_some() || self.poll_io(cx).is_pending() {
+                break;
+            }
+        }
+        if std::mem::take(&mut self.task_due) {
+            if let Some(task) = &self.task {
+                task.wake_by_ref();
+            }
+        }
+    }
+
+    /// Gives the sockets back to the connection task after the caller
+    /// holding `ticket` stepped them: polled once more with the task's
+    /// waker, what they have is handled here and what comes later wakes
+    /// the task. Nothing to do when the task took them back already.
+    pub(crate) fn hand_back(&mut self, ticket: u64) {
+        if self.stepper.as_ref().is_none_or(|s| s.ticket != ticket) {
+            return;
+        }
+        self.stepper = None;
+        if self.done {
+            return;
+        }
+        if let Some(task) = self.task.clone() {
+            self.step_sockets(&mut Context::from_waker(&task));
+        }
+    }
+
+    /// The session ended with `e`: fails what still comes, publishes the
+    /// end, and gives the sockets' closes to wait for.
+    fn finish(&mut self, e: Error) -> FuturesUnordered<BoxFuture<'static, ()>> {
+        self.done = true;
+        let shared = &self.shared;
+        let _ = shared.dead.set(e.clone());
+        shared.observe.stopped(&e);
+        shared.in_flight.store(0, Relaxed);
+        shared.publish_serving(None, &[]);
+        self.connecting = FuturesUnordered::new();
+        self.parked = None;
+        self.cmd_rx.close();
+        while let Ok(input) = self.cmd_rx.try_recv() {
+            if let Input::Cmd(cmd) = input {
+                reject(cmd, e.clone());
+            }
+        }
+        let closes = std::mem::take(&mut self.closes);
+        for socket in self.sockets.drain(..) {
+            closes.push(close(socket.writer));
+        }
+        closes
+    }
+}
+
+/// Runs a client's connection until it is closed or gives up.
+pub(crate) async fn run(core: SharedCore) {
+    let e = std::future::poll_fn(|cx| lock(&core).poll_drive(cx)).await;
+    let (mut closes, connect_timeout) = {
+        let mut c = lock(&core);
+        (c.finish(e), c.config.connect.connect_timeout)
+    };
+    // A peer that does not take the close is not waited for longer than a
+    // connect.
+    let _ = rt::timeout(connect_timeout, async {
+        while closes.next().await.is_some() {}
+    })
+    .await;
+    for ack in lock(&core).session.take_close_acks() {
+        let _ = ack.send(());
     }
 }
 
@@ -532,39 +808,4 @@ pub(crate) fn pool_entries(config: &Config) -> Vec<PoolEntry> {
             node: None,
         })
         .collect()
-}
-
-/// The session ended: close the sockets, fail what still comes, answer
-/// `close()` callers.
-async fn finish(
-    session: &mut Session,
-    cmd_rx: &mut mpsc::Receiver<Input>,
-    shared: &Shared,
-    e: Error,
-    sockets: Vec<Socket>,
-    mut closes: FuturesUnordered<BoxFuture<'static, ()>>,
-    config: &Config,
-) {
-    let _ = shared.dead.set(e.clone());
-    shared.observe.stopped(&e);
-    shared.in_flight.store(0, Relaxed);
-    shared.publish_serving(None, &[]);
-    cmd_rx.close();
-    while let Ok(input) = cmd_rx.try_recv() {
-        if let Input::Cmd(cmd) = input {
-            reject(cmd, e.clone());
-        }
-    }
-    for socket in sockets {
-        closes.push(close(socket.writer));
-    }
-    // A peer that does not take the close is not waited for longer than a
-    // connect.
-    let _ = rt::timeout(config.connect.connect_timeout, async {
-        while closes.next().await.is_some() {}
-    })
-    .await;
-    for ack in session.take_close_acks() {
-        let _ = ack.send(());
-    }
 }

@@ -1,0 +1,124 @@
+//! A caller whose request finds the connection idle reads its answer from
+//! its own task (one task woken per request instead of two); these check
+//! that the connection always goes back to the connection task: after an
+//! answer, after a caller stops waiting, and when another caller comes
+//! meanwhile. A connection left with a task that no longer listens loses
+//! events and answers: each test would hang, and `within` fails it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{builder, wait_emitted, within, Via, ALL};
+use thingsdb_client::Client;
+use thingsdb_testkit::TestNode;
+
+/// A client whose connection task wakes for nothing of its own: no
+/// keepalive, and a request timeout far beyond the tests' waits (its
+/// timer would wake the task and hide a connection left with a caller).
+async fn connect(node: &TestNode, via: Via) -> Client {
+    builder(node, via)
+        .request_timeout(Duration::from_secs(600))
+        .keepalive(None)
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// After a request answered one at a time, nothing in flight: an event
+/// that comes later is read (by the connection task) while the caller only
+/// waits on the room.
+#[tokio::test]
+async fn events_come_in_after_a_request_with_nothing_in_flight() {
+    let node = TestNode::start().await.unwrap();
+    let room_id = node.create_room("stuff", None);
+    for via in ALL {
+        let a = connect(&node, via).await;
+        let b = connect(&node, via).await;
+        let mut events = common::joined(&a, room_id).await;
+        for i in 0..3i64 {
+            let v: i64 = within(30, a.query("1 + 1;").scope("//stuff").decode::<i64>())
+                .await
+                .unwrap();
+            assert_eq!(v, 2);
+            b.room("//stuff", room_id)
+                .unwrap()
+                .emit("tick", &[i])
+                .await
+                .unwrap();
+            let e = within(30, wait_emitted(&mut events, "tick")).await;
+            assert_eq!(e.decode::<(i64,)>().unwrap(), (i,), "{via:?}");
+        }
+    }
+}
+
+/// A caller that stops waiting (its future dropped while it read the
+/// connection) gives it back: events and later answers still come.
+#[tokio::test]
+async fn a_caller_that_stops_waiting_gives_the_connection_back() {
+    let node = TestNode::start().await.unwrap();
+    let room_id = node.create_room("stuff", None);
+    for via in ALL {
+        let a = connect(&node, via).await;
+        let b = connect(&node, via).await;
+        let mut events = common::joined(&a, room_id).await;
+        // A first request arms the connection's timer (the connection task
+        // then takes over to wait for it); later ones find it armed.
+        within(30, a.query("0;").scope("//stuff").raw())
+            .await
+            .unwrap();
+        node.faults().delay_replies(Duration::from_millis(300));
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(20),
+            a.query("1 + 1;").scope("//stuff").raw(),
+        )
+        .await;
+        assert!(gave_up.is_err(), "{via:?}: answered within 20 ms");
+        node.faults().reset();
+        b.room("//stuff", room_id)
+            .unwrap()
+            .emit("after", &[1])
+            .await
+            .unwrap();
+        within(30, wait_emitted(&mut events, "after")).await;
+        let v: i64 = within(30, a.query("2 + 2;").scope("//stuff").decode::<i64>())
+            .await
+            .unwrap();
+        assert_eq!(v, 4, "{via:?}");
+    }
+}
+
+/// One caller reads the connection from its task; another request comes
+/// meanwhile from another task, through the connection task, which takes
+/// the connection over: the first caller, on a task of its own, is still
+/// woken with its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_is_answered_when_the_connection_task_takes_over() {
+    let node = TestNode::start().await.unwrap();
+    for via in ALL {
+        let a = connect(&node, via).await;
+        // A first request arms the connection's timer (see above).
+        within(30, a.query("0;").scope("//stuff").raw())
+            .await
+            .unwrap();
+        node.faults().delay_replies(Duration::from_millis(200));
+        let first = tokio::spawn({
+            let a = a.clone();
+            async move { a.query("1;").scope("//stuff").raw().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second = within(30, a.query("2;").scope("//stuff").raw()).await;
+        let first = within(30, first).await.unwrap();
+        node.faults().reset();
+        assert!(
+            first.is_ok() && second.is_ok(),
+            "{via:?}: {first:?} {second:?}"
+        );
+        // And the connection still answers one at a time.
+        let v: i64 = within(30, a.query("3;").scope("//stuff").decode::<i64>())
+            .await
+            .unwrap();
+        assert_eq!(v, 3, "{via:?}");
+    }
+}
