@@ -325,6 +325,9 @@ pub(crate) struct Core {
     stepper: Option<Stepper>,
     /// Tickets handed out to stepping callers so far.
     tickets: u64,
+    /// The session was handed something since the last
+    /// [`settle`](Core::settle): there may be something to do.
+    dirty: bool,
     /// The session finished; the connection task closes what is left.
     done: bool,
 }
@@ -374,14 +377,19 @@ impl Core {
             task_due: false,
             stepper: None,
             tickets: 0,
+            dirty: true,
             done: false,
         }
     }
 
     /// Does what the session asks that needs no waiting: connections to
     /// open and close, events to publish, batches to write, the timer to
-    /// arm. The error once the session finished.
+    /// arm. The error once the session finished. Nothing to do (and no
+    /// work) when the session was handed nothing since the last time.
     fn settle(&mut self) -> Option<Error> {
+        if !std::mem::take(&mut self.dirty) {
+            return self.session.finished().cloned();
+        }
         let shared = &self.shared;
         loop {
             while let Some(out) = self.session.poll_output() {
@@ -521,6 +529,7 @@ impl Core {
                 self.session.handle_lost(now(), conn, l);
             }
         }
+        self.dirty = true;
         Poll::Ready(())
     }
 
@@ -532,7 +541,10 @@ impl Core {
                 return false;
             }
             match self.cmd_rx.try_recv() {
-                Ok(input) => apply(&mut self.session, &self.shared, input),
+                Ok(input) => {
+                    self.dirty = true;
+                    apply(&mut self.session, &self.shared, input);
+                }
                 Err(mpsc::error::TryRecvError::Empty) => return true,
                 Err(mpsc::error::TryRecvError::Disconnected) => return false,
             }
@@ -552,6 +564,8 @@ impl Core {
             waker.wake();
         }
         loop {
+            // Every turn of the task's loop settles in full.
+            self.dirty = true;
             if let Some(e) = self.settle() {
                 return Poll::Ready(e);
             }
@@ -627,6 +641,7 @@ impl Core {
     /// queue for the connection task.
     pub(crate) fn submit(&mut self, cmd: Command) -> Result<u64, Command> {
         let idle = !self.done
+            && self.session.finished().is_none()
             && self.stepper.is_none()
             && !self.sockets.is_empty()
             && self.session.in_flight() == 0
@@ -636,6 +651,7 @@ impl Core {
             return Err(cmd);
         }
         self.session.handle_command(now(), cmd);
+        self.dirty = true;
         self.tickets += 1;
         self.stepper = Some(Stepper {
             ticket: self.tickets,
@@ -699,6 +715,9 @@ impl Core {
     /// end, and gives the sockets' closes to wait for.
     fn finish(&mut self, e: Error) -> FuturesUnordered<BoxFuture<'static, ()>> {
         self.done = true;
+        if let Some(waker) = self.stepper.take().and_then(|s| s.waker) {
+            waker.wake();
+        }
         let shared = &self.shared;
         let _ = shared.dead.set(e.clone());
         shared.observe.stopped(&e);
