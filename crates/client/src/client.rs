@@ -22,9 +22,13 @@ use thingsdb_transport::Target;
 /// many tasks at once.
 ///
 /// Requests from every clone are pipelined on one connection and matched to
-/// their replies by id; one task owns the socket. The connection is closed
-/// when [`Client::close`] is called or when the last clone (room streams
-/// included) is dropped.
+/// their replies by id; one task runs the connection (spawned on the
+/// runtime the client was made on). A request made when nothing else is
+/// in flight is written, and its answer read, by the task that made it,
+/// so that one request at a time costs one task's wake-up, not two; the
+/// connection task takes over as soon as anything else comes. The
+/// connection is closed when [`Client::close`] is called or when the last
+/// clone (room streams included) is dropped.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]

@@ -122,3 +122,42 @@ async fn a_caller_is_answered_when_the_connection_task_takes_over() {
         assert_eq!(v, 3, "{via:?}");
     }
 }
+
+/// A caller outside any runtime (a plain thread with a minimal executor)
+/// reads its answer from the connection itself, and the connection task
+/// (on the runtime the client was made on) still serves the next caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_outside_the_runtime_is_answered() {
+    let node = TestNode::start().await.unwrap();
+    for via in ALL {
+        let a = connect(&node, via).await;
+        within(30, a.query("0;").scope("//stuff").raw())
+            .await
+            .unwrap();
+        let from_thread = {
+            let a = a.clone();
+            std::thread::spawn(move || {
+                (1..=3i64)
+                    .map(|i| {
+                        futures::executor::block_on(
+                            a.query("x;").scope("//stuff").var("x", &i).decode::<i64>(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        let got = within(30, tokio::task::spawn_blocking(move || from_thread.join()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            got.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
+            [1, 2, 3],
+            "{via:?}"
+        );
+        let v: i64 = within(30, a.query("4;").scope("//stuff").decode::<i64>())
+            .await
+            .unwrap();
+        assert_eq!(v, 4, "{via:?}");
+    }
+}
