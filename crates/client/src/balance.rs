@@ -697,6 +697,7 @@ mod tests {
         }
         Arc::new(Lane {
             cmd_tx,
+            #[cfg(not(target_arch = "wasm32"))]
             core: None,
             shared,
             busy: AtomicUsize::new(busy),

@@ -25,8 +25,9 @@ use thingsdb_transport::Target;
 /// their replies by id; one task runs the connection (spawned on the
 /// runtime the client was made on). A request made when nothing else is
 /// in flight is written, and its answer read, by the task that made it,
-/// so that one request at a time costs one task's wake-up, not two; the
-/// connection task takes over as soon as anything else comes. The
+/// so that one request at a time costs one task's wake-up, not two (not
+/// in a browser, where one event loop runs every task); the connection
+/// task takes over as soon as anything else comes. The
 /// connection is closed when [`Client::close`] is called or when the last
 /// clone (room streams included) is dropped.
 ///
@@ -650,11 +651,8 @@ impl Client {
         }
         .await;
         #[cfg(target_arch = "wasm32")]
-        let answer = rx.await;
-        match answer {
-            Ok(result) => result,
-            Err(_) => Err(gone()),
-        }
+        let answer = rx.await.ok();
+        answer.unwrap_or_else(|| Err(gone()))
     }
 }
 
@@ -683,32 +681,36 @@ impl Stepping<'_> {
 
 #[cfg(not(target_arch = "wasm32"))]
 impl std::future::Future for Stepping<'_> {
-    type Output = Result<Result<Answer, Error>, oneshot::error::RecvError>;
+    /// The answer; `None` when the connection dropped the request
+    /// unanswered (it stopped).
+    type Output = Option<Result<Answer, Error>>;
 
     fn poll(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        use std::task::{Context, Waker};
+        use std::task::Poll;
         let this = &mut *self;
         if let (Some(ticket), Some(core)) = (this.ticket, this.core) {
             let mut c = crate::connection::driver::lock(core);
             if c.step_caller(ticket, cx) {
-                // The answer comes from this task's own step: no waker
-                // on it, so that it does not wake the task it runs on.
-                let r =
-                    std::pin::Pin::new(&mut this.rx).poll(&mut Context::from_waker(Waker::noop()));
-                if r.is_ready() {
-                    this.ticket = None;
-                    c.hand_back(ticket);
-                }
-                return r;
+                // The answer comes from this task's own step: looked at
+                // without leaving a waker, so that it does not wake the
+                // task it runs on.
+                let r = match this.rx.try_recv() {
+                    Ok(r) => Some(r),
+                    Err(oneshot::error::TryRecvError::Empty) => return Poll::Pending,
+                    Err(oneshot::error::TryRecvError::Closed) => None,
+                };
+                this.ticket = None;
+                c.hand_back(ticket);
+                return Poll::Ready(r);
             }
             // The connection task took the sockets back: it hands the
             // answer over.
             this.ticket = None;
         }
-        std::pin::Pin::new(&mut this.rx).poll(cx)
+        std::pin::Pin::new(&mut this.rx).poll(cx).map(Result::ok)
     }
 }
 

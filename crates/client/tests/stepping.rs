@@ -161,3 +161,37 @@ async fn a_caller_outside_the_runtime_is_answered() {
         assert_eq!(v, 4, "{via:?}");
     }
 }
+
+/// The runtime the client was made on shuts down (its connection task
+/// with it): callers, waiting or coming later, get an error rather than
+/// wait for ever.
+#[test]
+fn callers_get_an_error_when_the_connection_task_is_gone() {
+    let node_rt = tokio::runtime::Runtime::new().unwrap();
+    let node = node_rt.block_on(TestNode::start()).unwrap();
+    for via in ALL {
+        let client_rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let a = client_rt.block_on(connect(&node, via));
+        client_rt
+            .block_on(a.query("0;").scope("//stuff").raw())
+            .unwrap();
+        // One request in flight when the runtime goes.
+        node.faults().delay_replies(Duration::from_secs(5));
+        let waiting = {
+            let a = a.clone();
+            node_rt.spawn(async move { a.query("1;").scope("//stuff").raw().await })
+        };
+        node_rt.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
+        drop(client_rt);
+        let (waiting, later) = node_rt.block_on(async {
+            let waiting = within(30, waiting).await.unwrap();
+            let later = within(30, a.query("2;").scope("//stuff").raw()).await;
+            (waiting, later)
+        });
+        node.faults().reset();
+        assert!(waiting.is_err() && later.is_err(), "{via:?}: {waiting:?} {later:?}");
+    }
+}

@@ -39,6 +39,10 @@ use crate::rt;
 /// events keep flowing under a flood of requests.
 const DRAIN_BATCH: usize = 512;
 
+/// How many socket events one caller's step handles at most before it
+/// lets go of the connection's lock (and comes back).
+const STEP_BATCH: usize = 64;
+
 /// What client handles send to the driver.
 pub(crate) enum Input {
     /// A command for the session (more nodes for the pool among them).
@@ -340,6 +344,15 @@ struct Stepper {
     waker: Option<Waker>,
 }
 
+/// Abandons a [`Core`] when dropped (see [`Core::abandon`]).
+struct Abandon(SharedCore);
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        lock(&self.0).abandon();
+    }
+}
+
 /// A [`Core`] as the connection task and the client's handles share it.
 pub(crate) type SharedCore = Arc<Mutex<Core>>;
 
@@ -534,22 +547,20 @@ impl Core {
     }
 
     /// Hands queued commands to the session, at most `DRAIN_BATCH`, while
-    /// it takes them. Whether the queue is empty now.
-    fn drain_commands(&mut self) -> bool {
+    /// it takes them.
+    fn drain_commands(&mut self) {
         for _ in 0..DRAIN_BATCH {
             if !self.session.wants_commands() {
-                return false;
+                return;
             }
             match self.cmd_rx.try_recv() {
                 Ok(input) => {
                     self.dirty = true;
                     apply(&mut self.session, &self.shared, input);
                 }
-                Err(mpsc::error::TryRecvError::Empty) => return true,
-                Err(mpsc::error::TryRecvError::Disconnected) => return false,
+                Err(_) => return,
             }
         }
-        false
     }
 
     /// The connection task's step: everything, until nothing is left to
@@ -643,6 +654,7 @@ impl Core {
         let idle = !self.done
             && self.session.finished().is_none()
             && self.stepper.is_none()
+            && self.session.serving_index().is_some()
             && !self.sockets.is_empty()
             && self.session.in_flight() == 0
             && self.cmd_rx.is_empty()
@@ -679,11 +691,17 @@ impl Core {
         true
     }
 
-    /// Writes and reads until the sockets have nothing more; wakes the
-    /// connection task when the session left it work.
+    /// Writes and reads until the sockets have nothing more (or, under a
+    /// flood, for `STEP_BATCH` turns, `cx` woken to go on: a caller outside
+    /// any runtime has no budget to stop it); wakes the connection task
+    /// when the session left it work.
     fn step_sockets(&mut self, cx: &mut Context<'_>) {
-        loop {
+        for turn in 0.. {
             if self.settle().is_some() || self.poll_io(cx).is_pending() {
+                break;
+            }
+            if turn == STEP_BATCH {
+                cx.waker().wake_by_ref();
                 break;
             }
         }
@@ -709,6 +727,18 @@ impl Core {
         if let Some(task) = self.task.clone() {
             self.step_sockets(&mut Context::from_waker(&task));
         }
+    }
+
+    /// The connection task is gone before the end: every caller is
+    /// answered (with [`Error::Closed`]) and nothing is handed on.
+    fn abandon(&mut self) {
+        if self.done {
+            return;
+        }
+        drop(self.finish(Error::Closed));
+        // Dropping the session's requests answers their callers.
+        self.session = Session::new(session_config(&self.config));
+        self.timer.reset(None);
     }
 
     /// The session ended with `e`: fails what still comes, publishes the
@@ -741,6 +771,9 @@ impl Core {
 
 /// Runs a client's connection until it is closed or gives up.
 pub(crate) async fn run(core: SharedCore) {
+    // A task dropped before the end (its runtime shut down, or a panic)
+    // leaves no caller waiting on a connection nobody runs.
+    let _abandon = Abandon(core.clone());
     let e = std::future::poll_fn(|cx| lock(&core).poll_drive(cx)).await;
     let (mut closes, connect_timeout) = {
         let mut c = lock(&core);
