@@ -27,7 +27,11 @@ use thingsdb_transport::Target;
 /// in flight is written, and its answer read, by the task that made it,
 /// so that one request at a time costs one task's wake-up, not two (not
 /// in a browser, where one event loop runs every task); the connection
-/// task takes over as soon as anything else comes. The
+/// task takes over as soon as anything else comes. (A request future
+/// that is polled once and then kept without being polled while it waits
+/// holds the connection's reads until the connection task next wakes, at
+/// the latest at its deadline: room events wait that long too. Await
+/// requests, or drop the ones given up on.) The
 /// connection is closed when [`Client::close`] is called or when the last
 /// clone (room streams included) is dropped.
 ///

@@ -192,6 +192,9 @@ fn callers_get_an_error_when_the_connection_task_is_gone() {
             (waiting, later)
         });
         node.faults().reset();
-        assert!(waiting.is_err() && later.is_err(), "{via:?}: {waiting:?} {later:?}");
+        assert!(
+            waiting.is_err() && later.is_err(),
+            "{via:?}: {waiting:?} {later:?}"
+        );
     }
 }
