@@ -41,6 +41,7 @@ const DRAIN_BATCH: usize = 512;
 
 /// How many socket events one caller's step handles at most before it
 /// lets go of the connection's lock (and comes back).
+#[cfg(not(target_arch = "wasm32"))]
 const STEP_BATCH: usize = 64;
 
 /// What client handles send to the driver.
@@ -328,6 +329,7 @@ pub(crate) struct Core {
     /// The caller that steps the sockets now, if one does.
     stepper: Option<Stepper>,
     /// Tickets handed out to stepping callers so far.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     tickets: u64,
     /// The session was handed something since the last
     /// [`settle`](Core::settle): there may be something to do.
@@ -336,7 +338,9 @@ pub(crate) struct Core {
     done: bool,
 }
 
-/// The caller that steps a [`Core`]'s sockets.
+/// The caller that steps a [`Core`]'s sockets (never one in a browser,
+/// where callers do not step).
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 struct Stepper {
     /// Which caller: the one holding this ticket.
     ticket: u64,
@@ -644,6 +648,7 @@ impl Core {
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Hands `cmd` to the session when the connection is idle: serving,
     /// nothing in flight, nothing queued, no caller stepping. The caller
     /// then holds the returned ticket and steps the sockets while it
@@ -672,6 +677,7 @@ impl Core {
         Ok(self.tickets)
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// The stepping caller's turn while it waits for its answer: writes,
     /// and reads until the sockets have nothing more (`cx` is woken when
     /// they do). False when `ticket` no longer steps (the connection task
@@ -691,6 +697,7 @@ impl Core {
         true
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Writes and reads until the sockets have nothing more (or, under a
     /// flood, for `STEP_BATCH` turns, `cx` woken to go on: a caller outside
     /// any runtime has no budget to stop it); wakes the connection task
@@ -712,6 +719,7 @@ impl Core {
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     /// Gives the sockets back to the connection task after the caller
     /// holding `ticket` stepped them: polled once more with the task's
     /// waker, what they have is handled here and what comes later wakes
