@@ -26,6 +26,26 @@ async fn connect(node: &TestNode, via: Via) -> Client {
         .unwrap()
 }
 
+/// A first request: it arms the connection's timer (the connection task
+/// then takes over to wait for it); later requests find it armed and are
+/// stepped by their callers.
+async fn first_request(a: &Client) {
+    within(30, a.query("0;").scope("//stuff").raw())
+        .await
+        .unwrap();
+}
+
+/// `n` comes back for `n;`, one request at a time.
+async fn answers(a: &Client, n: i64, via: Via) {
+    let v: i64 = within(
+        30,
+        a.query(&format!("{n};")).scope("//stuff").decode::<i64>(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(v, n, "{via:?}");
+}
+
 /// After a request answered one at a time, nothing in flight: an event
 /// that comes later is read (by the connection task) while the caller only
 /// waits on the room.
@@ -63,11 +83,7 @@ async fn a_caller_that_stops_waiting_gives_the_connection_back() {
         let a = connect(&node, via).await;
         let b = connect(&node, via).await;
         let mut events = common::joined(&a, room_id).await;
-        // A first request arms the connection's timer (the connection task
-        // then takes over to wait for it); later ones find it armed.
-        within(30, a.query("0;").scope("//stuff").raw())
-            .await
-            .unwrap();
+        first_request(&a).await;
         node.faults().delay_replies(Duration::from_millis(300));
         let gave_up = tokio::time::timeout(
             Duration::from_millis(20),
@@ -98,10 +114,7 @@ async fn a_caller_is_answered_when_the_connection_task_takes_over() {
     let node = TestNode::start().await.unwrap();
     for via in ALL {
         let a = connect(&node, via).await;
-        // A first request arms the connection's timer (see above).
-        within(30, a.query("0;").scope("//stuff").raw())
-            .await
-            .unwrap();
+        first_request(&a).await;
         node.faults().delay_replies(Duration::from_millis(200));
         let first = tokio::spawn({
             let a = a.clone();
@@ -116,10 +129,7 @@ async fn a_caller_is_answered_when_the_connection_task_takes_over() {
             "{via:?}: {first:?} {second:?}"
         );
         // And the connection still answers one at a time.
-        let v: i64 = within(30, a.query("3;").scope("//stuff").decode::<i64>())
-            .await
-            .unwrap();
-        assert_eq!(v, 3, "{via:?}");
+        answers(&a, 3, via).await;
     }
 }
 
@@ -131,9 +141,7 @@ async fn a_caller_outside_the_runtime_is_answered() {
     let node = TestNode::start().await.unwrap();
     for via in ALL {
         let a = connect(&node, via).await;
-        within(30, a.query("0;").scope("//stuff").raw())
-            .await
-            .unwrap();
+        first_request(&a).await;
         let from_thread = {
             let a = a.clone();
             std::thread::spawn(move || {
@@ -155,10 +163,7 @@ async fn a_caller_outside_the_runtime_is_answered() {
             [1, 2, 3],
             "{via:?}"
         );
-        let v: i64 = within(30, a.query("4;").scope("//stuff").decode::<i64>())
-            .await
-            .unwrap();
-        assert_eq!(v, 4, "{via:?}");
+        answers(&a, 4, via).await;
     }
 }
 
