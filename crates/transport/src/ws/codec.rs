@@ -1,7 +1,8 @@
-//! A WebSocket client connection without I/O: tungstenite's handshake and
-//! framing over bytes that the caller moves between the socket and the
-//! codec. The async halves (`super`) and the blocking transport
-//! (`crate::blocking`) drive the same codec, each with its own socket.
+//! A WebSocket client connection without I/O: tungstenite's handshake, and
+//! the framing of the open connection over bytes that the caller moves
+//! between the socket and the codec. The async halves (`super`) and the
+//! blocking transport (`crate::blocking`) drive the same codec, each with
+//! its own socket.
 //!
 //! Bytes read from the socket go in with [`Codec::feed`]; whole packages
 //! come out of [`Codec::next`]. Packages to send go in with
@@ -9,53 +10,106 @@
 //! replies the codec owes the peer (a pong for each ping, the answer to a
 //! Close), wait in [`Codec::outgoing`] until the caller has written them.
 //!
-//! Driving tungstenite this way, rather than through tokio-tungstenite's
-//! stream adapter, costs one socket read per wake-up and no waker
-//! bookkeeping, and tungstenite zeroes 4 KiB per take of fed bytes where
-//! over a socket it zeroed its whole read buffer (128 KiB by default)
-//! before every read, one that found nothing included: two per request,
-//! one request at a time.
+//! The handshake is tungstenite's (request, answer, key check). Once the
+//! connection is open, the codec frames and unframes itself, with
+//! tungstenite's [`FrameHeader`] for the header's layout: a package
+//! arrives as a slice of the bytes read (no copy unless its message came
+//! in fragments), and goes out as one frame masked in place in the bytes to
+//! send (one copy). Through tungstenite's message layer a package was
+//! copied twice each way and every read zeroed a 4 KiB buffer (two per
+//! request, one request at a time).
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, Cursor, Read, Write};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use thingsdb_protocol::Frame;
-use tungstenite::error::{Error as WsError, ProtocolError};
+use tungstenite::error::Error as WsError;
 use tungstenite::handshake::client::ClientHandshake;
 use tungstenite::handshake::{HandshakeError, MidHandshake};
-use tungstenite::{Message, WebSocket};
+use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+use tungstenite::protocol::frame::FrameHeader;
+use tungstenite::WebSocket;
 
 use crate::error::Error;
 use crate::frames::split_next;
 use crate::transport::TransportKind;
 
-/// How much tungstenite takes from the fed bytes in one go. It zeroes this
-/// many bytes of its buffer before each take (a take that finds nothing
-/// included), so it is kept small: the bytes are in memory already, and
-/// a large message is taken in a few more goes at no cost of system calls.
+/// How much tungstenite takes from the fed bytes in one go during the
+/// handshake (it zeroes this much of its buffer before each take).
 const TAKE: usize = 4096;
 
-/// The byte stream tungstenite runs over: reads what was fed (and says
-/// "would block" when that is used up, or "end" once the socket ended),
-/// writes into the bytes to send.
+/// The longest payload of a control frame (RFC 6455, 5.5).
+const MAX_CONTROL: u64 = 125;
+
+/// The byte stream tungstenite's handshake runs over: reads what was fed
+/// (and says "would block" when that is used up, or "end" once the socket
+/// ended), writes into the bytes to send.
+///
+/// A client handshake's stream hands out the answer's head and nothing
+/// after it: what follows the blank line is the open connection's, and
+/// stays in `inbox` for the [`Codec`] (tungstenite would keep it where the
+/// codec cannot reach it).
 #[derive(Debug, Default)]
 pub(crate) struct Mem {
     inbox: BytesMut,
     out: BytesMut,
     eof: bool,
+    head: Head,
+}
+
+/// How far a client handshake's stream is through the answer's head.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Head {
+    /// Not a client handshake's stream: everything is handed out.
+    #[default]
+    Off,
+    /// This many bytes of the blank line (`\r\n\r\n`) were handed out last.
+    Scanning(u8),
+    /// The head was handed out whole: nothing more is.
+    Done,
+}
+
+impl Head {
+    /// How many of `bytes` to hand out: all of them, up to the end of the
+    /// head (then the scan is done), or none once it is.
+    fn scan(&mut self, bytes: &[u8]) -> usize {
+        const BLANK: &[u8; 4] = b"\r\n\r\n";
+        let mut matched = match *self {
+            Head::Off => return bytes.len(),
+            Head::Done => return 0,
+            Head::Scanning(matched) => matched,
+        };
+        for (i, &b) in bytes.iter().enumerate() {
+            matched = if b == BLANK[usize::from(matched)] {
+                matched + 1
+            } else {
+                u8::from(b == b'\r')
+            };
+            if usize::from(matched) == BLANK.len() {
+                *self = Head::Done;
+                return i + 1;
+            }
+        }
+        *self = Head::Scanning(matched);
+        bytes.len()
+    }
 }
 
 impl Read for Mem {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.inbox.is_empty() {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let n = buf.len().min(self.inbox.len());
+        let n = self.head.scan(&self.inbox[..n]);
+        if n == 0 {
             return if self.eof {
                 Ok(0)
             } else {
                 Err(io::ErrorKind::WouldBlock.into())
             };
         }
-        let n = buf.len().min(self.inbox.len());
         buf[..n].copy_from_slice(&self.inbox[..n]);
         self.inbox.advance(n);
         Ok(n)
@@ -73,26 +127,12 @@ impl Write for Mem {
     }
 }
 
-/// The tungstenite settings for a message limit of `max_message` bytes
-/// (the package header included).
+/// The tungstenite settings for the handshake.
 fn config(max_message: usize) -> tungstenite::protocol::WebSocketConfig {
     tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message))
         .read_buffer_size(TAKE)
-}
-
-/// A tungstenite error as the transport's.
-fn ws_error(kind: TransportKind, e: WsError) -> Error {
-    match e {
-        WsError::ConnectionClosed | WsError::AlreadyClosed => Error::Closed,
-        WsError::Io(e) => Error::io(kind, e),
-        e @ WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Error::ws(
-            "the peer closed the connection without a closing handshake",
-            Some(Box::new(e)),
-        ),
-        e => Error::ws(e.to_string(), Some(Box::new(e))),
-    }
 }
 
 /// Where a client handshake stands.
@@ -108,6 +148,7 @@ pub(crate) struct Waiting {
     mid: MidHandshake<ClientHandshake<Mem>>,
     uri: String,
     kind: TransportKind,
+    max_message: usize,
     max_payload: u32,
 }
 
@@ -126,9 +167,12 @@ pub(crate) fn handshake(
     max_message: usize,
     max_payload: u32,
 ) -> Result<Handshake, Error> {
-    let started =
-        tungstenite::client::client_with_config(uri, Mem::default(), Some(config(max_message)));
-    step(started, uri.to_owned(), kind, max_payload)
+    let mem = Mem {
+        head: Head::Scanning(0),
+        ..Mem::default()
+    };
+    let started = tungstenite::client::client_with_config(uri, mem, Some(config(max_message)));
+    step(started, uri.to_owned(), kind, max_message, max_payload)
 }
 
 fn step(
@@ -138,19 +182,25 @@ fn step(
     >,
     uri: String,
     kind: TransportKind,
+    max_message: usize,
     max_payload: u32,
 ) -> Result<Handshake, Error> {
     match r {
         Ok((ws, _response)) => {
+            // What came after the answer's head is still in the stream's
+            // inbox: the codec's first bytes.
+            let Mem { inbox, out, .. } = ws.into_inner();
             let mut codec = Codec {
-                ws,
                 kind,
+                max_message,
                 max_payload,
+                inbox,
+                out,
+                partial: None,
                 ready: VecDeque::new(),
                 ended: false,
                 close_sent: false,
             };
-            // What came with the end of the answer (tungstenite kept it).
             codec.decode();
             Ok(Handshake::Done(codec))
         }
@@ -158,6 +208,7 @@ fn step(
             mid,
             uri,
             kind,
+            max_message,
             max_payload,
         })),
         Err(HandshakeError::Failure(WsError::Http(resp))) => Err(Error::ws(
@@ -189,21 +240,37 @@ impl Waiting {
             mid,
             uri,
             kind,
+            max_message,
             max_payload,
         } = self;
-        step(mid.handshake(), uri, kind, max_payload)
+        step(mid.handshake(), uri, kind, max_message, max_payload)
     }
+}
+
+/// A message that came in fragments, being put together.
+#[derive(Debug)]
+struct Partial {
+    /// A text message (an error once whole), not a binary one.
+    text: bool,
+    bytes: BytesMut,
 }
 
 /// An open WebSocket client connection, without I/O.
 pub(crate) struct Codec {
-    ws: WebSocket<Mem>,
     kind: TransportKind,
+    /// The longest message (and frame) taken, the package header included.
+    max_message: usize,
     max_payload: u32,
+    /// Bytes read and not yet decoded (the start of a frame, if any).
+    inbox: BytesMut,
+    /// Bytes to write, in order.
+    out: BytesMut,
+    /// A message whose first fragments came, and not its last.
+    partial: Option<Partial>,
     /// Packages (or errors) decoded and not yet taken, in order.
     ready: VecDeque<Result<Frame, Error>>,
     /// Nothing more will be decoded: the close handshake ran, the stream
-    /// ended or broke.
+    /// ended or broke, or the peer broke the protocol.
     ended: bool,
     /// Our Close is on its way: after it, the peer dropping the connection
     /// without its own Close is a normal end, not an error.
@@ -221,12 +288,29 @@ impl std::fmt::Debug for Codec {
     }
 }
 
+/// XORs `bytes` with the masking key (RFC 6455, 5.3), eight bytes at a time.
+fn apply_mask(bytes: &mut [u8], key: [u8; 4]) {
+    let wide = u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ]);
+    let mut chunks = bytes.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
+    }
+    // Eight is a whole number of keys: the rest starts at the key's start.
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= key[i % 4];
+    }
+}
+
 impl Codec {
     /// Takes bytes read from the socket: the packages in them become
     /// [`Codec::next`]'s, replies owed to the peer go to
     /// [`Codec::outgoing`].
     pub(crate) fn feed(&mut self, bytes: &[u8]) {
-        self.inbox().extend_from_slice(bytes);
+        self.inbox.extend_from_slice(bytes);
         self.decode_fed();
     }
 
@@ -234,30 +318,36 @@ impl Codec {
     /// it directly; [`Codec::decode_fed`] then takes them as
     /// [`Codec::feed`] does.
     pub(crate) fn inbox(&mut self) -> &mut BytesMut {
-        &mut self.ws.get_mut().inbox
+        &mut self.inbox
     }
 
     /// Decodes what was put into [`Codec::inbox`].
     pub(crate) fn decode_fed(&mut self) {
         if self.ended {
             // Nothing is decoded after the end: what came is dropped.
-            self.ws.get_mut().inbox.clear();
+            self.inbox.clear();
             return;
         }
         self.decode();
     }
 
-    /// The socket ended (a read of nothing): what was fed is decoded to
-    /// the end, and the connection ends, cleanly after a close handshake
-    /// or our Close, with an error otherwise (in the middle of a message,
-    /// or with no close handshake at all).
+    /// The socket ended (a read of nothing): the connection ends, cleanly
+    /// after a close handshake or our Close, with an error otherwise (in
+    /// the middle of a message, or with no close handshake at all).
     pub(crate) fn feed_end(&mut self) {
         if self.ended {
             return;
         }
-        self.ws.get_mut().eof = true;
         self.decode();
-        self.ended = true;
+        if self.ended {
+            return;
+        }
+        let e = if !self.inbox.is_empty() || self.partial.is_some() {
+            "the peer closed the connection in the middle of a message"
+        } else {
+            "the peer closed the connection without a closing handshake"
+        };
+        self.fail(e);
     }
 
     /// The socket broke: `e` is the last thing [`Codec::next`] gives,
@@ -272,36 +362,138 @@ impl Codec {
         }
     }
 
+    /// Ends the connection with an error (none after our Close: then the
+    /// peer's going away is the end we asked for).
+    fn fail(&mut self, message: &str) {
+        self.ended = true;
+        self.inbox.clear();
+        self.partial = None;
+        if !self.close_sent {
+            self.ready.push_back(Err(Error::ws(message, None)));
+        }
+    }
+
+    /// Decodes every whole frame in the inbox.
     fn decode(&mut self) {
-        loop {
-            match self.ws.read() {
-                Ok(Message::Binary(b)) => self
-                    .ready
-                    .push_back(Frame::parse(b, self.max_payload).map_err(Error::from)),
-                Ok(Message::Text(_)) => self.ready.push_back(Err(Error::TextMessage)),
-                // tungstenite queued the pong; its next read (this loop)
-                // puts it into the bytes to send.
-                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
-                Ok(Message::Close(_)) => {
-                    // tungstenite queued the answer: into the bytes to send.
-                    let _ = self.ws.flush();
-                    self.ended = true;
-                    return;
-                }
-                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
-                    self.ended = true;
-                    return;
-                }
+        while !self.ended {
+            let mut cursor = Cursor::new(&self.inbox[..]);
+            let (head, len) = match FrameHeader::parse(&mut cursor) {
+                Ok(Some(parsed)) => parsed,
+                Ok(None) => return,
                 Err(e) => {
-                    self.ended = true;
-                    if !self.close_sent {
-                        self.ready.push_back(Err(ws_error(self.kind, e)));
-                    }
+                    self.fail(&format!("the peer broke the WebSocket protocol: {e}"));
                     return;
+                }
+            };
+            // At most 14 bytes.
+            let at = usize::try_from(cursor.position()).unwrap_or(usize::MAX);
+            if head.rsv1 || head.rsv2 || head.rsv3 {
+                return self.fail("the peer set a reserved bit (no extension was agreed)");
+            }
+            if head.mask.is_some() {
+                return self.fail("the peer (a server) masked a frame");
+            }
+            let control = matches!(head.opcode, OpCode::Control(_));
+            if control && (len > MAX_CONTROL || !head.is_final) {
+                return self.fail("the peer sent a control frame that is too long or fragmented");
+            }
+            let len = match usize::try_from(len) {
+                Ok(len) if len <= self.max_message => len,
+                _ => {
+                    return self.fail(&format!(
+                        "the peer sent a frame of {len} bytes, over the limit of {}",
+                        self.max_message
+                    ))
+                }
+            };
+            if self.inbox.len() - at < len {
+                return;
+            }
+            self.inbox.advance(at);
+            let payload = self.inbox.split_to(len);
+            match head.opcode {
+                OpCode::Data(data) => self.data(data, head.is_final, payload),
+                OpCode::Control(Control::Ping) => {
+                    self.frame(OpCode::Control(Control::Pong), &payload);
+                }
+                OpCode::Control(Control::Pong) => {}
+                OpCode::Control(Control::Close) => {
+                    self.peer_closed(&payload);
+                }
+                // Refused by the header's parser.
+                OpCode::Control(Control::Reserved(_)) => {
+                    self.fail("the peer sent a reserved control opcode");
                 }
             }
         }
+    }
+
+    /// A data frame (or a message's fragment) came.
+    fn data(&mut self, data: Data, fin: bool, payload: BytesMut) {
+        let started = match (data, self.partial.take()) {
+            (Data::Continue, None) => {
+                return self.fail("the peer continued a message it had not started");
+            }
+            (Data::Continue, Some(mut partial)) => {
+                if partial.bytes.len() + payload.len() > self.max_message {
+                    return self.fail(&format!(
+                        "the peer sent a message over the limit of {} bytes",
+                        self.max_message
+                    ));
+                }
+                partial.bytes.extend_from_slice(&payload);
+                partial
+            }
+            (Data::Binary | Data::Text, Some(_)) => {
+                return self.fail("the peer started a message before the last one ended");
+            }
+            (Data::Binary | Data::Text, None) => Partial {
+                text: data == Data::Text,
+                bytes: payload,
+            },
+            // Refused by the header's parser.
+            (Data::Reserved(_), _) => return self.fail("the peer sent a reserved data opcode"),
+        };
+        if !fin {
+            self.partial = Some(started);
+        } else if started.text {
+            self.ready.push_back(Err(Error::TextMessage));
+        } else {
+            self.ready.push_back(
+                Frame::parse(started.bytes.freeze(), self.max_payload).map_err(Error::from),
+            );
+        }
+    }
+
+    /// The peer's Close came: answered (echoing its status code) unless ours
+    /// was sent, and nothing is decoded after it.
+    fn peer_closed(&mut self, payload: &[u8]) {
+        if !self.close_sent {
+            self.close_sent = true;
+            let code = payload.get(..2).unwrap_or_default();
+            self.frame(OpCode::Control(Control::Close), code);
+        }
+        self.ended = true;
+        self.inbox.clear();
+        self.partial = None;
+    }
+
+    /// Writes one whole frame, masked with a fresh random key, into the
+    /// bytes to send.
+    fn frame(&mut self, opcode: OpCode, payload: &[u8]) {
+        let key: [u8; 4] = rand::random();
+        let head = FrameHeader {
+            opcode,
+            mask: Some(key),
+            ..FrameHeader::default()
+        };
+        let len = payload.len() as u64;
+        self.out.reserve(head.len(len) + payload.len());
+        // Writing into memory does not fail.
+        let _ = head.format(len, &mut (&mut self.out).writer());
+        let start = self.out.len();
+        self.out.extend_from_slice(payload);
+        apply_mask(&mut self.out[start..], key);
     }
 
     /// The next package decoded (or error), in order.
@@ -326,14 +518,16 @@ impl Codec {
     }
 
     /// Encodes whole packages (checked by the caller), one binary message
-    /// each, into the bytes to send.
+    /// each, into the bytes to send. After a Close (ours or the peer's)
+    /// nothing more is sent: [`Error::Closed`].
     pub(crate) fn encode(&mut self, mut frames: Bytes) -> Result<(), Error> {
-        while let Some(pkg) = split_next(&mut frames) {
-            self.ws
-                .write(Message::Binary(pkg))
-                .map_err(|e| ws_error(self.kind, e))?;
+        if self.close_sent {
+            return Err(Error::Closed);
         }
-        self.ws.flush().map_err(|e| ws_error(self.kind, e))
+        while let Some(pkg) = split_next(&mut frames) {
+            self.frame(OpCode::Data(Data::Binary), &pkg);
+        }
+        Ok(())
     }
 
     /// Queues our Close into the bytes to send (once).
@@ -342,15 +536,13 @@ impl Codec {
             return;
         }
         self.close_sent = true;
-        // Errors here mean the connection is closed already.
-        let _ = self.ws.close(None);
-        let _ = self.ws.flush();
+        self.frame(OpCode::Control(Control::Close), &[]);
     }
 
     /// The bytes to write to the peer, in order; the caller advances past
     /// what it wrote.
     pub(crate) fn outgoing(&mut self) -> &mut BytesMut {
-        &mut self.ws.get_mut().out
+        &mut self.out
     }
 }
 
@@ -359,6 +551,8 @@ mod tests {
     use super::*;
     use thingsdb_protocol::PackageType;
     use tungstenite::handshake::server::{NoCallback, ServerHandshake};
+    use tungstenite::protocol::frame::Frame as WsFrame;
+    use tungstenite::Message;
 
     /// A server side over `Mem` too, so that both run in memory.
     /// A client handshake under way and a server side (over `Mem` too)
@@ -437,14 +631,43 @@ mod tests {
         assert_eq!(got, want);
     }
 
+    /// Sends `msg` as one binary message in `extra + 1` fragments (as
+    /// even as can be), with a ping after the first fragment when there
+    /// are several (control frames may come between a message's
+    /// fragments; its pong is expected after the message's own).
+    fn send_fragmented(server: &mut WebSocket<Mem>, msg: Bytes, extra: usize) {
+        if extra == 0 {
+            server.send(Message::Binary(msg)).unwrap();
+            return;
+        }
+        let step = msg.len() / (extra + 1);
+        let mut rest = msg;
+        for k in 0..=extra {
+            let piece = if k == extra {
+                std::mem::take(&mut rest)
+            } else {
+                rest.split_to(step)
+            };
+            let op = if k == 0 {
+                OpCode::Data(Data::Binary)
+            } else {
+                OpCode::Data(Data::Continue)
+            };
+            let f = WsFrame::message(piece, op, k == extra);
+            server.write(Message::Frame(f)).unwrap();
+        }
+        server.flush().unwrap();
+    }
+
     proptest::proptest! {
-        /// Packages of any sizes, fed in pieces of any sizes, come out
-        /// whole and in order, interleaved with pings; the pongs are owed
-        /// in order too.
+        /// Packages of any sizes, some sent in fragments, fed in pieces of
+        /// any sizes, come out whole and in order, interleaved with pings;
+        /// the pongs are owed in order too.
         #[test]
         fn packages_in_any_pieces_come_out_whole(
             sizes in proptest::collection::vec(0usize..3000, 1..20),
             pings in proptest::collection::vec(proptest::bool::ANY, 20),
+            frags in proptest::collection::vec(0usize..4, 20),
             cuts in proptest::collection::vec(1usize..5000, 1..40),
         ) {
             let (mut c, mut server) = pair();
@@ -460,7 +683,7 @@ mod tests {
                     server.send(Message::Ping(p.clone())).unwrap();
                     want_pongs.push(Message::Pong(p));
                 }
-                server.send(Message::Binary(f.to_bytes())).unwrap();
+                send_fragmented(&mut server, f.to_bytes(), frags[i]);
             }
             let wire = server.get_mut().out.split();
             let mut at = 0;
@@ -597,5 +820,228 @@ mod tests {
             panic!("still waiting")
         };
         assert!(w.feed(b"").is_err(), "the end of the stream mid-answer");
+    }
+
+    #[test]
+    fn fragments_are_put_together_with_pings_between() {
+        let (mut c, mut server) = pair();
+        let whole = frame(9, 70_000);
+        send_fragmented(&mut server, whole.to_bytes(), 3);
+        server
+            .send(Message::Ping(Bytes::from_static(b"between")))
+            .unwrap();
+        server
+            .send(Message::Binary(frame(10, 3).to_bytes()))
+            .unwrap();
+        let wire = server.get_mut().out.split();
+        for chunk in wire.chunks(1000) {
+            c.feed(chunk);
+        }
+        assert_eq!(c.next().unwrap().unwrap(), whole);
+        assert_eq!(c.next().unwrap().unwrap(), frame(10, 3));
+        assert!(c.next().is_none());
+        let mut out = c.outgoing().split();
+        let got = server_reads(&mut server, &mut out);
+        assert_eq!(got, vec![Message::Pong(Bytes::from_static(b"between"))]);
+    }
+
+    /// Each of these, from a server, ends the connection with a WebSocket
+    /// error, and nothing after it is decoded.
+    #[test]
+    fn protocol_violations_end_the_connection() {
+        let mut long_ping = vec![0x89, 126, 0x00, 126];
+        long_ping.extend_from_slice(&[0u8; 126]);
+        // A fragmented message over the 1 MiB limit: 600 KiB, then 600 KiB.
+        let mut too_long = Vec::new();
+        for first in [0x02u8, 0x80] {
+            too_long.extend_from_slice(&[first, 127]);
+            too_long.extend_from_slice(&(600u64 << 10).to_be_bytes());
+            too_long.resize(too_long.len() + (600 << 10), 0);
+        }
+        let cases: [(&str, Vec<u8>); 9] = [
+            ("masked", vec![0x82, 0x81, 1, 2, 3, 4, 5]),
+            ("reserved bit", vec![0xC2, 0x01, 0x00]),
+            ("reserved data opcode", vec![0x83, 0x00]),
+            ("reserved control opcode", vec![0x8B, 0x00]),
+            ("continuation of nothing", vec![0x80, 0x00]),
+            (
+                "new message mid-message",
+                vec![0x02, 0x01, 0, 0x82, 0x01, 0],
+            ),
+            ("fragmented ping", vec![0x09, 0x00]),
+            ("long ping", long_ping),
+            ("fragments over the limit", too_long),
+        ];
+        for (what, bytes) in cases {
+            let (mut c, mut server) = pair();
+            c.feed(&bytes);
+            assert!(
+                matches!(c.next(), Some(Err(Error::WebSocket { .. }))),
+                "{what}"
+            );
+            assert!(c.ended(), "{what}");
+            server
+                .send(Message::Binary(frame(1, 1).to_bytes()))
+                .unwrap();
+            c.feed(&server.get_mut().out.split());
+            assert!(c.next().is_none(), "{what}: decoded after the error");
+        }
+    }
+
+    #[test]
+    fn a_frame_over_the_limit_is_refused_from_its_header() {
+        let (mut c, _server) = pair();
+        // 2 MiB announced (limit 1 MiB), none of it sent.
+        let mut head = vec![0x82, 127];
+        head.extend_from_slice(&(2u64 << 20).to_be_bytes());
+        c.feed(&head);
+        assert!(matches!(c.next(), Some(Err(Error::WebSocket { .. }))));
+        assert!(c.ended());
+        // A frame just at the limit is taken.
+        let (mut c, mut server) = pair();
+        let at_limit = frame(2, (1 << 20) - thingsdb_protocol::HEADER_LEN);
+        server.send(Message::Binary(at_limit.to_bytes())).unwrap();
+        c.feed(&server.get_mut().out.split());
+        assert_eq!(c.next().unwrap().unwrap(), at_limit);
+    }
+
+    #[test]
+    fn our_frames_are_masked_with_fresh_keys() {
+        let (mut c, mut server) = pair();
+        let pkg = frame(1, 200).to_bytes();
+        c.encode(pkg.clone()).unwrap();
+        let first = c.outgoing().split();
+        c.encode(pkg.clone()).unwrap();
+        let second = c.outgoing().split();
+        // FIN + binary; mask bit and a 16-bit length of 208.
+        assert_eq!(first[..4], [0x82, 0x80 | 126, 0, 208]);
+        assert_eq!(first.len(), 4 + 4 + pkg.len());
+        assert_ne!(first[4..8], second[4..8], "the same masking key twice");
+        assert_ne!(first[8..], pkg[..], "the payload went out unmasked");
+        let mut both = first;
+        both.extend_from_slice(&second);
+        let got = server_reads(&mut server, &mut both);
+        assert_eq!(
+            got,
+            vec![Message::Binary(pkg.clone()), Message::Binary(pkg)]
+        );
+        // Every length form: 7-bit, 16-bit and 64-bit.
+        let sizes = [0, 117, 118, 65_527, 65_528, 200_000];
+        let mut batch = BytesMut::new();
+        for (i, n) in sizes.iter().enumerate() {
+            batch.extend_from_slice(&frame(i as u16, *n).to_bytes());
+        }
+        c.encode(batch.freeze()).unwrap();
+        let mut out = c.outgoing().split();
+        let want: Vec<Message> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Message::Binary(frame(i as u16, *n).to_bytes()))
+            .collect();
+        assert_eq!(server_reads(&mut server, &mut out), want);
+    }
+
+    #[test]
+    fn the_mask_matches_the_rfcs_byte_by_byte_rule() {
+        let key = [0x6d, 0xb6, 0xb2, 0x80];
+        for len in 0..40 {
+            let plain: Vec<u8> = (0..len).map(|i| (i * 37 + 5) as u8).collect();
+            let mut masked = plain.clone();
+            apply_mask(&mut masked, key);
+            let want: Vec<u8> = plain
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ key[i % 4])
+                .collect();
+            assert_eq!(masked, want, "length {len}");
+        }
+    }
+
+    #[test]
+    fn the_peers_close_code_is_echoed_and_nothing_is_sent_after() {
+        use tungstenite::protocol::frame::coding::CloseCode;
+        use tungstenite::protocol::CloseFrame;
+        let (mut c, mut server) = pair();
+        server
+            .close(Some(CloseFrame {
+                code: CloseCode::Away,
+                reason: "going".into(),
+            }))
+            .unwrap();
+        server.flush().unwrap();
+        c.feed(&server.get_mut().out.split());
+        assert!(c.ended());
+        // One masked Close frame carrying the code (1001) and no reason.
+        let out = c.outgoing().split();
+        assert_eq!(out[..2], [0x88, 0x82]);
+        let mut code = [out[6], out[7]];
+        apply_mask(&mut code, [out[2], out[3], out[4], out[5]]);
+        assert_eq!(u16::from_be_bytes(code), 1001);
+        assert_eq!(out.len(), 8);
+        // The server takes it as the answer to its Close.
+        server.get_mut().inbox.extend_from_slice(&out);
+        let answer = server.read().unwrap();
+        let want = CloseFrame {
+            code: CloseCode::Away,
+            reason: "".into(),
+        };
+        assert_eq!(answer, Message::Close(Some(want)));
+        assert!(matches!(
+            c.encode(frame(1, 1).to_bytes()),
+            Err(Error::Closed)
+        ));
+        assert!(c.outgoing().is_empty());
+        // The socket ending after the close handshake is no error.
+        c.feed_end();
+        assert!(c.next().is_none());
+    }
+
+    #[test]
+    fn an_answer_fed_in_small_pieces_leaves_what_follows_to_the_codec() {
+        // Pieces of 5 bytes (tungstenite refuses a head that comes in
+        // pieces much smaller than that): the blank line ends mid-piece,
+        // and the rest of that piece is the start of a ping.
+        let (mut w, mut server) = started();
+        server
+            .send(Message::Ping(Bytes::from_static(b"p")))
+            .unwrap();
+        server
+            .send(Message::Binary(frame(4, 300).to_bytes()))
+            .unwrap();
+        let wire = server.get_mut().out.split();
+        let mut pieces = wire.chunks(5);
+        let mut c = loop {
+            let piece = pieces.next().expect("the handshake never finished");
+            match w.feed(piece).unwrap() {
+                Handshake::Waiting(more) => w = more,
+                Handshake::Done(c) => break c,
+            }
+        };
+        for piece in pieces {
+            c.feed(piece);
+        }
+        assert_eq!(c.next().unwrap().unwrap(), frame(4, 300));
+        let mut out = c.outgoing().split();
+        let got = server_reads(&mut server, &mut out);
+        assert_eq!(got, vec![Message::Pong(Bytes::from_static(b"p"))]);
+    }
+
+    #[test]
+    fn the_head_scan_stops_at_the_first_blank_line() {
+        let mut head = Head::Scanning(0);
+        let text = b"HTTP/1.1 101 X\r\na: b\r\n\r\r\n\r\nrest";
+        // Handed out in pieces of 3: the scan carries over between them.
+        let mut handed = 0;
+        for piece in text.chunks(3) {
+            let n = head.scan(piece);
+            handed += n;
+            if n < piece.len() {
+                break;
+            }
+        }
+        assert_eq!(&text[..handed], b"HTTP/1.1 101 X\r\na: b\r\n\r\r\n\r\n");
+        assert_eq!(head, Head::Done);
+        assert_eq!(Head::Off.scan(b"\r\n\r\nx"), 5);
+        assert_eq!(Head::Done.scan(b"x"), 0);
     }
 }
