@@ -1,13 +1,13 @@
 //! Packages over std sockets, without an async runtime: TCP, TLS over
-//! TCP, Unix sockets, and WebSocket (`ws://`, `wss://`) through
-//! tungstenite's blocking API.
+//! TCP, Unix sockets, and WebSocket (`ws://`, `wss://`) through the same
+//! WebSocket codec (no I/O of its own) as the async transport.
 //!
 //! [`connect`] opens a connection and splits it into a [`BlockingReader`]
 //! and a [`BlockingWriter`] that two threads may use at once: the reader
 //! may sit in a blocking read while the writer sends. A TCP or Unix
 //! connection is one socket with two handles (`try_clone`); TLS and
-//! WebSocket keep their state (rustls' `ClientConnection`, tungstenite's
-//! `WebSocket`) behind a lock that is taken only to process bytes already
+//! WebSocket keep their state (rustls' `ClientConnection`, the WebSocket
+//! codec) behind a lock that is taken only to process bytes already
 //! read or to queue bytes to write, never during a blocking read.
 //!
 //! Receiving works as the async reader does: bytes go into one buffer and
@@ -48,12 +48,10 @@ use thingsdb_protocol::{decode_frame, Frame, Header, HEADER_LEN};
 use crate::connect::ConnectOptions;
 use crate::error::Error;
 use crate::frames::count_whole_frames;
+use crate::stream::READ_CHUNK;
 use crate::target::Target;
 use crate::transport::TransportKind;
 use crate::ws::codec::{self, Codec, Handshake};
-
-/// How many bytes one read takes at most.
-const READ_CHUNK: usize = 64 * 1024;
 
 /// What [`BlockingReader::recv`] got.
 #[derive(Debug)]

@@ -35,10 +35,22 @@ use crate::error::Error;
 use crate::frames::count_whole_frames;
 use crate::transport::TransportKind;
 
-/// Reserve this much when the receive buffer runs low.
-const READ_CHUNK: usize = 64 * 1024;
-/// Spare room below which the receive buffer is topped up before a read.
+/// Reserve this much when a receive buffer runs low (and read at most this
+/// much at a time into a blocking reader's scratch).
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
+/// Spare room below which a receive buffer is topped up before a read.
 const MIN_SPARE: usize = 4 * 1024;
+
+/// Makes room in a receive buffer before a read, when less than
+/// `MIN_SPARE` is spare: packages are cut off its front and handed on as
+/// slices of it, and topping it up only when it runs low reclaims the
+/// buffer in place once they are gone (reserving before every read would
+/// allocate anew whenever one of them is still alive).
+pub(crate) fn make_room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < MIN_SPARE {
+        buf.reserve(READ_CHUNK);
+    }
+}
 
 /// The TLS stream every TLS and secure WebSocket connection runs over.
 pub(crate) type TlsStream = tokio_rustls::client::TlsStream<QuickAck<TcpStream>>;
@@ -212,10 +224,7 @@ impl<R: AsyncRead + Unpin> StreamReader<R> {
             if let Some(f) = decode_frame(&mut self.buf, self.max_payload)? {
                 return Poll::Ready(Ok(Some(f)));
             }
-            if self.buf.capacity() - self.buf.len() < MIN_SPARE {
-                // Reclaims the buffer when the frames cut from it are gone.
-                self.buf.reserve(READ_CHUNK);
-            }
+            make_room(&mut self.buf);
             // Reads into the spare capacity; Pending means nothing was read.
             match ready!(tokio_util::io::poll_read_buf(
                 Pin::new(&mut self.r),
@@ -320,5 +329,36 @@ impl<W: AsyncWrite + Unpin> StreamWriter<W> {
         };
         self.shut = true;
         Poll::Ready(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Packages handed on stay alive a while (until the caller has taken
+    /// their answer): room is made only when the buffer runs low, not
+    /// before every read, or every read would allocate a new buffer.
+    #[test]
+    fn room_is_made_only_when_the_buffer_runs_low() {
+        let mut buf = BytesMut::new();
+        let mut kept = Vec::new();
+        let mut moves = 0;
+        for _ in 0..1000 {
+            let before = buf.as_ptr();
+            make_room(&mut buf);
+            if buf.as_ptr() != before {
+                moves += 1;
+            }
+            assert!(buf.capacity() >= MIN_SPARE);
+            buf.extend_from_slice(&[7u8; 100]);
+            // The last package cut off is still alive at the next read.
+            kept.push(buf.split().freeze());
+            if kept.len() > 1 {
+                kept.remove(0);
+            }
+        }
+        // 100 kB through 64 KiB buffers: a few new ones, not 1000.
+        assert!(moves <= 4, "{moves} new buffers");
     }
 }

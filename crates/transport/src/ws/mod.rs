@@ -1,7 +1,8 @@
 //! Packages over WebSocket (`ws://`, `wss://`).
 //!
 //! Exactly one package per binary message, both ways. The WebSocket layer
-//! ([`codec`]: tungstenite's framing without I/O) reassembles fragmented
+//! ([`codec`]: tungstenite's handshake, and the open connection's framing,
+//! without I/O) reassembles fragmented
 //! messages (a node sends large packages as many continuation frames),
 //! answers pings and runs the close handshake; this module moves its bytes
 //! over an async stream.
@@ -26,11 +27,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::Error;
 use crate::frames::count_whole_frames;
+use crate::stream::make_room;
 use crate::transport::TransportKind;
 use codec::{Codec, Handshake};
-
-/// How much one read from the socket takes at most.
-const READ_CHUNK: usize = 64 * 1024;
 
 /// Runs the client handshake for `uri` over an open stream and gives the
 /// connection's two halves.
@@ -233,7 +232,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsReader<S> {
             }
             // Straight into the codec's input: no copy on the way.
             let inbox = s.codec.inbox();
-            inbox.reserve(READ_CHUNK);
+            make_room(inbox);
             match ready!(tokio_util::io::poll_read_buf(
                 Pin::new(&mut s.io),
                 cx,
