@@ -55,7 +55,9 @@ pub enum Error {
         source: Option<BoxError>,
     },
     /// The WebSocket layer failed (handshake, protocol violation).
-    /// [`source`](std::error::Error::source) is the tungstenite error.
+    /// [`source`](std::error::Error::source) is tungstenite's error when
+    /// the handshake failed in it; a peer breaking the framing rules has
+    /// none (the message says which rule).
     #[error("WebSocket error: {message}")]
     WebSocket {
         /// What failed.

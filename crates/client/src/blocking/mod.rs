@@ -10,7 +10,8 @@
 //! [`Error`](crate::Error)s. It runs the protocol state machine the async
 //! client runs (pipelining, reconnect, resending what never ran, room
 //! re-joins, moving off a node that shuts down), over std sockets: TCP,
-//! TLS, Unix sockets and WebSocket (tungstenite's blocking API).
+//! TLS, Unix sockets and WebSocket (the transport's WebSocket codec, no
+//! runtime).
 //!
 //! ```no_run
 //! use thingsdb_client::blocking::Client;

@@ -27,7 +27,7 @@ use thingsdb_protocol::Frame;
 use tungstenite::error::Error as WsError;
 use tungstenite::handshake::client::ClientHandshake;
 use tungstenite::handshake::{HandshakeError, MidHandshake};
-use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::WebSocket;
 
@@ -38,6 +38,10 @@ use crate::transport::TransportKind;
 /// How much tungstenite takes from the fed bytes in one go during the
 /// handshake (it zeroes this much of its buffer before each take).
 const TAKE: usize = 4096;
+
+/// The longest handshake answer taken (tungstenite's own limit): bytes
+/// read past it while the answer is not whole are refused, not kept.
+const MAX_ANSWER: usize = 64 * 1024;
 
 /// The longest payload of a control frame (RFC 6455, 5.5).
 const MAX_CONTROL: u64 = 125;
@@ -59,39 +63,54 @@ pub(crate) struct Mem {
 }
 
 /// How far a client handshake's stream is through the answer's head.
+///
+/// The head ends at the first empty line after a line that is not empty;
+/// a line ends at a line feed, with or without a carriage return before
+/// it, and empty lines before the status line are skipped: the rules of
+/// the parser tungstenite reads the answer with (`httparse`).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 enum Head {
     /// Not a client handshake's stream: everything is handed out.
     #[default]
     Off,
-    /// This many bytes of the blank line (`\r\n\r\n`) were handed out last.
-    Scanning(u8),
+    /// Scanning the answer: `line` bytes (carriage returns aside) of the
+    /// current line were handed out, after a line with something in it
+    /// or not (`begun`).
+    Scanning { line: usize, begun: bool },
     /// The head was handed out whole: nothing more is.
     Done,
 }
 
 impl Head {
+    /// A scan from the start of an answer.
+    const START: Head = Head::Scanning {
+        line: 0,
+        begun: false,
+    };
+
     /// How many of `bytes` to hand out: all of them, up to the end of the
     /// head (then the scan is done), or none once it is.
     fn scan(&mut self, bytes: &[u8]) -> usize {
-        const BLANK: &[u8; 4] = b"\r\n\r\n";
-        let mut matched = match *self {
+        let (mut line, mut begun) = match *self {
             Head::Off => return bytes.len(),
             Head::Done => return 0,
-            Head::Scanning(matched) => matched,
+            Head::Scanning { line, begun } => (line, begun),
         };
         for (i, &b) in bytes.iter().enumerate() {
-            matched = if b == BLANK[usize::from(matched)] {
-                matched + 1
-            } else {
-                u8::from(b == b'\r')
-            };
-            if usize::from(matched) == BLANK.len() {
-                *self = Head::Done;
-                return i + 1;
+            match b {
+                b'\n' if line == 0 && begun => {
+                    *self = Head::Done;
+                    return i + 1;
+                }
+                b'\n' => {
+                    begun |= line > 0;
+                    line = 0;
+                }
+                b'\r' => {}
+                _ => line = line.saturating_add(1),
             }
         }
-        *self = Head::Scanning(matched);
+        *self = Head::Scanning { line, begun };
         bytes.len()
     }
 }
@@ -168,7 +187,7 @@ pub(crate) fn handshake(
     max_payload: u32,
 ) -> Result<Handshake, Error> {
     let mem = Mem {
-        head: Head::Scanning(0),
+        head: Head::START,
         ..Mem::default()
     };
     let started = tungstenite::client::client_with_config(uri, mem, Some(config(max_message)));
@@ -189,7 +208,17 @@ fn step(
         Ok((ws, _response)) => {
             // What came after the answer's head is still in the stream's
             // inbox: the codec's first bytes.
-            let Mem { inbox, out, .. } = ws.into_inner();
+            let Mem {
+                inbox, out, head, ..
+            } = ws.into_inner();
+            if head != Head::Done {
+                // tungstenite took an answer whose end the scan did not
+                // see: bytes after it may be in tungstenite's buffer.
+                return Err(Error::ws(
+                    format!("handshake with {uri} failed: the answer's end was not found"),
+                    None,
+                ));
+            }
             let mut codec = Codec {
                 kind,
                 max_message,
@@ -204,13 +233,24 @@ fn step(
             codec.decode();
             Ok(Handshake::Done(codec))
         }
-        Err(HandshakeError::Interrupted(mid)) => Ok(Handshake::Waiting(Waiting {
-            mid,
-            uri,
-            kind,
-            max_message,
-            max_payload,
-        })),
+        Err(HandshakeError::Interrupted(mut mid)) => {
+            let mem = mid.get_mut().get_mut();
+            if mem.head == Head::Done || mem.inbox.len() > MAX_ANSWER {
+                // The head was handed out whole and tungstenite wants more,
+                // or no end came in all that was read.
+                return Err(Error::ws(
+                    format!("handshake with {uri} failed: the answer is not a whole HTTP head"),
+                    None,
+                ));
+            }
+            Ok(Handshake::Waiting(Waiting {
+                mid,
+                uri,
+                kind,
+                max_message,
+                max_payload,
+            }))
+        }
         Err(HandshakeError::Failure(WsError::Http(resp))) => Err(Error::ws(
             format!("handshake with {uri} refused: HTTP {}", resp.status()),
             None,
@@ -413,9 +453,11 @@ impl Codec {
             let payload = self.inbox.split_to(len);
             match head.opcode {
                 OpCode::Data(data) => self.data(data, head.is_final, payload),
-                OpCode::Control(Control::Ping) => {
+                // Nothing is sent after our Close, a pong included.
+                OpCode::Control(Control::Ping) if !self.close_sent => {
                     self.frame(OpCode::Control(Control::Pong), &payload);
                 }
+                OpCode::Control(Control::Ping) => {}
                 OpCode::Control(Control::Pong) => {}
                 OpCode::Control(Control::Close) => {
                     self.peer_closed(&payload);
@@ -465,12 +507,21 @@ impl Codec {
         }
     }
 
-    /// The peer's Close came: answered (echoing its status code) unless ours
-    /// was sent, and nothing is decoded after it.
+    /// The peer's Close came: answered unless ours was sent, and nothing is
+    /// decoded after it. The answer echoes the peer's status code, or is
+    /// 1002 (protocol error) for a code that may not be sent or a payload
+    /// of one byte; a Close without a code is answered without one.
     fn peer_closed(&mut self, payload: &[u8]) {
         if !self.close_sent {
             self.close_sent = true;
-            let code = payload.get(..2).unwrap_or_default();
+            let code = match *payload {
+                [] => None,
+                [hi, lo, ..] if CloseCode::from(u16::from_be_bytes([hi, lo])).is_allowed() => {
+                    Some([hi, lo])
+                }
+                _ => Some(u16::from(CloseCode::Protocol).to_be_bytes()),
+            };
+            let code = code.as_ref().map_or(&[][..], |c| &c[..]);
             self.frame(OpCode::Control(Control::Close), code);
         }
         self.ended = true;
@@ -518,10 +569,10 @@ impl Codec {
     }
 
     /// Encodes whole packages (checked by the caller), one binary message
-    /// each, into the bytes to send. After a Close (ours or the peer's)
-    /// nothing more is sent: [`Error::Closed`].
+    /// each, into the bytes to send. After a Close (ours or the peer's), or
+    /// once the connection ended, nothing more is sent: [`Error::Closed`].
     pub(crate) fn encode(&mut self, mut frames: Bytes) -> Result<(), Error> {
-        if self.close_sent {
+        if self.close_sent || self.ended {
             return Err(Error::Closed);
         }
         while let Some(pkg) = split_next(&mut frames) {
@@ -554,7 +605,6 @@ mod tests {
     use tungstenite::protocol::frame::Frame as WsFrame;
     use tungstenite::Message;
 
-    /// A server side over `Mem` too, so that both run in memory.
     /// A client handshake under way and a server side (over `Mem` too)
     /// that took its request; the server's answer waits in its `out`.
     fn started() -> (Waiting, WebSocket<Mem>) {
@@ -632,14 +682,15 @@ mod tests {
     }
 
     /// Sends `msg` as one binary message in `extra + 1` fragments (as
-    /// even as can be), with a ping after the first fragment when there
-    /// are several (control frames may come between a message's
-    /// fragments; its pong is expected after the message's own).
-    fn send_fragmented(server: &mut WebSocket<Mem>, msg: Bytes, extra: usize) {
-        if extra == 0 {
-            server.send(Message::Binary(msg)).unwrap();
-            return;
-        }
+    /// even as can be), with `ping` (if any) after the first fragment when
+    /// there are several (control frames may come between a message's
+    /// fragments), before the message when there is one.
+    fn send_fragmented(
+        server: &mut WebSocket<Mem>,
+        msg: Bytes,
+        extra: usize,
+        mut ping: Option<Bytes>,
+    ) {
         let step = msg.len() / (extra + 1);
         let mut rest = msg;
         for k in 0..=extra {
@@ -653,8 +704,16 @@ mod tests {
             } else {
                 OpCode::Data(Data::Continue)
             };
+            if extra == 0 {
+                if let Some(p) = ping.take() {
+                    server.write(Message::Frame(WsFrame::ping(p))).unwrap();
+                }
+            }
             let f = WsFrame::message(piece, op, k == extra);
             server.write(Message::Frame(f)).unwrap();
+            if let Some(p) = ping.take() {
+                server.write(Message::Frame(WsFrame::ping(p))).unwrap();
+            }
         }
         server.flush().unwrap();
     }
@@ -678,12 +737,11 @@ mod tests {
                 .collect();
             let mut want_pongs = Vec::new();
             for (i, f) in frames.iter().enumerate() {
-                if pings[i] {
-                    let p = Bytes::from(vec![i as u8]);
-                    server.send(Message::Ping(p.clone())).unwrap();
-                    want_pongs.push(Message::Pong(p));
+                let ping = pings[i].then(|| Bytes::from(vec![i as u8]));
+                if let Some(p) = &ping {
+                    want_pongs.push(Message::Pong(p.clone()));
                 }
-                send_fragmented(&mut server, f.to_bytes(), frags[i]);
+                send_fragmented(&mut server, f.to_bytes(), frags[i], ping);
             }
             let wire = server.get_mut().out.split();
             let mut at = 0;
@@ -826,10 +884,8 @@ mod tests {
     fn fragments_are_put_together_with_pings_between() {
         let (mut c, mut server) = pair();
         let whole = frame(9, 70_000);
-        send_fragmented(&mut server, whole.to_bytes(), 3);
-        server
-            .send(Message::Ping(Bytes::from_static(b"between")))
-            .unwrap();
+        let between = Bytes::from_static(b"between");
+        send_fragmented(&mut server, whole.to_bytes(), 3, Some(between));
         server
             .send(Message::Binary(frame(10, 3).to_bytes()))
             .unwrap();
@@ -1026,22 +1082,230 @@ mod tests {
         assert_eq!(got, vec![Message::Pong(Bytes::from_static(b"p"))]);
     }
 
-    #[test]
-    fn the_head_scan_stops_at_the_first_blank_line() {
-        let mut head = Head::Scanning(0);
-        let text = b"HTTP/1.1 101 X\r\na: b\r\n\r\r\n\r\nrest";
-        // Handed out in pieces of 3: the scan carries over between them.
+    /// The scan's end in `text` handed out in pieces of `piece` bytes.
+    fn head_end(text: &[u8], piece: usize) -> Option<usize> {
+        let mut head = Head::START;
         let mut handed = 0;
-        for piece in text.chunks(3) {
-            let n = head.scan(piece);
-            handed += n;
-            if n < piece.len() {
-                break;
+        for p in text.chunks(piece) {
+            handed += head.scan(p);
+            if head == Head::Done {
+                return Some(handed);
             }
         }
-        assert_eq!(&text[..handed], b"HTTP/1.1 101 X\r\na: b\r\n\r\r\n\r\n");
-        assert_eq!(head, Head::Done);
+        None
+    }
+
+    #[test]
+    fn the_head_scan_ends_where_the_http_parser_does() {
+        let cases: [(&[u8], Option<usize>); 5] = [
+            (b"HTTP/1.1 101 X\r\na: b\r\n\r\nrest", Some(24)),
+            // Bare line feeds, and a mix.
+            (b"HTTP/1.1 101 X\na: b\n\nrest", Some(21)),
+            (b"HTTP/1.1 101 X\r\na: b\n\r\nrest", Some(23)),
+            // Empty lines before the status line are skipped.
+            (b"\r\n\nHTTP/1.1 101 X\r\n\r\nrest", Some(21)),
+            (b"HTTP/1.1 101 X\r\na: b\r\n", None),
+        ];
+        for (text, want) in cases {
+            for piece in [1, 2, 3, 7, text.len()] {
+                let got = head_end(text, piece);
+                assert_eq!(
+                    got,
+                    want,
+                    "{:?} in pieces of {piece}",
+                    String::from_utf8_lossy(text)
+                );
+            }
+            if let Some(end) = want {
+                // What httparse (through tungstenite) takes as the head.
+                let mut headers = [httparse::EMPTY_HEADER; 4];
+                let parsed = httparse::Response::new(&mut headers).parse(text).unwrap();
+                assert_eq!(parsed, httparse::Status::Complete(end));
+            }
+        }
         assert_eq!(Head::Off.scan(b"\r\n\r\nx"), 5);
         assert_eq!(Head::Done.scan(b"x"), 0);
+    }
+
+    /// The server's answer to a started handshake, and the client waiting
+    /// for it.
+    fn answer() -> (Waiting, WebSocket<Mem>, Vec<u8>) {
+        let (w, mut server) = started();
+        let answer = server.get_mut().out.split().to_vec();
+        (w, server, answer)
+    }
+
+    #[test]
+    fn an_answer_with_bare_line_feeds_or_leading_blank_lines_leaves_frames_to_the_codec() {
+        let pong_owed = |mut c: Codec, server: &mut WebSocket<Mem>| {
+            assert_eq!(c.next().unwrap().unwrap(), frame(4, 30));
+            let mut out = c.outgoing().split();
+            let got = server_reads(server, &mut out);
+            assert_eq!(got, vec![Message::Pong(Bytes::from_static(b"p"))]);
+        };
+        for variant in ["lf", "leading"] {
+            let (w, mut server, answer) = answer();
+            let text = String::from_utf8(answer).unwrap();
+            let mut wire = match variant {
+                "lf" => text.replace("\r\n", "\n").into_bytes(),
+                _ => format!("\r\n{text}").into_bytes(),
+            };
+            server
+                .send(Message::Ping(Bytes::from_static(b"p")))
+                .unwrap();
+            server
+                .send(Message::Binary(frame(4, 30).to_bytes()))
+                .unwrap();
+            wire.extend_from_slice(&server.get_mut().out.split());
+            let Handshake::Done(c) = w.feed(&wire).unwrap() else {
+                panic!("{variant}: not done")
+            };
+            pong_owed(c, &mut server);
+        }
+    }
+
+    #[test]
+    fn an_answer_that_never_ends_is_refused_not_kept() {
+        let Handshake::Waiting(mut w) =
+            handshake("ws://h/x", TransportKind::Ws, 1 << 20, 1 << 20).unwrap()
+        else {
+            panic!("waiting")
+        };
+        // A header line that goes on and on, fed in big pieces.
+        w = match w.feed(b"HTTP/1.1 101 Switching Protocols\r\nx: ").unwrap() {
+            Handshake::Waiting(w) => w,
+            Handshake::Done(_) => panic!("done"),
+        };
+        let piece = vec![b'a'; 8 * 1024];
+        for _ in 0..16 {
+            match w.feed(&piece) {
+                Ok(Handshake::Waiting(more)) => w = more,
+                Ok(Handshake::Done(_)) => panic!("done"),
+                Err(e) => {
+                    assert!(matches!(e, Error::WebSocket { .. }), "{e}");
+                    return;
+                }
+            }
+        }
+        panic!("128 KiB of answer taken without an error");
+    }
+
+    #[test]
+    fn closes_the_peer_may_not_send_are_answered_with_a_protocol_error() {
+        // (payload of the peer's Close, code in our answer)
+        let cases: [(&[u8], Option<u16>); 5] = [
+            (&[], None),
+            (&[0x03, 0xE8], Some(1000)),
+            (&[0x03, 0xE9, b'b', b'y', b'e'], Some(1001)),
+            // 1005 and 1006 are never sent; one byte is no code.
+            (&[0x03, 0xED], Some(1002)),
+            (&[0x03], Some(1002)),
+        ];
+        for (payload, want) in cases {
+            let (mut c, _server) = pair();
+            let mut close = vec![0x88, payload.len() as u8];
+            close.extend_from_slice(payload);
+            c.feed(&close);
+            assert!(c.ended());
+            assert!(c.next().is_none(), "{payload:?}: a Close is a clean end");
+            let out = c.outgoing().split();
+            assert_eq!(out[0], 0x88, "{payload:?}");
+            let mut body = out[6..].to_vec();
+            apply_mask(&mut body, [out[2], out[3], out[4], out[5]]);
+            let got = (!body.is_empty()).then(|| u16::from_be_bytes([body[0], body[1]]));
+            assert_eq!(got, want, "{payload:?}");
+            assert_eq!(body.len(), if want.is_some() { 2 } else { 0 });
+        }
+    }
+
+    #[test]
+    fn nothing_is_sent_after_our_close_not_even_a_pong() {
+        let (mut c, mut server) = pair();
+        c.close();
+        let ours = c.outgoing().split();
+        server
+            .send(Message::Ping(Bytes::from_static(b"p")))
+            .unwrap();
+        c.feed(&server.get_mut().out.split());
+        assert!(c.outgoing().is_empty(), "a pong after our Close");
+        assert!(matches!(
+            c.encode(frame(1, 1).to_bytes()),
+            Err(Error::Closed)
+        ));
+        // The server takes our Close and answers; the codec ends cleanly.
+        let mut ours = ours;
+        let got = server_reads_until_close(&mut server, &mut ours);
+        assert_eq!(got, Message::Close(None));
+        // tungstenite queued its answer; it says the connection is closed.
+        let _ = server.flush();
+        assert!(!server.get_mut().out.is_empty(), "the server answered");
+        c.feed(&server.get_mut().out.split());
+        assert!(c.ended());
+        assert!(c.next().is_none());
+        assert!(
+            c.outgoing().is_empty(),
+            "the server's answer is not answered"
+        );
+    }
+
+    /// What the server reads up to and including a Close.
+    fn server_reads_until_close(server: &mut WebSocket<Mem>, bytes: &mut BytesMut) -> Message {
+        server.get_mut().inbox.extend_from_slice(&bytes.split());
+        loop {
+            match server.read() {
+                Ok(m @ Message::Close(_)) => return m,
+                Ok(_) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn empty_fragments_pongs_and_fragmented_text() {
+        let (mut c, _server) = pair();
+        let pkg = frame(5, 4).to_bytes();
+        let mut wire = Vec::new();
+        // An unsolicited pong with a payload: ignored.
+        wire.extend_from_slice(&[0x8A, 0x02, b'h', b'i']);
+        // An empty first fragment, the package, an empty last fragment.
+        wire.extend_from_slice(&[0x02, 0x00]);
+        wire.extend_from_slice(&[0x00, pkg.len() as u8]);
+        wire.extend_from_slice(&pkg);
+        wire.extend_from_slice(&[0x80, 0x00]);
+        // A text message in two fragments: an error, and the connection
+        // goes on.
+        wire.extend_from_slice(&[0x01, 0x01, b'h', 0x80, 0x01, b'i']);
+        // An empty binary message: too short for a package.
+        wire.extend_from_slice(&[0x82, 0x00]);
+        wire.extend_from_slice(&[0x82, pkg.len() as u8]);
+        wire.extend_from_slice(&pkg);
+        c.feed(&wire);
+        assert_eq!(c.next().unwrap().unwrap(), frame(5, 4));
+        assert!(matches!(c.next(), Some(Err(Error::TextMessage))));
+        assert!(matches!(c.next(), Some(Err(Error::Protocol(_)))));
+        assert_eq!(c.next().unwrap().unwrap(), frame(5, 4));
+        assert!(c.next().is_none());
+        assert!(!c.ended());
+        assert!(c.outgoing().is_empty(), "a pong answered");
+    }
+
+    #[test]
+    fn an_end_with_a_message_half_put_together_is_an_error_and_nothing_is_sent_after() {
+        let (mut c, _server) = pair();
+        // A whole first fragment, no more: the inbox is empty.
+        c.feed(&[0x02, 0x01, 0x00]);
+        assert!(c.next().is_none());
+        c.feed_end();
+        assert!(matches!(c.next(), Some(Err(Error::WebSocket { .. }))));
+        assert!(matches!(
+            c.encode(frame(1, 1).to_bytes()),
+            Err(Error::Closed)
+        ));
+        // The largest length a header can say.
+        let (mut c, _server) = pair();
+        let mut head = vec![0x82, 127];
+        head.extend_from_slice(&u64::MAX.to_be_bytes());
+        c.feed(&head);
+        assert!(matches!(c.next(), Some(Err(Error::WebSocket { .. }))));
     }
 }
