@@ -39,10 +39,6 @@ use crate::transport::TransportKind;
 /// handshake (it zeroes this much of its buffer before each take).
 const TAKE: usize = 4096;
 
-/// The longest handshake answer taken (tungstenite's own limit): bytes
-/// read past it while the answer is not whole are refused, not kept.
-const MAX_ANSWER: usize = 64 * 1024;
-
 /// The longest payload of a control frame (RFC 6455, 5.5).
 const MAX_CONTROL: u64 = 125;
 
@@ -234,10 +230,10 @@ fn step(
             Ok(Handshake::Done(codec))
         }
         Err(HandshakeError::Interrupted(mut mid)) => {
-            let mem = mid.get_mut().get_mut();
-            if mem.head == Head::Done || mem.inbox.len() > MAX_ANSWER {
-                // The head was handed out whole and tungstenite wants more,
-                // or no end came in all that was read.
+            // tungstenite hands on every byte it is given until the head is
+            // whole (and refuses a head over 64 KiB); after the head's end
+            // it must not want more, or bytes would pile up here unseen.
+            if mid.get_mut().get_mut().head == Head::Done {
                 return Err(Error::ws(
                     format!("handshake with {uri} failed: the answer is not a whole HTTP head"),
                     None,
@@ -1164,6 +1160,8 @@ mod tests {
         }
     }
 
+    /// tungstenite's limit on the answer holds: the codec hands it every
+    /// byte until the head's end.
     #[test]
     fn an_answer_that_never_ends_is_refused_not_kept() {
         let Handshake::Waiting(mut w) =
