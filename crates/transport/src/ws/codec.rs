@@ -633,6 +633,24 @@ mod tests {
         Frame::new(PackageType::Data, id, Bytes::from(vec![7u8; n]))
     }
 
+    /// Sends one package as a binary message.
+    fn send_pkg(server: &mut WebSocket<Mem>, f: &Frame) {
+        server.send(Message::Binary(f.to_bytes())).unwrap();
+    }
+
+    /// Sends a ping with the payload `p`.
+    fn ping(server: &mut WebSocket<Mem>) {
+        server
+            .send(Message::Ping(Bytes::from_static(b"p")))
+            .unwrap();
+    }
+
+    /// What the server reads of the bytes the codec owes it.
+    fn owed(c: &mut Codec, server: &mut WebSocket<Mem>) -> Vec<Message> {
+        let mut out = c.outgoing().split();
+        server_reads(server, &mut out)
+    }
+
     fn server_reads(server: &mut WebSocket<Mem>, bytes: &mut BytesMut) -> Vec<Message> {
         server.get_mut().inbox.extend_from_slice(&bytes.split());
         let mut got = Vec::new();
@@ -650,7 +668,7 @@ mod tests {
         let (mut c, mut server) = pair();
         let frames: Vec<Frame> = (0..50).map(|i| frame(i, usize::from(i) * 100)).collect();
         for f in &frames {
-            server.send(Message::Binary(f.to_bytes())).unwrap();
+            send_pkg(&mut server, f);
         }
         let wire = server.get_mut().out.split();
         // One byte at a time, then all at once.
@@ -668,8 +686,7 @@ mod tests {
             batch.extend_from_slice(&f.to_bytes());
         }
         c.encode(batch.freeze()).unwrap();
-        let mut out = c.outgoing().split();
-        let got = server_reads(&mut server, &mut out);
+        let got = owed(&mut c, &mut server);
         let want: Vec<Message> = frames
             .iter()
             .map(|f| Message::Binary(f.to_bytes()))
@@ -758,29 +775,22 @@ mod tests {
     #[test]
     fn pings_are_answered_and_text_is_an_error() {
         let (mut c, mut server) = pair();
-        server
-            .send(Message::Ping(Bytes::from_static(b"p")))
-            .unwrap();
+        ping(&mut server);
         server.send(Message::text("hi")).unwrap();
-        server
-            .send(Message::Binary(frame(3, 2).to_bytes()))
-            .unwrap();
+        send_pkg(&mut server, &frame(3, 2));
         let wire = server.get_mut().out.split();
         c.feed(&wire);
         assert!(matches!(c.next(), Some(Err(Error::TextMessage))));
         assert_eq!(c.next().unwrap().unwrap(), frame(3, 2));
         assert!(c.next().is_none());
-        let mut out = c.outgoing().split();
-        let got = server_reads(&mut server, &mut out);
+        let got = owed(&mut c, &mut server);
         assert_eq!(got, vec![Message::Pong(Bytes::from_static(b"p"))]);
     }
 
     #[test]
     fn the_peers_close_is_answered_and_ends() {
         let (mut c, mut server) = pair();
-        server
-            .send(Message::Binary(frame(1, 1).to_bytes()))
-            .unwrap();
+        send_pkg(&mut server, &frame(1, 1));
         server.close(None).unwrap();
         server.flush().unwrap();
         let wire = server.get_mut().out.split();
@@ -797,9 +807,7 @@ mod tests {
     #[test]
     fn an_end_mid_message_is_an_error_and_after_our_close_is_not() {
         let (mut c, mut server) = pair();
-        server
-            .send(Message::Binary(frame(1, 100).to_bytes()))
-            .unwrap();
+        send_pkg(&mut server, &frame(1, 100));
         let wire = server.get_mut().out.split();
         c.feed(&wire[..20]);
         assert!(c.next().is_none());
@@ -834,20 +842,15 @@ mod tests {
     fn packages_that_come_with_the_answer_are_decoded() {
         let (c, mut server) = started();
         // The answer, a ping and a package in one read.
-        server
-            .send(Message::Ping(Bytes::from_static(b"p")))
-            .unwrap();
-        server
-            .send(Message::Binary(frame(4, 10).to_bytes()))
-            .unwrap();
+        ping(&mut server);
+        send_pkg(&mut server, &frame(4, 10));
         let wire = server.get_mut().out.split();
         let Handshake::Done(mut c) = c.feed(&wire).unwrap() else {
             panic!("done")
         };
         assert_eq!(c.next().unwrap().unwrap(), frame(4, 10));
         // The pong is owed at once.
-        let mut out = c.outgoing().split();
-        let got = server_reads(&mut server, &mut out);
+        let got = owed(&mut c, &mut server);
         assert_eq!(got, vec![Message::Pong(Bytes::from_static(b"p"))]);
     }
 
@@ -882,9 +885,7 @@ mod tests {
         let whole = frame(9, 70_000);
         let between = Bytes::from_static(b"between");
         send_fragmented(&mut server, whole.to_bytes(), 3, Some(between));
-        server
-            .send(Message::Binary(frame(10, 3).to_bytes()))
-            .unwrap();
+        send_pkg(&mut server, &frame(10, 3));
         let wire = server.get_mut().out.split();
         for chunk in wire.chunks(1000) {
             c.feed(chunk);
@@ -892,8 +893,7 @@ mod tests {
         assert_eq!(c.next().unwrap().unwrap(), whole);
         assert_eq!(c.next().unwrap().unwrap(), frame(10, 3));
         assert!(c.next().is_none());
-        let mut out = c.outgoing().split();
-        let got = server_reads(&mut server, &mut out);
+        let got = owed(&mut c, &mut server);
         assert_eq!(got, vec![Message::Pong(Bytes::from_static(b"between"))]);
     }
 
@@ -932,9 +932,7 @@ mod tests {
                 "{what}"
             );
             assert!(c.ended(), "{what}");
-            server
-                .send(Message::Binary(frame(1, 1).to_bytes()))
-                .unwrap();
+            send_pkg(&mut server, &frame(1, 1));
             c.feed(&server.get_mut().out.split());
             assert!(c.next().is_none(), "{what}: decoded after the error");
         }
@@ -952,7 +950,7 @@ mod tests {
         // A frame just at the limit is taken.
         let (mut c, mut server) = pair();
         let at_limit = frame(2, (1 << 20) - thingsdb_protocol::HEADER_LEN);
-        server.send(Message::Binary(at_limit.to_bytes())).unwrap();
+        send_pkg(&mut server, &at_limit);
         c.feed(&server.get_mut().out.split());
         assert_eq!(c.next().unwrap().unwrap(), at_limit);
     }
@@ -1054,12 +1052,8 @@ mod tests {
         // pieces much smaller than that): the blank line ends mid-piece,
         // and the rest of that piece is the start of a ping.
         let (mut w, mut server) = started();
-        server
-            .send(Message::Ping(Bytes::from_static(b"p")))
-            .unwrap();
-        server
-            .send(Message::Binary(frame(4, 300).to_bytes()))
-            .unwrap();
+        ping(&mut server);
+        send_pkg(&mut server, &frame(4, 300));
         let wire = server.get_mut().out.split();
         let mut pieces = wire.chunks(5);
         let mut c = loop {
@@ -1073,8 +1067,7 @@ mod tests {
             c.feed(piece);
         }
         assert_eq!(c.next().unwrap().unwrap(), frame(4, 300));
-        let mut out = c.outgoing().split();
-        let got = server_reads(&mut server, &mut out);
+        let got = owed(&mut c, &mut server);
         assert_eq!(got, vec![Message::Pong(Bytes::from_static(b"p"))]);
     }
 
@@ -1146,12 +1139,8 @@ mod tests {
                 "lf" => text.replace("\r\n", "\n").into_bytes(),
                 _ => format!("\r\n{text}").into_bytes(),
             };
-            server
-                .send(Message::Ping(Bytes::from_static(b"p")))
-                .unwrap();
-            server
-                .send(Message::Binary(frame(4, 30).to_bytes()))
-                .unwrap();
+            ping(&mut server);
+            send_pkg(&mut server, &frame(4, 30));
             wire.extend_from_slice(&server.get_mut().out.split());
             let Handshake::Done(c) = w.feed(&wire).unwrap() else {
                 panic!("{variant}: not done")
@@ -1221,9 +1210,7 @@ mod tests {
         let (mut c, mut server) = pair();
         c.close();
         let ours = c.outgoing().split();
-        server
-            .send(Message::Ping(Bytes::from_static(b"p")))
-            .unwrap();
+        ping(&mut server);
         c.feed(&server.get_mut().out.split());
         assert!(c.outgoing().is_empty(), "a pong after our Close");
         assert!(matches!(
