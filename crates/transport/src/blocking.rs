@@ -348,7 +348,33 @@ impl BlockingReader {
     /// than the one set, or more than twice as long, so a caller that
     /// waits about as long each time costs no extra system call.
     pub fn recv(&mut self, wait: Option<Duration>) -> Result<Received, Error> {
-        let started = Instant::now();
+        match wait {
+            None => self.recv_by(None, None),
+            Some(w) => {
+                let now = Instant::now();
+                // A wait past the clock's end is a wait for ever.
+                self.recv_by(now.checked_add(w), Some(now))
+            }
+        }
+    }
+
+    /// The next package, waiting until `deadline` at the latest (`None`:
+    /// for ever); [`Received::TimedOut`] once it passed. `now` is the time
+    /// now when the caller has just read the clock (it is then not read
+    /// again unless a read comes back without a whole package).
+    ///
+    /// ```no_run
+    /// # fn demo(mut rx: thingsdb_transport::blocking::BlockingReader) -> Result<(), thingsdb_transport::Error> {
+    /// use std::time::{Duration, Instant};
+    /// let now = Instant::now();
+    /// let got = rx.recv_by(Some(now + Duration::from_secs(5)), Some(now))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn recv_by(
+        &mut self,
+        deadline: Option<Instant>,
+        mut now: Option<Instant>,
+    ) -> Result<Received, Error> {
         loop {
             if let Some(f) = self.next_buffered()? {
                 return Ok(Received::Frame(f));
@@ -356,11 +382,14 @@ impl BlockingReader {
             if self.ended {
                 return self.at_eof();
             }
-            let left = match wait {
-                Some(w) => match w.checked_sub(started.elapsed()) {
-                    Some(left) if !left.is_zero() => Some(left),
-                    _ => return Ok(Received::TimedOut),
-                },
+            let left = match deadline {
+                Some(d) => {
+                    let t = now.take().unwrap_or_else(Instant::now);
+                    match d.checked_duration_since(t) {
+                        Some(left) if !left.is_zero() => Some(left),
+                        _ => return Ok(Received::TimedOut),
+                    }
+                }
                 None => None,
             };
             self.arm(left)?;
@@ -797,6 +826,61 @@ mod tests {
             matches!(e, Error::ClosedMidFrame { available: 5, .. }),
             "{e}"
         );
+    }
+
+    /// `recv_by`: a deadline already passed by the caller's clock times
+    /// out without a wait, a later one once it passed; a package already
+    /// here comes even with the deadline passed; a package cut across
+    /// reads comes whole (the clock read again between the reads).
+    #[test]
+    fn recv_by_counts_from_the_callers_clock() {
+        let (mut r, _w, mut peer) = pair();
+        // The caller's clock says 1 s ago: a 20 ms wait is over before any
+        // read, and nothing was read.
+        let past = Instant::now() - Duration::from_secs(1);
+        let t0 = Instant::now();
+        assert!(matches!(
+            r.recv_by(Some(past + Duration::from_millis(20)), Some(past))
+                .unwrap(),
+            Received::TimedOut
+        ));
+        assert!(t0.elapsed() < Duration::from_millis(20));
+        // A wait counted from now: over once the deadline passed.
+        let now = Instant::now();
+        let deadline = now + Duration::from_millis(30);
+        assert!(matches!(
+            r.recv_by(Some(deadline), Some(now)).unwrap(),
+            Received::TimedOut
+        ));
+        assert!(Instant::now() >= deadline);
+        // Two packages in one write: the second is buffered and comes
+        // with the deadline passed.
+        let mut both = frame(5, b"one");
+        both.extend(frame(6, b"two"));
+        peer.write_all(&both).unwrap();
+        let now = Instant::now();
+        let got = r.recv_by(Some(now + Duration::from_secs(10)), Some(now));
+        assert!(matches!(got.unwrap(), Received::Frame(f) if f.id == 5));
+        assert!(r.has_buffered_frame());
+        let got = r.recv_by(Some(past), Some(Instant::now()));
+        assert!(matches!(got.unwrap(), Received::Frame(f) if f.id == 6));
+        // A package in two writes: the loop reads again for its rest.
+        let f = frame(7, b"split");
+        let (a, b) = f.split_at(4);
+        let b = b.to_vec();
+        peer.write_all(a).unwrap();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            peer.write_all(&b).unwrap();
+            peer
+        });
+        let now = Instant::now();
+        let got = r.recv_by(Some(now + Duration::from_secs(10)), Some(now));
+        assert!(matches!(got.unwrap(), Received::Frame(f) if f.id == 7));
+        // For ever: the package still comes.
+        let mut peer = writer.join().unwrap();
+        peer.write_all(&frame(8, b"")).unwrap();
+        assert!(matches!(r.recv_by(None, None).unwrap(), Received::Frame(f) if f.id == 8));
     }
 
     /// Over WebSocket, with a tungstenite peer on a thread: a ping is

@@ -236,8 +236,13 @@ impl Driver {
 
     /// Gives the session a command and writes what it queued.
     pub(crate) fn submit(&self, cmd: Command) {
+        self.submit_at(now(), cmd);
+    }
+
+    /// [`Driver::submit`] at `t`, the time now.
+    fn submit_at(&self, t: Instant, cmd: Command) {
         let mut core = lock(&self.core);
-        core.session.handle_command(now(), cmd);
+        core.session.handle_command(t, cmd);
         core.settle(&self.shared);
     }
 
@@ -262,8 +267,9 @@ impl Driver {
         // With the read role at hand, a connection idle for a while is
         // checked before the request goes out on it.
         if self.try_take_role() {
-            self.check_idle();
-            self.submit(cmd);
+            let t = now();
+            self.check_idle(t);
+            self.submit_at(t, cmd);
             let got = self.read_until(rx, until);
             self.release_role();
             if let Some(got) = got {
@@ -368,12 +374,14 @@ impl Driver {
 
     /// Holding the read role: reads what idle connections have waiting
     /// (a node may have closed them), without waiting for more.
-    fn check_idle(&self) {
+    fn check_idle(&self, t: Instant) {
         let mut links = lock(&self.links);
         let mut i = 0;
         while i < links.len() {
             let link = &mut links[i];
-            if link.last_read.elapsed() < IDLE_CHECK || !link.reader.readable_now() {
+            if t.saturating_duration_since(link.last_read) < IDLE_CHECK
+                || !link.reader.readable_now()
+            {
                 i += 1;
                 continue;
             }
@@ -398,11 +406,14 @@ impl Driver {
             if until.is_some_and(|u| t >= u) {
                 return;
             }
-            let (wake, connect, parked) = {
+            let (wake, connect, parked, timed) = {
                 let mut core = lock(&self.core);
-                if core.session.poll_timeout().is_some_and(|d| d <= t) {
+                let mut due = core.session.poll_timeout();
+                let timed = due.is_some_and(|d| d <= t);
+                if timed {
                     core.session.handle_timeout(t);
                     core.settle(&self.shared);
+                    due = core.session.poll_timeout();
                 }
                 links.retain(|l| core.writers.iter().any(|(c, _)| *c == l.conn));
                 if core.finished {
@@ -413,20 +424,16 @@ impl Driver {
                     Some(c) if c.at <= t => core.connect.take(),
                     _ => None,
                 };
-                let wake = [
-                    core.session.poll_timeout(),
-                    core.connect.as_ref().map(|c| c.at),
-                    until,
-                ]
-                .into_iter()
-                .flatten()
-                .min();
+                let wake = [due, core.connect.as_ref().map(|c| c.at), until]
+                    .into_iter()
+                    .flatten()
+                    .min();
                 let parked = if core.session.wants_read() {
                     None
                 } else {
                     core.session.parked_waiter()
                 };
-                (wake, connect, parked)
+                (wake, connect, parked, timed)
             };
             if self.stop.load(Ordering::Acquire) {
                 return;
@@ -435,10 +442,10 @@ impl Driver {
                 self.open(pc, &mut links);
                 continue;
             }
-            if done() {
+            // Requests that timed out just now may include the awaited one.
+            if timed && done() {
                 return;
             }
-            let wait = wake.map(|w| w.saturating_duration_since(t));
             if let Some(w) = parked {
                 // A full room stream holds reading up: wait for room.
                 if block_on(w.ready(), wake).is_some() {
@@ -448,19 +455,21 @@ impl Driver {
                 continue;
             }
             if links.is_empty() {
+                let wait = wake.map(|w| w.saturating_duration_since(t));
                 std::thread::sleep(wait.map_or(NAP, |w| w.min(NAP)));
                 continue;
             }
-            let (i, wait) = if links.len() == 1 {
-                (0, wait)
+            let (i, wake) = if links.len() == 1 {
+                (0, wake)
             } else {
                 turn = turn.wrapping_add(1);
+                let slice = t + SLICE;
                 (
                     turn % links.len(),
-                    Some(wait.map_or(SLICE, |w| w.min(SLICE))),
+                    Some(wake.map_or(slice, |w| w.min(slice))),
                 )
             };
-            let r = links[i].reader.recv(wait);
+            let r = links[i].reader.recv_by(wake, Some(t));
             self.on_received(&mut links, i, r);
         }
     }
@@ -478,9 +487,9 @@ impl Driver {
             Ok(Received::TimedOut) => return true,
             Ok(Received::Frame(f)) => {
                 let link = &mut links[i];
-                link.last_read = now();
-                let mut core = lock(&self.core);
                 let t = now();
+                link.last_read = t;
+                let mut core = lock(&self.core);
                 core.session.handle_frame(t, conn, f);
                 // Everything already read goes to the session before its
                 // answers are written, so they go out in one write.
@@ -611,7 +620,6 @@ impl Core {
     /// to write; publishes its state; finishes when it ended.
     fn settle(&mut self, shared: &Shared) {
         loop {
-            let t = now();
             while let Some(out) = self.session.poll_output() {
                 match out {
                     Output::Connect {
@@ -623,7 +631,7 @@ impl Core {
                         self.connect = Some(PendingConnect {
                             conn,
                             target,
-                            at: t + delay,
+                            at: now() + delay,
                         });
                     }
                     Output::Close { conn } => {
@@ -656,7 +664,7 @@ impl Core {
                         w.close();
                     }
                     self.session
-                        .handle_lost(t, conn, ConnectionLost::from_transport(e));
+                        .handle_lost(now(), conn, ConnectionLost::from_transport(e));
                 }
                 None => break,
             }

@@ -43,13 +43,14 @@ impl FramePool {
             return;
         }
         if let Ok(mut free) = self.free.lock() {
-            let room = MAX_FREE.saturating_sub(free.len());
-            free.extend(
-                spent
-                    .drain(..)
-                    .filter(|b| b.capacity() <= MAX_KEPT_CAPACITY)
-                    .take(room),
-            );
+            for b in spent.drain(..) {
+                if free.len() >= MAX_FREE {
+                    break;
+                }
+                if b.capacity() <= MAX_KEPT_CAPACITY {
+                    free.push(b);
+                }
+            }
         }
         spent.clear();
     }

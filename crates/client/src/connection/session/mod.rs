@@ -304,10 +304,10 @@ impl Session {
 
     /// When [`Session::handle_timeout`] must be called next.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        [self.requests.next_due(), self.conns.next_check()]
-            .into_iter()
-            .flatten()
-            .min()
+        match (self.requests.next_due(), self.conns.next_check()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Whether the driver should hand over more commands.

@@ -255,13 +255,17 @@ impl Requests {
     /// The earliest time something here is due: a deadline, a held
     /// request's deadline, the end of a back-off.
     pub(super) fn next_due(&self) -> Option<Instant> {
-        let deadline = self.deadlines.peek().map(|Reverse(d)| d.at);
+        // Asked once or twice per request: held requests and back-offs
+        // are rare, so the usual answer is the heap's top alone.
+        let mut due = self.deadlines.peek().map(|Reverse(d)| d.at);
         let held = self.held.iter().filter_map(|h| match h {
             Held::Request(r) => Some(r.deadline),
             Held::Subscribe(_) => None,
         });
-        let resend = self.resend.iter().map(|(at, _)| *at);
-        deadline.into_iter().chain(held).chain(resend).min()
+        for at in held.chain(self.resend.iter().map(|(at, _)| *at)) {
+            due = Some(due.map_or(at, |d| d.min(at)));
+        }
+        due
     }
 
     /// Requests not in flight that still wait to go: held or backing off.
