@@ -69,10 +69,10 @@ enum Head {
     /// Not a client handshake's stream: everything is handed out.
     #[default]
     Off,
-    /// Scanning the answer: `line` bytes (carriage returns aside) of the
-    /// current line were handed out, after a line with something in it
-    /// or not (`begun`).
-    Scanning { line: usize, begun: bool },
+    /// Scanning the answer: the current line has something in it so far
+    /// (carriage returns aside: `filled`), after a line with something in
+    /// it or not (`begun`).
+    Scanning { filled: bool, begun: bool },
     /// The head was handed out whole: nothing more is.
     Done,
 }
@@ -80,33 +80,33 @@ enum Head {
 impl Head {
     /// A scan from the start of an answer.
     const START: Head = Head::Scanning {
-        line: 0,
+        filled: false,
         begun: false,
     };
 
     /// How many of `bytes` to hand out: all of them, up to the end of the
     /// head (then the scan is done), or none once it is.
     fn scan(&mut self, bytes: &[u8]) -> usize {
-        let (mut line, mut begun) = match *self {
+        let (mut filled, mut begun) = match *self {
             Head::Off => return bytes.len(),
             Head::Done => return 0,
-            Head::Scanning { line, begun } => (line, begun),
+            Head::Scanning { filled, begun } => (filled, begun),
         };
         for (i, &b) in bytes.iter().enumerate() {
             match b {
-                b'\n' if line == 0 && begun => {
+                b'\n' if !filled && begun => {
                     *self = Head::Done;
                     return i + 1;
                 }
                 b'\n' => {
-                    begun |= line > 0;
-                    line = 0;
+                    begun |= filled;
+                    filled = false;
                 }
                 b'\r' => {}
-                _ => line = line.saturating_add(1),
+                _ => filled = true,
             }
         }
-        *self = Head::Scanning { line, begun };
+        *self = Head::Scanning { filled, begun };
         bytes.len()
     }
 }
@@ -601,14 +601,20 @@ mod tests {
     use tungstenite::protocol::frame::Frame as WsFrame;
     use tungstenite::Message;
 
-    /// A client handshake under way and a server side (over `Mem` too)
-    /// that took its request; the server's answer waits in its `out`.
-    fn started() -> (Waiting, WebSocket<Mem>) {
-        let Handshake::Waiting(mut c) =
+    /// A client handshake to `ws://h/` under way, its request not read.
+    fn begin() -> Waiting {
+        let Handshake::Waiting(w) =
             handshake("ws://h/", TransportKind::Ws, 1 << 20, 1 << 20).unwrap()
         else {
             panic!("done without an answer")
         };
+        w
+    }
+
+    /// A client handshake under way and a server side (over `Mem` too)
+    /// that took its request; the server's answer waits in its `out`.
+    fn started() -> (Waiting, WebSocket<Mem>) {
+        let mut c = begin();
         let mem = Mem {
             inbox: c.outgoing().split(),
             ..Mem::default()
@@ -856,11 +862,7 @@ mod tests {
 
     #[test]
     fn a_refused_or_cut_handshake_is_an_error() {
-        let Handshake::Waiting(mut w) =
-            handshake("ws://h/x", TransportKind::Ws, 1 << 20, 1 << 20).unwrap()
-        else {
-            panic!("waiting")
-        };
+        let mut w = begin();
         assert!(!w.outgoing().is_empty());
         let e = w
             .feed(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
@@ -868,11 +870,7 @@ mod tests {
             .unwrap();
         assert!(e.to_string().contains("404"), "{e}");
 
-        let Handshake::Waiting(w) =
-            handshake("ws://h/x", TransportKind::Ws, 1 << 20, 1 << 20).unwrap()
-        else {
-            panic!("waiting")
-        };
+        let w = begin();
         let Handshake::Waiting(w) = w.feed(b"HTTP/1.1 101 Switching").unwrap() else {
             panic!("still waiting")
         };
@@ -1153,11 +1151,7 @@ mod tests {
     /// byte until the head's end.
     #[test]
     fn an_answer_that_never_ends_is_refused_not_kept() {
-        let Handshake::Waiting(mut w) =
-            handshake("ws://h/x", TransportKind::Ws, 1 << 20, 1 << 20).unwrap()
-        else {
-            panic!("waiting")
-        };
+        let mut w = begin();
         // A header line that goes on and on, fed in big pieces.
         w = match w.feed(b"HTTP/1.1 101 Switching Protocols\r\nx: ").unwrap() {
             Handshake::Waiting(w) => w,
