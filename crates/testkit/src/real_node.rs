@@ -77,7 +77,29 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// A port nothing listens on now, for a node to bind. Taken below 32768,
+/// the start of Linux's range for the local ports of outgoing connections:
+/// a port the kernel hands out from that range (as `bind` to port 0 does)
+/// can be taken by any connection made before the node binds it, the
+/// harness's own polls included, and a node that cannot bind a port runs
+/// on without that listener (seen: the HTTP API's port taken, the node
+/// never joined its cluster). Each process starts at its own place in the
+/// range and moves on, so parallel tests rarely try the same port.
 fn free_port() -> std::io::Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+    const BASE: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    for _ in 0..SPAN {
+        let k = NEXT.fetch_add(1, Relaxed);
+        let Ok(port) = u16::try_from(BASE + (start + k) % SPAN) else {
+            continue;
+        };
+        if StdTcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     Ok(StdTcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
 
