@@ -294,6 +294,7 @@ async fn graceful(cluster: &RealCluster, targets: &[String]) {
         .await
         .unwrap();
     let mut events = common::joined(&client, room_id).await;
+    let heard = common::heard_shutting_down(&client).await;
     let room = emitter.room("//stuff", room_id).unwrap();
     // The room exists on the emitter's node once the change reached it.
     within(120, async {
@@ -342,7 +343,8 @@ async fn graceful(cluster: &RealCluster, targets: &[String]) {
     common::wait_without_node(&client, 2, first).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::Relaxed);
-    let sent = emitting.await.unwrap();
+    let emitted = emitting.await.unwrap();
+    let sent = emitted.len();
     for l in loops {
         l.await.unwrap();
     }
@@ -373,6 +375,6 @@ async fn graceful(cluster: &RealCluster, targets: &[String]) {
         got.len()
     );
     assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests");
-    common::assert_events_through_a_move(&got, sent);
+    common::assert_events_through_a_move(&got, &emitted, heard.get().copied());
     client.close().await.unwrap();
 }
