@@ -32,14 +32,20 @@
 //!
 //! CPU time is this process's user + system time (getrusage) over the
 //! cell, divided by the requests done; against the in-process testkit node
-//! (no `--target`) it includes the node's work too.
+//! (no `--target`) it includes the node's work too. Every cell is measured
+//! once its connection is open and warm. Floor and client alternate in
+//! short rounds; a ratio is the median of the rounds' ratios (each round's
+//! client against the floor measured next to it).
 //!
 //! One request at a time, a second table puts the blocking client
 //! (`thingsdb_client::blocking`) and the async client (multi-thread and
 //! current-thread runtimes) next to the raw blocking socket, with the
 //! system calls each makes per request: counted by running this program
 //! again under `strace -f -c` for two numbers of requests and taking the
-//! difference (so connecting and start-up cancel out).
+//! difference (so connecting and start-up cancel out); and the time each
+//! path takes from the read that brought a reply to the write of the next
+//! request (the program again under `perf record`, system call tracepoints),
+//! the part of a round trip that is the client's and not the node's.
 //!
 //! Credentials: `THINGSDB_USER` / `THINGSDB_PASSWORD` (admin/pass).
 //! Prints Markdown tables.
@@ -140,7 +146,23 @@ fn parse_args() -> Opts {
 // CPU time, rates: shared with the HTTP benchmark (crates/http/examples).
 #[path = "common/measure.rs"]
 mod measure;
-use measure::{cpu_time, measured, Cell};
+use measure::{measured, measured_now, Cell};
+
+/// The median over rounds of `ours` against `base` measured next to it in
+/// the same round: (rate, CPU per request). Pairing the rounds cancels
+/// drift in the machine's speed between rounds, which a ratio of the two
+/// medians keeps.
+fn paired(ours: &[Cell], base: &[Cell]) -> (f64, f64) {
+    let mid = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let pairs = || ours.iter().zip(base);
+    (
+        mid(pairs().map(|(o, b)| o.rate / b.rate).collect()),
+        mid(pairs().map(|(o, b)| o.cpu_us / b.cpu_us).collect()),
+    )
+}
 
 /// The median rate and the median CPU time per request of some rounds
 /// (each taken alone).
@@ -332,9 +354,9 @@ fn quickack(s: &StdTcp) {
 }
 
 /// The node's ceiling: a writer thread keeps `window` requests in flight,
-/// a reader thread only counts replies. Returns the replies counted.
-fn floor_pipelined(target: &str, o: &Opts, secs: f64, window: usize) -> u64 {
-    let mut conn = RawConn::open(target, o);
+/// a reader thread only counts replies. Measured from the time the
+/// connection is open.
+fn floor_pipelined(mut conn: RawConn, secs: f64, window: usize) -> Cell {
     let one = conn.wrap(&query_frame());
     let batch: Vec<u8> = one.repeat(window);
     let done = Arc::new(AtomicU64::new(0));
@@ -360,55 +382,58 @@ fn floor_pipelined(target: &str, o: &Opts, secs: f64, window: usize) -> u64 {
         ws: conn.ws,
     };
     let mut b = vec![0u8; 1 << 16];
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    let mut n = 0;
-    while Instant::now() < deadline {
-        let k = conn.s.read(&mut b).unwrap();
-        assert!(k > 0, "closed");
-        quickack(&conn.s);
-        let got = counter.feed(&b[..k]);
-        if got > 0 {
-            n += got;
-            done.fetch_add(got, Relaxed);
-            writer.thread().unpark();
+    let cell = measured_now(|| {
+        let deadline = Instant::now() + Duration::from_secs_f64(secs);
+        let mut n = 0;
+        while Instant::now() < deadline {
+            let k = conn.s.read(&mut b).unwrap();
+            assert!(k > 0, "closed");
+            quickack(&conn.s);
+            let got = counter.feed(&b[..k]);
+            if got > 0 {
+                n += got;
+                done.fetch_add(got, Relaxed);
+                writer.thread().unpark();
+            }
         }
-    }
+        n
+    });
     stop.store(true, Relaxed);
     let _ = conn.s.shutdown(std::net::Shutdown::Both);
     writer.thread().unpark();
     writer.join().unwrap();
-    n
+    cell
 }
 
 /// One blocking socket, one request at a time: a write and a read per
-/// request.
-fn floor_one_at_a_time(target: &str, o: &Opts, secs: f64) -> u64 {
-    let mut conn = RawConn::open(target, o);
-    let one = conn.wrap(&query_frame());
+/// request, for `secs`; returns the requests made.
+fn floor_one_at_a_time(conn: &mut RawConn, one: &[u8], secs: f64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let mut n = 0;
     while Instant::now() < deadline {
-        conn.s.write_all(&one).unwrap();
+        conn.s.write_all(one).unwrap();
         conn.wait_replies_acking(1, false);
         n += 1;
     }
     n
 }
 
+/// The floor's cell: a fresh connection, measured once it is open (as
+/// the blocking client's cell is: a connect and an AUTH are not requests),
+/// one at a time after a warm-up like the blocking client's.
 async fn floor(target: &str, o: &Opts, secs: f64, window: usize) -> Cell {
     let (t, o2) = (target.to_owned(), clone_opts(o));
-    measured(async move {
-        tokio::task::spawn_blocking(move || {
-            if window > 1 {
-                floor_pipelined(&t, &o2, secs, window)
-            } else {
-                floor_one_at_a_time(&t, &o2, secs)
-            }
-        })
-        .await
-        .unwrap()
+    tokio::task::spawn_blocking(move || {
+        let mut conn = RawConn::open(&t, &o2);
+        if window > 1 {
+            return floor_pipelined(conn, secs, window);
+        }
+        let one = conn.wrap(&query_frame());
+        floor_one_at_a_time(&mut conn, &one, 0.1);
+        measured_now(|| floor_one_at_a_time(&mut conn, &one, secs))
     })
     .await
+    .unwrap()
 }
 
 // ------------------------------------------------------------------ client
@@ -459,14 +484,9 @@ async fn blocking_cell(target: &str, o: &Opts, secs: f64) -> Cell {
     tokio::task::spawn_blocking(move || {
         let client = blocking_connect(&t, &o2);
         blocking_run(&client, 0.1);
-        let (cpu0, t0) = (cpu_time(), Instant::now());
-        let n = blocking_run(&client, secs).max(1) as f64;
-        let (cpu, el) = (cpu_time() - cpu0, t0.elapsed());
+        let cell = measured_now(|| blocking_run(&client, secs));
         client.close().unwrap();
-        Cell {
-            rate: n / el.as_secs_f64(),
-            cpu_us: cpu.as_secs_f64() * 1e6 / n,
-        }
+        cell
     })
     .await
     .unwrap()
@@ -548,6 +568,105 @@ fn syscalls_per_request(target: &str, path: &str, current: bool) -> Option<f64> 
     };
     let (a, b) = (count(500)?, count(2500)?);
     Some((b - a) / 2000.0)
+}
+
+/// The time from a read that brought a reply to the write of the next
+/// request, in microseconds (median): how long one path keeps the round
+/// trip waiting on its own code, apart from the node's share, which swings
+/// from round to round far more than the client's. This program under
+/// `perf record` (system call entry and exit tracepoints, 5 000 requests
+/// one at a time, the first tenth left out); `None` without perf. The
+/// tracepoints lengthen every path's system calls alike: compare the paths,
+/// not the figure with an untraced run.
+fn reply_to_next_request_us(target: &str, path: &str, current: bool) -> Option<f64> {
+    let data =
+        std::env::temp_dir().join(format!("bench_e2e_perf_{}_{path}.data", std::process::id()));
+    let exe = std::env::current_exe().ok()?;
+    let mut c = std::process::Command::new("perf");
+    c.args(["record", "-q", "-o"])
+        .arg(&data)
+        .args([
+            "-e",
+            "raw_syscalls:sys_enter",
+            "-e",
+            "raw_syscalls:sys_exit",
+            "--",
+        ])
+        .arg(exe)
+        .args(["--syscalls-of", path, "--target", target, "--count", "5000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if current {
+        c.arg("--current-thread");
+    }
+    let recorded = c.status().ok().is_some_and(|s| s.success());
+    let script = recorded
+        .then(|| {
+            std::process::Command::new("perf")
+                .args(["script", "--ns", "-F", "time,event,trace", "-i"])
+                .arg(&data)
+                .stderr(std::process::Stdio::null())
+                .output()
+                .ok()
+        })
+        .flatten();
+    let _ = std::fs::remove_file(&data);
+    let text = String::from_utf8(script?.stdout).ok()?;
+    let mut gaps = reply_gaps(&text);
+    if gaps.len() < 100 {
+        return None;
+    }
+    let mut gaps = gaps.split_off(gaps.len() / 10);
+    gaps.sort_by(f64::total_cmp);
+    Some(gaps[gaps.len() / 2] * 1e6)
+}
+
+/// From `perf script` lines of system call entries and exits (`TIME:
+/// raw_syscalls:sys_enter: NR n (fd, buf, count, ..)` and `TIME:
+/// raw_syscalls:sys_exit: NR n = ret`), the seconds from each read that
+/// returned a package to the next write of one. Reads and writes of 8
+/// bytes or fewer are a runtime's wake-ups (an eventfd), not packages (a
+/// package has an 8-byte header and a body).
+fn reply_gaps(text: &str) -> Vec<f64> {
+    // x86-64 numbers: read, pread64, readv, recvfrom, recvmsg; write,
+    // pwrite64, writev, sendto, sendmsg.
+    const READS: [u32; 5] = [0, 17, 19, 45, 47];
+    const WRITES: [u32; 5] = [1, 18, 20, 44, 46];
+    let mut gaps = Vec::new();
+    let mut reply_at = None;
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(time), Some(event), Some("NR"), Some(nr)) =
+            (f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
+        let (Ok(t), Ok(nr)) = (time.trim_end_matches(':').parse::<f64>(), nr.parse::<u32>()) else {
+            continue;
+        };
+        if event.starts_with("raw_syscalls:sys_exit") && READS.contains(&nr) {
+            let ret = line
+                .rsplit("= ")
+                .next()
+                .and_then(|r| r.trim().parse::<i64>().ok());
+            if ret.is_some_and(|r| r > 8) {
+                reply_at = Some(t);
+            }
+        } else if event.starts_with("raw_syscalls:sys_enter") && WRITES.contains(&nr) {
+            // The third argument is the byte count, but for writev and
+            // sendmsg (a vector count, flags): those count whatever it is.
+            let count = line
+                .split_once('(')
+                .and_then(|(_, a)| a.split(", ").nth(2))
+                .and_then(|c| u64::from_str_radix(c.trim(), 16).ok());
+            if matches!(nr, 20 | 46) || count.is_some_and(|c| c > 8) {
+                if let Some(r) = reply_at.take() {
+                    gaps.push(t - r);
+                }
+            }
+        }
+    }
+    gaps
 }
 
 /// Heap allocations per request, pipelined, over `n` requests: `window`
@@ -847,9 +966,11 @@ async fn run(current: bool) {
         client_run(&no_qa, 0.2, o.window).await;
         let allocs = allocations_per_request(&client, o.window, 20_000).await;
         for (mode, window) in [("pipelined", o.window), ("one at a time", 1)] {
-            // Alternate floor and client in short rounds and take the
-            // median of each, so a burst of noise on a small machine does
-            // not decide the ratio.
+            // Alternate floor and client in short rounds: the rates and
+            // CPU times shown are the medians of each; the ratios are the
+            // medians of each round's client against that round's floor,
+            // so neither a burst of noise nor a drift of the machine's
+            // speed decides them.
             let secs = o.secs / o.rounds as f64;
             let (mut fl, mut ours, mut noqa, mut blk) = (vec![], vec![], vec![], vec![]);
             for _ in 0..o.rounds {
@@ -860,9 +981,15 @@ async fn run(current: bool) {
                     blk.push(blocking_cell(&target, &o, secs).await);
                 }
             }
+            let (vs_floor, blk_vs_floor) = (paired(&ours, &fl), paired(&blk, &fl));
             let (fl, ours, noqa, blk) = (median(fl), median(ours), median(noqa), median(blk));
             if window == 1 {
-                single_rows.push((kind(&target), target.clone(), fl, blk, ours));
+                single_rows.push((
+                    kind(&target),
+                    target.clone(),
+                    (fl, blk, ours),
+                    (blk_vs_floor, vs_floor),
+                ));
             }
             let allocs = if window > 1 {
                 format!("{allocs:.1}")
@@ -876,7 +1003,7 @@ async fn run(current: bool) {
                 fl.cpu_us,
                 ours.rate,
                 ours.cpu_us,
-                ours.rate / fl.rate,
+                vs_floor.0,
                 noqa.rate,
                 noqa.cpu_us
             );
@@ -895,10 +1022,10 @@ async fn run(current: bool) {
             latency_rows.push((kind(&target), off, on, ours));
         }
     }
-    println!("\nOne request at a time: the blocking client (`thingsdb_client::blocking`) and this run's async client next to the raw blocking socket (the floor), and system calls per request (`strace -f -c`, 2 000 requests; n/a without strace or against the testkit)\n");
-    println!("| transport | floor (req/s, CPU us/req) | blocking (req/s, CPU us/req) | blocking / floor (rate, CPU) | async {} (req/s, CPU us/req) | async / floor (rate, CPU) | syscalls/req: floor, blocking, async |", if current { "current-thread" } else { "multi-thread" });
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for (k, target, fl, blk, ours) in single_rows {
+    println!("\nOne request at a time: the blocking client (`thingsdb_client::blocking`) and this run's async client next to the raw blocking socket (the floor), and system calls per request (`strace -f -c`, 2 000 requests), and the median time from the read of a reply to the write of the next request (`perf record` of system call entries and exits, 5 000 requests; the tracing lengthens each path's system calls alike); n/a without strace or perf, or against the testkit\n");
+    println!("| transport | floor (req/s, CPU us/req) | blocking (req/s, CPU us/req) | blocking / floor (rate, CPU) | async {} (req/s, CPU us/req) | async / floor (rate, CPU) | syscalls/req: floor, blocking, async | reply to next request (us): floor, blocking, async |", if current { "current-thread" } else { "multi-thread" });
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (k, target, (fl, blk, ours), (blk_vs, ours_vs)) in single_rows {
         let sc = |path: &str| {
             if _testkit.is_some() {
                 return "n/a".to_string();
@@ -906,21 +1033,31 @@ async fn run(current: bool) {
             syscalls_per_request(&target, path, current)
                 .map_or("n/a".to_string(), |v| format!("{v:.1}"))
         };
+        let gap = |path: &str| {
+            if _testkit.is_some() {
+                return "n/a".to_string();
+            }
+            reply_to_next_request_us(&target, path, current)
+                .map_or("n/a".to_string(), |v| format!("{v:.2}"))
+        };
         println!(
-            "| {k} | {:.0}, {:.1} | {:.0}, {:.1} | {:.2}x, {:.2}x | {:.0}, {:.1} | {:.2}x, {:.2}x | {}, {}, {} |",
+            "| {k} | {:.0}, {:.1} | {:.0}, {:.1} | {:.2}x, {:.2}x | {:.0}, {:.1} | {:.2}x, {:.2}x | {}, {}, {} | {}, {}, {} |",
             fl.rate,
             fl.cpu_us,
             blk.rate,
             blk.cpu_us,
-            blk.rate / fl.rate,
-            blk.cpu_us / fl.cpu_us,
+            blk_vs.0,
+            blk_vs.1,
             ours.rate,
             ours.cpu_us,
-            ours.rate / fl.rate,
-            ours.cpu_us / fl.cpu_us,
+            ours_vs.0,
+            ours_vs.1,
             sc("floor"),
             sc("blocking"),
             sc("async"),
+            gap("floor"),
+            gap("blocking"),
+            gap("async"),
         );
     }
     println!();

@@ -41,6 +41,18 @@ impl Cell {
     }
 }
 
+/// Runs `f` (which returns how many requests it did) on this thread and
+/// measures it: what a blocking path does once its connection is open.
+pub fn measured_now(f: impl FnOnce() -> u64) -> Cell {
+    let (cpu0, t0) = (cpu_time(), Instant::now());
+    let n = f().max(1) as f64;
+    let (cpu, t) = (cpu_time() - cpu0, t0.elapsed());
+    Cell {
+        rate: n / t.as_secs_f64(),
+        cpu_us: cpu.as_secs_f64() * 1e6 / n,
+    }
+}
+
 /// Runs `f` (which returns how many requests it did) and measures it.
 pub async fn measured<F: std::future::Future<Output = u64>>(f: F) -> Cell {
     let (cpu0, t0) = (cpu_time(), Instant::now());
