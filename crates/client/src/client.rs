@@ -697,7 +697,8 @@ impl std::future::Future for Stepping<'_> {
         let this = &mut *self;
         if let (Some(ticket), Some(core)) = (this.ticket, this.core) {
             let mut c = crate::connection::driver::lock(core);
-            if c.step_caller(ticket, cx) {
+            let rx = &this.rx;
+            if c.step_caller(ticket, cx, &|| !rx.is_empty()) {
                 // The answer comes from this task's own step: looked at
                 // without leaving a waker, so that it does not wake the
                 // task it runs on.
