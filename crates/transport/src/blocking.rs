@@ -829,22 +829,38 @@ mod tests {
     }
 
     /// `recv_by`: a deadline already passed by the caller's clock times
-    /// out without a wait, a later one once it passed; a package already
-    /// here comes even with the deadline passed; a package cut across
-    /// reads comes whole (the clock read again between the reads).
+    /// out before any read; the wait counts from the caller's time, not a
+    /// clock read of its own; a later deadline once it passed; a package
+    /// already here comes even with the deadline passed; a package cut
+    /// across reads comes whole (the clock read again between the reads).
+    /// Waits are checked from below only, so a busy machine does not fail
+    /// the test.
     #[test]
     fn recv_by_counts_from_the_callers_clock() {
         let (mut r, _w, mut peer) = pair();
-        // The caller's clock says 1 s ago: a 20 ms wait is over before any
-        // read, and nothing was read.
-        let past = Instant::now() - Duration::from_secs(1);
-        let t0 = Instant::now();
+        // A deadline the caller's clock passed: timed out before reading
+        // (the package sent stays in the socket for the next call).
+        peer.write_all(&frame(4, b"wait")).unwrap();
+        let now = Instant::now();
         assert!(matches!(
-            r.recv_by(Some(past + Duration::from_millis(20)), Some(past))
+            r.recv_by(Some(now - Duration::from_millis(1)), Some(now))
                 .unwrap(),
             Received::TimedOut
         ));
-        assert!(t0.elapsed() < Duration::from_millis(20));
+        assert!(matches!(r.recv_by(None, None).unwrap(), Received::Frame(f) if f.id == 4));
+        // The caller's time is 100 ms ago and its deadline 50 ms after
+        // that: passed by the real clock, not by the caller's, so most of
+        // the 50 ms is waited for (a reader that read the clock itself
+        // would time out at once).
+        let caller = Instant::now() - Duration::from_millis(100);
+        let t0 = Instant::now();
+        assert!(matches!(
+            r.recv_by(Some(caller + Duration::from_millis(50)), Some(caller))
+                .unwrap(),
+            Received::TimedOut
+        ));
+        assert!(t0.elapsed() >= Duration::from_millis(30));
+        let past = caller;
         // A wait counted from now: over once the deadline passed.
         let now = Instant::now();
         let deadline = now + Duration::from_millis(30);
