@@ -153,10 +153,6 @@ use measure::{measured, measured_now, Cell};
 /// drift in the machine's speed between rounds, which a ratio of the two
 /// medians keeps.
 fn paired(ours: &[Cell], base: &[Cell]) -> (f64, f64) {
-    let mid = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(0.0)
-    };
     let pairs = || ours.iter().zip(base);
     (
         mid(pairs().map(|(o, b)| o.rate / b.rate).collect()),
@@ -164,13 +160,15 @@ fn paired(ours: &[Cell], base: &[Cell]) -> (f64, f64) {
     )
 }
 
+/// The middle of `v` (the upper one of two; 0 when empty).
+fn mid(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
 /// The median rate and the median CPU time per request of some rounds
 /// (each taken alone).
 fn median(cells: Vec<Cell>) -> Cell {
-    let mid = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(0.0)
-    };
     Cell {
         rate: mid(cells.iter().map(|c| c.rate).collect()),
         cpu_us: mid(cells.iter().map(|c| c.cpu_us).collect()),
@@ -532,6 +530,27 @@ async fn syscalls_only(o: &Opts, path: &str) {
     }
 }
 
+/// `tool` (strace, perf: its own arguments given) running this program
+/// for `n` requests one at a time through `path` (`--syscalls-of`), its
+/// output dropped; `None` when this program's own path is not known.
+fn requests_of(
+    mut tool: std::process::Command,
+    path: &str,
+    target: &str,
+    n: u64,
+    current: bool,
+) -> Option<std::process::Command> {
+    tool.arg(std::env::current_exe().ok()?)
+        .args(["--syscalls-of", path, "--target", target, "--count"])
+        .arg(n.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if current {
+        tool.arg("--current-thread");
+    }
+    Some(tool)
+}
+
 /// System calls per request of one path, one request at a time: this
 /// program under `strace -f -c` for 500 and for 2 500 requests, the
 /// difference divided by 2 000. `None` without strace.
@@ -541,19 +560,12 @@ fn syscalls_per_request(target: &str, path: &str, current: bool) -> Option<f64> 
             "bench_e2e_strace_{}_{path}_{n}.txt",
             std::process::id()
         ));
-        let exe = std::env::current_exe().ok()?;
         let mut c = std::process::Command::new("strace");
-        c.args(["-f", "-c", "-o"])
-            .arg(&out)
-            .arg(exe)
-            .args(["--syscalls-of", path, "--target", target, "--count"])
-            .arg(n.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        if current {
-            c.arg("--current-thread");
-        }
-        let ok = c.status().ok()?.success();
+        c.args(["-f", "-c", "-o"]).arg(&out);
+        let ok = requests_of(c, path, target, n, current)?
+            .status()
+            .ok()?
+            .success();
         let text = std::fs::read_to_string(&out).ok();
         let _ = std::fs::remove_file(&out);
         if !ok {
@@ -581,25 +593,17 @@ fn syscalls_per_request(target: &str, path: &str, current: bool) -> Option<f64> 
 fn reply_to_next_request_us(target: &str, path: &str, current: bool) -> Option<f64> {
     let data =
         std::env::temp_dir().join(format!("bench_e2e_perf_{}_{path}.data", std::process::id()));
-    let exe = std::env::current_exe().ok()?;
     let mut c = std::process::Command::new("perf");
-    c.args(["record", "-q", "-o"])
-        .arg(&data)
-        .args([
-            "-e",
-            "raw_syscalls:sys_enter",
-            "-e",
-            "raw_syscalls:sys_exit",
-            "--",
-        ])
-        .arg(exe)
-        .args(["--syscalls-of", path, "--target", target, "--count", "5000"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    if current {
-        c.arg("--current-thread");
-    }
-    let recorded = c.status().ok().is_some_and(|s| s.success());
+    c.args(["record", "-q", "-o"]).arg(&data).args([
+        "-e",
+        "raw_syscalls:sys_enter",
+        "-e",
+        "raw_syscalls:sys_exit",
+        "--",
+    ]);
+    let recorded = requests_of(c, path, target, 5000, current)
+        .and_then(|mut c| c.status().ok())
+        .is_some_and(|s| s.success());
     let script = recorded
         .then(|| {
             std::process::Command::new("perf")
@@ -616,9 +620,7 @@ fn reply_to_next_request_us(target: &str, path: &str, current: bool) -> Option<f
     if gaps.len() < 100 {
         return None;
     }
-    let mut gaps = gaps.split_off(gaps.len() / 10);
-    gaps.sort_by(f64::total_cmp);
-    Some(gaps[gaps.len() / 2] * 1e6)
+    Some(mid(gaps.split_off(gaps.len() / 10)) * 1e6)
 }
 
 /// From `perf script` lines of system call entries and exits (`TIME:
@@ -1026,20 +1028,17 @@ async fn run(current: bool) {
     println!("| transport | floor (req/s, CPU us/req) | blocking (req/s, CPU us/req) | blocking / floor (rate, CPU) | async {} (req/s, CPU us/req) | async / floor (rate, CPU) | syscalls/req: floor, blocking, async | reply to next request (us): floor, blocking, async |", if current { "current-thread" } else { "multi-thread" });
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (k, target, (fl, blk, ours), (blk_vs, ours_vs)) in single_rows {
-        let sc = |path: &str| {
-            if _testkit.is_some() {
-                return "n/a".to_string();
-            }
-            syscalls_per_request(&target, path, current)
-                .map_or("n/a".to_string(), |v| format!("{v:.1}"))
+        // A figure from this program run again under a tracer, against a
+        // real node only.
+        let traced = |f: fn(&str, &str, bool) -> Option<f64>, path: &str, digits: usize| {
+            _testkit
+                .is_none()
+                .then(|| f(&target, path, current))
+                .flatten()
+                .map_or("n/a".to_string(), |v| format!("{v:.digits$}"))
         };
-        let gap = |path: &str| {
-            if _testkit.is_some() {
-                return "n/a".to_string();
-            }
-            reply_to_next_request_us(&target, path, current)
-                .map_or("n/a".to_string(), |v| format!("{v:.2}"))
-        };
+        let sc = |path: &str| traced(syscalls_per_request, path, 1);
+        let gap = |path: &str| traced(reply_to_next_request_us, path, 2);
         println!(
             "| {k} | {:.0}, {:.1} | {:.0}, {:.1} | {:.2}x, {:.2}x | {:.0}, {:.1} | {:.2}x, {:.2}x | {}, {}, {} | {}, {}, {} |",
             fl.rate,

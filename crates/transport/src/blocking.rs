@@ -860,7 +860,6 @@ mod tests {
             Received::TimedOut
         ));
         assert!(t0.elapsed() >= Duration::from_millis(30));
-        let past = caller;
         // A wait counted from now: over once the deadline passed.
         let now = Instant::now();
         let deadline = now + Duration::from_millis(30);
@@ -878,7 +877,7 @@ mod tests {
         let got = r.recv_by(Some(now + Duration::from_secs(10)), Some(now));
         assert!(matches!(got.unwrap(), Received::Frame(f) if f.id == 5));
         assert!(r.has_buffered_frame());
-        let got = r.recv_by(Some(past), Some(Instant::now()));
+        let got = r.recv_by(Some(caller), Some(Instant::now()));
         assert!(matches!(got.unwrap(), Received::Frame(f) if f.id == 6));
         // A package in two writes: the loop reads again for its rest.
         let f = frame(7, b"split");

@@ -44,22 +44,37 @@ impl Cell {
 /// Runs `f` (which returns how many requests it did) on this thread and
 /// measures it: what a blocking path does once its connection is open.
 pub fn measured_now(f: impl FnOnce() -> u64) -> Cell {
-    let (cpu0, t0) = (cpu_time(), Instant::now());
-    let n = f().max(1) as f64;
-    let (cpu, t) = (cpu_time() - cpu0, t0.elapsed());
-    Cell {
-        rate: n / t.as_secs_f64(),
-        cpu_us: cpu.as_secs_f64() * 1e6 / n,
-    }
+    let start = Start::now();
+    start.cell(f())
 }
 
 /// Runs `f` (which returns how many requests it did) and measures it.
 pub async fn measured<F: std::future::Future<Output = u64>>(f: F) -> Cell {
-    let (cpu0, t0) = (cpu_time(), Instant::now());
-    let n = f.await.max(1) as f64;
-    let (cpu, t) = (cpu_time() - cpu0, t0.elapsed());
-    Cell {
-        rate: n / t.as_secs_f64(),
-        cpu_us: cpu.as_secs_f64() * 1e6 / n,
+    let start = Start::now();
+    start.cell(f.await)
+}
+
+/// The CPU time and the clock when a measured cell began.
+struct Start {
+    cpu: Duration,
+    at: Instant,
+}
+
+impl Start {
+    fn now() -> Start {
+        Start {
+            cpu: cpu_time(),
+            at: Instant::now(),
+        }
+    }
+
+    /// The cell of `n` requests done since the start.
+    fn cell(self, n: u64) -> Cell {
+        let n = n.max(1) as f64;
+        let (cpu, t) = (cpu_time() - self.cpu, self.at.elapsed());
+        Cell {
+            rate: n / t.as_secs_f64(),
+            cpu_us: cpu.as_secs_f64() * 1e6 / n,
+        }
     }
 }
