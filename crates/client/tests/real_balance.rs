@@ -82,7 +82,14 @@ async fn requests_spread_over_a_real_cluster_over_websocket() {
 
 async fn spread(cluster: &RealCluster, targets: &[String]) {
     let client = spread_client(targets).await;
-    let mut ids: Vec<u32> = client.nodes().iter().filter_map(|n| n.node_id).collect();
+    // `connect` waits at most 2 s for the other connections (see the
+    // balance module): on a loaded machine one may come later.
+    let node_ids = || -> Vec<u32> { client.nodes().iter().filter_map(|n| n.node_id).collect() };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while node_ids().len() < targets.len() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut ids = node_ids();
     ids.sort_unstable();
     assert_eq!(
         ids,
