@@ -25,7 +25,14 @@ enum Over {
 
 /// A fresh 3-node cluster and its targets over `over`; `None` (said
 /// plainly) when no node binary is given or WebSocket is not on.
+/// `RUST_LOG` turns on the client's log (on stderr).
 async fn cluster(over: Over) -> Option<(RealCluster, Vec<String>)> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let Some(cluster) = RealCluster::from_env(3).await.unwrap() else {
         skipped("real-cluster test skipped: set THINGSDB_BIN to a ThingsDB binary");
         return None;
@@ -160,10 +167,11 @@ async fn spread(cluster: &RealCluster, targets: &[String]) {
             .await
             .unwrap();
         let after = status(Route::LastChange).await;
-        // The same read on every node at once, for comparison.
+        // The same read on every node at once, for comparison (a node
+        // that has not applied the first change yet has no `x`: -1).
         for id in 0..3u32 {
             let y: i64 = client
-                .query(".x;")
+                .query(".get('x', -1);")
                 .route(Route::Node(id))
                 .idempotent()
                 .decode()
@@ -242,7 +250,9 @@ async fn spread(cluster: &RealCluster, targets: &[String]) {
         let client = client.clone();
         async move {
             for _ in 0..300 {
-                client.query(".n;").idempotent().await.unwrap();
+                if let Err(e) = client.query(".n;").idempotent().await {
+                    panic!("{e:?}; the client's connections: {:?}", client.nodes());
+                }
             }
         }
     });
@@ -274,12 +284,6 @@ async fn a_graceful_shutdown_under_spread_load_loses_nothing_over_websocket() {
 /// is doubled or reordered, and the split moves to the two nodes left.
 async fn graceful(cluster: &RealCluster, targets: &[String]) {
     use futures::StreamExt;
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .try_init();
-    }
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
     let client = spread_client(targets).await;

@@ -15,7 +15,11 @@
 //!    ports on every interface, so they are only enabled when
 //!    `THINGSDB_BIN_WS=1` is set too (run such tests in a network
 //!    namespace with only loopback: `cargo xtask real-node`). The node is killed and its files are
-//!    removed when the [`RealNode`] is dropped;
+//!    removed when the [`RealNode`] is dropped, except when the thread
+//!    drops it while panicking (a failed test): then the directory, with
+//!    the node's log `node.log`, stays, and its path is printed to stderr.
+//!    `THINGSDB_TEST_LOG_LEVEL` (`debug`, `info`, `warning`, ...) is passed
+//!    to a started node as `--log-level`;
 //! 3. otherwise there is no node: `Ok(None)`, and the caller prints
 //!    [`SKIP_MESSAGE`].
 //!
@@ -198,6 +202,9 @@ impl RealNode {
             Some(secret) => cmd.arg("--secret").arg(secret),
             None => cmd.arg("--init"),
         };
+        if let Some(level) = env("THINGSDB_TEST_LOG_LEVEL") {
+            cmd.arg("--log-level").arg(level);
+        }
         cmd.arg("--config")
             .arg(&conf)
             .stdin(Stdio::null())
@@ -438,6 +445,14 @@ impl Drop for RealNode {
         if let Some(p) = &self.unix {
             if self.dir.is_some() {
                 let _ = std::fs::remove_file(p);
+            }
+        }
+        // A failed test keeps the node's files: its log tells what the
+        // node did.
+        if std::thread::panicking() {
+            if let Some(dir) = self.dir.take() {
+                let kept = dir.keep();
+                eprintln!("a test failed: node log kept at {}", kept.join("node.log").display());
             }
         }
     }
