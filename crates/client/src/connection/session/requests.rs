@@ -196,6 +196,7 @@ impl Requests {
                 _ => continue, // answered already; the id went to another
             };
             if let Pending::User { req, .. } = std::mem::replace(slot, Pending::TimedOut { conn }) {
+                debug!(id = d.id, conn = conn.0, "request timed out in flight");
                 req.time_out();
             }
             conns.push(conn);
@@ -212,7 +213,10 @@ impl Requests {
         for h in std::mem::take(&mut self.held) {
             match h {
                 Held::Request(r) if r.reply.is_closed() => {}
-                Held::Request(r) if r.deadline <= now => r.time_out(),
+                Held::Request(r) if r.deadline <= now => {
+                    debug!("request timed out before a connection served it");
+                    r.time_out();
+                }
                 Held::Subscribe(sub) if sub.reply.is_closed() => {}
                 other => self.held.push_back(other),
             }
