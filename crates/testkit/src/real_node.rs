@@ -452,7 +452,10 @@ impl Drop for RealNode {
         if std::thread::panicking() {
             if let Some(dir) = self.dir.take() {
                 let kept = dir.keep();
-                eprintln!("a test failed: node log kept at {}", kept.join("node.log").display());
+                eprintln!(
+                    "a test failed: node log kept at {}",
+                    kept.join("node.log").display()
+                );
             }
         }
     }
