@@ -542,152 +542,166 @@ impl Client {
     /// timeout, in a span (and counted) as `op` says. Dropping the future
     /// cancels the request: if it was not sent yet it never is, and a late
     /// reply is dropped.
-    pub(crate) async fn call(
-        &self,
+    pub(crate) fn call<'a>(
+        &'a self,
         op: Op<'_>,
         frame: BytesMut,
         timeout: Option<Duration>,
         idempotent: bool,
-    ) -> Result<Frame, Error> {
+    ) -> impl std::future::Future<Output = Result<Frame, Error>> + Send + 'a {
         self.call_via(op, frame, timeout, idempotent, Via::Balance)
-            .await
     }
 
     /// [`Client::call`], on the connection `via` names.
-    pub(crate) async fn call_via(
-        &self,
+    ///
+    /// The request's span starts here (`op` is not kept); the rest is one
+    /// async block down to the answer, and the wait itself the
+    /// hand-written [`Sending`], so that a request in flight holds one
+    /// small state (its size is what 10 000 requests in flight cost).
+    pub(crate) fn call_via<'a>(
+        &'a self,
         op: Op<'_>,
         frame: BytesMut,
         timeout: Option<Duration>,
         idempotent: bool,
         via: Via,
-    ) -> Result<Frame, Error> {
+    ) -> impl std::future::Future<Output = Result<Frame, Error>> + Send + 'a {
         let observed = self.observer().request(&op, self.config.trace_query_text);
-        let r = self.call_inner(frame, timeout, idempotent, via).await;
-        observed.finish(&r);
-        r.map(|a| a.frame)
-    }
-
-    async fn call_inner(
-        &self,
-        frame: BytesMut,
-        timeout: Option<Duration>,
-        idempotent: bool,
-        via: Via,
-    ) -> Result<Answer, Error> {
         let timeout = timeout.unwrap_or(self.config.request_timeout);
-        let now = crate::rt::now();
-        // A timeout too large to add is as good as none (a year).
-        let deadline = now
-            .checked_add(timeout)
-            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
-        let Some(spread) = &self.inner.spread else {
-            let _busy = self.inner.primary.enter();
-            return self
-                .send_on(&self.inner.primary, frame, deadline, timeout, idempotent)
-                .await;
-        };
-        let lane = spread.pick(via)?;
-        let busy = lane.enter();
-        let r = self
-            .send_on(&lane, frame, deadline, timeout, idempotent)
-            .await;
-        drop(busy);
-        if r.is_ok() && !idempotent {
-            spread.changed_on(&lane);
-        }
-        r
-    }
-
-    /// Hands one request to `lane`'s connection task and waits for its
-    /// answer.
-    async fn send_on(
-        &self,
-        lane: &Lane,
-        frame: BytesMut,
-        deadline: web_time::Instant,
-        timeout: Duration,
-        idempotent: bool,
-    ) -> Result<Answer, Error> {
-        let gone = || lane.shared.dead.get().cloned().unwrap_or(Error::Closed);
-        let (reply, rx) = oneshot::channel();
-        let cmd = Command::Request {
-            frame,
-            reply,
-            deadline,
-            timeout,
-            idempotent,
-        };
-        // Straight to the session when the connection is not busy with
-        // another caller's turn: then this caller steps the sockets itself
-        // while it waits (see `driver::Core`).
-        #[cfg(not(target_arch = "wasm32"))]
-        let (cmd, ticket) = match lane.core.as_deref().map(std::sync::Mutex::try_lock) {
-            Some(Ok(mut core)) => match core.submit(cmd) {
-                Ok(ticket) => (None, Some(ticket)),
-                Err(cmd) => (Some(cmd), None),
-            },
-            _ => (Some(cmd), None),
-        };
-        #[cfg(target_arch = "wasm32")]
-        let cmd = Some(cmd);
-        // The connection times the request out; the caller only waits
-        // itself when the command queue is full.
-        if let Some(cmd) = cmd {
-            match lane.cmd_tx.try_send(Input::Cmd(cmd)) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(cmd)) => {
-                    let send = crate::rt::timeout_at(Some(deadline), lane.cmd_tx.send(cmd));
-                    match Box::pin(send).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return Err(gone()),
-                        Err(_) => return Err(Error::Timeout(timeout)),
-                    }
+        async move {
+            let r = match &self.inner.spread {
+                None => {
+                    let lane = &self.inner.primary;
+                    let _busy = lane.enter();
+                    send_on(lane, frame, timeout, idempotent).await
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => return Err(gone()),
-            }
+                Some(spread) => match spread.pick(via) {
+                    Ok(lane) => {
+                        let busy = lane.enter();
+                        let r = send_on(&lane, frame, timeout, idempotent).await;
+                        drop(busy);
+                        if r.is_ok() && !idempotent {
+                            spread.changed_on(&lane);
+                        }
+                        r
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            observed.finish(&r);
+            r.map(|a| a.frame)
         }
-        #[cfg(not(target_arch = "wasm32"))]
-        let answer = Stepping {
-            rx,
-            core: lane.core.as_deref(),
-            ticket,
-        }
-        .await;
-        #[cfg(target_arch = "wasm32")]
-        let answer = rx.await.ok();
-        answer.unwrap_or_else(|| Err(gone()))
     }
+}
+
+/// Hands one request to `lane`'s connection task; the returned future
+/// waits for its answer.
+fn send_on(lane: &Lane, frame: BytesMut, timeout: Duration, idempotent: bool) -> Sending<'_> {
+    let now = crate::rt::now();
+    // A timeout too large to add is as good as none (a year).
+    let deadline = now
+        .checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
+    let (reply, rx) = oneshot::channel();
+    let cmd = Command::Request {
+        frame,
+        reply,
+        deadline,
+        timeout,
+        idempotent,
+    };
+    let mut sending = Sending {
+        lane,
+        rx,
+        ticket: None,
+        queued: None,
+        timeout,
+        failed: false,
+    };
+    // Straight to the session when the connection is not busy with
+    // another caller's turn: then this caller steps the sockets itself
+    // while it waits (see `driver::Core`).
+    #[cfg(not(target_arch = "wasm32"))]
+    let cmd = match lane.core.as_deref().map(std::sync::Mutex::try_lock) {
+        Some(Ok(mut core)) => match core.submit(cmd) {
+            Ok(ticket) => {
+                sending.ticket = Some(ticket);
+                return sending;
+            }
+            Err(cmd) => cmd,
+        },
+        _ => cmd,
+    };
+    // The connection times the request out; the caller only waits itself
+    // when the command queue is full.
+    match lane.cmd_tx.try_send(Input::Cmd(cmd)) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(cmd)) => {
+            let send = crate::rt::timeout_at(Some(deadline), lane.cmd_tx.send(cmd));
+            sending.queued = Some(Box::pin(async move {
+                match send.await {
+                    Ok(Ok(())) => Queued::In,
+                    Ok(Err(_)) => Queued::Gone,
+                    Err(_) => Queued::TimedOut,
+                }
+            }));
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => sending.failed = true,
+    }
+    sending
+}
+
+/// How a wait for room in a full command queue ended.
+enum Queued {
+    /// The request is in the queue.
+    In,
+    /// The connection task is gone.
+    Gone,
+    /// The request's deadline came first.
+    TimedOut,
 }
 
 /// A caller's wait for its answer. A caller whose request found the
 /// connection idle steps its sockets from the caller's task while it
 /// waits, and gives them back to the connection task when done or dropped
 /// (see `driver::Core`); any other waits for the answer to be handed
-/// over.
-#[cfg(not(target_arch = "wasm32"))]
-struct Stepping<'a> {
+/// over (first for room in the command queue, when it was full).
+struct Sending<'a> {
+    lane: &'a Lane,
     rx: oneshot::Receiver<Result<Answer, Error>>,
-    core: Option<&'a std::sync::Mutex<crate::connection::driver::Core>>,
     /// The ticket of a caller that steps the sockets (`None` once the
-    /// connection task took them back).
+    /// connection task took them back). Never one in a browser.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     ticket: Option<u64>,
+    /// The request waiting for room in the command queue.
+    queued: Option<futures::future::BoxFuture<'a, Queued>>,
+    timeout: Duration,
+    /// The connection task was gone before the request was handed over.
+    failed: bool,
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-impl Stepping<'_> {
+impl Sending<'_> {
+    /// The error of a connection that stopped without answering.
+    fn gone(&self) -> Error {
+        self.lane
+            .shared
+            .dead
+            .get()
+            .cloned()
+            .unwrap_or(Error::Closed)
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
     fn hand_back(&mut self) {
-        if let (Some(ticket), Some(core)) = (self.ticket.take(), self.core) {
+        if let (Some(ticket), Some(core)) = (self.ticket.take(), self.lane.core.as_deref()) {
             crate::connection::driver::lock(core).hand_back(ticket);
         }
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-impl std::future::Future for Stepping<'_> {
-    /// The answer; `None` when the connection dropped the request
-    /// unanswered (it stopped).
-    type Output = Option<Result<Answer, Error>>;
+impl std::future::Future for Sending<'_> {
+    /// The answer, or why there is none.
+    type Output = Result<Answer, Error>;
 
     fn poll(
         mut self: std::pin::Pin<&mut Self>,
@@ -695,7 +709,21 @@ impl std::future::Future for Stepping<'_> {
     ) -> std::task::Poll<Self::Output> {
         use std::task::Poll;
         let this = &mut *self;
-        if let (Some(ticket), Some(core)) = (this.ticket, this.core) {
+        if this.failed {
+            return Poll::Ready(Err(this.gone()));
+        }
+        if let Some(q) = this.queued.as_mut() {
+            match q.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Queued::In) => this.queued = None,
+                Poll::Ready(Queued::Gone) => return Poll::Ready(Err(this.gone())),
+                Poll::Ready(Queued::TimedOut) => {
+                    return Poll::Ready(Err(Error::Timeout(this.timeout)))
+                }
+            }
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        if let (Some(ticket), Some(core)) = (this.ticket, this.lane.core.as_deref()) {
             let mut c = crate::connection::driver::lock(core);
             let rx = &this.rx;
             if c.step_caller(ticket, cx, &|| !rx.is_empty()) {
@@ -709,18 +737,24 @@ impl std::future::Future for Stepping<'_> {
                 };
                 this.ticket = None;
                 c.hand_back(ticket);
-                return Poll::Ready(r);
+                drop(c);
+                return Poll::Ready(r.unwrap_or_else(|| Err(this.gone())));
             }
             // The connection task took the sockets back: it hands the
             // answer over.
             this.ticket = None;
         }
-        std::pin::Pin::new(&mut this.rx).poll(cx).map(Result::ok)
+        match std::pin::Pin::new(&mut this.rx).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(r)) => Poll::Ready(r),
+            // The connection dropped the request unanswered (it stopped).
+            Poll::Ready(Err(_)) => Poll::Ready(Err(this.gone())),
+        }
     }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-impl Drop for Stepping<'_> {
+impl Drop for Sending<'_> {
     fn drop(&mut self) {
         self.hand_back();
     }

@@ -322,29 +322,32 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
         &mut self,
         decode: fn(Bytes) -> Result<T, Error>,
     ) -> BoxFuture<'a, Result<T, Error>> {
-        let frame = self.take_frame();
-        let (client, timeout, idempotent, via) =
-            (self.client, self.timeout, self.idempotent, self.via);
-        let text = self.text;
+        let frame = match self.take_frame() {
+            Ok(frame) => frame,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        let client = self.client;
         let kind = match self.kind {
             RequestKind::Query => OpKind::Query,
             RequestKind::Run => OpKind::Run,
         };
-        // Encoded already: the scope goes along for the request's span.
+        // Encoded already: the scope is for the request's span, which
+        // starts here.
         let scope = self.scope.take();
-        Box::pin(async move {
-            let scope = scope.as_ref().unwrap_or_else(|| client.default_scope());
-            let op = Op {
-                kind,
-                scope: scope.as_str(),
-                text,
-            };
-            decode(expect_data(
-                client
-                    .call_via(op, frame?, timeout, idempotent, via)
-                    .await?,
-            )?)
-        })
+        let op = Op {
+            kind,
+            scope: scope
+                .as_ref()
+                .unwrap_or_else(|| client.default_scope())
+                .as_str(),
+            text: self.text,
+        };
+        let call = client.call_via(op, frame, self.timeout, self.idempotent, self.via);
+        // A combinator, not an async block: an async block would keep
+        // `call` twice (as captured, and as awaited).
+        Box::pin(futures::FutureExt::map(call, move |r| {
+            decode(expect_data(r?)?)
+        }))
     }
 
     fn poll_value(&mut self, cx: &mut Context<'_>) -> Poll<Result<rmpv::Value, Error>> {

@@ -395,3 +395,62 @@ async fn builders_are_futures() {
     };
     assert_eq!(v, Value::from(42));
 }
+
+/// Requests first polled all at once, with nothing else running between:
+/// beyond the connection task's command queue (4 096), each waits for room
+/// itself. Every one is answered.
+#[tokio::test(flavor = "current_thread")]
+async fn requests_beyond_a_full_command_queue_wait_for_room() {
+    let node = TestNode::start().await.unwrap();
+    let client = Client::connect(&node.tcp_target(), Auth::password("admin", "pass"))
+        .await
+        .unwrap();
+    let mut calls: Vec<_> = (0..6000).map(|_| client.query("1 + 1;").raw()).collect();
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    for c in &mut calls {
+        assert!(c.as_mut().poll(&mut cx).is_pending());
+    }
+    let answers = within(60, futures::future::join_all(calls)).await;
+    assert!(answers.iter().all(Result::is_ok));
+    client.close().await.unwrap();
+}
+
+/// A request waiting for room in a full command queue gives up at its own
+/// deadline, with `Error::Timeout`. The node is gone, so the connection
+/// task holds what it takes (8 192 requests) and takes no more; 4 096 more
+/// fill its queue; the rest wait for room.
+#[tokio::test]
+async fn a_request_waiting_for_room_times_out_at_its_deadline() {
+    let node = TestNode::start().await.unwrap();
+    let client = builder(&node, Via::Tcp)
+        .request_timeout(Duration::from_secs(60))
+        .connect()
+        .await
+        .unwrap();
+    drop(node);
+    within(30, async {
+        while client.is_connected() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut waiting: Vec<_> = (0..8192 + 4096 + 500)
+        .map(|_| client.query("1 + 1;").raw())
+        .collect();
+    for c in &mut waiting {
+        assert!(c.as_mut().poll(&mut cx).is_pending());
+    }
+    // The connection task takes what it holds meanwhile.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let late = (0..10).map(|_| {
+        client
+            .query("1 + 1;")
+            .timeout(Duration::from_millis(100))
+            .raw()
+    });
+    for r in within(30, futures::future::join_all(late)).await {
+        let e = r.unwrap_err();
+        assert!(e.is_timeout(), "{e:?}");
+    }
+}
