@@ -548,7 +548,7 @@ impl Client {
         frame: BytesMut,
         timeout: Option<Duration>,
         idempotent: bool,
-    ) -> impl std::future::Future<Output = Result<Frame, Error>> + Send + 'a {
+    ) -> impl std::future::Future<Output = Result<Frame, Error>> + 'a {
         self.call_via(op, frame, timeout, idempotent, Via::Balance)
     }
 
@@ -565,7 +565,7 @@ impl Client {
         timeout: Option<Duration>,
         idempotent: bool,
         via: Via,
-    ) -> impl std::future::Future<Output = Result<Frame, Error>> + Send + 'a {
+    ) -> impl std::future::Future<Output = Result<Frame, Error>> + 'a {
         let observed = self.observer().request(&op, self.config.trace_query_text);
         let timeout = timeout.unwrap_or(self.config.request_timeout);
         async move {
@@ -674,7 +674,7 @@ struct Sending<'a> {
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     ticket: Option<u64>,
     /// The request waiting for room in the command queue.
-    queued: Option<futures::future::BoxFuture<'a, Queued>>,
+    queued: Option<crate::request::BoxFuture<'a, Queued>>,
     timeout: Duration,
     /// The connection task was gone before the request was handed over.
     failed: bool,
