@@ -544,31 +544,38 @@ impl Client {
     /// reply is dropped.
     pub(crate) fn call<'a>(
         &'a self,
-        op: Op<'_>,
+        op: Op<'a>,
         frame: BytesMut,
         timeout: Option<Duration>,
         idempotent: bool,
     ) -> impl std::future::Future<Output = Result<Frame, Error>> + 'a {
-        self.call_via(op, frame, timeout, idempotent, Via::Balance)
+        self.call_via(op, None, frame, timeout, idempotent, Via::Balance)
     }
 
     /// [`Client::call`], on the connection `via` names.
     ///
-    /// The request's span starts here (`op` is not kept); the rest is one
-    /// async block down to the answer, and the wait itself the
-    /// hand-written [`Sending`], so that a request in flight holds one
-    /// small state (its size is what 10 000 requests in flight cost).
+    /// `scope`, when given, is the request's own scope and stands for
+    /// `op.scope` (owned, for a request built with `.scope(..)`). One
+    /// async block down to the answer (the request's span starts at its
+    /// first poll), and the wait itself the hand-written [`Sending`], so
+    /// that a request in flight holds one small state (its size is what
+    /// 10 000 requests in flight cost).
     pub(crate) fn call_via<'a>(
         &'a self,
-        op: Op<'_>,
+        op: Op<'a>,
+        scope: Option<Scope>,
         frame: BytesMut,
         timeout: Option<Duration>,
         idempotent: bool,
         via: Via,
     ) -> impl std::future::Future<Output = Result<Frame, Error>> + 'a {
-        let observed = self.observer().request(&op, self.config.trace_query_text);
         let timeout = timeout.unwrap_or(self.config.request_timeout);
         async move {
+            let op = Op {
+                scope: scope.as_ref().map_or(op.scope, Scope::as_str),
+                ..op
+            };
+            let observed = self.observer().request(&op, self.config.trace_query_text);
             let r = match &self.inner.spread {
                 None => {
                     let lane = &self.inner.primary;
@@ -716,9 +723,15 @@ impl std::future::Future for Sending<'_> {
             match q.as_mut().poll(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Queued::In) => this.queued = None,
-                Poll::Ready(Queued::Gone) => return Poll::Ready(Err(this.gone())),
+                Poll::Ready(Queued::Gone) => {
+                    this.queued = None;
+                    this.failed = true;
+                    return Poll::Ready(Err(this.gone()));
+                }
                 Poll::Ready(Queued::TimedOut) => {
-                    return Poll::Ready(Err(Error::Timeout(this.timeout)))
+                    this.queued = None;
+                    this.failed = true;
+                    return Poll::Ready(Err(Error::Timeout(this.timeout)));
                 }
             }
         }

@@ -331,18 +331,20 @@ impl<'a, V: Serialize + ?Sized> Core<'a, V> {
             RequestKind::Query => OpKind::Query,
             RequestKind::Run => OpKind::Run,
         };
-        // Encoded already: the scope is for the request's span, which
-        // starts here.
-        let scope = self.scope.take();
+        // Encoded already: the scope goes along for the request's span.
         let op = Op {
             kind,
-            scope: scope
-                .as_ref()
-                .unwrap_or_else(|| client.default_scope())
-                .as_str(),
+            scope: client.default_scope().as_str(),
             text: self.text,
         };
-        let call = client.call_via(op, frame, self.timeout, self.idempotent, self.via);
+        let call = client.call_via(
+            op,
+            self.scope.take(),
+            frame,
+            self.timeout,
+            self.idempotent,
+            self.via,
+        );
         // A combinator, not an async block: an async block would keep
         // `call` twice (as captured, and as awaited).
         Box::pin(futures::FutureExt::map(call, move |r| {

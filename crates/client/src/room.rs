@@ -221,7 +221,7 @@ impl Room {
         expect_ok(
             &self
                 .client
-                .call_via(op, frame, None, false, crate::balance::Via::Primary)
+                .call_via(op, None, frame, None, false, crate::balance::Via::Primary)
                 .await?,
         )
     }

@@ -416,9 +416,11 @@ async fn requests_beyond_a_full_command_queue_wait_for_room() {
 }
 
 /// A request waiting for room in a full command queue gives up at its own
-/// deadline, with `Error::Timeout`. The node is gone, so the connection
-/// task holds what it takes (8 192 requests) and takes no more; 4 096 more
-/// fill its queue; the rest wait for room.
+/// deadline, with `Error::Timeout`. The node is gone: the connection task
+/// holds what it takes from the queue, and the room that leaves goes to
+/// the requests already waiting for it, in their order (these were polled
+/// once and never again, so they keep it and send nothing): the queue
+/// stays full, and a later request waits for room until its deadline.
 #[tokio::test]
 async fn a_request_waiting_for_room_times_out_at_its_deadline() {
     let node = TestNode::start().await.unwrap();
@@ -441,7 +443,7 @@ async fn a_request_waiting_for_room_times_out_at_its_deadline() {
     for c in &mut waiting {
         assert!(c.as_mut().poll(&mut cx).is_pending());
     }
-    // The connection task takes what it holds meanwhile.
+    // The connection task takes what it will meanwhile.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let late = (0..10).map(|_| {
         client
