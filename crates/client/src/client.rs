@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::balance::{Lane, NodeLoad, Spread, Via};
 use crate::config::{Auth, ClientBuilder, Config};
 use crate::connection::pool::PoolEntry;
-use crate::connection::{Command, Input};
+use crate::connection::{deadline_after, Command, Input};
 use crate::error::{unexpected, Error};
 use crate::events::{event_channel, Overflow};
 use crate::observe::{Answer, Observer, Op, OpKind, Stats};
@@ -528,13 +528,7 @@ impl Client {
     }
 
     fn gone(&self) -> Error {
-        self.inner
-            .primary
-            .shared
-            .dead
-            .get()
-            .cloned()
-            .unwrap_or(Error::Closed)
+        self.inner.primary.shared.gone()
     }
 
     /// Sends one encoded request (id filled in by the connection task) and
@@ -604,19 +598,8 @@ impl Client {
 /// Hands one request to `lane`'s connection task; the returned future
 /// waits for its answer.
 fn send_on(lane: &Lane, frame: BytesMut, timeout: Duration, idempotent: bool) -> Sending<'_> {
-    let now = crate::rt::now();
-    // A timeout too large to add is as good as none (a year).
-    let deadline = now
-        .checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
-    let (reply, rx) = oneshot::channel();
-    let cmd = Command::Request {
-        frame,
-        reply,
-        deadline,
-        timeout,
-        idempotent,
-    };
+    let deadline = deadline_after(crate::rt::now(), timeout);
+    let (cmd, rx) = Command::request(frame, deadline, timeout, idempotent);
     let mut sending = Sending {
         lane,
         rx,
@@ -690,12 +673,7 @@ struct Sending<'a> {
 impl Sending<'_> {
     /// The error of a connection that stopped without answering.
     fn gone(&self) -> Error {
-        self.lane
-            .shared
-            .dead
-            .get()
-            .cloned()
-            .unwrap_or(Error::Closed)
+        self.lane.shared.gone()
     }
 
     #[cfg(not(target_arch = "wasm32"))]

@@ -15,7 +15,7 @@ use web_time::Instant;
 use super::driver::Driver;
 use crate::client::{expect_data, expect_ok};
 use crate::config::{Auth, ClientBuilder, Config};
-use crate::connection::Command;
+use crate::connection::{deadline_after, Command};
 use crate::error::unexpected;
 use crate::error::Error;
 use crate::request::{as_raw, as_type, as_value, Core, HasDefaultScope, RequestKind};
@@ -266,12 +266,7 @@ impl Client {
     }
 
     pub(crate) fn gone(&self) -> Error {
-        self.driver()
-            .shared
-            .dead
-            .get()
-            .cloned()
-            .unwrap_or(Error::Closed)
+        self.driver().shared.gone()
     }
 
     /// Sends one encoded request and waits for its reply, within `timeout`
@@ -286,18 +281,8 @@ impl Client {
             return Err(e.clone());
         }
         let timeout = timeout.unwrap_or(self.config.request_timeout);
-        let now = Instant::now();
-        let deadline = now
-            .checked_add(timeout)
-            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
-        let (reply, mut rx) = oneshot::channel();
-        let cmd = Command::Request {
-            frame,
-            reply,
-            deadline,
-            timeout,
-            idempotent,
-        };
+        let deadline = deadline_after(Instant::now(), timeout);
+        let (cmd, mut rx) = Command::request(frame, deadline, timeout, idempotent);
         // The session times the request out; the extra second only
         // guards against a session that would not.
         match self

@@ -92,6 +92,12 @@ const NOT_SERVING: usize = usize::MAX;
 const NOT_YET: usize = usize::MAX - 1;
 
 impl Shared {
+    /// The error of a connection that stopped: why it stopped, or
+    /// [`Error::Closed`].
+    pub(crate) fn gone(&self) -> Error {
+        self.dead.get().cloned().unwrap_or(Error::Closed)
+    }
+
     /// State for a client that is not connected yet.
     pub(crate) fn new() -> Shared {
         Shared::with(Watchers::default(), Arc::default())

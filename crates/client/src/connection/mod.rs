@@ -14,4 +14,4 @@ mod model;
 pub(crate) mod testing;
 
 pub(crate) use driver::{Input, Shared};
-pub(crate) use session::{Command, RoomKey, Subscribe};
+pub(crate) use session::{deadline_after, Command, RoomKey, Subscribe};

@@ -147,6 +147,37 @@ pub(crate) enum Command {
     Rooms(oneshot::Sender<Vec<RoomKey>>),
 }
 
+/// `timeout` after `now`; a timeout too large to add is as good as none
+/// (a year).
+pub(crate) fn deadline_after(now: Instant, timeout: Duration) -> Instant {
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
+}
+
+impl Command {
+    /// A request of `frame` due at `deadline`, and the receiver of its
+    /// answer.
+    pub(crate) fn request(
+        frame: BytesMut,
+        deadline: Instant,
+        timeout: Duration,
+        idempotent: bool,
+    ) -> (
+        Command,
+        oneshot::Receiver<Result<crate::observe::Answer, Error>>,
+    ) {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Request {
+            frame,
+            reply,
+            deadline,
+            timeout,
+            idempotent,
+        };
+        (cmd, rx)
+    }
+}
+
 /// A room stream asking to join.
 pub(crate) struct Subscribe {
     pub scope: Scope,
